@@ -1,0 +1,69 @@
+"""clvlab: customer lifetime value from transactions.
+
+BTYD models (BG/NBD, Gamma-Gamma) fitted on historical transactions, evaluated on a holdout,
+tracked in MLflow and scored per customer: p_alive, p_churn, expected purchases, expected
+spend, expected revenue and CLV.
+
+The public API is imported lazily, so that ``import clvlab`` (and ``clvlab --help``) is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from clvlab.errors import ClvlabError, ConfigError, DataError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "train": "clvlab.training",
+    "TrainResult": "clvlab.training",
+    "score": "clvlab.scoring",
+    "load_model": "clvlab.tracking",
+    "read_transactions": "clvlab.data",
+    "clean_transactions": "clvlab.data",
+    "rfm": "clvlab.features",
+    "calibration_holdout": "clvlab.features",
+    "load_config": "clvlab.config",
+    "RunConfig": "clvlab.config",
+    "CLVModel": "clvlab.models.clv",
+    "BetaGeo": "clvlab.models.btyd",
+    "GammaGamma": "clvlab.models.btyd",
+}
+
+__all__ = [
+    "BetaGeo",
+    "CLVModel",
+    "ClvlabError",
+    "ConfigError",
+    "DataError",
+    "GammaGamma",
+    "RunConfig",
+    "TrainResult",
+    "__version__",
+    "calibration_holdout",
+    "clean_transactions",
+    "load_config",
+    "load_model",
+    "read_transactions",
+    "rfm",
+    "score",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from clvlab.config import RunConfig, load_config
+    from clvlab.data import clean_transactions, read_transactions
+    from clvlab.features import calibration_holdout, rfm
+    from clvlab.models.btyd import BetaGeo, GammaGamma
+    from clvlab.models.clv import CLVModel
+    from clvlab.scoring import score
+    from clvlab.tracking import load_model
+    from clvlab.training import TrainResult, train
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clvlab' has no attribute {name!r}")

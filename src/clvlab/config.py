@@ -1,0 +1,156 @@
+"""The run config: YAML in, a validated :class:`RunConfig` out.
+
+A run config names the data, the calibration/holdout split, the unit of time and the scoring
+settings, so that any dataset can be run without code. Every key is checked on load; a wrong
+key or value raises :class:`clvlab.ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clvlab.errors import ConfigError
+
+#: Length of one time unit in days. "M" is the average Gregorian month, as in lifetimes.
+UNIT_DAYS: dict[str, float] = {"D": 1.0, "W": 7.0, "M": 30.436875}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Where the transactions come from and which columns hold what."""
+
+    source: str = Field(
+        description="'lifetimes:CDNOW_master', 'lifetimes:CDNOW_sample' or a CSV/Parquet path."
+    )
+    customer_id: str = "customer_id"
+    date: str = "date"
+    amount: str | None = Field(default=None, description="None for count-only data.")
+    date_format: str | None = Field(default=None, description="strftime format; inferred if None.")
+
+
+class SplitConfig(_Strict):
+    """Calibration period (fit) and holdout period (evaluate) for the backtest."""
+
+    calibration_end: dt.date
+    holdout_end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SplitConfig:
+        if self.holdout_end <= self.calibration_end:
+            raise ValueError(
+                f"holdout_end ({self.holdout_end}) must be after calibration_end "
+                f"({self.calibration_end})"
+            )
+        return self
+
+
+class ModelsConfig(_Strict):
+    """Settings of the fitted models."""
+
+    penalizer_coef: float = Field(default=0.0, ge=0.0)
+
+
+class ScoringConfig(_Strict):
+    """Defaults for scoring: horizon and discounting."""
+
+    horizon_days: float = Field(default=365.0, gt=0)
+    annual_discount_rate: float = Field(default=0.10, ge=0.0, lt=1.0)
+
+
+class TrackingConfig(_Strict):
+    """Where runs and local model exports go."""
+
+    experiment: str | None = Field(default=None, description="Defaults to the run's name.")
+    export_dir: str = Field(default="models", description="Local model exports, per run name.")
+
+
+class RunConfig(_Strict):
+    """A validated run config."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataConfig
+    split: SplitConfig
+    time_unit: Literal["D", "W", "M"] = "W"
+    models: ModelsConfig = ModelsConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @property
+    def unit_days(self) -> float:
+        """Length of one :attr:`time_unit` in days."""
+        return UNIT_DAYS[self.time_unit]
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment the run is logged to."""
+        return self.tracking.experiment or self.name
+
+    def to_flat_dict(self) -> dict[str, str]:
+        """The resolved config as ``{"split.calibration_end": "1997-09-30", ...}``."""
+        return dict(_flatten(self.model_dump(mode="json")))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", "" if value is None else str(value)
+
+
+def load_config(config: str | Path | dict[str, Any] | RunConfig) -> RunConfig:
+    """Load and validate a run config.
+
+    Parameters
+    ----------
+    config
+        A path to a YAML file, a dict of the same shape, or an already validated config.
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or not YAML, or a key or value is wrong; the message names each.
+    """
+    if isinstance(config, RunConfig):
+        return config
+    where = "config"
+    if isinstance(config, str | Path):
+        path = Path(config)
+        where = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}. Pass an existing YAML file.")
+        try:
+            config = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {type(config)}")
+    try:
+        return RunConfig.model_validate(config)
+    except ValidationError as exc:
+        raise ConfigError(_describe(where, exc)) from None
+
+
+def _describe(where: str, exc: ValidationError) -> str:
+    lines = [f"{where}: {exc.error_count()} problem(s) in the run config"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key; check its spelling (see configs/cdnow.yaml)")
+        elif error["type"] == "missing":
+            lines.append(f"  - {key}: required key is missing")
+        else:
+            lines.append(f"  - {key}: {error['msg']} (got {error.get('input')!r})")
+    return "\n".join(lines)

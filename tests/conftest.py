@@ -1,0 +1,40 @@
+"""Shared fixtures. Every test runs against a temporary MLflow store, never the user's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_mlflow_store(tmp_path_factory: pytest.TempPathFactory):
+    """Point MLflow at a throwaway store for the whole session, whatever the environment says."""
+    store = tmp_path_factory.mktemp("mlflow-session")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+        patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        patch.setenv("DO_NOT_TRACK", "true")
+        yield
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test in an empty folder with its own MLflow store."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def cdnow_sample():
+    from clvlab import read_transactions
+
+    return read_transactions("lifetimes:CDNOW_sample")
+
+
+@pytest.fixture(scope="session")
+def cdnow_master():
+    from clvlab import read_transactions
+
+    return read_transactions("lifetimes:CDNOW_master")
