@@ -1,0 +1,6 @@
+"""Reading, validating and cleaning transactions into the canonical table."""
+
+from clvlab.data.clean import DataReport, clean_transactions
+from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, read_transactions
+
+__all__ = ["AMOUNT", "CUSTOMER_ID", "DATE", "DataReport", "clean_transactions", "read_transactions"]

@@ -1,0 +1,76 @@
+"""Checks at the boundary: turn a user's table into canonical columns or say what is wrong."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from clvlab.errors import DataError
+
+_EXAMPLES = 5
+
+
+def examples(values: pd.Series, limit: int = _EXAMPLES) -> str:
+    """A few offending values with their row labels, e.g. ``row 3: 'abc', row 9: '??'``."""
+    shown = ", ".join(f"row {index}: {value!r}" for index, value in values.head(limit).items())
+    more = f" (and {len(values) - limit} more)" if len(values) > limit else ""
+    return shown + more
+
+
+def require_columns(frame: pd.DataFrame, columns: dict[str, str], where: str) -> None:
+    """Raise :class:`DataError` naming every role whose column is missing from ``frame``."""
+    missing = {role: name for role, name in columns.items() if name not in frame.columns}
+    if missing:
+        wanted = ", ".join(f"{role} column {name!r}" for role, name in missing.items())
+        raise DataError(
+            f"{where}: missing {wanted}. The table has columns {list(frame.columns)}. "
+            "Rename the column or set the name in the run config's data section "
+            "(data.customer_id / data.date / data.amount)."
+        )
+
+
+def parse_dates(values: pd.Series, column: str, date_format: str | None, where: str) -> pd.Series:
+    """Parse a date column to timezone-naive timestamps, or raise naming the bad rows.
+
+    Timezone-aware values are converted to UTC and made naive. Integers such as 19970101
+    are read as ``%Y%m%d`` when no format is given.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(values):
+        return values
+    if pd.api.types.is_integer_dtype(values):
+        values = values.astype(str)
+        date_format = date_format or "%Y%m%d"
+    try:
+        parsed = pd.to_datetime(values, format=date_format, errors="coerce", utc=True)
+        if date_format is None and parsed.isna().any():
+            # Inference follows the first value; ISO strings of mixed precision
+            # ("2021-03-01", "2021-03-05 10:30") are still unambiguous.
+            retry = parsed.isna() & values.notna()
+            parsed[retry] = pd.to_datetime(
+                values[retry], format="ISO8601", errors="coerce", utc=True
+            )
+    except (ValueError, TypeError) as exc:  # a format pandas cannot even try
+        raise DataError(f"{where}: cannot parse date column {column!r}: {exc}") from None
+    bad = parsed.isna()
+    if bad.any():
+        how = f"with format {date_format!r}" if date_format else "as dates"
+        raise DataError(
+            f"{where}: {int(bad.sum())} of {len(values)} rows of date column {column!r} cannot be "
+            f"read {how}: {examples(values[bad])}. Fix or remove those rows, or set "
+            "data.date_format in the run config (e.g. '%Y-%m-%d')."
+        )
+    return parsed.dt.tz_localize(None)
+
+
+def parse_amounts(values: pd.Series, column: str, where: str) -> pd.Series:
+    """Parse an amount column to float64, or raise naming the rows that are not numbers."""
+    parsed = pd.to_numeric(values, errors="coerce").astype("float64")
+    bad = parsed.isna()
+    if bad.any():
+        raise DataError(
+            f"{where}: {int(bad.sum())} of {len(values)} rows of amount column {column!r} are "
+            f"not numbers: {examples(values[bad])}. Fix or remove those rows, or leave "
+            "data.amount unset for count-only data."
+        )
+    return parsed
