@@ -1,0 +1,629 @@
+"""Fitting machinery shared by clvlab's BTYD models.
+
+Every model here is fitted the same way:
+
+1. validate the RFM table (:func:`validate_rfm`) and compress it to its distinct rows with
+   counts (:func:`compress_rows`); weights multiply the counts;
+2. minimise the mean negative log-likelihood plus lifetimes' L2 penalty over the
+   log-parameters with L-BFGS-B and the model's exact analytic gradient, from a data-driven
+   start and, if that run fails or ends on a bound, from a few other starts
+   (:func:`minimize_with_restarts`);
+3. take standard errors from the inverse of a finite-difference Hessian of the total
+   objective (:func:`standard_errors`), mapped to natural parameters with the delta method.
+
+The optimizer works on ``u = log(theta) - offset``: the offset is a model-chosen scale (the
+longest customer age for BG/NBD, the mean spend for Gamma-Gamma) that makes the search box
+``u in [-15, 15]`` and the start points independent of the data's time or money unit.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_is_fitted
+
+from clvlab.errors import ConfigError, DataError
+
+#: Box on the shifted log-parameters ``u = log(theta) - offset`` searched by the optimizer.
+LOG_BOUND = 15.0
+#: A shifted log-parameter this close to :data:`LOG_BOUND` counts as sitting on the bound.
+_ON_BOUND_TOL = 1e-6
+#: Largest projected-gradient entry (of the mean objective) accepted as converged when
+#: L-BFGS-B stops for a reason other than its own convergence tests (e.g. a line search
+#: that cannot make progress in floating point any more).
+_ACCEPT_PGTOL = 1e-5
+#: Step (in log-parameter units) of the central differences giving the Hessian.
+_HESSIAN_STEP = 1e-5
+#: Version of :meth:`BTYDEstimator.to_dict`'s layout.
+_FORMAT_VERSION = 1
+
+#: Objective of the optimizer: log-parameters -> (value, gradient).
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+class BTYDConvergenceWarning(ConvergenceWarning):
+    """A clvlab BTYD fit did not converge or ended with a parameter on its search bound."""
+
+
+# --------------------------------------------------------------------------------------
+# Input validation
+# --------------------------------------------------------------------------------------
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python scalar (so messages show ``12.0``, not ``np.float64``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _examples(frame: pd.DataFrame, mask: np.ndarray, columns: Sequence[str], k: int = 5) -> str:
+    """Up to ``k`` offending rows as ``index=..: col=value, ...``."""
+    rows = frame.loc[mask, list(columns)].head(k)
+    parts = []
+    for label, row in rows.iterrows():
+        values = ", ".join(f"{col}={_plain(row[col])!r}" for col in columns)
+        parts.append(f"index {_plain(label)!r}: {values}")
+    return "; ".join(parts)
+
+
+def raise_for_rows(
+    frame: pd.DataFrame, mask: np.ndarray, columns: Sequence[str], problem: str, fix: str
+) -> None:
+    """Raise :class:`~clvlab.errors.DataError` naming how many and which rows match ``mask``.
+
+    Parameters
+    ----------
+    frame
+        The table being validated.
+    mask
+        Boolean array, True on offending rows. Nothing happens when no row is True.
+    columns
+        Columns to show in the examples.
+    problem
+        What is wrong, e.g. ``"negative frequency"``.
+    fix
+        How to fix it.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    count = int(mask.sum())
+    if count == 0:
+        return
+    raise DataError(
+        f"{count} of {len(frame)} rows have {problem} (column "
+        f"{', '.join(repr(c) for c in columns)}); e.g. {_examples(frame, mask, columns)}. {fix}"
+    )
+
+
+def validate_rfm(
+    rfm: object, columns: Sequence[str], model: str, allow_nan: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Check that ``rfm`` is a non-empty DataFrame with finite numeric ``columns``.
+
+    Parameters
+    ----------
+    rfm
+        The table passed to ``fit``.
+    columns
+        Required columns.
+    model
+        Model name for messages.
+    allow_nan
+        Columns whose NaN / infinite values the caller checks itself (on the rows it uses).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``rfm[columns]`` as float64, same index.
+
+    Raises
+    ------
+    clvlab.errors.DataError
+        Not a DataFrame, empty, a column missing or non-numeric, NaN or infinite values.
+    """
+    if not isinstance(rfm, pd.DataFrame):
+        raise DataError(
+            f"{model}.fit expects a pandas DataFrame with columns {list(columns)}, got "
+            f"{type(rfm).__name__}; build one, e.g. with lifetimes' "
+            "summary_data_from_transaction_data."
+        )
+    missing = [c for c in columns if c not in rfm.columns]
+    if missing:
+        raise DataError(
+            f"{model}.fit: the RFM table lacks column(s) {missing} (it has "
+            f"{list(map(str, rfm.columns))}); rename or compute them before fitting."
+        )
+    if len(rfm) == 0:
+        raise DataError(f"{model}.fit: the RFM table has no rows; there is nothing to fit.")
+    out = {}
+    for col in columns:
+        series = rfm[col]
+        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+            raise DataError(
+                f"{model}.fit: column {col!r} has dtype {series.dtype}, not a number type; "
+                "convert it with pandas.to_numeric (and fix the values that fail)."
+            )
+        out[col] = series.to_numpy(dtype=float, na_value=np.nan)
+    table = pd.DataFrame(out, index=rfm.index)
+    for col in (c for c in columns if c not in allow_nan):
+        raise_for_rows(
+            rfm,
+            ~np.isfinite(table[col].to_numpy()),
+            [col],
+            "a missing (NaN) or infinite value",
+            "Drop those customers or fill the values before fitting.",
+        )
+    return table
+
+
+def validate_weights(weights: object, n_rows: int, model: str) -> np.ndarray:
+    """Return ``weights`` as a float array of length ``n_rows`` (ones when None).
+
+    Raises
+    ------
+    clvlab.errors.DataError
+        Wrong length, negative, NaN or infinite weights, or all weights zero.
+    """
+    if weights is None:
+        return np.ones(n_rows)
+    w = np.asarray(weights, dtype=float).reshape(-1)
+    if w.shape[0] != n_rows:
+        raise DataError(
+            f"{model}.fit: weights has {w.shape[0]} entries but the RFM table has {n_rows} "
+            "rows; pass one weight per row."
+        )
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        where = np.flatnonzero(bad)[:5].tolist()
+        raise DataError(
+            f"{model}.fit: {int(bad.sum())} weights are negative, NaN or infinite (positions "
+            f"{where}); weights must be finite and >= 0."
+        )
+    if w.sum() <= 0:
+        raise DataError(f"{model}.fit: all weights are zero; at least one row must count.")
+    return w
+
+
+def check_frequency(frame: pd.DataFrame, column: str = "frequency") -> None:
+    """Raise DataError unless ``frame[column]`` holds non-negative whole numbers."""
+    x = frame[column].to_numpy()
+    raise_for_rows(
+        frame,
+        x < 0,
+        [column],
+        "a negative frequency",
+        "frequency counts repeat purchases and must be >= 0; fix or drop those rows.",
+    )
+    raise_for_rows(
+        frame,
+        x != np.round(x),
+        [column],
+        "a non-integer frequency",
+        "frequency counts repeat purchases; round it or rebuild the RFM table.",
+    )
+
+
+def as_float_arrays(**arrays: object) -> list[np.ndarray]:
+    """Broadcast the named scalars/arrays to float arrays of one shape.
+
+    Raises
+    ------
+    clvlab.errors.DataError
+        An input cannot be converted or broadcast, or holds NaN / infinite values.
+    """
+    converted = []
+    for name, value in arrays.items():
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{name} must be numeric: {err}") from err
+        converted.append(arr)
+    try:
+        out = [np.array(a) for a in np.broadcast_arrays(*converted)]
+    except ValueError as err:
+        shapes = {name: np.shape(a) for name, a in zip(arrays, converted, strict=True)}
+        raise DataError(f"inputs of shapes {shapes} cannot be broadcast together") from err
+    for name, arr in zip(arrays, out, strict=True):
+        if not np.isfinite(arr).all():
+            raise DataError(
+                f"{name} has {int((~np.isfinite(arr)).sum())} NaN or infinite value(s); "
+                "drop or fill them before predicting."
+            )
+    return out
+
+
+def check_nonnegative(**arrays: np.ndarray) -> None:
+    """Raise DataError if any of the named arrays has a negative entry."""
+    for name, arr in arrays.items():
+        if (arr < 0).any():
+            raise DataError(
+                f"{name} has {int((arr < 0).sum())} negative value(s), e.g. "
+                f"{arr[arr < 0][:5].tolist()}; it must be >= 0."
+            )
+
+
+# --------------------------------------------------------------------------------------
+# Fitting
+# --------------------------------------------------------------------------------------
+
+
+def compress_rows(columns: Sequence[np.ndarray], weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Collapse identical rows into one row each with the summed weight as its count.
+
+    Parameters
+    ----------
+    columns
+        Equal-length 1-D arrays (e.g. frequency, recency, T).
+    weights
+        Weight of every row.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The distinct values of each column followed by the counts, rows with a zero count
+        dropped.
+    """
+    stacked = np.column_stack([np.asarray(c, dtype=float) for c in columns])
+    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(unique))
+    keep = counts > 0
+    return (*(unique[keep, j] for j in range(unique.shape[1])), counts[keep])
+
+
+@dataclass
+class FitProblem:
+    """What the shared optimizer needs to fit one model to one data set.
+
+    Attributes
+    ----------
+    nll
+        Total (weighted) negative log-likelihood and its gradient, both as functions of the
+        natural log-parameters ``log(theta)``.
+    total_weight
+        Sum of the weights (the number of customers when unweighted); the optimizer
+        minimises ``nll / total_weight`` so that its tolerances do not depend on data size.
+    log_offset
+        ``log(theta) = u + log_offset``; the optimizer searches ``u`` in the box
+        ``[-LOG_BOUND, LOG_BOUND]``.
+    penalty_scale
+        lifetimes' penalty is ``penalizer_coef * sum((theta * penalty_scale) ** 2)``; the scale
+        is 1 except where lifetimes penalises a parameter in rescaled units (BG/NBD's alpha).
+    starts
+        Start points in ``u``; the first is tried first, the others only when needed.
+    """
+
+    nll: Objective
+    total_weight: float
+    log_offset: np.ndarray
+    penalty_scale: np.ndarray
+    starts: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`minimize_with_restarts`."""
+
+    log_params: np.ndarray
+    objective: float
+    converged: bool
+    n_iter: int
+    on_bound: np.ndarray
+    message: str
+
+
+def penalized_objective(problem: FitProblem, penalizer_coef: float) -> Objective:
+    """The optimizer's objective in ``u``: mean NLL + lifetimes' L2 penalty.
+
+    ``f(u) = NLL(theta) / W + c * sum((theta_k s_k)^2)`` with ``theta = exp(u + offset)``,
+    ``W`` the total weight, ``c`` the penalizer coefficient and ``s`` the penalty scale;
+    its gradient is ``grad_NLL / W + 2 c (theta s)^2`` (derivatives w.r.t. ``log theta``).
+    """
+
+    def objective(u: np.ndarray) -> tuple[float, np.ndarray]:
+        log_theta = np.asarray(u, dtype=float) + problem.log_offset
+        value, grad = problem.nll(log_theta)
+        scaled = np.exp(log_theta) * problem.penalty_scale
+        value = value / problem.total_weight + penalizer_coef * float(np.sum(scaled**2))
+        grad = grad / problem.total_weight + 2.0 * penalizer_coef * scaled**2
+        if not np.isfinite(value):
+            # Let the line search back off instead of crashing on an overflow.
+            return math.inf, np.zeros_like(grad)
+        return value, grad
+
+    return objective
+
+
+def _projected_gradient(u: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """Gradient with the components that push out of the box at an active bound zeroed."""
+    pg = grad.copy()
+    at_lower = u <= -LOG_BOUND + _ON_BOUND_TOL
+    at_upper = u >= LOG_BOUND - _ON_BOUND_TOL
+    pg[at_lower & (grad > 0)] = 0.0
+    pg[at_upper & (grad < 0)] = 0.0
+    return pg
+
+
+def _run_lbfgsb(objective: Objective, start: np.ndarray) -> FitResult:
+    """One L-BFGS-B run from ``start``."""
+    bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
+    x0 = np.clip(np.asarray(start, dtype=float), -LOG_BOUND, LOG_BOUND)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = minimize(
+            objective,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9, "maxcor": 20},
+        )
+    u = np.asarray(res.x, dtype=float)
+    value, grad = objective(u)
+    pg = _projected_gradient(u, grad)
+    converged = bool(np.isfinite(value)) and (
+        bool(res.success) or float(np.max(np.abs(pg))) < _ACCEPT_PGTOL
+    )
+    on_bound = np.abs(u) >= LOG_BOUND - _ON_BOUND_TOL
+    return FitResult(u, float(value), converged, int(res.nit), on_bound, str(res.message))
+
+
+def minimize_with_restarts(objective: Objective, starts: Sequence[np.ndarray]) -> FitResult:
+    """Minimise ``objective`` from ``starts[0]``; retry from the other starts if needed.
+
+    A run is good when it converged with no parameter on a bound. The first good run is
+    returned; otherwise the run with the lowest objective (preferring converged runs).
+    """
+    results: list[FitResult] = []
+    for start in starts:
+        result = _run_lbfgsb(objective, start)
+        results.append(result)
+        if result.converged and not result.on_bound.any():
+            return result
+    return min(results, key=lambda r: (not np.isfinite(r.objective), r.objective, not r.converged))
+
+
+def numerical_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Symmetrised central-difference Jacobian of the analytic gradient ``grad`` at ``x``."""
+    k = len(x)
+    hess = np.empty((k, k))
+    for i in range(k):
+        step = np.zeros(k)
+        step[i] = _HESSIAN_STEP
+        hess[i] = (grad(x + step) - grad(x - step)) / (2.0 * _HESSIAN_STEP)
+    return 0.5 * (hess + hess.T)
+
+
+def standard_errors(hess_log: np.ndarray, params: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Standard errors of natural parameters from the Hessian in log-parameters.
+
+    ``Cov(log theta) = H^-1`` over the free parameters; the delta method gives
+    ``se(theta_k) = theta_k * sqrt(Cov_kk)``. Parameters on a bound, and all of them when the
+    free block of ``H`` is singular or not positive definite, get NaN.
+    """
+    se = np.full(len(params), np.nan)
+    idx = np.flatnonzero(free)
+    if idx.size == 0:
+        return se
+    block = hess_log[np.ix_(idx, idx)]
+    if not np.isfinite(block).all():
+        return se
+    eigvals = np.linalg.eigvalsh(block)
+    if eigvals.min() <= 1e-10 * max(eigvals.max(), 1e-300):
+        return se
+    cov = np.linalg.inv(block)
+    var = np.diag(cov)
+    se[idx] = np.where(var > 0, params[idx] * np.sqrt(np.abs(var)), np.nan)
+    return se
+
+
+# --------------------------------------------------------------------------------------
+# Estimator base class
+# --------------------------------------------------------------------------------------
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)
+
+
+class BTYDEstimator(BaseEstimator):
+    """Base of clvlab's BTYD estimators: fitting, fitted-state checks and serialization.
+
+    Parameters
+    ----------
+    penalizer_coef : float, default 0.0
+        Coefficient of lifetimes' L2 penalty ``penalizer_coef * sum(params ** 2)`` added to
+        the mean negative log-likelihood.
+
+    Attributes
+    ----------
+    params_ : pandas.Series
+        Fitted parameters.
+    log_likelihood_ : float
+        Total log-likelihood of the data at ``params_`` (weights applied, no penalty).
+    stderr_ : pandas.Series
+        Standard errors of ``params_``: square roots of the diagonal of the inverse Hessian
+        of the total negative log-likelihood (plus the penalty times the total weight, when
+        penalized) w.r.t. the log-parameters, times the parameters (delta method). NaN
+        where the Hessian is singular or a parameter is on its search bound.
+    converged_ : bool
+        Whether the optimizer converged.
+    n_iter_ : int
+        Optimizer iterations of the retained run.
+    """
+
+    #: Names of the parameters, in the order used internally.
+    PARAM_NAMES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, penalizer_coef: float = 0.0) -> None:
+        self.penalizer_coef = penalizer_coef
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def _check_penalizer(self) -> float:
+        coef = self.penalizer_coef
+        if isinstance(coef, bool) or not isinstance(coef, numbers.Real) or not coef >= 0:
+            raise ConfigError(
+                f"{type(self).__name__}: penalizer_coef must be a number >= 0, got {coef!r}."
+            )
+        if not math.isfinite(coef):
+            raise ConfigError(f"{type(self).__name__}: penalizer_coef must be finite.")
+        return float(coef)
+
+    def _fit_problem(self, problem: FitProblem) -> None:
+        """Optimise ``problem`` and store the fitted state on ``self``."""
+        coef = self._check_penalizer()
+        objective = penalized_objective(problem, coef)
+        result = minimize_with_restarts(objective, problem.starts)
+        log_theta = result.log_params + problem.log_offset
+        params = np.exp(log_theta)
+        nll, _ = problem.nll(log_theta)
+
+        def total_grad(u: np.ndarray) -> np.ndarray:
+            return objective(u)[1] * problem.total_weight
+
+        hess = numerical_hessian(total_grad, result.log_params)
+        se = standard_errors(hess, params, ~result.on_bound)
+
+        names = list(self.PARAM_NAMES)
+        self.params_ = pd.Series(params, index=names, name="params", dtype=float)
+        self.stderr_ = pd.Series(se, index=names, name="stderr", dtype=float)
+        self.log_likelihood_ = float(-nll)
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self._warn_if_bad(result, np.isnan(se) & ~result.on_bound)
+
+    def _warn_if_bad(self, result: FitResult, singular: np.ndarray) -> None:
+        name = type(self).__name__
+        if not result.converged:
+            warnings.warn(
+                f"clvlab {name}: the optimizer did not converge ({result.message}); the "
+                f"parameters {self._params_text()} may not maximise the likelihood. Try a "
+                "small penalizer_coef (e.g. 0.001) or check the RFM table.",
+                BTYDConvergenceWarning,
+                stacklevel=4,
+            )
+        if result.on_bound.any():
+            stuck = [n for n, b in zip(self.PARAM_NAMES, result.on_bound, strict=True) if b]
+            warnings.warn(
+                f"clvlab {name}: parameter(s) {stuck} ended on the edge of the search range "
+                f"({self._params_text()}): the data hardly identify them (e.g. too few repeat "
+                "buyers), so predictions may be unreliable and their standard errors are NaN. "
+                "Use more data or a penalizer_coef > 0.",
+                BTYDConvergenceWarning,
+                stacklevel=4,
+            )
+        if singular.any():
+            unclear = [n for n, u in zip(self.PARAM_NAMES, singular, strict=True) if u]
+            warnings.warn(
+                f"clvlab {name}: the Hessian of the log-likelihood is singular at the optimum "
+                f"({self._params_text()}), so the data do not identify {unclear} and their "
+                "standard errors are NaN (e.g. no or very few repeat buyers). Use more data or "
+                "a penalizer_coef > 0.",
+                BTYDConvergenceWarning,
+                stacklevel=4,
+            )
+
+    def _params_text(self) -> str:
+        return ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+
+    # -- fitted state ------------------------------------------------------------------
+
+    def _fitted_params(self) -> tuple[float, ...]:
+        """The fitted parameters as floats, in :attr:`PARAM_NAMES` order."""
+        check_is_fitted(
+            self,
+            "params_",
+            msg=f"This {type(self).__name__} is not fitted yet; call fit(rfm) or from_dict(...) "
+            "before predicting.",
+        )
+        return tuple(float(self.params_[name]) for name in self.PARAM_NAMES)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings and learned state as a JSON-serializable dict.
+
+        Returns
+        -------
+        dict
+            ``model``, ``format_version``, ``penalizer_coef`` and, once fitted, ``params``,
+            ``stderr`` (NaN as None), ``log_likelihood``, ``converged`` and ``n_iter``.
+        """
+        out: dict[str, Any] = {
+            "model": type(self).__name__,
+            "format_version": _FORMAT_VERSION,
+            "penalizer_coef": float(self.penalizer_coef),
+            "fitted": hasattr(self, "params_"),
+        }
+        if out["fitted"]:
+            out["params"] = {k: float(v) for k, v in self.params_.items()}
+            out["stderr"] = {k: _nan_to_none(v) for k, v in self.stderr_.items()}
+            out["log_likelihood"] = float(self.log_likelihood_)
+            out["converged"] = bool(self.converged_)
+            out["n_iter"] = int(self.n_iter_)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Rebuild an estimator from :meth:`to_dict`'s output.
+
+        Parameters
+        ----------
+        d
+            A dict produced by ``to_dict`` (possibly after a JSON round trip).
+
+        Returns
+        -------
+        BTYDEstimator
+            An instance of ``cls``, fitted if ``d`` holds parameters.
+
+        Raises
+        ------
+        clvlab.errors.ConfigError
+            ``d`` describes another model, a newer format or lacks parameters.
+        """
+        if not isinstance(d, dict) or d.get("model") != cls.__name__:
+            found = d.get("model") if isinstance(d, dict) else type(d).__name__
+            raise ConfigError(
+                f"{cls.__name__}.from_dict: expected a {cls.__name__} dict, got {found!r}."
+            )
+        if int(d.get("format_version", 0)) > _FORMAT_VERSION:
+            raise ConfigError(
+                f"{cls.__name__}.from_dict: format_version {d['format_version']} is newer than "
+                f"this clvlab understands ({_FORMAT_VERSION}); upgrade clvlab."
+            )
+        model = cls(penalizer_coef=float(d.get("penalizer_coef", 0.0)))
+        if not d.get("fitted", "params" in d):
+            return model
+        params = d.get("params") or {}
+        missing = [n for n in cls.PARAM_NAMES if n not in params]
+        if missing:
+            raise ConfigError(f"{cls.__name__}.from_dict: params lack {missing}.")
+        names = list(cls.PARAM_NAMES)
+        values = {n: float(params[n]) for n in names}
+        bad = [n for n, v in values.items() if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ConfigError(
+                f"{cls.__name__}.from_dict: params {bad} must be finite and > 0, got "
+                f"{ {n: values[n] for n in bad} }."
+            )
+        stderr = d.get("stderr") or {}
+        model.params_ = pd.Series(
+            [values[n] for n in names], index=names, name="params", dtype=float
+        )
+        model.stderr_ = pd.Series(
+            [np.nan if stderr.get(n) is None else float(stderr[n]) for n in names],
+            index=names,
+            name="stderr",
+            dtype=float,
+        )
+        model.log_likelihood_ = float(d.get("log_likelihood", np.nan))
+        model.converged_ = bool(d.get("converged", True))
+        model.n_iter_ = int(d.get("n_iter", 0))
+        return model

@@ -1,0 +1,494 @@
+r"""BG/NBD: the beta-geometric / negative binomial distribution model of repeat buying.
+
+Fader, Hardie and Lee (2005), "Counting Your Customers the Easy Way: An Alternative to the
+Pareto/NBD Model", Marketing Science 24 (2), 275-284.
+
+Assumptions, for a customer observed from the first purchase (time 0) to time ``T``:
+
+* while alive, repeat purchases follow a Poisson process with rate :math:`\lambda`;
+* after each repeat purchase the customer drops out with probability :math:`p`;
+* :math:`\lambda \sim \mathrm{Gamma}(r, \alpha)` (shape, rate) and
+  :math:`p \sim \mathrm{Beta}(a, b)` across customers, independently.
+
+A customer's data are the number of repeat purchases :math:`x` (``frequency``), the time of
+the last one :math:`t_x` (``recency``, 0 when :math:`x = 0`) and the age :math:`T`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
+
+from clvlab.errors import DataError
+from clvlab.models.btyd.base import (
+    BTYDConvergenceWarning,
+    BTYDEstimator,
+    FitProblem,
+    as_float_arrays,
+    check_frequency,
+    check_nonnegative,
+    compress_rows,
+    raise_for_rows,
+    validate_rfm,
+    validate_weights,
+)
+
+_COLUMNS = ("frequency", "recency", "T")
+#: Relative step in ``a`` of the interpolation used near the removable singularities of the
+#: hypergeometric representation (see :func:`_expected_purchases_if_alive`).
+_SINGULAR_STEP = 1e-4
+#: Lagrange weights at 0 of the nodes -2, -1, 1, 2 (cubic interpolation).
+_NODES = np.array([-2.0, -1.0, 1.0, 2.0])
+_NODE_WEIGHTS = np.array([-1.0, 4.0, 4.0, -1.0]) / 6.0
+
+
+def _log_alive_odds(
+    r: float, alpha: float, a: float, b: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    r"""Log odds of "dropped out after the last purchase" vs "alive at T".
+
+    .. math::
+        D = \ln a - \ln(b + x - 1) + (r + x) \ln\frac{\alpha + T}{\alpha + t_x}
+
+    for :math:`x > 0` and :math:`-\infty` for :math:`x = 0`, so that
+    :math:`P(\text{alive}) = 1 / (1 + e^{D})`.
+    """
+    positive = x > 0
+    bx1 = b + np.maximum(x, 1.0) - 1.0
+    log_ratio = np.log1p((T - t_x) / (alpha + t_x))
+    with np.errstate(divide="ignore"):
+        odds = np.log(a) - np.log(bx1) + (r + x) * log_ratio
+    return np.where(positive, odds, -np.inf)
+
+
+def negative_log_likelihood(
+    log_params: np.ndarray,
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
+    r"""Total negative BG/NBD log-likelihood and its gradient w.r.t. the log-parameters.
+
+    FHL (2005), eq. (6):
+
+    .. math::
+        L(r, \alpha, a, b \mid x, t_x, T)
+        = \frac{B(a, b + x)}{B(a, b)} \frac{\Gamma(r + x)\, \alpha^r}{\Gamma(r)\,
+          (\alpha + T)^{r + x}}
+        + \delta_{x > 0} \frac{B(a + 1, b + x - 1)}{B(a, b)}
+          \frac{\Gamma(r + x)\, \alpha^r}{\Gamma(r)\, (\alpha + t_x)^{r + x}}
+
+    evaluated in log space as
+
+    .. math::
+        \ln L = \ln\frac{\Gamma(r + x)}{\Gamma(r)} + \ln\frac{B(a, b + x)}{B(a, b)}
+        - r \ln\Big(1 + \frac{T}{\alpha}\Big) - x \ln(\alpha + T) + \ln(1 + e^{D})
+
+    with :math:`D` from :func:`_log_alive_odds` (:math:`B(a+1, b+x-1) / B(a, b+x) =
+    a / (b+x-1)`). With :math:`s = e^D / (1 + e^D)` (the posterior probability of having
+    dropped out) and :math:`\psi` the digamma function, the partial derivatives are
+
+    .. math::
+        \partial_r \ln L &= \psi(r+x) - \psi(r) - \ln(1 + T/\alpha)
+            + s \ln\frac{\alpha + T}{\alpha + t_x} \\
+        \partial_\alpha \ln L &= \frac{r T / \alpha - x}{\alpha + T}
+            - s \frac{(r + x)(T - t_x)}{(\alpha + T)(\alpha + t_x)} \\
+        \partial_a \ln L &= \psi(a+b) - \psi(a+b+x) + s / a \\
+        \partial_b \ln L &= \psi(b+x) - \psi(b) + \psi(a+b) - \psi(a+b+x) - s / (b+x-1)
+
+    and :math:`\partial_{\ln\theta} = \theta\, \partial_\theta`.
+
+    Parameters
+    ----------
+    log_params
+        ``log([r, alpha, a, b])``.
+    frequency, recency, T
+        Customer data :math:`x, t_x, T` (1-D arrays of equal length).
+    weights
+        Count (or weight) of each row; ones when None.
+
+    Returns
+    -------
+    tuple of (float, numpy.ndarray)
+        :math:`-\sum_i w_i \ln L_i` and its gradient w.r.t. ``log_params``.
+    """
+    r, alpha, a, b = np.exp(np.asarray(log_params, dtype=float))
+    x = np.asarray(frequency, dtype=float)
+    t_x = np.asarray(recency, dtype=float)
+    T = np.asarray(T, dtype=float)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+
+    odds = _log_alive_odds(r, alpha, a, b, x, t_x, T)
+    dropped = expit(odds)
+    log_ratio = np.log1p((T - t_x) / (alpha + t_x))
+    bx1 = b + np.maximum(x, 1.0) - 1.0
+    log_1p_t_alpha = np.log1p(T / alpha)
+
+    ll = (
+        gammaln(r + x)
+        - gammaln(r)
+        + betaln(a, b + x)
+        - betaln(a, b)
+        - r * log_1p_t_alpha
+        - x * np.log(alpha + T)
+        + np.logaddexp(0.0, odds)
+    )
+    d_r = digamma(r + x) - digamma(r) - log_1p_t_alpha + dropped * log_ratio
+    d_alpha = (r * T / alpha - x) / (alpha + T) - dropped * (r + x) * (T - t_x) / (
+        (alpha + T) * (alpha + t_x)
+    )
+    d_ab = digamma(a + b) - digamma(a + b + x)
+    d_a = d_ab + dropped / a
+    d_b = digamma(b + x) - digamma(b) + d_ab - dropped / bx1
+
+    grad = np.array([r * w @ d_r, alpha * w @ d_alpha, a * w @ d_a, b * w @ d_b])
+    return -float(w @ ll), -grad
+
+
+def _expected_purchases_if_alive(
+    r: float, alpha: float, a: float, b: float, t: np.ndarray, x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    r"""Expected purchases in :math:`(T, T + t]` given :math:`x` and alive at :math:`T`.
+
+    Given alive, :math:`\lambda \sim \mathrm{Gamma}(r + x, \alpha + T)` and
+    :math:`p \sim \mathrm{Beta}(a, b + x)`, and :math:`E[X(t) \mid \lambda, p] =
+    (1 - e^{-\lambda p t}) / p`, which integrates to (FHL eq. 10 without the P(alive)
+    factor)
+
+    .. math::
+        \frac{a + b + x - 1}{a - 1}\Big[1 - \Big(\frac{\alpha + T}{\alpha + T + t}\Big)^{r+x}
+        {}_2F_1\big(r + x, b + x; a + b + x - 1; z\big)\Big],\quad
+        z = \frac{t}{\alpha + T + t}.
+
+    Euler's transformation :math:`{}_2F_1(A, B; C; z) = (1 - z)^{C - A - B}
+    {}_2F_1(C - A, C - B; C; z)` turns the bracket into
+    :math:`1 - (1 - z)^{a - 1} {}_2F_1(a - 1, a + b - 1 - r; a + b + x - 1; z)`, whose
+    series stays tame for any :math:`x` (the original one overflows for large :math:`x`).
+
+    The representation has two removable singularities: :math:`a = 1` (the prefactor) and
+    integer :math:`r - a`, where :math:`C - A - B = x + r + 1 - a` is an integer and scipy's
+    ``hyp2f1`` returns NaN or loses accuracy for :math:`z` near 1. Within half a step of
+    either, the value is interpolated (cubic, exact at the nodes' centre) from
+    :math:`a \pm h, a \pm 2h`, :math:`h = 10^{-4} \min(a, 1)`.
+    """
+    step = _SINGULAR_STEP * min(a, 1.0)
+    if _distance_to_singular(r, a) >= step / 2:
+        return _expected_if_alive_hyp2f1(r, alpha, a, b, t, x, T)
+    values = [_expected_if_alive_hyp2f1(r, alpha, a + k * step, b, t, x, T) for k in _NODES]
+    return sum(w * v for w, v in zip(_NODE_WEIGHTS, values, strict=True))
+
+
+def _distance_to_singular(r: float, a: float) -> float:
+    """Distance of ``a`` from 1 and of ``r - a`` from the integers, whichever is smaller."""
+    return min(abs(a - 1.0), abs(r - a - round(r - a)))
+
+
+def _expected_if_alive_hyp2f1(
+    r: float, alpha: float, a: float, b: float, t: np.ndarray, x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
+    """:func:`_expected_purchases_if_alive` away from its removable singularities."""
+    c = a + b + x - 1.0
+    log_1mz = -np.log1p(t / (alpha + T))
+    z = -np.expm1(log_1mz)
+    with np.errstate(all="ignore"):
+        hyp = hyp2f1(a - 1.0, a + b - 1.0 - r, c, z)
+        log_term = (a - 1.0) * log_1mz + np.log(hyp)
+        bracket = np.where(hyp > 0, -np.expm1(log_term), 1.0 - np.exp((a - 1.0) * log_1mz) * hyp)
+        # Fall back on the untransformed series where the transformed one fails.
+        bad = ~np.isfinite(bracket)
+        if bad.any():
+            direct = hyp2f1(r + x, b + x, c, z) * np.exp((r + x) * log_1mz)
+            bracket = np.where(bad, 1.0 - direct, bracket)
+    return np.where(t > 0, c / (a - 1.0) * bracket, 0.0)
+
+
+class BetaGeo(BTYDEstimator):
+    """BG/NBD model of repeat purchasing and dropout (Fader, Hardie & Lee 2005).
+
+    Parameters
+    ----------
+    penalizer_coef : float, default 0.0
+        lifetimes' L2 penalty: ``penalizer_coef * sum(params ** 2)`` is added to the mean
+        negative log-likelihood, with alpha measured (as lifetimes does) in units of the
+        longest customer age ``max(T)``.
+
+    Attributes
+    ----------
+    params_ : pandas.Series
+        ``r, alpha`` (gamma prior of the purchase rate; alpha in the time unit of the data)
+        and ``a, b`` (beta prior of the dropout probability).
+    log_likelihood_ : float
+        Total log-likelihood (weights applied, without penalty).
+    stderr_ : pandas.Series
+        Standard errors from the inverse Hessian of the negative log-likelihood (delta
+        method from the log-parameters); NaN where the Hessian is singular.
+    converged_ : bool
+        Whether the optimizer converged.
+    n_iter_ : int
+        Iterations of the retained optimizer run.
+
+    Examples
+    --------
+    >>> model = BetaGeo().fit(rfm)  # doctest: +SKIP
+    >>> model.expected_purchases(39, 2, 30.43, 38.86)  # doctest: +SKIP
+    array(1.2259...)
+    """
+
+    PARAM_NAMES = ("r", "alpha", "a", "b")
+
+    def fit(self, rfm: pd.DataFrame, weights: np.ndarray | None = None) -> BetaGeo:
+        """Fit the model by maximum likelihood.
+
+        Parameters
+        ----------
+        rfm : pandas.DataFrame
+            One row per customer with ``frequency`` (repeat purchases, whole numbers >= 0),
+            ``recency`` (time of the last repeat purchase since the first purchase, 0 when
+            frequency is 0) and ``T`` (time from the first purchase to the end of
+            observation), in any one time unit. Other columns are ignored.
+        weights : array-like, optional
+            Weight (e.g. count) of each row; all ones when None.
+
+        Returns
+        -------
+        BetaGeo
+            ``self``, fitted.
+
+        Warns
+        -----
+        clvlab.models.btyd.BTYDConvergenceWarning
+            The optimizer did not converge, a parameter ended on its search bound or the
+            Hessian is singular (parameters not identified by the data).
+
+        Raises
+        ------
+        clvlab.errors.DataError
+            Missing columns, NaN/infinite values, negative or non-integer frequency,
+            negative recency, recency > T, or recency > 0 with frequency 0.
+        """
+        table = _validate_bgnbd_rfm(rfm)
+        w = validate_weights(weights, len(table), "BetaGeo")
+        x, t_x, T, counts = compress_rows([table[c].to_numpy() for c in _COLUMNS], w)
+        if not (counts[x > 0] > 0).any():
+            warnings.warn(
+                "clvlab BetaGeo: no customer made a repeat purchase (frequency is 0 everywhere), "
+                "so the dropout parameters a, b are not identified and the purchase rate is "
+                "pushed towards 0; predictions will say 'no more purchases'. Fit on a longer "
+                "period or more customers.",
+                BTYDConvergenceWarning,
+                stacklevel=2,
+            )
+        max_age = float(table["T"].max())
+        time_scale = max_age if max_age > 0 else 1.0
+
+        def nll(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+            return negative_log_likelihood(log_params, x, t_x, T, counts)
+
+        problem = FitProblem(
+            nll=nll,
+            total_weight=float(counts.sum()),
+            log_offset=np.array([0.0, math.log(time_scale), 0.0, 0.0]),
+            penalty_scale=np.array([1.0, 1.0 / time_scale, 1.0, 1.0]),
+            starts=_start_points(x, T / time_scale, counts),
+        )
+        self._fit_problem(problem)
+        return self
+
+    # -- predictions -------------------------------------------------------------------
+
+    def _customers(
+        self, frequency: object, recency: object, T: object, t: object | None = None
+    ) -> list[np.ndarray]:
+        names = {"frequency": frequency, "recency": recency, "T": T}
+        if t is not None:
+            names = {"t": t, **names}
+        arrays = as_float_arrays(**names)
+        check_nonnegative(**dict(zip(names, arrays, strict=True)))
+        t_x, age = arrays[-2:]
+        if (t_x > age).any():
+            raise DataError(
+                f"recency exceeds T for {int((t_x > age).sum())} customer(s); recency is the "
+                "time of the last purchase and cannot be after the end of observation."
+            )
+        return arrays
+
+    def p_alive(self, frequency: object, recency: object, T: object) -> np.ndarray:
+        r"""Probability that a customer with history :math:`(x, t_x, T)` is alive at T.
+
+        .. math::
+            P(\text{alive} \mid x, t_x, T) = \Big[1 + \delta_{x>0} \frac{a}{b + x - 1}
+            \Big(\frac{\alpha + T}{\alpha + t_x}\Big)^{r + x}\Big]^{-1}
+
+        Parameters
+        ----------
+        frequency, recency, T : float or array-like
+            Customer histories (broadcast against each other).
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities, in the broadcast shape of the inputs.
+        """
+        r, alpha, a, b = self._fitted_params()
+        x, t_x, age = self._customers(frequency, recency, T)
+        return expit(-_log_alive_odds(r, alpha, a, b, x, t_x, age))
+
+    def expected_purchases(
+        self, t: object, frequency: object, recency: object, T: object
+    ) -> np.ndarray:
+        r"""Expected number of purchases in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
+
+        FHL (2005) eq. (10):
+
+        .. math::
+            E[X(T, T+t) \mid x, t_x, T] = P(\text{alive} \mid x, t_x, T)\,
+            \frac{a + b + x - 1}{a - 1}\Big[1 - \Big(\frac{\alpha + T}{\alpha + T + t}
+            \Big)^{r + x} {}_2F_1\Big(r + x, b + x; a + b + x - 1;
+            \frac{t}{\alpha + T + t}\Big)\Big]
+
+        Parameters
+        ----------
+        t : float or array-like
+            Length of the prediction window, in the time unit of the data.
+        frequency, recency, T : float or array-like
+            Customer histories.
+
+        Returns
+        -------
+        numpy.ndarray
+            Expected purchases, in the broadcast shape of the inputs.
+        """
+        r, alpha, a, b = self._fitted_params()
+        horizon, x, t_x, age = self._customers(frequency, recency, T, t=t)
+        alive = expit(-_log_alive_odds(r, alpha, a, b, x, t_x, age))
+        return alive * _expected_purchases_if_alive(r, alpha, a, b, horizon, x, age)
+
+    def p_churn(self, t: object, frequency: object, recency: object, T: object) -> np.ndarray:
+        r"""Probability of no purchase in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
+
+        Dropout happens only right after a purchase, so a customer alive at T makes no
+        purchase in the window with probability :math:`E[e^{-\lambda t}]` under the
+        posterior :math:`\lambda \sim \mathrm{Gamma}(r + x, \alpha + T)`:
+
+        .. math::
+            P = 1 - P(\text{alive}) + P(\text{alive})
+            \Big(\frac{\alpha + T}{\alpha + T + t}\Big)^{r + x}
+
+        Parameters
+        ----------
+        t : float or array-like
+            Length of the window.
+        frequency, recency, T : float or array-like
+            Customer histories.
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities, in the broadcast shape of the inputs.
+        """
+        r, alpha, a, b = self._fitted_params()
+        horizon, x, t_x, age = self._customers(frequency, recency, T, t=t)
+        alive = expit(-_log_alive_odds(r, alpha, a, b, x, t_x, age))
+        buys = -np.expm1(-(r + x) * np.log1p(horizon / (alpha + age)))
+        return 1.0 - alive * buys
+
+    def expected_purchases_new_customer(self, t: object) -> np.ndarray:
+        r"""Expected repeat purchases in :math:`(0, t]` of a new customer.
+
+        FHL (2005) eq. (9):
+
+        .. math::
+            E[X(t)] = \frac{a + b - 1}{a - 1}\Big[1 - \Big(\frac{\alpha}{\alpha + t}\Big)^r
+            {}_2F_1\Big(r, b; a + b - 1; \frac{t}{\alpha + t}\Big)\Big]
+
+        Parameters
+        ----------
+        t : float or array-like
+            Time since the first purchase.
+
+        Returns
+        -------
+        numpy.ndarray
+            Expected purchases, in the shape of ``t``.
+        """
+        r, alpha, a, b = self._fitted_params()
+        (horizon,) = as_float_arrays(t=t)
+        check_nonnegative(t=horizon)
+        zero = np.zeros_like(horizon)
+        return _expected_purchases_if_alive(r, alpha, a, b, horizon, zero, zero)
+
+    def p_no_purchase_new_customer(self, t: object) -> np.ndarray:
+        r"""Probability that a new customer makes no repeat purchase in :math:`(0, t]`.
+
+        FHL (2005) eq. (8) with :math:`x = 0`:
+        :math:`P(X(t) = 0) = (\alpha / (\alpha + t))^r`.
+
+        Parameters
+        ----------
+        t : float or array-like
+            Time since the first purchase.
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities, in the shape of ``t``.
+        """
+        r, alpha, _, _ = self._fitted_params()
+        (horizon,) = as_float_arrays(t=t)
+        check_nonnegative(t=horizon)
+        return np.exp(-r * np.log1p(horizon / alpha))
+
+
+def _validate_bgnbd_rfm(rfm: object) -> pd.DataFrame:
+    """Validated float copy of the ``frequency, recency, T`` columns of ``rfm``."""
+    table = validate_rfm(rfm, _COLUMNS, "BetaGeo")
+    check_frequency(table)
+    x, t_x, age = (table[c].to_numpy() for c in _COLUMNS)
+    raise_for_rows(
+        table,
+        t_x < 0,
+        ["recency"],
+        "a negative recency",
+        "recency is the time from the first to the last purchase; fix or drop those rows.",
+    )
+    raise_for_rows(
+        table,
+        t_x > age,
+        ["recency", "T"],
+        "recency larger than T",
+        "the last purchase cannot be after the end of observation; recompute recency and T "
+        "with one observation end and one time unit.",
+    )
+    raise_for_rows(
+        table,
+        (x == 0) & (t_x != 0),
+        ["frequency", "recency"],
+        "recency > 0 with frequency 0",
+        "recency is the time of the last repeat purchase, so it is 0 without repeat purchases; "
+        "recompute the RFM table (lifetimes' convention).",
+    )
+    return table
+
+
+def _start_points(x: np.ndarray, T_scaled: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    r"""Start points in log-parameters, with alpha in units of the longest age.
+
+    The first start matches the mean purchase rate :math:`r / \alpha` to the observed rate
+    :math:`\sum x / \sum T` with :math:`r = 1`, and takes :math:`a = 1, b = 3` (a 25 % mean
+    dropout probability per purchase); the others cover slow and fast buyers and lifetimes'
+    default start.
+    """
+    exposure = float(counts @ T_scaled)
+    rate = float(counts @ x) / exposure if exposure > 0 else 0.0
+    alpha0 = 1.0 / rate if rate > 0 else 1.0
+    return [
+        np.log([1.0, alpha0, 1.0, 3.0]),
+        np.full(4, 0.1),
+        np.log([0.25, 0.25 * alpha0, 0.8, 2.5]),
+        np.log([3.0, 3.0 * alpha0, 2.0, 10.0]),
+    ]
