@@ -1,0 +1,121 @@
+"""The ``clvlab`` command: thin; parses arguments, calls the library, prints.
+
+Heavy libraries are imported inside the commands so that ``clvlab --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from clvlab.errors import ClvlabError
+
+DEFAULT_CONFIG = Path("configs") / "cdnow.yaml"
+#: Exit status for errors the user can fix (bad config, bad data, bad arguments).
+USAGE_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clvlab",
+        description="Customer lifetime value: train BTYD models, track them in MLflow, score.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="fit, evaluate on the holdout, refit and log to MLflow",
+        description="Fit on the calibration period, evaluate on the holdout, refit on all data "
+        "and log config, data report, metrics, plot and model to MLflow.",
+    )
+    train.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"run config YAML (default: {DEFAULT_CONFIG})",
+    )
+    train.add_argument("--report", type=Path, help="also write the holdout evaluation as JSON")
+
+    score = commands.add_parser(
+        "score",
+        help="score customers with a trained model",
+        description="Write one row per customer: RFM, p_alive, p_churn, expected purchases, "
+        "expected spend, expected revenue and CLV.",
+    )
+    score.add_argument(
+        "--model",
+        required=True,
+        help="runs:/RUN_ID/model, models:/NAME@ALIAS or a folder under models/",
+    )
+    score.add_argument("--transactions", required=True, help="transactions CSV or Parquet")
+    score.add_argument("--as-of", help="score as of this date (default: last transaction date)")
+    score.add_argument(
+        "--horizon", type=float, metavar="DAYS", help="horizon in days (default: the model's)"
+    )
+    score.add_argument("--output", required=True, type=Path, help="output .parquet or .csv")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from clvlab.tracking import ui_command
+    from clvlab.training import train
+
+    result = train(args.config)
+    if args.report:
+        from clvlab.outputs import write_json
+
+        write_json(result.report(), args.report)
+    with pd.option_context("display.width", 120, "display.float_format", "{:.4f}".format):
+        print(
+            f"\nHoldout evaluation ({result.config.split.calibration_end} to "
+            f"{result.config.split.holdout_end}):"
+        )
+        print(result.metrics.T.to_string())
+        print("\nFitted on all data:")
+        print(pd.Series(result.params["full"]).to_string())
+    report = result.data_report
+    print(
+        f"\nData: {report['rows_kept']:,} of {report['rows_read']:,} rows kept, "
+        f"{report['customers']:,} customers"
+    )
+    print(f"Run:   {result.run_id}\nModel: {result.model_uri}\nLocal: {result.local_path}")
+    if args.report:
+        print(f"Report: {args.report}")
+    print(f"MLflow UI: {ui_command(result.experiment_id, result.run_id)}")
+
+
+def _score(args: argparse.Namespace) -> None:
+    from clvlab.outputs import write_table
+    from clvlab.scoring import score
+
+    table = score(args.model, args.transactions, as_of=args.as_of, horizon_days=args.horizon)
+    write_table(table, args.output)
+    unscored = int(table["reason"].notna().sum())
+    print(
+        f"Scored {len(table) - unscored:,} customers ({unscored:,} could not be scored) "
+        f"-> {args.output}"
+    )
+    excluded = {
+        k: v for k, v in table.attrs["data_report"].items() if k.startswith("excluded.") and v
+    }
+    if excluded:
+        print(f"Rows excluded: {json.dumps(excluded)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``clvlab`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        {"train": _train, "score": _score}[args.command](args)
+    except ClvlabError as exc:
+        print(f"clvlab {args.command}: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Evaluate a fitted model's predictions on a holdout period it did not see."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from clvlab.evaluation import metrics
+from clvlab.models.clv import CLVModel
+
+
+def holdout_predictions(model: CLVModel, calibration: pd.DataFrame) -> pd.DataFrame:
+    """Predict each calibration customer's holdout period next to what they actually did.
+
+    Parameters
+    ----------
+    model
+        Model fitted on the calibration period, in the units of ``calibration``.
+    calibration
+        Output of :func:`clvlab.calibration_holdout` in ``model.time_unit`` units.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``frequency_cal``, ``actual_purchases``, ``predicted_purchases``, ``actual_churn``
+        (no purchase in the holdout), ``p_churn`` and, with amounts, ``actual_revenue`` and
+        ``predicted_revenue``.
+    """
+    summary = calibration.rename(
+        columns={
+            "frequency_cal": "frequency",
+            "recency_cal": "recency",
+            "T_cal": "T",
+            "monetary_value_cal": "monetary_value",
+        }
+    )
+    duration_days = float(calibration["duration_holdout"].iloc[0]) * model.unit_days
+    predicted = model.predict(summary, horizon_days=duration_days)
+    frame = pd.DataFrame(
+        {
+            "frequency_cal": calibration["frequency_cal"],
+            "actual_purchases": calibration["frequency_holdout"],
+            "predicted_purchases": predicted["expected_purchases"],
+            "actual_churn": calibration["frequency_holdout"] == 0,
+            "p_churn": predicted["p_churn"],
+        }
+    )
+    if "revenue_holdout" in calibration and model.spend is not None:
+        frame["actual_revenue"] = calibration["revenue_holdout"]
+        frame["predicted_revenue"] = predicted["expected_revenue"]
+    return frame
+
+
+def holdout_metrics(predictions: pd.DataFrame) -> dict[str, float]:
+    """Metrics of :func:`holdout_predictions`' output.
+
+    Returns
+    -------
+    dict
+        ``purchases_mae``, ``purchases_rmse``, ``purchases_bias_pct``, ``churn_roc_auc`` and,
+        with revenue, ``revenue_mae`` and ``revenue_normalized_gini``.
+    """
+    actual, predicted = predictions["actual_purchases"], predictions["predicted_purchases"]
+    result = {
+        "purchases_mae": metrics.mae(actual, predicted),
+        "purchases_rmse": metrics.rmse(actual, predicted),
+        "purchases_bias_pct": metrics.bias_pct(actual, predicted),
+        "churn_roc_auc": metrics.roc_auc(predictions["actual_churn"], predictions["p_churn"]),
+    }
+    if "actual_revenue" in predictions:
+        revenue, predicted_revenue = predictions["actual_revenue"], predictions["predicted_revenue"]
+        result["revenue_mae"] = metrics.mae(revenue, predicted_revenue)
+        result["revenue_normalized_gini"] = metrics.normalized_gini(revenue, predicted_revenue)
+    return result
+
+
+def holdout_tracking(
+    model: CLVModel,
+    calibration: pd.DataFrame,
+    holdout_transactions: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    points: int = 40,
+) -> pd.DataFrame:
+    """Cumulative holdout purchases over time, actual vs predicted, for the tracking plot.
+
+    ``holdout_transactions`` are the calibration customers' transactions after ``cutoff``;
+    purchases are counted per customer-day, as in the calibration summary at daily resolution.
+    """
+    duration = float(calibration["duration_holdout"].iloc[0])
+    grid = np.linspace(0.0, duration, points + 1)[1:]
+    x, t_x, age = (
+        calibration[c].to_numpy(float) for c in ("frequency_cal", "recency_cal", "T_cal")
+    )
+    predicted = [float(model.purchases.expected_purchases(t, x, t_x, age).sum()) for t in grid]
+    days = (
+        holdout_transactions[["customer_id", "date"]]
+        .assign(day=lambda f: f["date"].dt.floor("D"))
+        .drop_duplicates(["customer_id", "day"])
+    )
+    elapsed = (days["day"] - pd.Timestamp(cutoff).floor("D")).dt.days / model.unit_days
+    actual = [int((elapsed <= t).sum()) for t in grid]
+    return pd.DataFrame({"time": grid, "actual": actual, "predicted": predicted})

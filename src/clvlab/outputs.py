@@ -1,0 +1,55 @@
+"""Atomic writers: an output file is either complete or absent, never half-written."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from clvlab.errors import ClvlabError
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table to Parquet or CSV, chosen by the file extension."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".parquet":
+        return _write_atomically(target, lambda tmp: table.to_parquet(tmp, index=False))
+    if suffix == ".csv":
+        return _write_atomically(target, lambda tmp: table.to_csv(tmp, index=False))
+    raise ClvlabError(f"output {target}: use a file name ending in .parquet or .csv")
+
+
+def write_json(document: object, path: str | Path) -> Path:
+    """Write a JSON document; NaN and infinities become null."""
+    text = json.dumps(_json_safe(document), indent=2, default=str)
+    return _write_atomically(Path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_atomically(target: Path, write: Callable[[str], object]) -> Path:
+    """Let ``write`` fill a temporary file beside ``target``, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,193 @@
+"""Everything that talks to MLflow: runs, the pyfunc model, loading models back.
+
+The tracking store is ``MLFLOW_TRACKING_URI`` when set; otherwise a SQLite store in
+``mlruns/`` under the current directory (the project folder when run from the README); MLflow
+keeps the artifacts beside it, in ``mlruns/<experiment id>/``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from clvlab.errors import ClvlabError
+from clvlab.models.clv import CLVModel
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from clvlab.config import RunConfig
+
+_PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+_MODEL_ARTIFACT = "clv_model.json"
+_LOCAL_STORE = "mlruns"
+#: Packages a scoring environment needs, pinned to the versions that trained the model.
+_REQUIREMENTS = [
+    "mlflow",
+    "pandas",
+    "numpy",
+    "scipy",
+    "duckdb",
+    "pyarrow",
+    "scikit-learn",
+    "pydantic",
+    "pyyaml",
+]
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the project-local SQLite store."""
+    configured = os.environ.get("MLFLOW_TRACKING_URI")
+    if configured:
+        return configured
+    return f"sqlite:///{(Path.cwd() / _LOCAL_STORE / 'mlflow.db').as_posix()}"
+
+
+def _use_tracking_store() -> str:
+    import mlflow
+
+    uri = tracking_uri()
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        (Path.cwd() / _LOCAL_STORE).mkdir(exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _signature(model: CLVModel) -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = [ColSpec("string", "customer_id"), ColSpec("datetime", "date")]
+    if model.spend is not None:
+        inputs.append(ColSpec("double", "amount"))
+    params = ParamSchema(
+        [ParamSpec("as_of", "string", ""), ParamSpec("horizon_days", "double", model.horizon_days)]
+    )
+    return ModelSignature(inputs=Schema(inputs), params=params)
+
+
+def _requirements() -> list[str]:
+    return [f"{name}=={importlib.metadata.version(name)}" for name in _REQUIREMENTS]
+
+
+def _write_model(model: CLVModel, folder: Path, input_example: pd.DataFrame) -> None:
+    """Save the pyfunc model to ``folder`` (which must not exist)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as scratch:
+        state = Path(scratch) / _MODEL_ARTIFACT
+        model.save(state)
+        mlflow.pyfunc.save_model(
+            path=str(folder),
+            python_model=str(_PYFUNC_CODE),
+            artifacts={"clv_model": str(state)},
+            signature=_signature(model),
+            input_example=input_example,
+            pip_requirements=_requirements(),
+        )
+
+
+def log_run(
+    config: RunConfig,
+    *,
+    data_report: dict[str, Any],
+    metrics: pd.DataFrame,
+    fitted_params: dict[str, dict[str, float]],
+    figures: dict[str, Figure],
+    model: CLVModel,
+    input_example: pd.DataFrame,
+) -> tuple[str, str, str]:
+    """Log one training run: config, data report, metrics, figures and the pyfunc model.
+
+    ``model.version`` is set to the run id before the model is logged.
+
+    Returns
+    -------
+    (run_id, model_uri, experiment_id)
+    """
+    import mlflow
+
+    _use_tracking_store()
+    experiment_id = mlflow.set_experiment(config.experiment_name).experiment_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=config.name) as run:
+        run_id = run.info.run_id
+        model.version = run_id
+        mlflow.log_params(config.to_flat_dict())
+        mlflow.log_params(
+            {
+                f"{stage}.{key}": value
+                for stage, values in fitted_params.items()
+                for key, value in values.items()
+            }
+        )
+        mlflow.log_dict(data_report, "data_report.json")
+        mlflow.log_metrics(
+            {
+                f"holdout.{candidate}.{metric}": float(value)
+                for candidate, row in metrics.iterrows()
+                for metric, value in row.items()
+                if pd.notna(value)
+            }
+        )
+        mlflow.log_text(metrics.to_json(orient="index", indent=2), "holdout_metrics.json")
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, name)
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch) / "model"
+            _write_model(model, folder, input_example)
+            mlflow.log_artifacts(str(folder), artifact_path="model")
+    return run_id, f"runs:/{run_id}/model", experiment_id
+
+
+def export_model(model: CLVModel, folder: str | Path, input_example: pd.DataFrame) -> Path:
+    """Save the pyfunc model to a local folder, replacing any previous export atomically."""
+    target = Path(folder).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _write_model(model, staging / "model", input_example)
+        retired = staging / "previous"
+        if target.exists():
+            target.rename(retired)
+        (staging / "model").rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_model(uri: str | Path) -> CLVModel:
+    """Load a CLV model from an MLflow model URI (``runs:/...``, ``models:/NAME@alias``), a
+    local model folder written by :func:`export_model`, or a ``clv_model.json`` file."""
+    path = Path(uri)
+    if path.suffix == ".json" and path.is_file():
+        return CLVModel.load(path)
+    if path.exists() and not (path / "MLmodel").is_file():
+        raise ClvlabError(f"{path} is not a model folder (no MLmodel file in it)")
+    import mlflow
+
+    _use_tracking_store()
+    try:
+        loaded = mlflow.pyfunc.load_model(str(uri))
+    except Exception as exc:  # MLflow raises many types for a bad URI; report them alike
+        raise ClvlabError(f"cannot load model {str(uri)!r}: {exc}") from None
+    return loaded.unwrap_python_model().model
+
+
+def ui_command(experiment_id: str, run_id: str) -> str:
+    """The shell command that opens the MLflow UI, and the address of the run in it."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}/#/experiments/{experiment_id}/runs/{run_id}"
+    beside_python = Path(sys.executable).with_name("mlflow")
+    mlflow_command = str(beside_python) if beside_python.exists() else "mlflow"
+    return (
+        f"{mlflow_command} ui --backend-store-uri {uri}   # then open "
+        f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+    )

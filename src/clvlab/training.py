@@ -1,0 +1,191 @@
+"""The training job: fit on the calibration period, evaluate on the holdout, refit, track."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from clvlab.config import RunConfig, load_config
+from clvlab.data import AMOUNT, CUSTOMER_ID, DATE, clean_transactions, read_transactions
+from clvlab.evaluation import holdout_metrics, holdout_predictions, holdout_tracking
+from clvlab.evaluation.plots import holdout_figure
+from clvlab.features import calibration_holdout, rfm
+from clvlab.models.btyd import BetaGeo, GammaGamma
+from clvlab.models.clv import CLVModel
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes
+    ----------
+    model
+        The scorable model, refit on all data up to the holdout end.
+    run_id, model_uri, experiment_id
+        Where MLflow has the run and the model (``runs:/<run_id>/model``).
+    metrics
+        Holdout metrics, one row per model, one column per metric.
+    params
+        Fitted parameters: ``{"calibration": {...}, "full": {...}}``.
+    data_report
+        Rows read, excluded (by reason) and kept.
+    figure
+        The holdout plot.
+    local_path
+        The local model export under ``models/``.
+    """
+
+    model: CLVModel
+    run_id: str
+    model_uri: str
+    experiment_id: str
+    metrics: pd.DataFrame
+    params: dict[str, dict[str, float]]
+    data_report: dict[str, Any]
+    figure: Figure
+    local_path: Path
+    config: RunConfig = field(repr=False)
+
+    def report(self) -> dict[str, Any]:
+        """The holdout evaluation as a JSON-friendly dict (what ``--report`` writes)."""
+        return {
+            "name": self.config.name,
+            "run_id": self.run_id,
+            "model_uri": self.model_uri,
+            "metrics": self.metrics.to_dict(orient="index"),
+            "params": self.params,
+            "data_report": self.data_report,
+        }
+
+
+def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, dict[str, int]]:
+    """Fit BG/NBD (and Gamma-Gamma when there are amounts) on an RFM summary.
+
+    Gamma-Gamma needs positive spend: repeat buyers whose mean repeat spend is not positive
+    are left out of its fit and counted in the returned dict.
+    """
+    penalizer = config.models.penalizer_coef
+    purchases = BetaGeo(penalizer_coef=penalizer).fit(summary[["frequency", "recency", "T"]])
+    spend, excluded = None, {}
+    if "monetary_value" in summary:
+        repeat = summary[summary["frequency"] > 0]
+        positive = repeat[repeat["monetary_value"] > 0]
+        excluded["spend_fit.nonpositive_repeat_spend"] = len(repeat) - len(positive)
+        spend = GammaGamma(penalizer_coef=penalizer).fit(positive)
+    model = CLVModel(
+        purchases=purchases,
+        spend=spend,
+        time_unit=config.time_unit,
+        horizon_days=config.scoring.horizon_days,
+        annual_discount_rate=config.scoring.annual_discount_rate,
+        columns={
+            "customer_id": config.data.customer_id,
+            "date": config.data.date,
+            "amount": config.data.amount,
+            "date_format": config.data.date_format,
+        },
+        name="bgnbd_gamma_gamma" if spend is not None else "bgnbd",
+    )
+    return model, excluded
+
+
+def _fitted_params(model: CLVModel) -> dict[str, float]:
+    params = {f"bgnbd.{k}": float(v) for k, v in model.purchases.params_.items()}
+    params["bgnbd.log_likelihood"] = float(model.purchases.log_likelihood_)
+    if model.spend is not None:
+        params.update({f"gamma_gamma.{k}": float(v) for k, v in model.spend.params_.items()})
+    return params
+
+
+def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
+    """Run the training job described by a run config.
+
+    Fits BG/NBD and Gamma-Gamma on the calibration period, evaluates them on the holdout,
+    refits on all data up to the holdout end and logs config, data report, metrics, the holdout
+    plot and the scorable model to MLflow; the model is also exported to
+    ``<tracking.export_dir>/<name>/``.
+
+    Parameters
+    ----------
+    config
+        A YAML path, a dict or a :class:`RunConfig`.
+    """
+    from clvlab import tracking
+
+    config = load_config(config)
+    data = config.data
+    transactions = read_transactions(
+        data.source,
+        customer_id=data.customer_id,
+        date=data.date,
+        amount=data.amount,
+        date_format=data.date_format,
+    )
+    cutoff = pd.Timestamp(config.split.calibration_end)
+    end = pd.Timestamp(config.split.holdout_end)
+    transactions, report = clean_transactions(transactions, until=end)
+
+    calibration = calibration_holdout(
+        transactions, cutoff, end, freq="D", freq_multiplier=config.unit_days
+    )
+    calibration_model, excluded_cal = fit_clv_model(
+        calibration.rename(columns=lambda c: c.removesuffix("_cal")), config
+    )
+    predictions = holdout_predictions(calibration_model, calibration)
+    metrics = pd.DataFrame([holdout_metrics(predictions)], index=[calibration_model.name])
+    metrics.index.name = "model"
+    holdout_rows = transactions[
+        (transactions[DATE] > cutoff) & transactions[CUSTOMER_ID].isin(calibration.index)
+    ]
+    tracking_curve = holdout_tracking(calibration_model, calibration, holdout_rows, cutoff)
+    figure = holdout_figure(
+        predictions,
+        tracking_curve,
+        config.time_unit,
+        title=f"{config.name}: holdout {cutoff.date()} to {end.date()}",
+    )
+
+    summary = rfm(transactions, end, freq="D", freq_multiplier=config.unit_days)
+    model, excluded_full = fit_clv_model(summary, config)
+    params = {"calibration": _fitted_params(calibration_model), "full": _fitted_params(model)}
+    data_report = {
+        **report.to_dict(),
+        "calibration_customers": len(calibration),
+        "customers_first_seen_in_holdout": report.customers - len(calibration),
+        **{f"calibration.{k}": v for k, v in excluded_cal.items()},
+        **{f"full.{k}": v for k, v in excluded_full.items()},
+    }
+    example_columns = [CUSTOMER_ID, DATE] + ([AMOUNT] if AMOUNT in transactions else [])
+    example = transactions[example_columns].head(5)
+
+    run_id, model_uri, experiment_id = tracking.log_run(
+        config,
+        data_report=data_report,
+        metrics=metrics,
+        fitted_params=params,
+        figures={"holdout.png": figure},
+        model=model,
+        input_example=example,
+    )
+    local_path = tracking.export_model(
+        model, Path(config.tracking.export_dir) / config.name, example
+    )
+    return TrainResult(
+        model=model,
+        run_id=run_id,
+        model_uri=model_uri,
+        experiment_id=experiment_id,
+        metrics=metrics,
+        params=params,
+        data_report=data_report,
+        figure=figure,
+        local_path=local_path,
+        config=config,
+    )

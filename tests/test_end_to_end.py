@@ -1,0 +1,239 @@
+"""`clvlab train` then `clvlab score`, as a user runs them, on a temporary MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvlab
+
+ROOT = Path(__file__).resolve().parents[1]
+# The installed console script, as a user runs it.
+CLVLAB = [str(Path(sys.executable).with_name("clvlab"))]
+SCORE_COLUMNS = [
+    "customer_id",
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "p_alive",
+    "p_churn",
+    "expected_purchases",
+    "expected_spend",
+    "expected_revenue",
+    "clv",
+]
+HOLDOUT_METRICS = {
+    "purchases_mae",
+    "purchases_rmse",
+    "purchases_bias_pct",
+    "churn_roc_auc",
+    "revenue_normalized_gini",
+}
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        CLVLAB + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("e2e")
+    shutil.copytree(ROOT / "configs", folder / "configs")
+    clvlab.read_transactions("lifetimes:CDNOW_master").to_csv(folder / "cdnow.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def env(workdir: Path) -> dict[str, str]:
+    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'store.db'}"}
+
+
+@pytest.fixture(scope="module")
+def trained(workdir: Path, env: dict[str, str]) -> dict:
+    done = run(["train", "--report", "report.json"], workdir, env)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"MLflow UI: \S*mlflow ui --backend-store-uri sqlite:///", done.stdout)
+    assert "purchases_mae" in done.stdout
+    return json.loads((workdir / "report.json").read_text())
+
+
+def test_train_reports_every_holdout_metric(trained):
+    metrics = trained["metrics"]["bgnbd_gamma_gamma"]
+    assert set(metrics) >= HOLDOUT_METRICS
+    assert all(np.isfinite(value) for value in metrics.values())
+    assert 0.5 < metrics["churn_roc_auc"] <= 1 and 0 < metrics["revenue_normalized_gini"] <= 1
+    assert trained["data_report"]["customers"] == 23_570
+    assert trained["data_report"]["rows_kept"] == 69_659
+
+
+def test_train_logs_config_metrics_plot_and_model(trained, env):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    run_ = client.get_run(trained["run_id"])
+    assert run_.data.params["split.calibration_end"] == "1997-09-30"
+    assert run_.data.params["data.source"] == "lifetimes:CDNOW_master"
+    assert run_.data.metrics["holdout.bgnbd_gamma_gamma.purchases_mae"] == pytest.approx(
+        trained["metrics"]["bgnbd_gamma_gamma"]["purchases_mae"]
+    )
+    artifacts = {item.path for item in client.list_artifacts(trained["run_id"])}
+    assert {"holdout.png", "data_report.json", "holdout_metrics.json", "model"} <= artifacts
+    model_files = {item.path for item in client.list_artifacts(trained["run_id"], "model")}
+    assert "model/MLmodel" in model_files
+
+
+def test_score_with_logged_model_uri(trained, workdir, env):
+    output = workdir / "scores.parquet"
+    done = run(
+        [
+            "score",
+            "--model",
+            trained["model_uri"],
+            "--transactions",
+            "cdnow.csv",
+            "--as-of",
+            "1998-06-30",
+            "--horizon",
+            "365",
+            "--output",
+            str(output),
+        ],
+        workdir,
+        env,
+    )
+    assert done.returncode == 0, done.stderr
+    scores = pd.read_parquet(output)
+    assert list(scores.columns[: len(SCORE_COLUMNS)]) == SCORE_COLUMNS
+    assert len(scores) == 23_570 and scores["customer_id"].is_unique
+    assert not scores[SCORE_COLUMNS].isna().any().any()
+    for column in ("p_alive", "p_churn"):
+        assert scores[column].between(0, 1).all()
+    assert (scores["expected_purchases"] >= 0).all() and (scores["expected_spend"] > 0).all()
+    assert (scores["clv"] <= scores["expected_revenue"] + 1e-9).all()
+    assert (scores["model_version"] == trained["run_id"]).all()
+
+
+def test_local_export_and_csv_output_score_the_same(trained, workdir, env):
+    done = run(
+        [
+            "score",
+            "--model",
+            "models/cdnow",
+            "--transactions",
+            "cdnow.csv",
+            "--as-of",
+            "1998-06-30",
+            "--horizon",
+            "365",
+            "--output",
+            "scores.csv",
+        ],
+        workdir,
+        env,
+    )
+    assert done.returncode == 0, done.stderr
+    from_csv = pd.read_csv(workdir / "scores.csv", dtype={"customer_id": str})
+    from_parquet = pd.read_parquet(workdir / "scores.parquet")
+    for column in SCORE_COLUMNS[1:]:
+        np.testing.assert_allclose(from_csv[column], from_parquet[column], rtol=1e-12)
+
+
+def test_pyfunc_predict_equals_cli_scores(trained, workdir, env, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    transactions = clvlab.read_transactions(workdir / "cdnow.csv")
+    pyfunc = mlflow.pyfunc.load_model(trained["model_uri"])
+    predicted = pyfunc.predict(transactions, params={"as_of": "1998-06-30", "horizon_days": 365})
+    written = pd.read_parquet(workdir / "scores.parquet")
+    pd.testing.assert_frame_equal(predicted.reset_index(drop=True), written, check_dtype=False)
+
+
+@pytest.mark.parametrize(
+    ("csv", "message"),
+    [
+        ("customer_id,day,amount\n1,1997-01-01,3\n", r"missing date column 'date'"),
+        (
+            "customer_id,date,amount\n1,1997-01-01,3\n2,01/02/1997x,4\n",
+            r"date column 'date'.*row 1: '01/02/1997x'",
+        ),
+        (
+            "customer_id,date,amount\n1,1997-01-01,3\n2,1997-01-02,twelve\n",
+            r"amount column 'amount'.*row 1: 'twelve'",
+        ),
+    ],
+)
+def test_bad_transactions_exit_2_with_clear_error_and_no_output(
+    trained, workdir, env, csv, message
+):
+    bad = workdir / "bad.csv"
+    bad.write_text(csv)
+    output = workdir / "bad_scores.parquet"
+    done = run(
+        ["score", "--model", "models/cdnow", "--transactions", str(bad), "--output", str(output)],
+        workdir,
+        env,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert re.search(message, done.stderr), done.stderr
+    assert not output.exists()
+
+
+def test_bad_config_exits_2_naming_the_key(workdir, env):
+    config = workdir / "typo.yaml"
+    config.write_text((ROOT / "configs" / "cdnow.yaml").read_text().replace("time_unit", "unit"))
+    done = run(["train", "--config", str(config)], workdir, env)
+    assert done.returncode == 2
+    assert "unit: unknown key" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_help_imports_no_heavy_library():
+    code = (
+        "import sys\nfrom clvlab.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pandas', 'mlflow', 'duckdb', 'scipy') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "train" in done.stdout and "score" in done.stdout
+    assert "HEAVY []" in done.stdout
+
+
+def test_python_api_reproduces_published_bgnbd_on_cdnow_sample(in_tmp):
+    """Fader, Hardie & Lee (2005): r=0.243, alpha=4.414, a=0.793, b=2.426 (39 weeks)."""
+    result = clvlab.train(
+        {
+            "name": "cdnow_sample",
+            "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
+            "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+            "time_unit": "W",
+        }
+    )
+    fitted = result.params["calibration"]
+    published = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
+    for name, value in published.items():
+        assert f"{fitted[f'bgnbd.{name}']:.3g}" == f"{value:.3g}", name
+        assert fitted[f"bgnbd.{name}"] == pytest.approx(value, rel=2e-4), name
+    assert fitted["bgnbd.log_likelihood"] == pytest.approx(-9582.43, abs=0.01)
+    assert isinstance(result.metrics, pd.DataFrame)
+    assert set(result.metrics.columns) >= HOLDOUT_METRICS
+    assert result.model_uri == f"runs:/{result.run_id}/model"
+    assert (in_tmp / "models" / "cdnow_sample" / "MLmodel").is_file()
+    scores = clvlab.score(result.model_uri, "lifetimes:CDNOW_sample", horizon_days=52 * 7)
+    assert len(scores) == 2_357
+    same = clvlab.score(result.model, "lifetimes:CDNOW_sample", horizon_days=52 * 7)
+    pd.testing.assert_frame_equal(scores, same)
