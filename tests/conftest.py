@@ -38,3 +38,12 @@ def cdnow_master():
     from clvlab import read_transactions
 
     return read_transactions("lifetimes:CDNOW_master")
+
+
+@pytest.fixture(scope="session")
+def sample_models(cdnow_sample):
+    """BG/NBD and Gamma-Gamma fitted on the CDNOW sample's 39-week calibration, in weeks."""
+    from clvlab import BetaGeo, GammaGamma, rfm
+
+    summary = rfm(cdnow_sample, "1997-09-30", freq="D", freq_multiplier=7)
+    return BetaGeo().fit(summary), GammaGamma().fit(summary[summary["frequency"] > 0])

@@ -237,3 +237,31 @@ def test_python_api_reproduces_published_bgnbd_on_cdnow_sample(in_tmp):
     assert len(scores) == 2_357
     same = clvlab.score(result.model, "lifetimes:CDNOW_sample", horizon_days=52 * 7)
     pd.testing.assert_frame_equal(scores, same)
+
+
+def test_count_only_data_trains_and_scores_without_spend(in_tmp, cdnow_sample):
+    visits = cdnow_sample[["customer_id", "date"]].rename(columns={"customer_id": "visitor"})
+    visits.to_csv(in_tmp / "visits.csv", index=False)
+    result = clvlab.train(
+        {
+            "name": "visits",
+            "data": {"source": str(in_tmp / "visits.csv"), "customer_id": "visitor"},
+            "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+            "time_unit": "D",
+        }
+    )
+    assert result.model.spend is None and result.model.name == "bgnbd"
+    assert set(result.metrics.columns) == {
+        "purchases_mae",
+        "purchases_rmse",
+        "purchases_bias_pct",
+        "churn_roc_auc",
+    }
+    # Daily units: alpha is FHL's weekly alpha times 7, the other parameters are unchanged.
+    fitted = result.params["calibration"]
+    assert fitted["bgnbd.alpha"] == pytest.approx(4.4136 * 7, rel=1e-3)
+    assert fitted["bgnbd.r"] == pytest.approx(0.2426, rel=1e-3)
+    scores = clvlab.score(result.local_path, in_tmp / "visits.csv", horizon_days=90)
+    assert len(scores) == 2_357
+    assert scores[["expected_spend", "expected_revenue", "clv"]].isna().all().all()
+    assert scores[["p_alive", "p_churn", "expected_purchases"]].notna().all().all()

@@ -2,19 +2,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvlab import BetaGeo, CLVModel, DataError, GammaGamma, score
+from clvlab import CLVModel, DataError, score
 from clvlab.outputs import write_json, write_table
 from clvlab.scoring import NO_HISTORY, SCORE_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def model(cdnow_sample):
-    from clvlab import rfm
-
-    summary = rfm(cdnow_sample, "1997-09-30", freq="D", freq_multiplier=7)
+def model(sample_models):
+    purchases, spend = sample_models
     return CLVModel(
-        purchases=BetaGeo().fit(summary),
-        spend=GammaGamma().fit(summary[summary["frequency"] > 0]),
+        purchases=purchases,
+        spend=spend,
         time_unit="W",
         columns={"customer_id": "cid", "date": "day", "amount": "value"},
         version="test",

@@ -8,6 +8,7 @@ key or value raises :class:`clvlab.ConfigError` naming it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,7 +99,7 @@ class RunConfig(_Strict):
         return dict(_flatten(self.model_dump(mode="json")))
 
 
-def _flatten(tree: dict[str, Any], prefix: str = ""):
+def _flatten(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
     for key, value in tree.items():
         if isinstance(value, dict):
             yield from _flatten(value, f"{prefix}{key}.")

@@ -6,18 +6,14 @@ import pandas as pd
 import pytest
 from scipy import integrate
 
-from clvlab import BetaGeo, CLVModel, GammaGamma, rfm
+from clvlab import CLVModel
 
 
 @pytest.fixture(scope="module")
-def model(cdnow_sample):
-    summary = rfm(cdnow_sample, "1997-09-30", freq="D", freq_multiplier=7)
+def model(sample_models):
+    purchases, spend = sample_models
     return CLVModel(
-        purchases=BetaGeo().fit(summary),
-        spend=GammaGamma().fit(summary[summary["frequency"] > 0]),
-        time_unit="W",
-        horizon_days=364,
-        annual_discount_rate=0.10,
+        purchases=purchases, spend=spend, time_unit="W", horizon_days=364, annual_discount_rate=0.10
     )
 
 

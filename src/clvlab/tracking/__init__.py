@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 _PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 _MODEL_ARTIFACT = "clv_model.json"
 _LOCAL_STORE = "mlruns"
-#: Packages a scoring environment needs, pinned to the versions that trained the model.
+#: Third-party packages a scoring environment needs, pinned to the versions that trained the
+#: model. clvlab itself must be installed there too: it is not on a package index yet.
 _REQUIREMENTS = [
     "mlflow",
     "pandas",
@@ -50,14 +51,12 @@ def tracking_uri() -> str:
     return f"sqlite:///{(Path.cwd() / _LOCAL_STORE / 'mlflow.db').as_posix()}"
 
 
-def _use_tracking_store() -> str:
+def _use_tracking_store() -> None:
     import mlflow
 
-    uri = tracking_uri()
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         (Path.cwd() / _LOCAL_STORE).mkdir(exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    return uri
+    mlflow.set_tracking_uri(tracking_uri())
 
 
 def _signature(model: CLVModel) -> Any:
