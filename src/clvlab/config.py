@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clvlab.data.clean import CleaningPolicy
 from clvlab.errors import ConfigError
 
 #: Length of one time unit in days. "M" is the average Gregorian month, as in lifetimes.
@@ -34,7 +35,34 @@ class DataConfig(_Strict):
     customer_id: str = "customer_id"
     date: str = "date"
     amount: str | None = Field(default=None, description="None for count-only data.")
+    quantity: str | None = Field(default=None, description="With price: amount = quantity*price.")
+    price: str | None = None
+    invoice: str | None = Field(default=None, description="Invoice id: lines -> one purchase.")
     date_format: str | None = Field(default=None, description="strftime format; inferred if None.")
+    timezone: str | None = Field(default=None, description="Zone of the dates; UTC if None.")
+    identity_links: str | None = Field(
+        default=None, description="CSV/Parquet of id pairs (id_a, id_b) known to be one person."
+    )
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> DataConfig:
+        if self.amount is not None and (self.quantity or self.price):
+            raise ValueError("give either amount or quantity and price, not both")
+        if (self.quantity is None) != (self.price is None):
+            raise ValueError("quantity and price go together")
+        return self
+
+    def columns(self) -> dict[str, str | None]:
+        """The column mapping and parsing settings, as ``read_transactions`` takes them."""
+        return {
+            "customer_id": self.customer_id,
+            "date": self.date,
+            "amount": self.amount,
+            "quantity": self.quantity,
+            "price": self.price,
+            "date_format": self.date_format,
+            "timezone": self.timezone,
+        }
 
 
 class SplitConfig(_Strict):
@@ -80,6 +108,7 @@ class RunConfig(_Strict):
     data: DataConfig
     split: SplitConfig
     time_unit: Literal["D", "W", "M"] = "W"
+    cleaning: CleaningPolicy = CleaningPolicy()
     models: ModelsConfig = ModelsConfig()
     scoring: ScoringConfig = ScoringConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -148,7 +177,7 @@ def _describe(where: str, exc: ValidationError) -> str:
     lines = [f"{where}: {exc.error_count()} problem(s) in the run config"]
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        if error["type"] == "extra_forbidden":
+        if error["type"] in {"extra_forbidden", "unexpected_keyword_argument"}:
             lines.append(f"  - {key}: unknown key; check its spelling (see configs/cdnow.yaml)")
         elif error["type"] == "missing":
             lines.append(f"  - {key}: required key is missing")

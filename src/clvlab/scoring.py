@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from clvlab.data import CUSTOMER_ID, DATE, clean_transactions, read_transactions
+from clvlab.data import (
+    AMOUNT,
+    CUSTOMER_ID,
+    DATE,
+    CleaningPolicy,
+    clean_transactions,
+    read_transactions,
+)
 from clvlab.data.io import TransactionSource
 from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike, rfm
@@ -27,6 +35,7 @@ SCORE_COLUMNS = [
 ]
 
 NO_HISTORY = "no transaction on or before as_of"
+_READ_ROLES = ("customer_id", "date", "amount", "quantity", "price", "date_format", "timezone")
 
 
 def score(
@@ -65,7 +74,11 @@ def score(
         from clvlab.tracking import load_model
 
         model = load_model(model)
-    canonical, report = clean_transactions(_read(transactions, model))
+    transactions, invoice = _read(transactions, model)
+    policy = CleaningPolicy(**model.cleaning)
+    if invoice is None:
+        policy = dataclasses.replace(policy, cancellation_prefix=None)
+    canonical, report = clean_transactions(transactions, policy=policy, invoice=invoice)
     if report.steps["missing_customer_id"]:
         warnings.warn(
             f"{report.steps['missing_customer_id']} transaction rows have no customer id and "
@@ -91,13 +104,29 @@ def score(
     return table
 
 
-def _read(transactions: TransactionSource, model: CLVModel) -> pd.DataFrame:
-    """Read with the model's column names, or the canonical ones when the table has those."""
-    names = {
-        "customer_id": model.columns.get("customer_id") or CUSTOMER_ID,
-        "date": model.columns.get("date") or DATE,
-        "amount": (model.columns.get("amount") or "amount") if model.spend is not None else None,
-    }
-    if isinstance(transactions, pd.DataFrame) and names["customer_id"] not in transactions:
-        names = {role: (None if name is None else role) for role, name in names.items()}
-    return read_transactions(transactions, date_format=model.columns.get("date_format"), **names)
+def _read(transactions: TransactionSource, model: CLVModel) -> tuple[pd.DataFrame, str | None]:
+    """Read as in training, or by the canonical names when a DataFrame has those instead.
+
+    Returns the transactions and the invoice column (None when the model has none or the
+    transactions do not carry it: then the invoice steps of the cleaning policy are skipped).
+    """
+    columns = {role: model.columns.get(role) for role in _READ_ROLES}
+    columns["customer_id"] = columns["customer_id"] or CUSTOMER_ID
+    columns["date"] = columns["date"] or DATE
+    if model.spend is None:
+        columns.update(amount=None, quantity=None, price=None)
+    elif not columns["quantity"]:
+        columns["amount"] = columns["amount"] or AMOUNT
+    if isinstance(transactions, pd.DataFrame) and columns["customer_id"] not in transactions:
+        columns.update(
+            customer_id=CUSTOMER_ID,
+            date=DATE,
+            quantity=None,
+            price=None,
+            amount=AMOUNT if model.spend is not None else None,
+        )
+    frame = read_transactions(transactions, **columns)
+    invoice = model.columns.get("invoice")
+    invoice = invoice if invoice in frame.columns else None
+    needed = [c for c in (CUSTOMER_ID, DATE, AMOUNT, invoice) if c is not None and c in frame]
+    return frame[needed], invoice

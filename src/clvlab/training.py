@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,12 +85,8 @@ def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, d
         time_unit=config.time_unit,
         horizon_days=config.scoring.horizon_days,
         annual_discount_rate=config.scoring.annual_discount_rate,
-        columns={
-            "customer_id": config.data.customer_id,
-            "date": config.data.date,
-            "amount": config.data.amount,
-            "date_format": config.data.date_format,
-        },
+        columns={**config.data.columns(), "invoice": config.data.invoice},
+        cleaning=asdict(config.cleaning),
         name="bgnbd_gamma_gamma" if spend is not None else "bgnbd",
     )
     return model, excluded
@@ -122,15 +118,13 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
     config = load_config(config)
     data = config.data
     transactions = read_transactions(
-        data.source,
-        customer_id=data.customer_id,
-        date=data.date,
-        amount=data.amount,
-        date_format=data.date_format,
+        data.source, **data.columns(), keep=[data.invoice] if data.invoice else []
     )
     cutoff = pd.Timestamp(config.split.calibration_end)
     end = pd.Timestamp(config.split.holdout_end)
-    transactions, report = clean_transactions(transactions, until=end)
+    transactions, report = clean_transactions(
+        transactions, policy=config.cleaning, invoice=data.invoice, until=end
+    )
 
     calibration = calibration_holdout(
         transactions, cutoff, end, freq="D", freq_multiplier=config.unit_days
@@ -142,7 +136,8 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
     metrics = pd.DataFrame([holdout_metrics(predictions)], index=[calibration_model.name])
     metrics.index.name = "model"
     holdout_rows = transactions[
-        (transactions[DATE] > cutoff) & transactions[CUSTOMER_ID].isin(calibration.index)
+        (transactions[DATE] >= cutoff + pd.Timedelta(days=1))
+        & transactions[CUSTOMER_ID].isin(calibration.index)
     ]
     tracking_curve = holdout_tracking(calibration_model, calibration, holdout_rows, cutoff)
     figure = holdout_figure(

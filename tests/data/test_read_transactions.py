@@ -7,7 +7,7 @@ from clvlab import DataError, clean_transactions, read_transactions
 def test_packaged_cdnow_master(cdnow_master):
     assert len(cdnow_master) == 69_659
     assert cdnow_master["customer_id"].nunique() == 23_570
-    assert list(cdnow_master.columns) == ["customer_id", "date", "amount"]
+    assert list(cdnow_master.columns) == ["customer_id", "date", "amount", "n_cds"]
     assert cdnow_master["date"].min() == pd.Timestamp("1997-01-01")
     assert cdnow_master["date"].max() == pd.Timestamp("1998-06-30")
 
@@ -80,6 +80,6 @@ def test_cleaning_counts_every_excluded_row():
     )
     kept, report = clean_transactions(frame, until=pd.Timestamp("2021-02-01"))
     assert kept["customer_id"].tolist() == ["a", "b"]
-    assert report.steps == {"missing_customer_id": 1, "after_end": 1}
+    assert report.steps == {"missing_customer_id": 1, "after_end": 1, "returns_dropped": 0}
     assert report.rows_read == 4 and report.rows_kept == 2 and report.customers == 2
     assert report.rows_read == report.rows_kept + sum(report.steps.values())

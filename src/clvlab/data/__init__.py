@@ -1,6 +1,14 @@
-"""Reading, validating and cleaning transactions into the canonical table."""
+"""Reading, validating, cleaning and resolving transactions into the canonical table."""
 
-from clvlab.data.clean import DataReport, clean_transactions
+from clvlab.data.clean import CleaningPolicy, DataReport, clean_transactions
 from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, read_transactions
 
-__all__ = ["AMOUNT", "CUSTOMER_ID", "DATE", "DataReport", "clean_transactions", "read_transactions"]
+__all__ = [
+    "AMOUNT",
+    "CUSTOMER_ID",
+    "DATE",
+    "CleaningPolicy",
+    "DataReport",
+    "clean_transactions",
+    "read_transactions",
+]

@@ -1,12 +1,46 @@
-"""Cleaning steps, each counted in a data-quality report: nothing is dropped silently."""
+"""Cleaning as explicit policy, each step counted in a data-quality report.
+
+Nothing is dropped silently: every row that a step removes is counted under the step's name,
+so that ``rows_read == rows_kept + sum(steps.values())``.
+
+The steps, in order:
+
+1. ``missing_customer_id``: rows without a customer id cannot be attributed (always dropped).
+2. ``duplicates``: exact duplicate rows, when ``duplicates="drop"``. The default keeps them:
+   without a line id, identical rows can be real (two of one item on one day).
+3. ``after_end``: transactions after ``until`` (a date covers its whole day).
+4. ``zero_amounts``: lines worth exactly 0, when ``zero_amounts="drop"``.
+5. ``invoice_lines_merged``: with an invoice column, the lines of one invoice become one
+   purchase (earliest line's time, summed amount, other columns from the first line).
+6. Returns: negative amounts, and invoices whose id starts with ``cancellation_prefix``.
+   ``returns="drop"`` removes them (``returns_dropped``); ``returns="net"`` subtracts each
+   from the same customer's latest purchase at or before it (``returns_netted``; returns with
+   no earlier purchase: ``returns_unmatched``; purchases netted to zero or less:
+   ``purchases_fully_returned``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import pandas as pd
+from pydantic import ConfigDict
+from pydantic.dataclasses import dataclass as policy_dataclass
 
 from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE
+from clvlab.errors import DataError
+
+
+@policy_dataclass(config=ConfigDict(extra="forbid", frozen=True))
+class CleaningPolicy:
+    """How to treat each kind of questionable row (see the module docstring)."""
+
+    duplicates: Literal["keep", "drop"] = "keep"
+    zero_amounts: Literal["keep", "drop"] = "keep"
+    returns: Literal["drop", "net"] = "drop"
+    cancellation_prefix: str | None = None
+    aggregate_invoices: bool = True
 
 
 @dataclass
@@ -20,6 +54,7 @@ class DataReport:
     first_date: str = ""
     last_date: str = ""
     count_only: bool = False
+    policy: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """The report as a flat, JSON-friendly dict (``excluded.<step>`` per cleaning step)."""
@@ -32,38 +67,128 @@ class DataReport:
             last_date=self.last_date,
             count_only=self.count_only,
         )
+        flat.update({f"policy.{key}": value for key, value in self.policy.items()})
         return flat
 
 
 def clean_transactions(
-    transactions: pd.DataFrame, *, until: pd.Timestamp | None = None
+    transactions: pd.DataFrame,
+    *,
+    policy: CleaningPolicy | None = None,
+    invoice: str | None = None,
+    until: pd.Timestamp | str | None = None,
 ) -> tuple[pd.DataFrame, DataReport]:
-    """Drop the rows that cannot be modelled, counting each reason.
+    """Apply the cleaning policy, counting what each step removes.
 
     Parameters
     ----------
     transactions
-        Canonical transactions (see :func:`clvlab.read_transactions`).
+        Canonical transactions (see :func:`clvlab.read_transactions`), with the invoice
+        column among the kept columns when ``invoice`` is given.
+    policy
+        The cleaning policy; :class:`CleaningPolicy`'s defaults when None.
+    invoice
+        Name of the invoice id column: lines of an invoice are merged into one purchase and
+        ``cancellation_prefix`` applies to it.
     until
-        Transactions after this date are excluded (counted as ``after_end``).
+        Transactions after this date (a date covers its whole day) are excluded.
 
     Returns
     -------
     (pandas.DataFrame, DataReport)
-        The kept rows and the report of what was excluded and why.
+        The cleaned transactions, sorted by customer and date, and the report.
     """
-    report = DataReport(rows_read=len(transactions), count_only=AMOUNT not in transactions)
+    policy = policy or CleaningPolicy()
+    count_only = AMOUNT not in transactions
+    _check(transactions, policy, invoice, count_only)
+    report = DataReport(rows_read=len(transactions), count_only=count_only, policy=asdict(policy))
+    steps = report.steps
     kept = transactions
-    steps: list[tuple[str, pd.Series]] = [("missing_customer_id", kept[CUSTOMER_ID].isna())]
+
+    kept = _drop(kept, kept[CUSTOMER_ID].isna(), "missing_customer_id", steps)
+    if policy.duplicates == "drop":
+        kept = _drop(kept, kept.duplicated(), "duplicates", steps)
     if until is not None:
-        steps.append(("after_end", kept[DATE] > pd.Timestamp(until)))
-    for name, drop in steps:
-        drop = drop.reindex(kept.index, fill_value=False)
-        report.steps[name] = int(drop.sum())
-        kept = kept[~drop]
+        kept = _drop(kept, kept[DATE] >= _day_after(pd.Timestamp(until)), "after_end", steps)
+    if not count_only and policy.zero_amounts == "drop":
+        kept = _drop(kept, kept[AMOUNT] == 0, "zero_amounts", steps)
+    if invoice is not None and policy.aggregate_invoices:
+        merged = _aggregate_invoices(kept, invoice)
+        steps["invoice_lines_merged"] = len(kept) - len(merged)
+        kept = merged
+    returns = pd.Series(False, index=kept.index)
+    if not count_only:
+        returns |= kept[AMOUNT] < 0
+    if policy.cancellation_prefix is not None:
+        returns |= kept[invoice].astype("string").str.startswith(policy.cancellation_prefix)
+    if policy.returns == "net" and returns.any():
+        kept = _net_returns(kept, returns, steps)
+    else:
+        kept = _drop(kept, returns, "returns_dropped", steps)
+
+    kept = kept.sort_values([CUSTOMER_ID, DATE], kind="stable").reset_index(drop=True)
     report.rows_kept = len(kept)
     report.customers = int(kept[CUSTOMER_ID].nunique())
     if len(kept):
-        report.first_date = str(kept[DATE].min().date())
-        report.last_date = str(kept[DATE].max().date())
-    return kept.reset_index(drop=True), report
+        report.first_date = str(kept[DATE].min())
+        report.last_date = str(kept[DATE].max())
+    return kept, report
+
+
+def _check(frame: pd.DataFrame, policy: CleaningPolicy, invoice: str | None, count_only: bool):
+    if invoice is not None and invoice not in frame:
+        raise DataError(
+            f"invoice column {invoice!r} is not among the transactions' columns "
+            f"{list(frame.columns)}; keep it when reading (read_transactions(keep=...))"
+        )
+    if policy.cancellation_prefix is not None and invoice is None:
+        raise DataError("cleaning.cancellation_prefix needs the invoice column: set data.invoice")
+    if count_only and policy.returns == "net":
+        raise DataError(
+            "cleaning.returns='net' needs amounts, and these transactions are count-only: "
+            "use returns='drop'"
+        )
+
+
+def _drop(frame: pd.DataFrame, mask: pd.Series, step: str, steps: dict[str, int]):
+    steps[step] = int(mask.sum())
+    return frame[~mask.to_numpy()]
+
+
+def _day_after(stamp: pd.Timestamp) -> pd.Timestamp:
+    """The first instant after ``stamp``'s day when it is a date; just after it otherwise."""
+    if stamp == stamp.normalize():
+        return stamp + pd.Timedelta(days=1)
+    return stamp + pd.Timedelta(microseconds=1)
+
+
+def _aggregate_invoices(frame: pd.DataFrame, invoice: str) -> pd.DataFrame:
+    aggregations = {column: "first" for column in frame.columns}
+    aggregations[DATE] = "min"
+    if AMOUNT in frame:
+        aggregations[AMOUNT] = "sum"
+    del aggregations[CUSTOMER_ID], aggregations[invoice]
+    grouped = frame.groupby([CUSTOMER_ID, invoice], sort=False, dropna=False, observed=True)
+    return grouped.agg(aggregations).reset_index()[list(frame.columns)]
+
+
+def _net_returns(frame: pd.DataFrame, returns: pd.Series, steps: dict[str, int]):
+    """Subtract each return from the customer's latest purchase at or before it."""
+    purchases = frame[~returns.to_numpy()].reset_index(drop=True)
+    refunds = frame.loc[returns.to_numpy(), [CUSTOMER_ID, DATE, AMOUNT]]
+    refunds = refunds.assign(value=refunds[AMOUNT].abs()).sort_values(DATE, kind="stable")
+    anchors = purchases[[CUSTOMER_ID, DATE]].assign(purchase=purchases.index)
+    matched = pd.merge_asof(
+        refunds,
+        anchors.sort_values(DATE, kind="stable"),
+        on=DATE,
+        by=CUSTOMER_ID,
+        direction="backward",
+    )
+    unmatched = matched["purchase"].isna()
+    steps["returns_netted"] = int((~unmatched).sum())
+    steps["returns_unmatched"] = int(unmatched.sum())
+    refunded = matched[~unmatched].groupby("purchase")["value"].sum()
+    net = purchases[AMOUNT].sub(refunded.reindex(purchases.index, fill_value=0.0))
+    purchases[AMOUNT] = net
+    return _drop(purchases, net <= 0, "purchases_fully_returned", steps)

@@ -1,9 +1,11 @@
-"""Read transactions from a file, a packaged data set or a DataFrame into canonical form."""
+"""Read transactions from files, a packaged data set or a DataFrame into canonical form."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from clvlab.data.datasets import is_packaged_source, load_packaged
@@ -22,26 +24,39 @@ def read_transactions(
     customer_id: str = CUSTOMER_ID,
     date: str = DATE,
     amount: str | None = AMOUNT,
+    quantity: str | None = None,
+    price: str | None = None,
     date_format: str | None = None,
+    timezone: str | None = None,
+    keep: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Read transactions into the canonical table.
 
     Parameters
     ----------
     source
-        A CSV or Parquet file path, ``"lifetimes:CDNOW_master"``/``"lifetimes:CDNOW_sample"``,
-        or a DataFrame.
+        A CSV file, Parquet data (a file, a folder or a glob such as ``"dir/*.parquet"``),
+        ``"lifetimes:CDNOW_master"``/``"lifetimes:CDNOW_sample"``, or a DataFrame.
     customer_id, date, amount
-        Names of the columns in ``source`` that hold the customer id, the transaction date and
-        the amount. ``amount=None`` reads count-only data.
+        Names of the columns that hold the customer id, the transaction date and the amount.
+        ``amount=None`` reads count-only data (or computes it from ``quantity`` and ``price``).
+    quantity, price
+        With ``amount=None``, the amount is ``quantity * price`` (e.g. invoice lines).
     date_format
         ``strftime`` format of the date column when it holds strings; inferred if None.
+    timezone
+        Zone the dates are expressed in, e.g. ``"Europe/London"``: timezone-aware dates are
+        converted to it and made naive; naive dates are taken to be in it already. UTC if None.
+    keep
+        Other columns to keep (e.g. an invoice id for cleaning); if None, all of them but
+        those named like a canonical column.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``customer_id`` (string), ``date`` (timezone-naive timestamp) and, unless
-        count-only, ``amount`` (float64), in the order read.
+        ``customer_id`` (string; missing ids stay missing for cleaning to count), ``date``
+        (timezone-naive timestamp), ``amount`` (float64) unless count-only, then the kept
+        columns, in the order read.
 
     Raises
     ------
@@ -52,20 +67,51 @@ def read_transactions(
     frame, where = _load(source)
     if frame.empty:
         raise DataError(f"{where}: no transactions (the table has no rows).")
-    columns = {"customer id": customer_id, "date": date}
+    roles = {"customer id": customer_id, "date": date}
     if amount is not None:
-        columns["amount"] = amount
-    require_columns(frame, columns, where)
+        roles["amount"] = amount
+    elif quantity is not None or price is not None:
+        if quantity is None or price is None:
+            raise DataError(f"{where}: give both quantity and price columns, or an amount column")
+        roles.update(quantity=quantity, price=price)
+    mapped = set(roles.values()) | {CUSTOMER_ID, DATE, AMOUNT}
+    # keep=None keeps the other columns, except any named like a canonical one.
+    extra = [c for c in frame.columns if c not in mapped] if keep is None else list(keep)
+    require_columns(frame, {**roles, **{f"kept column {c!r}": c for c in extra}}, where)
 
     canonical = pd.DataFrame(
         {
             CUSTOMER_ID: _customer_ids(frame[customer_id]),
-            DATE: parse_dates(frame[date], date, date_format, where),
+            DATE: parse_dates(frame[date], date, date_format, where, timezone),
         }
     )
     if amount is not None:
         canonical[AMOUNT] = parse_amounts(frame[amount], amount, where)
+    elif quantity is not None:
+        canonical[AMOUNT] = parse_amounts(frame[quantity], quantity, where) * parse_amounts(
+            frame[price], price, where
+        )
+    for column in extra:
+        if column in (CUSTOMER_ID, DATE, AMOUNT):
+            raise DataError(
+                f"{where}: column {column!r} would clash with the canonical column of that "
+                "name; rename it or leave it out with keep=[...]"
+            )
+        canonical[column] = frame[column].to_numpy()
     return canonical.reset_index(drop=True)
+
+
+def parquet_glob(source: str | Path) -> str:
+    """The glob that DuckDB reads for a Parquet file, folder (recursively) or glob."""
+    text = str(source)
+    if any(char in text for char in "*?["):
+        return text
+    path = Path(text)
+    if path.is_dir():
+        return str(path / "**" / "*.parquet")
+    if not path.exists():
+        raise DataError(f"transactions file not found: {path}")
+    return text
 
 
 def _load(source: TransactionSource) -> tuple[pd.DataFrame, str]:
@@ -73,18 +119,19 @@ def _load(source: TransactionSource) -> tuple[pd.DataFrame, str]:
         return source, "transactions"
     if is_packaged_source(source):
         return load_packaged(str(source)), str(source)
-    path = Path(source)
-    where = str(path)
-    if not path.exists():
-        raise DataError(f"transactions file not found: {path}")
-    suffix = path.suffix.lower()
+    where = str(source)
+    files = parquet_glob(source)
+    suffix = Path(where).suffix.lower()
     try:
-        if suffix == ".parquet" or path.is_dir():
-            return pd.read_parquet(path), where
         if suffix in {".csv", ".txt", ".gz"}:
             # Ids stay strings: "00042" and "42" are different customers.
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]), where
-    except (OSError, ValueError) as exc:
+            return pd.read_csv(where, dtype=str, keep_default_na=False, na_values=[""]), where
+        if suffix == ".parquet" and files == where:
+            return pd.read_parquet(where), where
+        if files != where or Path(where).is_dir():
+            with duckdb.connect() as con:
+                return con.execute("SELECT * FROM read_parquet(?)", [files]).df(), where
+    except (OSError, ValueError, duckdb.Error) as exc:
         raise DataError(f"{where}: cannot read transactions: {exc}") from None
     raise DataError(f"{where}: unknown file type {suffix!r}; use .csv or .parquet")
 
@@ -93,6 +140,5 @@ def _customer_ids(values: pd.Series) -> pd.Series:
     """Customer ids as strings; missing ids stay missing (cleaning counts and drops them)."""
     if pd.api.types.is_float_dtype(values):
         # A float column of ids (from NaN-holding integers): 17850.0 -> "17850".
-        as_int = values.astype("Int64")
-        return as_int.astype("string")
+        return values.astype("Int64").astype("string")
     return values.astype("string")

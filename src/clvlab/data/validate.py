@@ -28,30 +28,28 @@ def require_columns(frame: pd.DataFrame, columns: dict[str, str], where: str) ->
         )
 
 
-def parse_dates(values: pd.Series, column: str, date_format: str | None, where: str) -> pd.Series:
+def parse_dates(
+    values: pd.Series,
+    column: str,
+    date_format: str | None,
+    where: str,
+    timezone: str | None = None,
+) -> pd.Series:
     """Parse a date column to timezone-naive timestamps, or raise naming the bad rows.
 
-    Timezone-aware values are converted to UTC and made naive. Integers such as 19970101
-    are read as ``%Y%m%d`` when no format is given.
+    Timezone-aware values (or strings with offsets) are converted to ``timezone`` (UTC if
+    None) and made naive; naive values are taken to be in that zone already. Integers such as
+    19970101 are read as ``%Y%m%d`` when no format is given.
     """
+    zone = timezone or "UTC"
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return _naive(values, zone, where)
     if pd.api.types.is_datetime64_dtype(values):
         return values
     if pd.api.types.is_integer_dtype(values):
         values = values.astype(str)
         date_format = date_format or "%Y%m%d"
-    try:
-        parsed = pd.to_datetime(values, format=date_format, errors="coerce", utc=True)
-        if date_format is None and parsed.isna().any():
-            # Inference follows the first value; ISO strings of mixed precision
-            # ("2021-03-01", "2021-03-05 10:30") are still unambiguous.
-            retry = parsed.isna() & values.notna()
-            parsed[retry] = pd.to_datetime(
-                values[retry], format="ISO8601", errors="coerce", utc=True
-            )
-    except (ValueError, TypeError) as exc:  # a format pandas cannot even try
-        raise DataError(f"{where}: cannot parse date column {column!r}: {exc}") from None
+    parsed = _to_datetime(values, date_format, column, where)
     bad = parsed.isna()
     if bad.any():
         how = f"with format {date_format!r}" if date_format else "as dates"
@@ -60,7 +58,37 @@ def parse_dates(values: pd.Series, column: str, date_format: str | None, where: 
             f"read {how}: {examples(values[bad])}. Fix or remove those rows, or set "
             "data.date_format in the run config (e.g. '%Y-%m-%d')."
         )
-    return parsed.dt.tz_localize(None)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        return _naive(parsed, zone, where)
+    return parsed
+
+
+def _to_datetime(values: pd.Series, date_format: str | None, column: str, where: str) -> pd.Series:
+    def parse(subset: pd.Series, fmt: str | None) -> pd.Series:
+        try:
+            return pd.to_datetime(subset, format=fmt, errors="coerce")
+        except ValueError:  # offsets that differ between rows can only be compared in UTC
+            return pd.to_datetime(subset, format=fmt, errors="coerce", utc=True)
+
+    try:
+        parsed = parse(values, date_format)
+        retry = parsed.isna() & values.notna()
+        if date_format is None and retry.any():
+            # Inference follows the first value; ISO strings of mixed precision
+            # ("2021-03-01", "2021-03-05 10:30") are still unambiguous.
+            again = parse(values[retry], "ISO8601")
+            if getattr(again.dtype, "tz", None) == getattr(parsed.dtype, "tz", None):
+                parsed = parsed.where(~retry, again.reindex(parsed.index))
+    except (ValueError, TypeError) as exc:  # a format pandas cannot even try
+        raise DataError(f"{where}: cannot parse date column {column!r}: {exc}") from None
+    return parsed
+
+
+def _naive(values: pd.Series, zone: str, where: str) -> pd.Series:
+    try:
+        return values.dt.tz_convert(zone).dt.tz_localize(None)
+    except (KeyError, ValueError) as exc:  # an unknown zone name
+        raise DataError(f"{where}: unknown time zone {zone!r} ({exc})") from None
 
 
 def parse_amounts(values: pd.Series, column: str, where: str) -> pd.Series:

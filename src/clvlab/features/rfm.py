@@ -1,4 +1,4 @@
-"""RFM summaries with lifetimes' semantics, computed in DuckDB.
+"""RFM summaries with lifetimes' semantics, computed in DuckDB (in memory or out of core).
 
 The definitions are those of lifetimes' ``summary_data_from_transaction_data`` and
 ``calibration_and_holdout_data``, so results can be compared to the letter:
@@ -13,45 +13,63 @@ The definitions are those of lifetimes' ``summary_data_from_transaction_data`` a
 
 ``freq="D", freq_multiplier=7`` gives weeks at daily resolution, the data of Fader, Hardie and
 Lee (2005); ``freq="W"`` floors to whole weeks.
+
+A cutoff given as a date (or a timestamp at midnight) covers that whole day: "calibration
+until 2011-09-09" includes a purchase at 2011-09-09 15:30. lifetimes compares raw timestamps
+instead, so for timestamped data it equals lifetimes given the end of the day
+(``2011-09-09 23:59:59.999999``); for date-only data the two are the same.
+
+``transactions`` may be a DataFrame or Parquet files (a file, a folder or a glob) with the
+canonical columns; files are read by DuckDB in a streaming way, so the data need not fit in
+memory (set ``memory_limit`` to bound DuckDB's memory; it spills to disk beyond it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Literal
 
 import duckdb
 import pandas as pd
 
 from clvlab.config import UNIT_DAYS
-from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE
+from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, parquet_glob
 from clvlab.errors import DataError
 
 Freq = Literal["D", "W", "M"]
 DateLike = str | dt.date | pd.Timestamp
+Transactions = pd.DataFrame | str | Path
 
 _TRUNC = {"D": "day", "W": "week", "M": "month"}
 
 
 def rfm(
-    transactions: pd.DataFrame,
+    transactions: Transactions,
     as_of: DateLike,
     *,
     freq: Freq = "D",
     freq_multiplier: float = 1.0,
+    memory_limit: str | None = None,
 ) -> pd.DataFrame:
     """Summarize each customer's transactions at an as-of date.
 
     Parameters
     ----------
     transactions
-        Canonical transactions: ``customer_id``, ``date`` and optionally ``amount``.
+        Canonical transactions (``customer_id``, ``date``, optionally ``amount``): a DataFrame
+        or Parquet files (path, folder or glob).
     as_of
         End of the observation period; transactions in later periods are ignored.
     freq
         Period to which dates are floored: ``"D"``, ``"W"`` or ``"M"``.
     freq_multiplier
         Divides recency and T, e.g. 7 with ``freq="D"`` for weeks at daily resolution.
+    memory_limit
+        DuckDB memory limit such as ``"3GB"``; beyond it DuckDB spills to a temporary folder.
 
     Returns
     -------
@@ -60,49 +78,25 @@ def rfm(
         transactions have amounts, ``monetary_value``. One row per customer with a purchase in
         or before the as-of period.
     """
-    trunc, divisor = _period(freq, freq_multiplier)
-    has_amount = AMOUNT in transactions.columns
-    value = f"sum({AMOUNT})" if has_amount else "NULL"
-    money = (
-        ", CASE WHEN count(*) > 1 THEN (sum(value) - arg_min(value, period)) / (count(*) - 1)"
-        " ELSE 0 END AS monetary_value"
-        if has_amount
-        else ""
-    )
-    sql = f"""
-        WITH periods AS (
-            SELECT {CUSTOMER_ID} AS customer_id, date_trunc('{trunc}', {DATE}) AS period,
-                   {value} AS value
-            FROM tx
-            WHERE date_trunc('{trunc}', {DATE}) <= date_trunc('{trunc}', $as_of)
-            GROUP BY ALL
-        )
-        SELECT customer_id,
-               CAST(count(*) - 1 AS DOUBLE) AS frequency,
-               date_diff('day', min(period), max(period)) / $divisor AS recency,
-               date_diff('day', min(period), date_trunc('{trunc}', $as_of)) / $divisor AS T
-               {money}
-        FROM periods
-        GROUP BY customer_id
-        ORDER BY customer_id
-    """
-    params = {"as_of": _timestamp(as_of), "divisor": divisor}
-    return _query(sql, transactions, params).set_index(CUSTOMER_ID)
+    with _session(transactions, memory_limit) as (con, has_amount):
+        sql = _summary_sql("tx", _timestamp(as_of), freq, freq_multiplier, has_amount)
+        return con.execute(sql).df().set_index(CUSTOMER_ID)
 
 
 def calibration_holdout(
-    transactions: pd.DataFrame,
+    transactions: Transactions,
     cutoff: DateLike,
     end: DateLike,
     *,
     freq: Freq = "D",
     freq_multiplier: float = 1.0,
+    memory_limit: str | None = None,
 ) -> pd.DataFrame:
     """Summarize a calibration period and what each customer did in the holdout after it.
 
     As lifetimes' ``calibration_and_holdout_data``: the calibration summary (columns suffixed
-    ``_cal``) covers transactions at or before ``cutoff``; the holdout covers those after
-    ``cutoff`` up to and including ``end``, for customers seen in calibration only.
+    ``_cal``) covers transactions up to ``cutoff``; the holdout covers those after ``cutoff``
+    up to ``end``, for customers seen in calibration only.
 
     Returns
     -------
@@ -115,37 +109,111 @@ def calibration_holdout(
     cutoff_ts, end_ts = _timestamp(cutoff), _timestamp(end)
     if end_ts <= cutoff_ts:
         raise DataError(f"holdout end {end_ts.date()} must be after the cutoff {cutoff_ts.date()}")
-    calibration = transactions[transactions[DATE] <= cutoff_ts]
-    if calibration.empty:
-        raise DataError(f"no transactions on or before the calibration cutoff {cutoff_ts.date()}")
-    summary = rfm(calibration, cutoff_ts, freq=freq, freq_multiplier=freq_multiplier)
-    summary.columns = [f"{column}_cal" for column in summary.columns]
-
     trunc, divisor = _period(freq, freq_multiplier)
-    has_amount = AMOUNT in transactions.columns
+    with _session(transactions, memory_limit) as (con, has_amount):
+        con.execute(f"CREATE TEMP VIEW cal AS SELECT * FROM tx WHERE {DATE} {_until(cutoff_ts)}")
+        summary = con.execute(
+            _summary_sql("cal", cutoff_ts, freq, freq_multiplier, has_amount)
+        ).df()
+        if summary.empty:
+            raise DataError(f"no transactions on or before the calibration cutoff {cutoff_ts}")
+        money = (
+            f", avg({AMOUNT}) AS monetary_value_holdout, sum({AMOUNT}) AS revenue_holdout"
+            if has_amount
+            else ""
+        )
+        holdout = con.execute(
+            f"""
+            SELECT {CUSTOMER_ID},
+                   CAST(count(DISTINCT date_trunc('{trunc}', {DATE})) AS DOUBLE)
+                       AS frequency_holdout
+                   {money}
+            FROM tx
+            WHERE NOT ({DATE} {_until(cutoff_ts)}) AND {DATE} {_until(end_ts)}
+            GROUP BY {CUSTOMER_ID}
+            """
+        ).df()
+        duration = con.execute(
+            f"SELECT date_diff('day', date_trunc('{trunc}', {_literal(cutoff_ts)}),"
+            f" date_trunc('{trunc}', {_literal(end_ts)})) / {divisor}"
+        ).fetchone()[0]
+    summary = summary.set_index(CUSTOMER_ID)
+    summary.columns = [f"{column}_cal" for column in summary.columns]
+    combined = summary.join(holdout.set_index(CUSTOMER_ID), how="left").fillna(0.0)
+    combined["duration_holdout"] = float(duration)
+    return combined
+
+
+def _summary_sql(
+    view: str, as_of: pd.Timestamp, freq: str, freq_multiplier: float, has_amount: bool
+) -> str:
+    trunc, divisor = _period(freq, freq_multiplier)
+    as_of_period = f"date_trunc('{trunc}', {_literal(as_of)})"
+    value = f"sum({AMOUNT})" if has_amount else "NULL"
+    # Mean of the repeat periods = (all periods - the first) / (count - 1).
     money = (
-        f", avg({AMOUNT}) AS monetary_value_holdout, sum({AMOUNT}) AS revenue_holdout"
+        ", CASE WHEN count(*) > 1 THEN (sum(value) - arg_min(value, period)) / (count(*) - 1)"
+        " ELSE 0 END AS monetary_value"
         if has_amount
         else ""
     )
-    sql = f"""
-        SELECT {CUSTOMER_ID} AS customer_id,
-               CAST(count(DISTINCT date_trunc('{trunc}', {DATE})) AS DOUBLE) AS frequency_holdout
+    return f"""
+        WITH periods AS (
+            SELECT {CUSTOMER_ID}, date_trunc('{trunc}', {DATE}) AS period, {value} AS value
+            FROM {view}
+            WHERE date_trunc('{trunc}', {DATE}) <= {as_of_period}
+            GROUP BY ALL
+        )
+        SELECT {CUSTOMER_ID},
+               CAST(count(*) - 1 AS DOUBLE) AS frequency,
+               date_diff('day', min(period), max(period)) / {divisor} AS recency,
+               date_diff('day', min(period), {as_of_period}) / {divisor} AS T
                {money}
-        FROM tx
-        WHERE {DATE} > $cutoff AND {DATE} <= $end
+        FROM periods
         GROUP BY {CUSTOMER_ID}
+        ORDER BY {CUSTOMER_ID}
     """
-    holdout = _query(sql, transactions, {"cutoff": cutoff_ts, "end": end_ts})
-    combined = summary.join(holdout.set_index(CUSTOMER_ID), how="left").fillna(0.0)
-    periods = _query(
-        f"SELECT date_diff('day', date_trunc('{trunc}', $cutoff), date_trunc('{trunc}', $end))"
-        " / $divisor AS d",
-        transactions.head(0),
-        {"cutoff": cutoff_ts, "end": end_ts, "divisor": divisor},
-    )
-    combined["duration_holdout"] = float(periods["d"].iloc[0])
-    return combined
+
+
+@contextmanager
+def _session(
+    transactions: Transactions, memory_limit: str | None
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
+    """A DuckDB connection with the transactions as view ``tx``; and whether they have amounts."""
+    with tempfile.TemporaryDirectory(prefix="clvlab-duckdb-") as spill:
+        config = {"temp_directory": spill}
+        if memory_limit:
+            config["memory_limit"] = memory_limit
+        with duckdb.connect(config=config) as con:
+            con.execute("SET TimeZone = 'UTC'")
+            if isinstance(transactions, pd.DataFrame):
+                con.register("tx", transactions)
+            else:
+                files = parquet_glob(transactions).replace("'", "''")
+                con.execute(
+                    f"CREATE TEMP VIEW tx AS SELECT * REPLACE ("
+                    f"CAST({CUSTOMER_ID} AS VARCHAR) AS {CUSTOMER_ID}, "
+                    f"CAST({DATE} AS TIMESTAMP) AS {DATE}) FROM read_parquet('{files}')"
+                )
+            columns = {row[0] for row in con.execute("DESCRIBE tx").fetchall()}
+            missing = {CUSTOMER_ID, DATE} - columns
+            if missing:
+                raise DataError(
+                    f"transactions lack the column(s) {sorted(missing)}; they have "
+                    f"{sorted(columns)}. Read them with clvlab.read_transactions first."
+                )
+            yield con, AMOUNT in columns
+
+
+def _until(stamp: pd.Timestamp) -> str:
+    """SQL condition "on or before ``stamp``", where a midnight stamp means its whole day."""
+    if stamp == stamp.normalize():
+        return f"< {_literal(stamp + pd.Timedelta(days=1))}"
+    return f"<= {_literal(stamp)}"
+
+
+def _literal(stamp: pd.Timestamp) -> str:
+    return f"TIMESTAMP '{stamp.isoformat(sep=' ')}'"
 
 
 def _period(freq: str, freq_multiplier: float) -> tuple[str, float]:
@@ -164,9 +232,3 @@ def _timestamp(value: DateLike) -> pd.Timestamp:
     if stamp is pd.NaT:
         raise DataError(f"cannot read {value!r} as a date; use YYYY-MM-DD")
     return stamp.tz_convert(None) if stamp.tzinfo else stamp
-
-
-def _query(sql: str, transactions: pd.DataFrame, params: dict[str, object]) -> pd.DataFrame:
-    with duckdb.connect() as con:
-        con.register("tx", transactions)
-        return con.execute(sql, params).df()

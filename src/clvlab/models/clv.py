@@ -46,8 +46,12 @@ class CLVModel:
     annual_discount_rate
         Discount rate per year for ``clv`` (continuous discounting at ``log(1 + rate)``).
     columns
-        Names of the transactions' columns the model was trained on
-        (``customer_id``, ``date``, ``amount``, ``date_format``), used again when scoring.
+        How the training transactions were read (``customer_id``, ``date``, ``amount``,
+        ``quantity``, ``price``, ``invoice``, ``date_format``, ``timezone``), used again
+        when scoring.
+    cleaning
+        The cleaning policy applied in training (fields of
+        :class:`clvlab.data.CleaningPolicy`), applied again when scoring.
     name, version
         Identify the model in the score table.
     """
@@ -58,6 +62,7 @@ class CLVModel:
     horizon_days: float = 365.0
     annual_discount_rate: float = 0.10
     columns: dict[str, str | None] = field(default_factory=dict)
+    cleaning: dict[str, Any] = field(default_factory=dict)
     name: str = "bgnbd+gamma_gamma"
     version: str = ""
 
@@ -134,6 +139,7 @@ class CLVModel:
             "horizon_days": self.horizon_days,
             "annual_discount_rate": self.annual_discount_rate,
             "columns": self.columns,
+            "cleaning": self.cleaning,
             "name": self.name,
             "version": self.version,
         }
