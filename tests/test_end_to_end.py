@@ -265,3 +265,28 @@ def test_count_only_data_trains_and_scores_without_spend(in_tmp, cdnow_sample):
     assert len(scores) == 2_357
     assert scores[["expected_spend", "expected_revenue", "clv"]].isna().all().all()
     assert scores[["p_alive", "p_churn", "expected_purchases"]].notna().all().all()
+
+
+def test_identity_links_merge_customers_in_training_and_scoring(in_tmp, cdnow_sample):
+    # Customers 1, 2 and 3 are one person (a chain); 4 and 5 another.
+    links = pd.DataFrame({"id_a": ["1", "2", "4"], "id_b": ["2", "3", "5"]})
+    links.to_csv(in_tmp / "links.csv", index=False)
+    result = clvlab.train(
+        {
+            "name": "linked",
+            "data": {
+                "source": "lifetimes:CDNOW_sample",
+                "amount": "amount",
+                "identity_links": str(in_tmp / "links.csv"),
+            },
+            "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+        }
+    )
+    report = result.data_report
+    assert report["identity.groups"] == 2 and report["identity.customers_after"] == 2_354
+    assert report["customers"] == 2_354
+    scores = clvlab.score(result.model, cdnow_sample, identity_links=in_tmp / "links.csv")
+    assert len(scores) == 2_354
+    merged = cdnow_sample[cdnow_sample["customer_id"].isin(["1", "2", "3"])]
+    person = scores.set_index("customer_id").loc["1"]  # the earliest buyer's id is kept
+    assert person["frequency"] == merged["date"].dt.normalize().nunique() - 1

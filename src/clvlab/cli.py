@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         "--horizon", type=float, metavar="DAYS", help="horizon in days (default: the model's)"
     )
     score.add_argument("--output", required=True, type=Path, help="output .parquet or .csv")
+    score.add_argument(
+        "--identity-links",
+        metavar="FILE",
+        help="CSV/Parquet of id pairs (id_a, id_b) to resolve to one person first",
+    )
     return parser
 
 
@@ -92,7 +97,13 @@ def _score(args: argparse.Namespace) -> None:
     from clvlab.outputs import write_table
     from clvlab.scoring import score
 
-    table = score(args.model, args.transactions, as_of=args.as_of, horizon_days=args.horizon)
+    table = score(
+        args.model,
+        args.transactions,
+        as_of=args.as_of,
+        horizon_days=args.horizon,
+        identity_links=args.identity_links,
+    )
     write_table(table, args.output)
     unscored = int(table["reason"].notna().sum())
     print(

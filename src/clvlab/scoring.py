@@ -14,8 +14,11 @@ from clvlab.data import (
     DATE,
     CleaningPolicy,
     clean_transactions,
+    read_links,
     read_transactions,
+    resolve_identities,
 )
+from clvlab.data.identity import LinkSource
 from clvlab.data.io import TransactionSource
 from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike, rfm
@@ -44,6 +47,7 @@ def score(
     *,
     as_of: DateLike | None = None,
     horizon_days: float | None = None,
+    identity_links: LinkSource | None = None,
 ) -> pd.DataFrame:
     """Score every customer in ``transactions``.
 
@@ -61,6 +65,10 @@ def score(
     horizon_days
         Horizon of ``p_churn``, ``expected_purchases``, ``expected_revenue`` and ``clv``;
         defaults to the model's.
+    identity_links
+        Pairs of ids known to be one person (see :func:`clvlab.data.read_links`): the
+        transactions are mapped to one canonical id per person first, so the table has one
+        row per person.
 
     Returns
     -------
@@ -75,6 +83,8 @@ def score(
 
         model = load_model(model)
     transactions, invoice = _read(transactions, model)
+    if identity_links is not None:
+        transactions, _, _ = resolve_identities(transactions, read_links(identity_links))
     policy = CleaningPolicy(**model.cleaning)
     if invoice is None:
         policy = dataclasses.replace(policy, cancellation_prefix=None)
@@ -125,8 +135,7 @@ def _read(transactions: TransactionSource, model: CLVModel) -> tuple[pd.DataFram
             price=None,
             amount=AMOUNT if model.spend is not None else None,
         )
+    # All columns stay until cleaning: exact duplicates are judged on the whole source row.
     frame = read_transactions(transactions, **columns)
     invoice = model.columns.get("invoice")
-    invoice = invoice if invoice in frame.columns else None
-    needed = [c for c in (CUSTOMER_ID, DATE, AMOUNT, invoice) if c is not None and c in frame]
-    return frame[needed], invoice
+    return frame, invoice if invoice in frame.columns else None

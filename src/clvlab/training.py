@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from clvlab.config import RunConfig, load_config
-from clvlab.data import AMOUNT, CUSTOMER_ID, DATE, clean_transactions, read_transactions
+from clvlab.data import (
+    AMOUNT,
+    CUSTOMER_ID,
+    DATE,
+    clean_transactions,
+    read_links,
+    read_transactions,
+    resolve_identities,
+)
 from clvlab.evaluation import holdout_metrics, holdout_predictions, holdout_tracking
 from clvlab.evaluation.plots import holdout_figure
 from clvlab.features import calibration_holdout, rfm
@@ -103,7 +111,9 @@ def _fitted_params(model: CLVModel) -> dict[str, float]:
 def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
     """Run the training job described by a run config.
 
-    Fits BG/NBD and Gamma-Gamma on the calibration period, evaluates them on the holdout,
+    Reads the transactions, resolves identities (``data.identity_links``) and applies the
+    cleaning policy, counting every excluded row; fits BG/NBD and Gamma-Gamma on the
+    calibration period, evaluates them on the holdout,
     refits on all data up to the holdout end and logs config, data report, metrics, the holdout
     plot and the scorable model to MLflow; the model is also exported to
     ``<tracking.export_dir>/<name>/``.
@@ -117,9 +127,14 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
 
     config = load_config(config)
     data = config.data
-    transactions = read_transactions(
-        data.source, **data.columns(), keep=[data.invoice] if data.invoice else []
-    )
+    # All columns stay until cleaning: exact duplicates are judged on the whole source row.
+    transactions = read_transactions(data.source, **data.columns())
+    identity: dict[str, int] = {}
+    if data.identity_links:
+        transactions, _, resolved = resolve_identities(
+            transactions, read_links(data.identity_links)
+        )
+        identity = {f"identity.{key}": value for key, value in resolved.to_dict().items()}
     cutoff = pd.Timestamp(config.split.calibration_end)
     end = pd.Timestamp(config.split.holdout_end)
     transactions, report = clean_transactions(
@@ -151,6 +166,7 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
     model, excluded_full = fit_clv_model(summary, config)
     params = {"calibration": _fitted_params(calibration_model), "full": _fitted_params(model)}
     data_report = {
+        **identity,
         **report.to_dict(),
         "calibration_customers": len(calibration),
         "customers_first_seen_in_holdout": report.customers - len(calibration),

@@ -83,3 +83,52 @@ def test_cleaning_counts_every_excluded_row():
     assert report.steps == {"missing_customer_id": 1, "after_end": 1, "returns_dropped": 0}
     assert report.rows_read == 4 and report.rows_kept == 2 and report.customers == 2
     assert report.rows_read == report.rows_kept + sum(report.steps.values())
+
+
+def test_stated_time_zone_and_mixed_offsets():
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "date": ["2021-07-01 12:00+00:00", "2021-07-01 12:00+02:00"],
+            "amount": [1, 2],
+        }
+    )
+    london = read_transactions(frame, timezone="Europe/London")
+    assert london["date"].tolist() == [
+        pd.Timestamp("2021-07-01 13:00"),
+        pd.Timestamp("2021-07-01 11:00"),
+    ]
+    naive = pd.DataFrame({"customer_id": ["a"], "date": ["2021-07-01 12:00"], "amount": [1]})
+    assert read_transactions(naive, timezone="Asia/Tokyo")["date"].iloc[0] == pd.Timestamp(
+        "2021-07-01 12:00"
+    )  # naive times are already in the stated zone
+    with pytest.raises(DataError, match="unknown time zone 'Mars/Base'"):
+        read_transactions(frame, timezone="Mars/Base")
+
+
+def test_amount_from_quantity_and_price_and_kept_columns():
+    frame = pd.DataFrame(
+        {
+            "cid": ["a", "a"],
+            "when": ["2021-01-01", "2021-01-02"],
+            "qty": ["2", "3"],
+            "unit": [1.5, 2.0],
+            "invoice": ["1", "2"],
+            "note": ["x", "y"],
+        }
+    )
+    out = read_transactions(
+        frame,
+        customer_id="cid",
+        date="when",
+        amount=None,
+        quantity="qty",
+        price="unit",
+        keep=["invoice"],
+    )
+    assert out.columns.tolist() == ["customer_id", "date", "amount", "invoice"]
+    assert out["amount"].tolist() == [3.0, 6.0]
+    with pytest.raises(DataError, match="both quantity and price"):
+        read_transactions(frame, customer_id="cid", date="when", amount=None, quantity="qty")
+    with pytest.raises(DataError, match="kept column 'nope'"):
+        read_transactions(frame, customer_id="cid", date="when", amount=None, keep=["nope"])

@@ -1,8 +1,17 @@
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
 
-from clvlab import calibration_holdout, rfm
+from clvlab import (
+    DataError,
+    calibration_holdout,
+    clean_transactions,
+    load_config,
+    read_transactions,
+    rfm,
+)
 
 
 @pytest.mark.parametrize(("freq", "multiplier"), [("D", 1), ("D", 7), ("W", 1)])
@@ -103,3 +112,100 @@ def test_count_only_has_no_monetary_value():
     assert list(out.columns) == ["frequency", "recency", "T"]
     split = calibration_holdout(tx, "2021-01-02", "2021-01-10")
     assert split.loc["a", "frequency_holdout"] == 1
+
+
+ROOT = Path(__file__).resolve().parents[2]
+ONLINE_RETAIL = ROOT.parent / "shared" / "data" / "online_retail.parquet"
+
+
+@pytest.fixture(scope="module")
+def online_retail():
+    if not ONLINE_RETAIL.exists():
+        pytest.skip(f"shared data not found at {ONLINE_RETAIL}")
+    config = load_config(ROOT / "configs" / "online_retail.yaml")
+    raw = read_transactions(ONLINE_RETAIL, **config.data.columns())
+    kept, _ = clean_transactions(raw, policy=config.cleaning, invoice=config.data.invoice)
+    return kept[["customer_id", "date", "amount"]]
+
+
+@pytest.mark.parametrize("freq", ["D", "W"])
+def test_rfm_equals_lifetimes_on_cleaned_online_retail(online_retail, freq):
+    ours = rfm(online_retail, "2011-12-09", freq=freq)
+    theirs = summary_data_from_transaction_data(
+        online_retail,
+        "customer_id",
+        "date",
+        monetary_value_col="amount",
+        observation_period_end="2011-12-09",
+        freq=freq,
+    ).sort_index()
+    assert len(ours) == 4_326
+    pd.testing.assert_frame_equal(
+        ours, theirs, rtol=1e-12, check_index_type=False, check_names=False
+    )
+
+
+@pytest.mark.parametrize("freq", ["D", "W"])
+def test_calibration_holdout_equals_lifetimes_on_cleaned_online_retail(online_retail, freq):
+    """A date cutoff covers its whole day: lifetimes given the day's last instant."""
+    ours = calibration_holdout(online_retail, "2011-09-09", "2011-12-09", freq=freq)
+    theirs = calibration_and_holdout_data(
+        online_retail,
+        "customer_id",
+        "date",
+        "2011-09-09 23:59:59.999999",
+        "2011-12-09 23:59:59.999999",
+        monetary_value_col="amount",
+        freq=freq,
+    ).sort_index()
+    pd.testing.assert_frame_equal(
+        ours[theirs.columns], theirs, rtol=1e-12, check_index_type=False, check_names=False
+    )
+    assert ours["frequency_holdout"].sum() > 0
+    if freq == "D":
+        assert ours["duration_holdout"].iloc[0] == 91
+
+
+def test_parquet_file_folder_and_glob_equal_the_dataframe(cdnow_master, tmp_path):
+    expected = rfm(cdnow_master, "1998-06-30", freq="D", freq_multiplier=7)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    halves = cdnow_master.iloc[::2], cdnow_master.iloc[1::2]
+    for k, part in enumerate(halves):
+        part.to_parquet(folder / f"part-{k}.parquet", index=False)
+    cdnow_master.to_parquet(tmp_path / "all.parquet", index=False)
+    for source in (tmp_path / "all.parquet", folder, str(folder / "*.parquet")):
+        got = rfm(source, "1998-06-30", freq="D", freq_multiplier=7, memory_limit="500MB")
+        pd.testing.assert_frame_equal(got, expected, check_index_type=False)
+    split = calibration_holdout(folder, "1997-09-30", "1998-06-30", freq="D", freq_multiplier=7)
+    pd.testing.assert_frame_equal(
+        split,
+        calibration_holdout(cdnow_master, "1997-09-30", "1998-06-30", freq="D", freq_multiplier=7),
+        check_index_type=False,
+    )
+    read_back = read_transactions(str(folder / "*.parquet"))
+    assert len(read_back) == len(cdnow_master)
+
+
+def test_parquet_with_integer_ids_and_dates(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "customer_id": [7, 7, 8],
+            "date": pd.to_datetime(["2021-01-01", "2021-01-08", "2021-01-02"]).date,
+            "amount": [1.0, 2.0, 3.0],
+        }
+    )
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    out = rfm(tmp_path / "t.parquet", "2021-01-10")
+    assert out.index.tolist() == ["7", "8"]
+    assert out.loc["7"].tolist() == [1.0, 7.0, 9.0, 2.0]
+
+
+def test_missing_parquet_and_columns_are_data_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        rfm(tmp_path / "none.parquet", "2021-01-01")
+    pd.DataFrame({"cid": ["a"], "date": [pd.Timestamp("2021-01-01")]}).to_parquet(
+        tmp_path / "bad.parquet"
+    )
+    with pytest.raises(DataError, match=r"lack the column\(s\) \['customer_id'\]"):
+        rfm(tmp_path / "bad.parquet", "2021-01-01")

@@ -64,7 +64,7 @@ def read_transactions(
         If the source cannot be read, is empty, lacks a column, or has unparsable dates or
         non-numeric amounts. The message names the column, the number of rows and examples.
     """
-    frame, where = _load(source)
+    frame, where = load_table(source)
     if frame.empty:
         raise DataError(f"{where}: no transactions (the table has no rows).")
     roles = {"customer id": customer_id, "date": date}
@@ -81,7 +81,7 @@ def read_transactions(
 
     canonical = pd.DataFrame(
         {
-            CUSTOMER_ID: _customer_ids(frame[customer_id]),
+            CUSTOMER_ID: as_customer_ids(frame[customer_id]),
             DATE: parse_dates(frame[date], date, date_format, where, timezone),
         }
     )
@@ -101,44 +101,55 @@ def read_transactions(
     return canonical.reset_index(drop=True)
 
 
-def parquet_glob(source: str | Path) -> str:
-    """The glob that DuckDB reads for a Parquet file, folder (recursively) or glob."""
+def parquet_glob(source: str | Path, what: str = "transactions") -> str:
+    """What DuckDB reads for Parquet data: a file as is, a folder as ``folder/**/*.parquet``
+    (recursively), a glob as is."""
     text = str(source)
-    if any(char in text for char in "*?["):
+    if _is_glob(text):
         return text
     path = Path(text)
     if path.is_dir():
         return str(path / "**" / "*.parquet")
     if not path.exists():
-        raise DataError(f"transactions file not found: {path}")
+        raise DataError(f"{what} file not found: {path}")
     return text
 
 
-def _load(source: TransactionSource) -> tuple[pd.DataFrame, str]:
+def load_table(source: TransactionSource, what: str = "transactions") -> tuple[pd.DataFrame, str]:
+    """Load a table as it is stored (CSV cells as strings), and a name of it for messages.
+
+    ``what`` names the table in errors ("transactions", "links").
+    """
     if isinstance(source, pd.DataFrame):
-        return source, "transactions"
+        return source, what
     if is_packaged_source(source):
         return load_packaged(str(source)), str(source)
     where = str(source)
-    files = parquet_glob(source)
+    files = parquet_glob(source, what)
     suffix = Path(where).suffix.lower()
     try:
+        if files != where or _is_glob(where):  # DuckDB reads the Parquet files together
+            with duckdb.connect() as con:
+                return con.execute("SELECT * FROM read_parquet(?)", [files]).df(), where
+        if suffix == ".parquet":
+            return pd.read_parquet(where), where
         if suffix in {".csv", ".txt", ".gz"}:
             # Ids stay strings: "00042" and "42" are different customers.
             return pd.read_csv(where, dtype=str, keep_default_na=False, na_values=[""]), where
-        if suffix == ".parquet" and files == where:
-            return pd.read_parquet(where), where
-        if files != where or Path(where).is_dir():
-            with duckdb.connect() as con:
-                return con.execute("SELECT * FROM read_parquet(?)", [files]).df(), where
     except (OSError, ValueError, duckdb.Error) as exc:
-        raise DataError(f"{where}: cannot read transactions: {exc}") from None
+        raise DataError(f"{where}: cannot read {what}: {exc}") from None
     raise DataError(f"{where}: unknown file type {suffix!r}; use .csv or .parquet")
 
 
-def _customer_ids(values: pd.Series) -> pd.Series:
-    """Customer ids as strings; missing ids stay missing (cleaning counts and drops them)."""
+def _is_glob(text: str) -> bool:
+    return any(char in text for char in "*?[")
+
+
+def as_customer_ids(values: pd.Series) -> pd.Series:
+    """Ids as strings; missing ids stay missing (cleaning counts and drops them)."""
     if pd.api.types.is_float_dtype(values):
-        # A float column of ids (from NaN-holding integers): 17850.0 -> "17850".
-        return values.astype("Int64").astype("string")
+        whole = values.dropna()
+        if (whole == whole.round()).all():
+            # Integers stored as floats because of missing values: 17850.0 -> "17850".
+            return values.astype("Int64").astype("string")
     return values.astype("string")

@@ -16,15 +16,24 @@ def examples(values: pd.Series, limit: int = _EXAMPLES) -> str:
     return shown + more
 
 
-def require_columns(frame: pd.DataFrame, columns: dict[str, str], where: str) -> None:
-    """Raise :class:`DataError` naming every role whose column is missing from ``frame``."""
+_COLUMN_FIX = (
+    "Rename the column or set the name in the run config's data section "
+    "(data.customer_id / data.date / data.amount)."
+)
+
+
+def require_columns(
+    frame: pd.DataFrame, columns: dict[str, str], where: str, fix: str = _COLUMN_FIX
+) -> None:
+    """Raise :class:`DataError` naming every role whose column is missing from ``frame``.
+
+    ``fix`` is the advice that ends the message.
+    """
     missing = {role: name for role, name in columns.items() if name not in frame.columns}
     if missing:
         wanted = ", ".join(f"{role} column {name!r}" for role, name in missing.items())
         raise DataError(
-            f"{where}: missing {wanted}. The table has columns {list(frame.columns)}. "
-            "Rename the column or set the name in the run config's data section "
-            "(data.customer_id / data.date / data.amount)."
+            f"{where}: missing {wanted}. The table has columns {list(frame.columns)}. {fix}"
         )
 
 

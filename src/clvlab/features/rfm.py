@@ -187,21 +187,23 @@ def _session(
         with duckdb.connect(config=config) as con:
             con.execute("SET TimeZone = 'UTC'")
             if isinstance(transactions, pd.DataFrame):
-                con.register("tx", transactions)
+                con.register("raw", transactions)
             else:
                 files = parquet_glob(transactions).replace("'", "''")
-                con.execute(
-                    f"CREATE TEMP VIEW tx AS SELECT * REPLACE ("
-                    f"CAST({CUSTOMER_ID} AS VARCHAR) AS {CUSTOMER_ID}, "
-                    f"CAST({DATE} AS TIMESTAMP) AS {DATE}) FROM read_parquet('{files}')"
-                )
-            columns = {row[0] for row in con.execute("DESCRIBE tx").fetchall()}
+                con.execute(f"CREATE TEMP VIEW raw AS SELECT * FROM read_parquet('{files}')")
+            columns = {row[0] for row in con.execute("DESCRIBE raw").fetchall()}
             missing = {CUSTOMER_ID, DATE} - columns
             if missing:
                 raise DataError(
                     f"transactions lack the column(s) {sorted(missing)}; they have "
                     f"{sorted(columns)}. Read them with clvlab.read_transactions first."
                 )
+            # Ids compare as strings and dates as naive timestamps, whatever the file holds.
+            con.execute(
+                f"CREATE TEMP VIEW tx AS SELECT * REPLACE ("
+                f"CAST({CUSTOMER_ID} AS VARCHAR) AS {CUSTOMER_ID}, "
+                f"CAST({DATE} AS TIMESTAMP) AS {DATE}) FROM raw"
+            )
             yield con, AMOUNT in columns
 
 
