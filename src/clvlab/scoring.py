@@ -38,6 +38,7 @@ SCORE_COLUMNS = [
 ]
 
 NO_HISTORY = "no transaction on or before as_of"
+ALL_EXCLUDED = "every transaction excluded by cleaning (see the data report)"
 _READ_ROLES = ("customer_id", "date", "amount", "quantity", "price", "date_format", "timezone")
 
 
@@ -88,6 +89,7 @@ def score(
     policy = CleaningPolicy(**model.cleaning)
     if invoice is None:
         policy = dataclasses.replace(policy, cancellation_prefix=None)
+    customers = pd.Index(transactions[CUSTOMER_ID].dropna().unique(), name=CUSTOMER_ID)
     canonical, report = clean_transactions(transactions, policy=policy, invoice=invoice)
     if report.steps["missing_customer_id"]:
         warnings.warn(
@@ -95,20 +97,22 @@ def score(
             "were not scored",
             stacklevel=2,
         )
-    if canonical.empty:
+    if customers.empty:
         raise DataError("no transactions with a customer id to score")
-    as_of = canonical[DATE].max() if as_of is None else as_of
+    as_of = canonical[DATE].max() if as_of is None and len(canonical) else as_of
+    if as_of is None:
+        raise DataError("every transaction was excluded by cleaning; nothing to score")
     summary = rfm(canonical, as_of, freq="D", freq_multiplier=model.unit_days)
     predictions = model.predict(summary, horizon_days=horizon_days)
 
-    customers = pd.Index(canonical[CUSTOMER_ID].unique(), name=CUSTOMER_ID).sort_values()
-    table = pd.DataFrame(index=customers).join(summary).join(predictions)
+    table = pd.DataFrame(index=customers.sort_values()).join(summary).join(predictions)
     if "monetary_value" not in table:
         table["monetary_value"] = float("nan")
     table["model"] = model.name
     table["model_version"] = model.version
     table["reason"] = pd.Series(pd.NA, index=table.index, dtype="string")
     table.loc[~table.index.isin(summary.index), "reason"] = NO_HISTORY
+    table.loc[~table.index.isin(canonical[CUSTOMER_ID]), "reason"] = ALL_EXCLUDED
     table = table.reset_index()[SCORE_COLUMNS]
     table.attrs["data_report"] = report.to_dict()
     return table
