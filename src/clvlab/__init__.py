@@ -23,6 +23,9 @@ _LAZY = {
     "load_model": "clvlab.tracking",
     "read_transactions": "clvlab.data",
     "clean_transactions": "clvlab.data",
+    "CleaningPolicy": "clvlab.data",
+    "read_links": "clvlab.data",
+    "resolve_identities": "clvlab.data",
     "rfm": "clvlab.features",
     "calibration_holdout": "clvlab.features",
     "load_config": "clvlab.config",
@@ -35,6 +38,7 @@ _LAZY = {
 __all__ = [
     "BetaGeo",
     "CLVModel",
+    "CleaningPolicy",
     "ClvlabError",
     "ConfigError",
     "DataError",
@@ -46,7 +50,9 @@ __all__ = [
     "clean_transactions",
     "load_config",
     "load_model",
+    "read_links",
     "read_transactions",
+    "resolve_identities",
     "rfm",
     "score",
     "train",
@@ -54,7 +60,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from clvlab.config import RunConfig, load_config
-    from clvlab.data import clean_transactions, read_transactions
+    from clvlab.data import (
+        CleaningPolicy,
+        clean_transactions,
+        read_links,
+        read_transactions,
+        resolve_identities,
+    )
     from clvlab.features import calibration_holdout, rfm
     from clvlab.models.btyd import BetaGeo, GammaGamma
     from clvlab.models.clv import CLVModel
