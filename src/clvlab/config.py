@@ -92,6 +92,10 @@ class ScoringConfig(_Strict):
 
     horizon_days: float = Field(default=365.0, gt=0)
     annual_discount_rate: float = Field(default=0.10, ge=0.0, lt=1.0)
+    discounting: Literal["continuous", "monthly"] = Field(
+        default="continuous",
+        description="continuous (CLVTools DERT) or monthly (lifetimes customer_lifetime_value)",
+    )
 
 
 class TrackingConfig(_Strict):

@@ -93,6 +93,7 @@ def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, d
         time_unit=config.time_unit,
         horizon_days=config.scoring.horizon_days,
         annual_discount_rate=config.scoring.annual_discount_rate,
+        discounting=config.scoring.discounting,
         columns={**config.data.columns(), "invoice": config.data.invoice},
         cleaning=asdict(config.cleaning),
         name="bgnbd_gamma_gamma" if spend is not None else "bgnbd",

@@ -88,3 +88,30 @@ def test_json_round_trip_predicts_identically(model, tmp_path):
     json.loads(path.read_text())
     again = CLVModel.load(path)
     pd.testing.assert_frame_equal(again.predict(CUSTOMERS), model.predict(CUSTOMERS))
+
+
+def test_monthly_discounting_equals_lifetimes_customer_lifetime_value(model):
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    monthly = CLVModel.from_dict({**model.to_dict(), "discounting": "monthly"})
+    bgf, ggf = BetaGeoFitter(), GammaGammaFitter()
+    bgf.params_ = model.purchases.params_.copy()
+    ggf.params_ = model.spend.params_.copy()
+    bgf.predict = bgf.conditional_expected_number_of_purchases_up_to_time  # as fit() does
+    theirs = ggf.customer_lifetime_value(
+        bgf,
+        CUSTOMERS["frequency"],
+        CUSTOMERS["recency"],
+        CUSTOMERS["T"],
+        CUSTOMERS["monetary_value"],
+        time=12,
+        discount_rate=1.1 ** (1 / 12) - 1,
+        freq="W",
+    )
+    # 12 of lifetimes' months of 4.345 weeks.
+    ours = monthly.predict(CUSTOMERS, horizon_days=12 * 4.345 * 7)
+    np.testing.assert_allclose(ours["clv"], theirs, rtol=1e-10)
+    continuous = model.predict(CUSTOMERS, horizon_days=12 * 4.345 * 7)["clv"]
+    # Month-end discounting is a little harsher than discounting each purchase when it happens.
+    assert (ours["clv"] < continuous).all()
+    assert (ours["clv"] > 0.99 * continuous).all()

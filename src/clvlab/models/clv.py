@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ PREDICTION_COLUMNS = [
 
 #: Upper bound on the number of steps of the discounting integral (daily up to this many).
 _MAX_DISCOUNT_STEPS = 400
+#: lifetimes' month in each time unit, for its monthly discounting (30 days, 4.345 weeks).
+_LIFETIMES_MONTH = {"D": 30.0, "W": 4.345, "M": 1.0}
 
 
 @dataclass
@@ -44,7 +45,12 @@ class CLVModel:
     horizon_days
         Default scoring horizon.
     annual_discount_rate
-        Discount rate per year for ``clv`` (continuous discounting at ``log(1 + rate)``).
+        Discount rate per year for ``clv``.
+    discounting
+        ``"continuous"``: cash flows discounted at the instant they are expected, at the rate
+        ``log(1 + annual rate)`` (as CLVTools' DERT); ``"monthly"``: lifetimes'
+        ``customer_lifetime_value``, whole months of lifetimes' length (30 days, 4.345 weeks)
+        each discounted at the end of the month at ``(1 + annual rate) ** (1 / 12) - 1``.
     columns
         How the training transactions were read (``customer_id``, ``date``, ``amount``,
         ``quantity``, ``price``, ``invoice``, ``date_format``, ``timezone``), used again
@@ -61,6 +67,7 @@ class CLVModel:
     time_unit: str = "W"
     horizon_days: float = 365.0
     annual_discount_rate: float = 0.10
+    discounting: str = "continuous"
     columns: dict[str, str | None] = field(default_factory=dict)
     cleaning: dict[str, Any] = field(default_factory=dict)
     name: str = "bgnbd+gamma_gamma"
@@ -113,19 +120,28 @@ class CLVModel:
     def discounted_purchases(
         self, horizon: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
-        """Expected purchases within ``horizon`` (in time units), discounted continuously.
+        """Expected purchases within ``horizon`` (in time units), discounted.
 
-        The integral of ``exp(-delta t) dE[X(t)]`` by the midpoint rule on a grid of at most
-        daily steps, ``delta = log(1 + annual rate)`` per year.
+        Continuous: the integral of ``exp(-delta t) dE[X(t)]`` by the midpoint rule on a grid
+        of at most daily steps, ``delta = log(1 + annual rate)`` per year. Monthly: lifetimes'
+        sum over whole months of the month's expected purchases over ``(1 + monthly rate) ** i``.
         """
-        steps = max(1, min(_MAX_DISCOUNT_STEPS, math.ceil(horizon * self.unit_days)))
-        grid = np.linspace(0.0, horizon, steps + 1)
-        delta = math.log1p(self.annual_discount_rate) * self.unit_days / 365.25
+        if self.discounting == "monthly":
+            month = _LIFETIMES_MONTH[self.time_unit]
+            months = max(1, round(horizon / month))
+            grid = month * np.arange(months + 1)
+            monthly_rate = (1 + self.annual_discount_rate) ** (1 / 12) - 1
+            factors = (1 + monthly_rate) ** -np.arange(1.0, months + 1)
+        else:
+            steps = max(1, min(_MAX_DISCOUNT_STEPS, math.ceil(horizon * self.unit_days)))
+            grid = np.linspace(0.0, horizon, steps + 1)
+            delta = math.log1p(self.annual_discount_rate) * self.unit_days / 365.25
+            factors = np.exp(-delta * (grid[:-1] + grid[1:]) / 2)
         total = np.zeros(len(frequency))
         previous = np.zeros(len(frequency))
-        for start, end in itertools.pairwise(grid):
+        for end, factor in zip(grid[1:], factors, strict=True):
             current = self.purchases.expected_purchases(end, frequency, recency, T)
-            total += (current - previous) * math.exp(-delta * (start + end) / 2)
+            total += (current - previous) * factor
             previous = current
         return total
 
@@ -138,6 +154,7 @@ class CLVModel:
             "time_unit": self.time_unit,
             "horizon_days": self.horizon_days,
             "annual_discount_rate": self.annual_discount_rate,
+            "discounting": self.discounting,
             "columns": self.columns,
             "cleaning": self.cleaning,
             "name": self.name,
