@@ -322,3 +322,25 @@ def test_online_retail_config_trains_on_the_real_data(in_tmp):
     unscored = scores[scores["reason"].notna()]
     assert len(unscored) == 4_372 - 4_326
     assert (unscored["reason"] == ALL_EXCLUDED).all() and unscored["clv"].isna().all()
+
+
+def test_mbgnbd_fitted_by_lifetimes_trains_saves_and_scores(in_tmp):
+    result = clvlab.train(
+        {
+            "name": "mbg",
+            "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
+            "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+            "models": {"purchases": "mbgnbd", "engine": "lifetimes"},
+            "scoring": {"discounting": "monthly"},
+        }
+    )
+    fitted = result.params["calibration"]
+    # Batislam et al. (2007) / lifetimes on the FHL sample: r=0.525, alpha=6.183, a=0.891, b=1.614.
+    for name, value in {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614}.items():
+        assert fitted[f"mbgnbd.{name}"] == pytest.approx(value, rel=2e-3), name
+    assert result.model.name == "mbgnbd_gamma_gamma"
+    reloaded = clvlab.load_model(result.local_path)
+    assert type(reloaded.purchases).__name__ == "ModifiedBetaGeo"
+    assert reloaded.discounting == "monthly"
+    scores = clvlab.score(result.model_uri, "lifetimes:CDNOW_sample")
+    assert len(scores) == 2_357 and (scores["p_alive"] < 1).all()  # MBG: dropout at time 0

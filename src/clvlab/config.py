@@ -84,6 +84,12 @@ class SplitConfig(_Strict):
 class ModelsConfig(_Strict):
     """Settings of the fitted models."""
 
+    purchases: Literal["bgnbd", "mbgnbd"] = Field(
+        default="bgnbd", description="Purchase-and-dropout model: BG/NBD or MBG/NBD."
+    )
+    engine: Literal["clvlab", "lifetimes"] = Field(
+        default="clvlab", description="Who fits: clvlab's engine, or lifetimes' (for parity)."
+    )
     penalizer_coef: float = Field(default=0.0, ge=0.0)
 
 

@@ -21,8 +21,9 @@ from clvlab.data import (
 from clvlab.evaluation import holdout_metrics, holdout_predictions, holdout_tracking
 from clvlab.evaluation.plots import holdout_figure
 from clvlab.features import calibration_holdout, rfm
-from clvlab.models.btyd import BetaGeo, GammaGamma
+from clvlab.models.btyd import PURCHASE_MODELS, GammaGamma
 from clvlab.models.clv import CLVModel
+from clvlab.models.engines import fit_estimator
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -74,19 +75,21 @@ class TrainResult:
 
 
 def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, dict[str, int]]:
-    """Fit BG/NBD (and Gamma-Gamma when there are amounts) on an RFM summary.
+    """Fit the configured purchase model (and Gamma-Gamma when there are amounts).
 
     Gamma-Gamma needs positive spend: repeat buyers whose mean repeat spend is not positive
     are left out of its fit and counted in the returned dict.
     """
-    penalizer = config.models.penalizer_coef
-    purchases = BetaGeo(penalizer_coef=penalizer).fit(summary[["frequency", "recency", "T"]])
+    settings = config.models
+    penalizer = settings.penalizer_coef
+    purchases = PURCHASE_MODELS[settings.purchases](penalizer_coef=penalizer)
+    purchases = fit_estimator(purchases, summary[["frequency", "recency", "T"]], settings.engine)
     spend, excluded = None, {}
     if "monetary_value" in summary:
         repeat = summary[summary["frequency"] > 0]
         positive = repeat[repeat["monetary_value"] > 0]
         excluded["spend_fit.nonpositive_repeat_spend"] = len(repeat) - len(positive)
-        spend = GammaGamma(penalizer_coef=penalizer).fit(positive)
+        spend = fit_estimator(GammaGamma(penalizer_coef=penalizer), positive, settings.engine)
     model = CLVModel(
         purchases=purchases,
         spend=spend,
@@ -96,14 +99,15 @@ def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, d
         discounting=config.scoring.discounting,
         columns={**config.data.columns(), "invoice": config.data.invoice},
         cleaning=asdict(config.cleaning),
-        name="bgnbd_gamma_gamma" if spend is not None else "bgnbd",
+        name=f"{settings.purchases}_gamma_gamma" if spend is not None else settings.purchases,
     )
     return model, excluded
 
 
-def _fitted_params(model: CLVModel) -> dict[str, float]:
-    params = {f"bgnbd.{k}": float(v) for k, v in model.purchases.params_.items()}
-    params["bgnbd.log_likelihood"] = float(model.purchases.log_likelihood_)
+def _fitted_params(model: CLVModel, config: RunConfig) -> dict[str, float]:
+    key = config.models.purchases
+    params = {f"{key}.{k}": float(v) for k, v in model.purchases.params_.items()}
+    params[f"{key}.log_likelihood"] = float(model.purchases.log_likelihood_)
     if model.spend is not None:
         params.update({f"gamma_gamma.{k}": float(v) for k, v in model.spend.params_.items()})
     return params
@@ -165,7 +169,10 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
 
     summary = rfm(transactions, end, freq="D", freq_multiplier=config.unit_days)
     model, excluded_full = fit_clv_model(summary, config)
-    params = {"calibration": _fitted_params(calibration_model), "full": _fitted_params(model)}
+    params = {
+        "calibration": _fitted_params(calibration_model, config),
+        "full": _fitted_params(model, config),
+    }
     data_report = {
         **identity,
         **report.to_dict(),

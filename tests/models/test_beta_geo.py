@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import itertools
 import json
+import math
 import warnings
 
 import numpy as np
@@ -27,6 +28,24 @@ from clvlab.models.btyd.base import (
     penalized_objective,
 )
 from clvlab.models.btyd.beta_geo import _expected_purchases_if_alive, negative_log_likelihood
+
+#: R BTYD's documentation examples (also lifetimes' tests): CDNOW parameters to 3 digits,
+#: P(X(39) = 0), P(X(2) = 10) and P(X(30) = n) for n = 11..20.
+BTYD_PARAMS = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+BTYD_P0_39 = 0.5737864
+BTYD_P10_2 = 1.07869e-07
+BTYD_PMF_30 = [
+    0.0019995214,
+    0.0015170236,
+    0.0011633150,
+    0.0009003148,
+    0.0007023638,
+    0.0005517902,
+    0.0004361913,
+    0.0003467171,
+    0.0002769613,
+    0.0002222260,
+]
 
 #: Fader, Hardie & Lee (2005), CDNOW sample, 39-week calibration period.
 PUBLISHED = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
@@ -232,11 +251,9 @@ def test_predictions_equal_lifetimes_on_all_customers(
 def test_new_customer_predictions() -> None:
     model = _with_params(PUBLISHED)
     theirs = _lifetimes_with_params(PUBLISHED)
-    # P(X(39) = 0) = (alpha / (alpha + 39))^r. With the published (rounded) parameters it is
-    # 0.574300; at the unrounded MLE (fitted here and by lifetimes) 0.574307. The figure
-    # 0.5737864 quoted in the task cannot come from this formula for either parameter set
-    # (the rounding moves it by < 1e-5; matching it needs t = 39.16 weeks), so we check the
-    # formula's value and its agreement with lifetimes' eq. (8) with n = 0.
+    # P(X(39) = 0) = (alpha / (alpha + 39))^r. With the published (4-digit) parameters it is
+    # 0.574300; at the unrounded MLE (fitted here and by lifetimes) 0.574307. R BTYD's
+    # 0.5737864 uses the parameters rounded to 3 digits (test_pmf_new_customer_matches_btyd).
     p0 = model.p_no_purchase_new_customer(39.0)
     assert float(p0) == pytest.approx(0.5743, abs=5e-5)
     assert float(p0) == pytest.approx(theirs.probability_of_n_purchases_up_to_time(39.0, 0))
@@ -320,15 +337,18 @@ def test_predictions_match_simulation() -> None:
     sim = _simulate(rng, 200_000, PUBLISHED, T=rng.uniform(30.0, 40.0, 200_000), horizon=horizon)
     model = _with_params(PUBLISHED)
     x, t_x, T = (sim[c].to_numpy() for c in ("frequency", "recency", "T"))
+    future = sim["future"].to_numpy()
     predicted = {
         "alive": model.p_alive(x, t_x, T),
         "churn": model.p_churn(horizon, x, t_x, T),
         "future": model.expected_purchases(horizon, x, t_x, T),
+        **{f"P(n={n})": model.p_purchases(n, horizon, x, t_x, T) for n in (1, 2, 3, 5)},
     }
     observed = {
         "alive": sim["alive"].to_numpy(dtype=float),
-        "churn": (sim["future"].to_numpy() == 0).astype(float),
-        "future": sim["future"].to_numpy(dtype=float),
+        "churn": (future == 0).astype(float),
+        "future": future.astype(float),
+        **{f"P(n={n})": (future == n).astype(float) for n in (1, 2, 3, 5)},
     }
     groups = {"x=0": x == 0, "x=1": x == 1, "x=2": x == 2, "x=3-5": (x >= 3) & (x <= 5)}
     for label, mask in groups.items():
@@ -350,6 +370,163 @@ def test_p_churn_formula(fitted: BetaGeo) -> None:
     # Nothing can be bought in an empty window; an endless one sees a purchase if alive.
     assert float(fitted.p_churn(0.0, x, t_x, T)) == 1.0
     assert float(fitted.p_churn(1e12, x, t_x, T)) == pytest.approx(float(1 - alive), abs=1e-6)
+
+
+# --- P(X(T, T+t) = n | x, t_x, T) -----------------------------------------------------------
+
+
+def _reference_conditional_pmf(
+    params: dict[str, float], n: int, t: float, x: int, t_x: float, T: float
+) -> float:
+    """Fader & Hardie's note on the conditional PMF of BG/NBD, term by term in plain floats.
+
+    Accurate where the finite sum does not cancel (moderate n); used for x and n beyond the
+    reach of lifetimes' gamma() (overflow above 171).
+    """
+    r, alpha, a, b = (params[k] for k in ("r", "alpha", "a", "b"))
+    lg = math.lgamma
+
+    def log_beta(p: float, q: float) -> float:
+        return lg(p) + lg(q) - lg(p + q)
+
+    odds = a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x) if x > 0 else 0.0
+    alive = 1.0 / (1.0 + odds)
+    log_q = math.log((alpha + T) / (alpha + T + t))
+    log_z = math.log(t / (alpha + T + t))
+    first = math.exp(
+        log_beta(a, b + x + n)
+        - log_beta(a, b + x)
+        + lg(r + x + n)
+        - lg(r + x)
+        - lg(n + 1)
+        + (r + x) * log_q
+        + n * log_z
+    )
+    second = 0.0
+    if n > 0:
+        terms = [
+            math.exp(lg(r + x + j) - lg(r + x) - lg(j + 1) + (r + x) * log_q + j * log_z)
+            for j in range(n)
+        ]
+        second = math.exp(log_beta(a + 1, b + x + n - 1) - log_beta(a, b + x)) * (
+            1.0 - math.fsum(terms)
+        )
+    return (1.0 - alive if n == 0 else 0.0) + alive * (first + second)
+
+
+def test_p_purchases_equals_lifetimes_eq8_at_posterior(
+    cdnow: pd.DataFrame, lifetimes_fitted: BetaGeoFitter
+) -> None:
+    """P(n | x, t_x, T) = d_{n0} (1 - P(alive)) + P(alive) P_new(n | r+x, alpha+T, a, b+x)."""
+    params = lifetimes_fitted.params_.to_dict()
+    ours = _with_params(params)
+    customers = cdnow.drop_duplicates(["frequency", "recency", "T"]).iloc[::40]
+    x, t_x, T = (customers[c].to_numpy() for c in ("frequency", "recency", "T"))
+    alive = lifetimes_fitted.conditional_probability_alive(x, t_x, T)
+    for t in (1.0, 39.0):
+        for n in range(0, 12, 2):
+            theirs = np.array(
+                [
+                    _lifetimes_with_params(
+                        {
+                            **params,
+                            "r": params["r"] + xi,
+                            "alpha": params["alpha"] + Ti,
+                            "b": params["b"] + xi,
+                        }
+                    ).probability_of_n_purchases_up_to_time(t, n)
+                    for xi, Ti in zip(x, T, strict=True)
+                ]
+            )
+            want = alive * theirs + (1.0 - alive) * (n == 0)
+            # lifetimes' 1 - sum(...) cancels: absolute errors of ~1e-16 on tiny values.
+            got = ours.p_purchases(n, t, x, t_x, T)
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-15)
+
+
+def test_p_purchases_equals_reference_formula_for_large_x_and_n() -> None:
+    model = _with_params(PUBLISHED)
+    for x, t_x, T in ((0, 0.0, 38.86), (3, 20.0, 38.86), (250, 38.0, 38.86), (1000, 30.0, 52.0)):
+        for t in (0.5, 39.0, 300.0):
+            mean = (PUBLISHED["r"] + x) / (PUBLISHED["alpha"] + T) * t
+            for n in sorted({0, 1, 2, int(mean / 2), int(mean), int(mean * 1.5) + 1}):
+                want = _reference_conditional_pmf(PUBLISHED, n, t, x, t_x, T)
+                got = float(model.p_purchases(n, t, x, t_x, T))
+                assert got == pytest.approx(want, rel=1e-8, abs=1e-14), (x, t, n)
+
+
+@pytest.mark.parametrize(
+    ("x", "t_x", "T"),
+    [(0, 0.0, 38.86), (2, 30.43, 38.86), (7, 10.0, 38.86), (30, 38.0, 39.0), (200, 39.0, 39.0)],
+)
+@pytest.mark.parametrize("t", [1.0, 39.0, 200.0])
+def test_p_purchases_is_a_distribution_with_the_right_mean(
+    fitted: BetaGeo, x: float, t_x: float, T: float, t: float
+) -> None:
+    n = np.arange(20_000)
+    p = fitted.p_purchases(n, t, x, t_x, T)
+    assert (p >= 0).all() and p[-1] < 1e-12
+    assert p.sum() == pytest.approx(1.0, abs=1e-10)
+    assert float(p @ n) == pytest.approx(float(fitted.expected_purchases(t, x, t_x, T)), rel=1e-8)
+    assert p[0] == fitted.p_churn(t, x, t_x, T)
+
+
+def test_p_purchases_broadcasting_and_edges(fitted: BetaGeo, cdnow: pd.DataFrame) -> None:
+    x, t_x, T = (cdnow[c].to_numpy() for c in ("frequency", "recency", "T"))
+    grid = fitted.p_purchases(np.arange(4)[:, None], 39.0, x, t_x, T)
+    assert grid.shape == (4, len(cdnow))
+    np.testing.assert_array_equal(grid[0], fitted.p_churn(39.0, x, t_x, T))
+    np.testing.assert_array_equal(grid[2], fitted.p_purchases(2, 39.0, x, t_x, T))
+    # Nothing happens in an empty window.
+    np.testing.assert_array_equal(fitted.p_purchases([0, 1, 5], 0.0, 2, 30.43, 38.86), [1, 0, 0])
+    # Huge counts and frequencies stay finite and in [0, 1].
+    n = np.array([0, 1, 10, 1000, 90_000, 100_000, 10**7])
+    for t in (1e-3, 1.0, 39.0, 1e4):
+        for history in ((0, 0.0, 38.86), (100_000, 38.86, 38.86), (100_000, 0.0, 38.86)):
+            p = fitted.p_purchases(n, t, *history)
+            assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all(), (t, history)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, np.nan, [0, -2]])
+def test_p_purchases_rejects_invalid_n(fitted: BetaGeo, bad: object) -> None:
+    with pytest.raises(DataError, match="n "):
+        fitted.p_purchases(bad, 39.0, 2, 30.43, 38.86)
+    with pytest.raises(DataError, match="n "):
+        fitted.p_purchases_new_customer(bad, 39.0)
+
+
+def test_pmf_new_customer_matches_btyd() -> None:
+    model = _with_params(BTYD_PARAMS)
+    assert float(model.p_purchases_new_customer(0, 39.0)) == pytest.approx(BTYD_P0_39, abs=1e-7)
+    assert float(model.p_purchases_new_customer(10, 2.0)) == pytest.approx(BTYD_P10_2, rel=1e-5)
+    np.testing.assert_allclose(
+        model.p_purchases_new_customer(np.arange(11, 21), 30.0), BTYD_PMF_30, rtol=1e-6
+    )
+
+
+def test_pmf_new_customer_at_published_params() -> None:
+    model = _with_params(PUBLISHED)
+    theirs = _lifetimes_with_params(PUBLISHED)
+    # FHL (2005) CDNOW parameters: P(X(39) = 0) = (4.4136 / 43.4136)^0.2426 = 0.574300.
+    assert float(model.p_purchases_new_customer(0, 39.0)) == pytest.approx(0.5743, abs=5e-6)
+    for t in (0.5, 39.0, 78.0):
+        n = np.arange(60)
+        want = [theirs.probability_of_n_purchases_up_to_time(t, int(k)) for k in n]
+        # (lifetimes' 1 - sum(...) has absolute errors of ~1e-16 where the result is tiny.)
+        np.testing.assert_allclose(
+            model.p_purchases_new_customer(n, t), want, rtol=1e-8, atol=1e-15
+        )
+        # A new customer is a customer with x = t_x = T = 0.
+        np.testing.assert_array_equal(
+            model.p_purchases_new_customer(n, t), model.p_purchases(n, t, 0, 0, 0)
+        )
+        full = model.p_purchases_new_customer(np.arange(50_000), t)
+        assert full.sum() == pytest.approx(1.0, abs=1e-10)
+        assert float(full @ np.arange(50_000)) == pytest.approx(
+            float(model.expected_purchases_new_customer(t)), rel=1e-8
+        )
+    grid = model.p_purchases_new_customer(np.arange(3)[:, None], [1.0, 39.0])
+    assert grid.shape == (3, 2)
 
 
 # --- synthetic recovery -------------------------------------------------------------------
@@ -480,6 +657,8 @@ def test_predictions_are_pure(fitted: BetaGeo) -> None:
     fitted.p_churn(10, 1, 1.0, 5.0)
     fitted.expected_purchases_new_customer(39)
     fitted.p_no_purchase_new_customer(39)
+    fitted.p_purchases(2, 39, 1, 1.0, 5.0)
+    fitted.p_purchases_new_customer(2, 39)
     assert fitted.to_dict() == before
 
 
@@ -548,6 +727,8 @@ def test_not_fitted_raises() -> None:
         lambda: model.p_churn(1, 1, 1.0, 2.0),
         lambda: model.expected_purchases_new_customer(1),
         lambda: model.p_no_purchase_new_customer(1),
+        lambda: model.p_purchases(1, 1, 1, 1.0, 2.0),
+        lambda: model.p_purchases_new_customer(1, 1),
     ):
         with pytest.raises(NotFittedError):
             call()

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from clvlab.config import UNIT_DAYS
-from clvlab.models.btyd import BetaGeo, GammaGamma
+from clvlab.models.btyd import BTYDEstimator, GammaGamma, estimator_from_dict
 
 #: Columns of the score table's prediction part, in order (DESIGN.md).
 PREDICTION_COLUMNS = [
@@ -37,7 +37,7 @@ class CLVModel:
     Parameters
     ----------
     purchases
-        Fitted BG/NBD model: purchase counts and dropout, in units of ``time_unit``.
+        Fitted purchase-and-dropout model (BG/NBD, MBG/NBD, ...), in units of ``time_unit``.
     spend
         Fitted Gamma-Gamma model, or None for count-only data (no revenue, no CLV).
     time_unit
@@ -62,7 +62,7 @@ class CLVModel:
         Identify the model in the score table.
     """
 
-    purchases: BetaGeo
+    purchases: BTYDEstimator
     spend: GammaGamma | None
     time_unit: str = "W"
     horizon_days: float = 365.0
@@ -166,9 +166,9 @@ class CLVModel:
         """Rebuild a model from :meth:`to_dict`'s output."""
         fields = dict(data)
         fields.pop("format", None)
-        fields["purchases"] = BetaGeo.from_dict(fields["purchases"])
+        fields["purchases"] = estimator_from_dict(fields["purchases"])
         if fields.get("spend") is not None:
-            fields["spend"] = GammaGamma.from_dict(fields["spend"])
+            fields["spend"] = estimator_from_dict(fields["spend"])
         return cls(**fields)
 
     def save(self, path: str | Path) -> None:

@@ -1,11 +1,41 @@
 """clvlab's own buy-till-you-die (BTYD) models, fitted by maximum likelihood.
 
 * :class:`BetaGeo` — BG/NBD purchase and dropout model (Fader, Hardie & Lee 2005).
+* :class:`ModifiedBetaGeo` — MBG/NBD: BG/NBD with dropout possible right after the first
+  purchase (Batislam, Denizel & Filiztekin 2007).
 * :class:`GammaGamma` — spend per transaction (Colombo & Jiang 1999; Fader, Hardie & Lee 2005).
 """
 
+from typing import Any
+
+from clvlab.errors import ConfigError
 from clvlab.models.btyd.base import BTYDConvergenceWarning, BTYDEstimator
 from clvlab.models.btyd.beta_geo import BetaGeo
 from clvlab.models.btyd.gamma_gamma import GammaGamma
+from clvlab.models.btyd.modified_beta_geo import ModifiedBetaGeo
 
-__all__ = ["BTYDConvergenceWarning", "BTYDEstimator", "BetaGeo", "GammaGamma"]
+#: Purchase-and-dropout models by their name in a run config (``models.purchases``).
+PURCHASE_MODELS: dict[str, type[BTYDEstimator]] = {
+    "bgnbd": BetaGeo,
+    "mbgnbd": ModifiedBetaGeo,
+}
+
+
+def estimator_from_dict(state: dict[str, Any]) -> BTYDEstimator:
+    """Rebuild any BTYD estimator from its ``to_dict()`` output, by the model it names."""
+    classes = {cls.__name__: cls for cls in (*PURCHASE_MODELS.values(), GammaGamma)}
+    name = state.get("model")
+    if name not in classes:
+        raise ConfigError(f"unknown BTYD model {name!r} in a saved model; known: {sorted(classes)}")
+    return classes[name].from_dict(state)
+
+
+__all__ = [
+    "PURCHASE_MODELS",
+    "BTYDConvergenceWarning",
+    "BTYDEstimator",
+    "BetaGeo",
+    "GammaGamma",
+    "ModifiedBetaGeo",
+    "estimator_from_dict",
+]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -375,6 +375,16 @@ def _run_lbfgsb(objective: Objective, start: np.ndarray) -> FitResult:
     return FitResult(u, float(value), converged, int(res.nit), on_bound, str(res.message))
 
 
+def evaluate_at(objective: Objective, u: np.ndarray) -> FitResult:
+    """A :class:`FitResult` at given shifted log-parameters, without optimising: converged
+    when the projected gradient there is as small as :func:`minimize_with_restarts` accepts."""
+    value, grad = objective(u)
+    pg = _projected_gradient(u, grad)
+    converged = bool(np.isfinite(value)) and float(np.max(np.abs(pg))) < _ACCEPT_PGTOL
+    on_bound = np.abs(u) >= LOG_BOUND - _ON_BOUND_TOL
+    return FitResult(u, float(value), converged, 0, on_bound, "parameters given, not optimised")
+
+
 def minimize_with_restarts(objective: Objective, starts: Sequence[np.ndarray]) -> FitResult:
     """Minimise ``objective`` from ``starts[0]``; retry from the other starts if needed.
 
@@ -477,11 +487,18 @@ class BTYDEstimator(BaseEstimator):
             raise ConfigError(f"{type(self).__name__}: penalizer_coef must be finite.")
         return float(coef)
 
-    def _fit_problem(self, problem: FitProblem) -> None:
-        """Optimise ``problem`` and store the fitted state on ``self``."""
+    def _fit_problem(self, problem: FitProblem, at: Mapping[str, float] | None = None) -> None:
+        """Optimise ``problem`` and store the fitted state on ``self``.
+
+        With ``at`` (parameters by name, e.g. another engine's optimum) nothing is optimised:
+        the fitted state (log-likelihood, standard errors, bound checks) is that at ``at``.
+        """
         coef = self._check_penalizer()
         objective = penalized_objective(problem, coef)
-        result = minimize_with_restarts(objective, problem.starts)
+        if at is None:
+            result = minimize_with_restarts(objective, problem.starts)
+        else:
+            result = evaluate_at(objective, self._log_params(at) - problem.log_offset)
         log_theta = result.log_params + problem.log_offset
         params = np.exp(log_theta)
         nll, _ = problem.nll(log_theta)
@@ -533,6 +550,16 @@ class BTYDEstimator(BaseEstimator):
 
     def _params_text(self) -> str:
         return ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+
+    def _log_params(self, params: Mapping[str, float]) -> np.ndarray:
+        missing = [name for name in self.PARAM_NAMES if name not in params]
+        values = [float(params[name]) for name in self.PARAM_NAMES if name in params]
+        if missing or not all(math.isfinite(v) and v > 0 for v in values):
+            raise ConfigError(
+                f"{type(self).__name__}: parameters {dict(params)} must give positive, finite "
+                f"values for all of {list(self.PARAM_NAMES)}."
+            )
+        return np.log(values)
 
     # -- fitted state ------------------------------------------------------------------
 

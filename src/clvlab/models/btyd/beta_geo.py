@@ -12,16 +12,27 @@ Assumptions, for a customer observed from the first purchase (time 0) to time ``
 
 A customer's data are the number of repeat purchases :math:`x` (``frequency``), the time of
 the last one :math:`t_x` (``recency``, 0 when :math:`x = 0`) and the age :math:`T`.
+
+The MBG/NBD model (:mod:`clvlab.models.btyd.modified_beta_geo`) adds one more dropout chance,
+right after the first purchase. The functions here take ``initial_dropout`` (or, for the
+posterior-predictive helpers, the Beta parameter ``b`` already shifted by it) so that both
+models share one implementation: a customer who made :math:`x` repeat purchases and is alive
+at :math:`T` survived :math:`x + s` dropout chances (:math:`s = 1` with the initial one,
+else 0), so his posterior is :math:`\lambda \sim \mathrm{Gamma}(r + x, \alpha + T)`,
+:math:`p \sim \mathrm{Beta}(a, b + s + x)`, and from :math:`T` on he behaves like a new
+BG/NBD customer with those parameters.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
+from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1, xlogy
 
 from clvlab.errors import DataError
 from clvlab.models.btyd.base import (
@@ -47,22 +58,101 @@ _NODE_WEIGHTS = np.array([-1.0, 4.0, 4.0, -1.0]) / 6.0
 
 
 def _log_alive_odds(
-    r: float, alpha: float, a: float, b: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    initial_dropout: bool = False,
 ) -> np.ndarray:
     r"""Log odds of "dropped out after the last purchase" vs "alive at T".
+
+    BG/NBD (``initial_dropout=False``):
 
     .. math::
         D = \ln a - \ln(b + x - 1) + (r + x) \ln\frac{\alpha + T}{\alpha + t_x}
 
-    for :math:`x > 0` and :math:`-\infty` for :math:`x = 0`, so that
-    :math:`P(\text{alive}) = 1 / (1 + e^{D})`.
+    for :math:`x > 0` and :math:`-\infty` for :math:`x = 0` (no dropout chance yet), so that
+    :math:`P(\text{alive}) = 1 / (1 + e^{D})`. MBG/NBD (``initial_dropout=True``) has
+    :math:`\ln(b + x)` instead of :math:`\ln(b + x - 1)`, for every :math:`x` (with
+    :math:`t_x = 0` when :math:`x = 0`): the ratio of :math:`E[p (1-p)^{x}]` (dropped at the
+    last of :math:`x + 1` chances) to :math:`E[(1-p)^{x+1}]` (survived all) is
+    :math:`a / (b + x)`.
     """
-    positive = x > 0
-    bx1 = b + np.maximum(x, 1.0) - 1.0
+    shift = 1.0 if initial_dropout else 0.0
+    chances = x + shift
+    b_last = b + np.maximum(chances, 1.0) - 1.0
     log_ratio = np.log1p((T - t_x) / (alpha + t_x))
     with np.errstate(divide="ignore"):
-        odds = np.log(a) - np.log(bx1) + (r + x) * log_ratio
-    return np.where(positive, odds, -np.inf)
+        odds = np.log(a) - np.log(b_last) + (r + x) * log_ratio
+    return np.where(chances > 0, odds, -np.inf)
+
+
+def _negative_log_likelihood(
+    log_params: np.ndarray,
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray | None,
+    initial_dropout: bool,
+) -> tuple[float, np.ndarray]:
+    r"""NLL and gradient of BG/NBD (``initial_dropout=False``) or MBG/NBD (``True``).
+
+    With :math:`s = 1` for MBG/NBD and 0 for BG/NBD, :math:`b_s = b + x + s`,
+
+    .. math::
+        \ln L = \ln\frac{\Gamma(r + x)}{\Gamma(r)} + \ln\frac{B(a, b_s)}{B(a, b)}
+        - r \ln\Big(1 + \frac{T}{\alpha}\Big) - x \ln(\alpha + T) + \ln(1 + e^{D})
+
+    with :math:`D` from :func:`_log_alive_odds`. With :math:`d = e^D / (1 + e^D)` (the
+    posterior probability of having dropped out) and :math:`\psi` the digamma function:
+
+    .. math::
+        \partial_r \ln L &= \psi(r+x) - \psi(r) - \ln(1 + T/\alpha)
+            + d \ln\frac{\alpha + T}{\alpha + t_x} \\
+        \partial_\alpha \ln L &= \frac{r T / \alpha - x}{\alpha + T}
+            - d \frac{(r + x)(T - t_x)}{(\alpha + T)(\alpha + t_x)} \\
+        \partial_a \ln L &= \psi(a+b) - \psi(a+b_s) + d / a \\
+        \partial_b \ln L &= \psi(b_s) - \psi(b) + \psi(a+b) - \psi(a+b_s) - d / (b_s - 1)
+
+    (:math:`d = 0` where :math:`D = -\infty`), and :math:`\partial_{\ln\theta} = \theta\,
+    \partial_\theta`.
+    """
+    r, alpha, a, b = np.exp(np.asarray(log_params, dtype=float))
+    x = np.asarray(frequency, dtype=float)
+    t_x = np.asarray(recency, dtype=float)
+    T = np.asarray(T, dtype=float)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+    shift = 1.0 if initial_dropout else 0.0
+
+    odds = _log_alive_odds(r, alpha, a, b, x, t_x, T, initial_dropout)
+    dropped = expit(odds)
+    log_ratio = np.log1p((T - t_x) / (alpha + t_x))
+    b_post = b + x + shift
+    b_last = b + np.maximum(x + shift, 1.0) - 1.0
+    log_1p_t_alpha = np.log1p(T / alpha)
+
+    ll = (
+        gammaln(r + x)
+        - gammaln(r)
+        + betaln(a, b_post)
+        - betaln(a, b)
+        - r * log_1p_t_alpha
+        - x * np.log(alpha + T)
+        + np.logaddexp(0.0, odds)
+    )
+    d_r = digamma(r + x) - digamma(r) - log_1p_t_alpha + dropped * log_ratio
+    d_alpha = (r * T / alpha - x) / (alpha + T) - dropped * (r + x) * (T - t_x) / (
+        (alpha + T) * (alpha + t_x)
+    )
+    d_ab = digamma(a + b) - digamma(a + b_post)
+    d_a = d_ab + dropped / a
+    d_b = digamma(b_post) - digamma(b) + d_ab - dropped / b_last
+
+    grad = np.array([r * w @ d_r, alpha * w @ d_alpha, a * w @ d_a, b * w @ d_b])
+    return -float(w @ ll), -grad
 
 
 def negative_log_likelihood(
@@ -117,37 +207,7 @@ def negative_log_likelihood(
     tuple of (float, numpy.ndarray)
         :math:`-\sum_i w_i \ln L_i` and its gradient w.r.t. ``log_params``.
     """
-    r, alpha, a, b = np.exp(np.asarray(log_params, dtype=float))
-    x = np.asarray(frequency, dtype=float)
-    t_x = np.asarray(recency, dtype=float)
-    T = np.asarray(T, dtype=float)
-    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
-
-    odds = _log_alive_odds(r, alpha, a, b, x, t_x, T)
-    dropped = expit(odds)
-    log_ratio = np.log1p((T - t_x) / (alpha + t_x))
-    bx1 = b + np.maximum(x, 1.0) - 1.0
-    log_1p_t_alpha = np.log1p(T / alpha)
-
-    ll = (
-        gammaln(r + x)
-        - gammaln(r)
-        + betaln(a, b + x)
-        - betaln(a, b)
-        - r * log_1p_t_alpha
-        - x * np.log(alpha + T)
-        + np.logaddexp(0.0, odds)
-    )
-    d_r = digamma(r + x) - digamma(r) - log_1p_t_alpha + dropped * log_ratio
-    d_alpha = (r * T / alpha - x) / (alpha + T) - dropped * (r + x) * (T - t_x) / (
-        (alpha + T) * (alpha + t_x)
-    )
-    d_ab = digamma(a + b) - digamma(a + b + x)
-    d_a = d_ab + dropped / a
-    d_b = digamma(b + x) - digamma(b) + d_ab - dropped / bx1
-
-    grad = np.array([r * w @ d_r, alpha * w @ d_alpha, a * w @ d_a, b * w @ d_b])
-    return -float(w @ ll), -grad
+    return _negative_log_likelihood(log_params, frequency, recency, T, weights, False)
 
 
 def _expected_purchases_if_alive(
@@ -207,6 +267,52 @@ def _expected_if_alive_hyp2f1(
     return np.where(t > 0, c / (a - 1.0) * bracket, 0.0)
 
 
+def _log_purchase_pmf_if_alive(
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    n: np.ndarray,
+    t: np.ndarray,
+    x: np.ndarray,
+    T: np.ndarray,
+) -> np.ndarray:
+    r"""Log-probability of exactly :math:`n` purchases in :math:`(T, T + t]` given alive at T.
+
+    Alive at :math:`T`, a customer behaves like a new BG/NBD customer with the posterior
+    :math:`\lambda \sim \mathrm{Gamma}(r', \alpha')`, :math:`p \sim \mathrm{Beta}(a, b')`,
+    :math:`r' = r + x`, :math:`\alpha' = \alpha + T`, :math:`b' = b + x` (memorylessness of
+    the Poisson process; Fader & Hardie, "Deriving the conditional PMF of the BG/NBD
+    model"), so FHL (2005) eq. (8) with these parameters gives
+
+    .. math::
+        P(n) = \frac{B(a, b' + n)}{B(a, b')}\, \mathrm{NB}(n)
+        + \delta_{n > 0} \frac{B(a + 1, b' + n - 1)}{B(a, b')}
+          \Big[1 - \sum_{j=0}^{n-1} \mathrm{NB}(j)\Big],\qquad
+        \mathrm{NB}(j) = \frac{\Gamma(r' + j)}{\Gamma(r')\, j!}\, q^{r'} (1 - q)^j,
+
+    with :math:`q = \alpha' / (\alpha' + t)`. The bracket is the upper tail
+    :math:`P(N \ge n)` of that negative binomial, i.e. the regularized incomplete beta
+    function :math:`I_{1-q}(n, r')`, evaluated directly (``betainc``) instead of as one minus
+    a finite sum, which would cancel catastrophically when the tail is small. The first term
+    is evaluated in log space, so nothing overflows for large :math:`n` or :math:`x`.
+
+    Pass ``b + 1`` for MBG/NBD (see the module docstring); ``n`` must be whole numbers >= 0.
+    """
+    r_post = r + x
+    b_post = b + x
+    log_q = -np.log1p(t / (alpha + T))
+    z = t / (alpha + T + t)
+    log_nb = gammaln(r_post + n) - gammaln(r_post) - gammaln(n + 1.0) + r_post * log_q
+    first = betaln(a, b_post + n) - betaln(a, b_post) + log_nb + xlogy(n, z)
+    m = np.maximum(n, 1.0)
+    with np.errstate(divide="ignore"):
+        second = (
+            betaln(a + 1.0, b_post + m - 1.0) - betaln(a, b_post) + np.log(betainc(m, r_post, z))
+        )
+    return np.logaddexp(first, np.where(n > 0, second, -np.inf))
+
+
 class BetaGeo(BTYDEstimator):
     """BG/NBD model of repeat purchasing and dropout (Fader, Hardie & Lee 2005).
 
@@ -240,8 +346,16 @@ class BetaGeo(BTYDEstimator):
     """
 
     PARAM_NAMES = ("r", "alpha", "a", "b")
+    #: Whether customers can also drop out right after their first purchase (MBG/NBD).
+    _INITIAL_DROPOUT: ClassVar[bool] = False
 
-    def fit(self, rfm: pd.DataFrame, weights: np.ndarray | None = None) -> BetaGeo:
+    def fit(
+        self,
+        rfm: pd.DataFrame,
+        weights: np.ndarray | None = None,
+        *,
+        at: Mapping[str, float] | None = None,
+    ) -> Self:
         """Fit the model by maximum likelihood.
 
         Parameters
@@ -253,6 +367,9 @@ class BetaGeo(BTYDEstimator):
             observation), in any one time unit. Other columns are ignored.
         weights : array-like, optional
             Weight (e.g. count) of each row; all ones when None.
+        at : mapping, optional
+            Parameters by name at which to take the fitted state instead of optimising
+            (used to carry another engine's optimum, e.g. lifetimes').
 
         Returns
         -------
@@ -271,23 +388,25 @@ class BetaGeo(BTYDEstimator):
             Missing columns, NaN/infinite values, negative or non-integer frequency,
             negative recency, recency > T, or recency > 0 with frequency 0.
         """
-        table = _validate_bgnbd_rfm(rfm)
-        w = validate_weights(weights, len(table), "BetaGeo")
+        name = type(self).__name__
+        table = _validate_bgnbd_rfm(rfm, name)
+        w = validate_weights(weights, len(table), name)
         x, t_x, T, counts = compress_rows([table[c].to_numpy() for c in _COLUMNS], w)
         if not (counts[x > 0] > 0).any():
             warnings.warn(
-                "clvlab BetaGeo: no customer made a repeat purchase (frequency is 0 everywhere), "
-                "so the dropout parameters a, b are not identified and the purchase rate is "
-                "pushed towards 0; predictions will say 'no more purchases'. Fit on a longer "
-                "period or more customers.",
+                f"clvlab {name}: no customer made a repeat purchase (frequency is 0 "
+                "everywhere), so the dropout parameters a, b are not identified and the "
+                "purchase rate is pushed towards 0; predictions will say 'no more purchases'. "
+                "Fit on a longer period or more customers.",
                 BTYDConvergenceWarning,
                 stacklevel=2,
             )
         max_age = float(table["T"].max())
         time_scale = max_age if max_age > 0 else 1.0
+        initial_dropout = self._INITIAL_DROPOUT
 
         def nll(log_params: np.ndarray) -> tuple[float, np.ndarray]:
-            return negative_log_likelihood(log_params, x, t_x, T, counts)
+            return _negative_log_likelihood(log_params, x, t_x, T, counts, initial_dropout)
 
         problem = FitProblem(
             nll=nll,
@@ -296,17 +415,53 @@ class BetaGeo(BTYDEstimator):
             penalty_scale=np.array([1.0, 1.0 / time_scale, 1.0, 1.0]),
             starts=_start_points(x, T / time_scale, counts),
         )
-        self._fit_problem(problem)
+        self._fit_problem(problem, at)
         return self
+
+    # -- model pieces on validated arrays -------------------------------------------------
+
+    def _log_dropout_odds(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """Log odds of "dropped out" vs "alive at T" (:func:`_log_alive_odds`)."""
+        r, alpha, a, b = self._fitted_params()
+        return _log_alive_odds(r, alpha, a, b, x, t_x, T, self._INITIAL_DROPOUT)
+
+    def _b_if_alive(self) -> float:
+        """``b`` of the posterior of p given alive, before adding x (b, or b + 1 in MBG)."""
+        return self._fitted_params()[3] + (1.0 if self._INITIAL_DROPOUT else 0.0)
+
+    def _expected(self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """:meth:`expected_purchases` on validated arrays."""
+        r, alpha, a, _ = self._fitted_params()
+        alive = expit(-self._log_dropout_odds(x, t_x, T))
+        return alive * _expected_purchases_if_alive(r, alpha, a, self._b_if_alive(), t, x, T)
+
+    def _no_purchase(
+        self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`p_churn` on validated arrays."""
+        r, alpha, _, _ = self._fitted_params()
+        odds = self._log_dropout_odds(x, t_x, T)
+        alive, dropped = expit(-odds), expit(odds)
+        # A sum of two non-negative terms: accurate even when the result is tiny.
+        quiet_if_alive = np.exp(-(r + x) * np.log1p(t / (alpha + T)))
+        return np.where(t > 0, dropped + alive * quiet_if_alive, 1.0)
+
+    def _pmf(
+        self, n: np.ndarray, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`p_purchases` on validated arrays (``n = 0`` is :meth:`p_churn`)."""
+        r, alpha, a, _ = self._fitted_params()
+        log_alive = -np.logaddexp(0.0, self._log_dropout_odds(x, t_x, T))
+        log_if_alive = _log_purchase_pmf_if_alive(r, alpha, a, self._b_if_alive(), n, t, x, T)
+        return np.where(n > 0, np.exp(log_alive + log_if_alive), self._no_purchase(t, x, t_x, T))
 
     # -- predictions -------------------------------------------------------------------
 
     def _customers(
-        self, frequency: object, recency: object, T: object, t: object | None = None
+        self, frequency: object, recency: object, T: object, **leading: object
     ) -> list[np.ndarray]:
-        names = {"frequency": frequency, "recency": recency, "T": T}
-        if t is not None:
-            names = {"t": t, **names}
+        """Validated float arrays of ``leading`` (e.g. ``n``, ``t``) and the history."""
+        names = {**leading, "frequency": frequency, "recency": recency, "T": T}
         arrays = as_float_arrays(**names)
         check_nonnegative(**dict(zip(names, arrays, strict=True)))
         t_x, age = arrays[-2:]
@@ -334,9 +489,8 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Probabilities, in the broadcast shape of the inputs.
         """
-        r, alpha, a, b = self._fitted_params()
         x, t_x, age = self._customers(frequency, recency, T)
-        return expit(-_log_alive_odds(r, alpha, a, b, x, t_x, age))
+        return expit(-self._log_dropout_odds(x, t_x, age))
 
     def expected_purchases(
         self, t: object, frequency: object, recency: object, T: object
@@ -363,21 +517,23 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Expected purchases, in the broadcast shape of the inputs.
         """
-        r, alpha, a, b = self._fitted_params()
         horizon, x, t_x, age = self._customers(frequency, recency, T, t=t)
-        alive = expit(-_log_alive_odds(r, alpha, a, b, x, t_x, age))
-        return alive * _expected_purchases_if_alive(r, alpha, a, b, horizon, x, age)
+        return self._expected(horizon, x, t_x, age)
 
     def p_churn(self, t: object, frequency: object, recency: object, T: object) -> np.ndarray:
         r"""Probability of no purchase in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
 
-        Dropout happens only right after a purchase, so a customer alive at T makes no
-        purchase in the window with probability :math:`E[e^{-\lambda t}]` under the
-        posterior :math:`\lambda \sim \mathrm{Gamma}(r + x, \alpha + T)`:
+        Dropout happens only at purchases (in MBG/NBD also right after the first one), so a
+        customer alive at T makes no purchase in the window with probability
+        :math:`E[e^{-\lambda t}]` under the posterior
+        :math:`\lambda \sim \mathrm{Gamma}(r + x, \alpha + T)`, and one who dropped out makes
+        none:
 
         .. math::
             P = 1 - P(\text{alive}) + P(\text{alive})
             \Big(\frac{\alpha + T}{\alpha + T + t}\Big)^{r + x}
+
+        with :math:`P(\text{alive})` from :meth:`p_alive`.
 
         Parameters
         ----------
@@ -391,11 +547,49 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Probabilities, in the broadcast shape of the inputs.
         """
-        r, alpha, a, b = self._fitted_params()
         horizon, x, t_x, age = self._customers(frequency, recency, T, t=t)
-        alive = expit(-_log_alive_odds(r, alpha, a, b, x, t_x, age))
-        buys = -np.expm1(-(r + x) * np.log1p(horizon / (alpha + age)))
-        return 1.0 - alive * buys
+        return self._no_purchase(horizon, x, t_x, age)
+
+    def p_purchases(
+        self, n: object, t: object, frequency: object, recency: object, T: object
+    ) -> np.ndarray:
+        r"""Probability of exactly ``n`` purchases in :math:`(T, T + t]` given the history.
+
+        Fader & Hardie, "Deriving the conditional PMF of the BG/NBD model" (2006):
+
+        .. math::
+            P(X(T, T+t) = n \mid x, t_x, T) = \delta_{n=0}\,(1 - P(\text{alive}))
+            + P(\text{alive})\, P_{\text{new}}(n \mid r + x, \alpha + T, a, b_x)
+
+        where :math:`P_{\text{new}}` is FHL (2005) eq. (8) for a new customer with the
+        posterior parameters, :math:`b_x = b + x` (BG/NBD; :math:`b + x + 1` in MBG/NBD) and
+        :math:`P(\text{alive})` from :meth:`p_alive`. The finite sum of eq. (8) is evaluated
+        as a regularized incomplete beta function and the rest in log space (see
+        :func:`_log_purchase_pmf_if_alive`), so the result is accurate for large ``n`` and
+        ``frequency``. ``n = 0`` gives :meth:`p_churn`.
+
+        Parameters
+        ----------
+        n : int or array-like of int
+            Number of purchases, whole numbers >= 0.
+        t : float or array-like
+            Length of the window.
+        frequency, recency, T : float or array-like
+            Customer histories (all inputs broadcast against each other).
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities, in the broadcast shape of the inputs.
+
+        Raises
+        ------
+        clvlab.errors.DataError
+            ``n`` negative or not a whole number, or invalid histories.
+        """
+        count, horizon, x, t_x, age = self._customers(frequency, recency, T, n=n, t=t)
+        _check_counts(count)
+        return self._pmf(count, horizon, x, t_x, age)
 
     def expected_purchases_new_customer(self, t: object) -> np.ndarray:
         r"""Expected repeat purchases in :math:`(0, t]` of a new customer.
@@ -416,11 +610,9 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Expected purchases, in the shape of ``t``.
         """
-        r, alpha, a, b = self._fitted_params()
-        (horizon,) = as_float_arrays(t=t)
-        check_nonnegative(t=horizon)
+        horizon = _new_customer_times(t)
         zero = np.zeros_like(horizon)
-        return _expected_purchases_if_alive(r, alpha, a, b, horizon, zero, zero)
+        return self._expected(horizon, zero, zero, zero)
 
     def p_no_purchase_new_customer(self, t: object) -> np.ndarray:
         r"""Probability that a new customer makes no repeat purchase in :math:`(0, t]`.
@@ -438,15 +630,60 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Probabilities, in the shape of ``t``.
         """
-        r, alpha, _, _ = self._fitted_params()
-        (horizon,) = as_float_arrays(t=t)
-        check_nonnegative(t=horizon)
-        return np.exp(-r * np.log1p(horizon / alpha))
+        horizon = _new_customer_times(t)
+        zero = np.zeros_like(horizon)
+        return self._no_purchase(horizon, zero, zero, zero)
+
+    def p_purchases_new_customer(self, n: object, t: object) -> np.ndarray:
+        r"""Probability that a new customer makes exactly ``n`` repeat purchases in (0, t].
+
+        FHL (2005) eq. (8) (for MBG/NBD: lifetimes' ``ModifiedBetaGeoFitter``'s version),
+        i.e. :meth:`p_purchases` for a customer with :math:`x = t_x = T = 0`.
+
+        Parameters
+        ----------
+        n : int or array-like of int
+            Number of repeat purchases, whole numbers >= 0.
+        t : float or array-like
+            Time since the first purchase (broadcast against ``n``).
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities, in the broadcast shape of ``n`` and ``t``.
+
+        Raises
+        ------
+        clvlab.errors.DataError
+            ``n`` negative or not a whole number, ``t`` negative or not finite.
+        """
+        count, horizon = as_float_arrays(n=n, t=t)
+        check_nonnegative(n=count, t=horizon)
+        _check_counts(count)
+        zero = np.zeros_like(horizon)
+        return self._pmf(count, horizon, zero, zero, zero)
 
 
-def _validate_bgnbd_rfm(rfm: object) -> pd.DataFrame:
+def _new_customer_times(t: object) -> np.ndarray:
+    """``t`` as a validated float array (finite, >= 0)."""
+    (horizon,) = as_float_arrays(t=t)
+    check_nonnegative(t=horizon)
+    return horizon
+
+
+def _check_counts(n: np.ndarray) -> None:
+    """Raise DataError unless the (already non-negative) purchase counts are whole numbers."""
+    fractional = n != np.round(n)
+    if fractional.any():
+        raise DataError(
+            f"n has {int(fractional.sum())} non-integer value(s), e.g. "
+            f"{n[fractional][:5].tolist()}; n counts purchases and must be a whole number >= 0."
+        )
+
+
+def _validate_bgnbd_rfm(rfm: object, model: str = "BetaGeo") -> pd.DataFrame:
     """Validated float copy of the ``frequency, recency, T`` columns of ``rfm``."""
-    table = validate_rfm(rfm, _COLUMNS, "BetaGeo")
+    table = validate_rfm(rfm, _COLUMNS, model)
     check_frequency(table)
     x, t_x, age = (table[c].to_numpy() for c in _COLUMNS)
     raise_for_rows(

@@ -21,6 +21,8 @@ customers with :math:`x > 0`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from scipy.special import digamma, gammaln
@@ -139,7 +141,13 @@ class GammaGamma(BTYDEstimator):
 
     PARAM_NAMES = ("p", "q", "v")
 
-    def fit(self, rfm: pd.DataFrame, weights: np.ndarray | None = None) -> GammaGamma:
+    def fit(
+        self,
+        rfm: pd.DataFrame,
+        weights: np.ndarray | None = None,
+        *,
+        at: Mapping[str, float] | None = None,
+    ) -> GammaGamma:
         """Fit the model by maximum likelihood on the repeat buyers (``frequency > 0``).
 
         Parameters
@@ -150,6 +158,9 @@ class GammaGamma(BTYDEstimator):
             are ignored (their monetary_value may be anything, even NaN).
         weights : array-like, optional
             Weight (e.g. count) of each row; all ones when None.
+        at : mapping, optional
+            Parameters by name at which to take the fitted state instead of optimising
+            (used to carry another engine's optimum, e.g. lifetimes').
 
         Returns
         -------
@@ -207,7 +218,7 @@ class GammaGamma(BTYDEstimator):
             penalty_scale=np.ones(3),
             starts=_start_points(mean_spend),
         )
-        self._fit_problem(problem)
+        self._fit_problem(problem, at)
         return self
 
     def expected_spend(self, frequency: object, monetary_value: object) -> np.ndarray:
