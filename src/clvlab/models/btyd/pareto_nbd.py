@@ -355,14 +355,14 @@ def _log_tail_integral(
     big, small = P + t, Q + t
     z = (P - Q) / big
     log_h, h_p, h_q, h_z = _log_hyp2f1_unit(p, q, z)
-    value = -p * np.log(big) - (q - 1.0) * np.log(small) - np.log(c) + log_h
-    out = _LogValue(
-        value=value,
-        d_p=-np.log(big) - 1.0 / c + h_p,
-        d_q=-np.log(small) - 1.0 / c + h_q,
-        d_P=-p / big + h_z * small / big**2,
-        d_Q=-(q - 1.0) / small - h_z / big,
-    )
+    with np.errstate(invalid="ignore"):
+        out = _LogValue(
+            value=-p * np.log(big) - (q - 1.0) * np.log(small) - np.log(c) + log_h,
+            d_p=-np.log(big) - 1.0 / c + h_p,
+            d_q=-np.log(small) - 1.0 / c + h_q,
+            d_P=-p / big + h_z * small / big**2,
+            d_Q=-(q - 1.0) / small - h_z / big,
+        )
     infinite = np.isinf(t)  # J(inf) = 0
     if infinite.any():
         for part in out.parts():
