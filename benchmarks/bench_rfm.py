@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
-from synthetic import DEFAULT, customers_for_rows, write_parquet
+from synthetic import DEFAULT, customers_for_rows, ensure_data
 
 WORKDIR = Path("/tmp/clvlab-bench")
 SPEEDUP_GOAL = 10.0  # lifetimes seconds / clvlab seconds, at least
@@ -198,21 +198,6 @@ def run_child(job: str, data: Path, args: argparse.Namespace, result: Path | Non
     if "error" in report and job != "big":
         raise RuntimeError(f"child {job!r} failed: {report['error']}")
     return report
-
-
-def ensure_data(path: Path, n_customers: int, seed: int) -> dict:
-    """Generate the transactions to ``path`` unless a complete copy is there; its metadata."""
-    meta_path = path / "_meta.json" if path.suffix != ".parquet" else path.with_suffix(".json")
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        print(f"data: {path} (reused: {meta['rows']:,} rows, {meta['customers']:,} customers)")
-        return meta
-    print(f"data: generating {n_customers:,} customers to {path} ...", flush=True)
-    meta = write_parquet(n_customers, path, seed)
-    if path.suffix == ".parquet":
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"data: {meta['rows']:,} rows in {meta['seconds']} s")
-    return meta
 
 
 def results_equal(clvlab_path: Path, lifetimes_path: Path) -> tuple[bool, str]:

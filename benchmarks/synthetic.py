@@ -202,6 +202,21 @@ def write_parquet(
     return meta
 
 
+def ensure_data(path: Path, n_customers: int, seed: int) -> dict:
+    """Generate the transactions to ``path`` unless a complete copy is there; its metadata."""
+    meta_path = path / "_meta.json" if path.suffix != ".parquet" else path.with_suffix(".json")
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        print(f"data: {path} (reused: {meta['rows']:,} rows, {meta['customers']:,} customers)")
+        return meta
+    print(f"data: generating {n_customers:,} customers to {path} ...", flush=True)
+    meta = write_parquet(n_customers, path, seed)
+    if path.suffix == ".parquet":
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"data: {meta['rows']:,} rows in {meta['seconds']} s")
+    return meta
+
+
 def customers_for_rows(rows: int) -> int:
     """Customers that give about ``rows`` transactions with the default parameters."""
     return math.ceil(rows / ROWS_PER_CUSTOMER)

@@ -344,3 +344,27 @@ def test_mbgnbd_fitted_by_lifetimes_trains_saves_and_scores(in_tmp):
     assert reloaded.discounting == "monthly"
     scores = clvlab.score(result.model_uri, "lifetimes:CDNOW_sample")
     assert len(scores) == 2_357 and (scores["p_alive"] < 1).all()  # MBG: dropout at time 0
+
+
+def test_pareto_nbd_trains_saves_and_scores(in_tmp):
+    result = clvlab.train(
+        {
+            "name": "pnbd",
+            "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
+            "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+            "models": {"purchases": "pareto_nbd"},
+        }
+    )
+    fitted = result.params["calibration"]
+    # Fader, Hardie & Lee (2005) on the FHL sample: r=0.553, alpha=10.58, s=0.606, beta=11.67.
+    expected = {"r": 0.5532, "alpha": 10.5763, "s": 0.6062, "beta": 11.6715}
+    for name, value in expected.items():
+        assert fitted[f"pareto_nbd.{name}"] == pytest.approx(value, rel=2e-3), name
+    assert result.model.name == "pareto_nbd_gamma_gamma"
+    assert result.metrics.iloc[0].notna().all()
+    reloaded = clvlab.load_model(result.local_path)
+    assert type(reloaded.purchases).__name__ == "ParetoNBD"
+    scores = clvlab.score(result.model_uri, "lifetimes:CDNOW_sample")
+    assert len(scores) == 2_357 and scores[SCORE_COLUMNS].notna().all().all()
+    assert scores["p_alive"].between(0, 1).all() and scores["p_churn"].between(0, 1).all()
+    pd.testing.assert_frame_equal(scores, clvlab.score(reloaded, "lifetimes:CDNOW_sample"))

@@ -33,6 +33,8 @@ _LAZY = {
     "CLVModel": "clvlab.models.clv",
     "BetaGeo": "clvlab.models.btyd",
     "GammaGamma": "clvlab.models.btyd",
+    "ModifiedBetaGeo": "clvlab.models.btyd",
+    "ParetoNBD": "clvlab.models.btyd",
 }
 
 __all__ = [
@@ -43,6 +45,8 @@ __all__ = [
     "ConfigError",
     "DataError",
     "GammaGamma",
+    "ModifiedBetaGeo",
+    "ParetoNBD",
     "RunConfig",
     "TrainResult",
     "__version__",
@@ -68,7 +72,7 @@ if TYPE_CHECKING:
         resolve_identities,
     )
     from clvlab.features import calibration_holdout, rfm
-    from clvlab.models.btyd import BetaGeo, GammaGamma
+    from clvlab.models.btyd import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD
     from clvlab.models.clv import CLVModel
     from clvlab.scoring import score
     from clvlab.tracking import load_model

@@ -84,8 +84,9 @@ class SplitConfig(_Strict):
 class ModelsConfig(_Strict):
     """Settings of the fitted models."""
 
-    purchases: Literal["bgnbd", "mbgnbd"] = Field(
-        default="bgnbd", description="Purchase-and-dropout model: BG/NBD or MBG/NBD."
+    purchases: Literal["bgnbd", "mbgnbd", "pareto_nbd"] = Field(
+        default="bgnbd",
+        description="Purchase-and-dropout model: BG/NBD, MBG/NBD or Pareto/NBD.",
     )
     engine: Literal["clvlab", "lifetimes"] = Field(
         default="clvlab", description="Who fits: clvlab's engine, or lifetimes' (for parity)."

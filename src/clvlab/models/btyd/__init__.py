@@ -3,6 +3,8 @@
 * :class:`BetaGeo` — BG/NBD purchase and dropout model (Fader, Hardie & Lee 2005).
 * :class:`ModifiedBetaGeo` — MBG/NBD: BG/NBD with dropout possible right after the first
   purchase (Batislam, Denizel & Filiztekin 2007).
+* :class:`ParetoNBD` — Pareto/NBD: dropout in continuous time (Schmittlein, Morrison &
+  Colombo 1987).
 * :class:`GammaGamma` — spend per transaction (Colombo & Jiang 1999; Fader, Hardie & Lee 2005).
 """
 
@@ -13,11 +15,13 @@ from clvlab.models.btyd.base import BTYDConvergenceWarning, BTYDEstimator
 from clvlab.models.btyd.beta_geo import BetaGeo
 from clvlab.models.btyd.gamma_gamma import GammaGamma
 from clvlab.models.btyd.modified_beta_geo import ModifiedBetaGeo
+from clvlab.models.btyd.pareto_nbd import ParetoNBD
 
 #: Purchase-and-dropout models by their name in a run config (``models.purchases``).
 PURCHASE_MODELS: dict[str, type[BTYDEstimator]] = {
     "bgnbd": BetaGeo,
     "mbgnbd": ModifiedBetaGeo,
+    "pareto_nbd": ParetoNBD,
 }
 
 
@@ -37,5 +41,6 @@ __all__ = [
     "BetaGeo",
     "GammaGamma",
     "ModifiedBetaGeo",
+    "ParetoNBD",
     "estimator_from_dict",
 ]

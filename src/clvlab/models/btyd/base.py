@@ -60,6 +60,10 @@ class BTYDConvergenceWarning(ConvergenceWarning):
 # --------------------------------------------------------------------------------------
 
 
+#: Columns of a customer's purchase history that the purchase models fit on.
+PURCHASE_HISTORY_COLUMNS = ("frequency", "recency", "T")
+
+
 def _plain(value: object) -> object:
     """A numpy scalar as the Python scalar (so messages show ``12.0``, not ``np.float64``)."""
     return value.item() if isinstance(value, np.generic) else value
@@ -209,6 +213,42 @@ def check_frequency(frame: pd.DataFrame, column: str = "frequency") -> None:
         "a non-integer frequency",
         "frequency counts repeat purchases; round it or rebuild the RFM table.",
     )
+
+
+def validate_purchase_history(rfm: object, model: str) -> pd.DataFrame:
+    """Validated float copy of the ``frequency, recency, T`` columns of ``rfm``.
+
+    The checks every purchase-and-dropout model needs: the columns exist and are finite,
+    frequency is a whole number >= 0, 0 <= recency <= T, and recency is 0 without repeat
+    purchases; ``model`` names the estimator in the error messages.
+    """
+    table = validate_rfm(rfm, PURCHASE_HISTORY_COLUMNS, model)
+    check_frequency(table)
+    x, t_x, age = (table[c].to_numpy() for c in PURCHASE_HISTORY_COLUMNS)
+    raise_for_rows(
+        table,
+        t_x < 0,
+        ["recency"],
+        "a negative recency",
+        "recency is the time from the first to the last purchase; fix or drop those rows.",
+    )
+    raise_for_rows(
+        table,
+        t_x > age,
+        ["recency", "T"],
+        "recency larger than T",
+        "the last purchase cannot be after the end of observation; recompute recency and T "
+        "with one observation end and one time unit.",
+    )
+    raise_for_rows(
+        table,
+        (x == 0) & (t_x != 0),
+        ["frequency", "recency"],
+        "recency > 0 with frequency 0",
+        "recency is the time of the last repeat purchase, so it is 0 without repeat purchases; "
+        "recompute the RFM table (lifetimes' convention).",
+    )
+    return table
 
 
 def as_float_arrays(**arrays: object) -> list[np.ndarray]:

@@ -36,19 +36,18 @@ from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1, xlog
 
 from clvlab.errors import DataError
 from clvlab.models.btyd.base import (
+    PURCHASE_HISTORY_COLUMNS,
     BTYDConvergenceWarning,
     BTYDEstimator,
     FitProblem,
     as_float_arrays,
-    check_frequency,
     check_nonnegative,
     compress_rows,
-    raise_for_rows,
-    validate_rfm,
+    validate_purchase_history,
     validate_weights,
 )
 
-_COLUMNS = ("frequency", "recency", "T")
+_COLUMNS = PURCHASE_HISTORY_COLUMNS
 #: Relative step in ``a`` of the interpolation used near the removable singularities of the
 #: hypergeometric representation (see :func:`_expected_purchases_if_alive`).
 _SINGULAR_STEP = 1e-4
@@ -389,7 +388,7 @@ class BetaGeo(BTYDEstimator):
             negative recency, recency > T, or recency > 0 with frequency 0.
         """
         name = type(self).__name__
-        table = _validate_bgnbd_rfm(rfm, name)
+        table = validate_purchase_history(rfm, name)
         w = validate_weights(weights, len(table), name)
         x, t_x, T, counts = compress_rows([table[c].to_numpy() for c in _COLUMNS], w)
         if not (counts[x > 0] > 0).any():
@@ -679,37 +678,6 @@ def _check_counts(n: np.ndarray) -> None:
             f"n has {int(fractional.sum())} non-integer value(s), e.g. "
             f"{n[fractional][:5].tolist()}; n counts purchases and must be a whole number >= 0."
         )
-
-
-def _validate_bgnbd_rfm(rfm: object, model: str = "BetaGeo") -> pd.DataFrame:
-    """Validated float copy of the ``frequency, recency, T`` columns of ``rfm``."""
-    table = validate_rfm(rfm, _COLUMNS, model)
-    check_frequency(table)
-    x, t_x, age = (table[c].to_numpy() for c in _COLUMNS)
-    raise_for_rows(
-        table,
-        t_x < 0,
-        ["recency"],
-        "a negative recency",
-        "recency is the time from the first to the last purchase; fix or drop those rows.",
-    )
-    raise_for_rows(
-        table,
-        t_x > age,
-        ["recency", "T"],
-        "recency larger than T",
-        "the last purchase cannot be after the end of observation; recompute recency and T "
-        "with one observation end and one time unit.",
-    )
-    raise_for_rows(
-        table,
-        (x == 0) & (t_x != 0),
-        ["frequency", "recency"],
-        "recency > 0 with frequency 0",
-        "recency is the time of the last repeat purchase, so it is 0 without repeat purchases; "
-        "recompute the RFM table (lifetimes' convention).",
-    )
-    return table
 
 
 def _start_points(x: np.ndarray, T_scaled: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:

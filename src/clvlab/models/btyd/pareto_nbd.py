@@ -57,28 +57,28 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.special import digamma, expit, exprel, gammaln, logsumexp
+from threadpoolctl import threadpool_limits
 
 from clvlab.errors import DataError
 from clvlab.models.btyd.base import (
+    PURCHASE_HISTORY_COLUMNS,
     BTYDConvergenceWarning,
     BTYDEstimator,
     FitProblem,
     as_float_arrays,
-    check_frequency,
     check_nonnegative,
     compress_rows,
-    raise_for_rows,
-    validate_rfm,
+    validate_purchase_history,
     validate_weights,
 )
 
-_COLUMNS = ("frequency", "recency", "T")
+_COLUMNS = PURCHASE_HISTORY_COLUMNS
 
 #: Largest argument of the hypergeometric series; beyond it the integral is done by
 #: quadrature (see the module docstring).
@@ -88,9 +88,10 @@ _SERIES_TOL = 1e-17
 #: Drops of the log-integrand (from its maximum) that bound quadrature panels; the
 #: integrand is cut off beyond the last one (a relative loss below e^-48).
 _LEVELS = np.array(
-    [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.5, 8.0, 10.0, 12.5, 15.0, 18.0, 22.0, 27.0]
-    + [33.0, 40.0, 48.0]
+    [0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0, 10.5, 13.5, 17.0, 21.0, 26.0, 32.0, 40.0, 48.0]
 )
+#: log(G(upper) / G(lower)) above which an integral is computed directly, not as a difference.
+_CLOSE_GAP = math.log(0.999)
 #: Largest panel width in the log variable.
 _PANEL_WIDTH = 1.0
 #: Gauss-Legendre rule used on every panel.
@@ -259,7 +260,7 @@ def _bisect(
 
 
 def _log_concave_nodes(
-    phi: LogDensity, dphi: LogDensity, w_a: np.ndarray, w_b: np.ndarray, peak: np.ndarray
+    phi: LogDensity, w_a: np.ndarray, w_b: np.ndarray, peak: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""Gauss-Legendre nodes and log-weights for :math:`\int_{w_a}^{w_b} e^{\phi(w)} dw`.
 
@@ -272,9 +273,9 @@ def _log_concave_nodes(
 
     Parameters
     ----------
-    phi, dphi
-        :math:`\phi` and :math:`\phi'`, evaluated on arrays of shape ``(n, k)`` (row ``i``
-        belongs to integral ``i``).
+    phi
+        :math:`\phi`, evaluated on arrays of shape ``(n, k)`` (row ``i`` belongs to
+        integral ``i``).
     w_a, w_b
         Integration bounds, shape ``(n, 1)``, finite, ``w_a <= w_b``.
     peak
@@ -286,7 +287,6 @@ def _log_concave_nodes(
         Nodes and log-weights, both of shape ``(n, m)`` (zero weights, i.e. log-weight
         ``-inf``, pad the rows to a common ``m``).
     """
-    del dphi  # the peak is supplied by the caller
     top = phi(peak)
     targets = top - _LEVELS[None, :]
 
@@ -296,13 +296,18 @@ def _log_concave_nodes(
     def falling(w: np.ndarray) -> np.ndarray:
         return -phi(w)
 
-    left = _bisect(rising, targets, w_a, peak, 48)
-    right = _bisect(falling, -targets, peak, w_b, 48)
-    left = np.where(phi(w_a) >= targets, w_a, left)
-    right = np.where(phi(w_b) >= targets, w_b, right)
+    # Level points on each side of the peak (a side that is empty for every row is skipped).
+    sides = []
+    for lo, hi, fn, sign, end in ((w_a, peak, rising, 1.0, w_a), (peak, w_b, falling, -1.0, w_b)):
+        if np.all(hi <= lo):
+            sides.append(np.broadcast_to(end, (end.shape[0], 1)))
+            continue
+        level = _bisect(fn, sign * targets, lo, hi, 30)
+        sides.append(np.where(phi(end) >= targets, end, level))
+    left, right = sides
     w_lo, w_hi = left[:, -1:], right[:, -1:]
     span = float(np.max(w_hi - w_lo)) if w_lo.size else 0.0
-    n_grid = min(int(math.ceil(span / _PANEL_WIDTH)), 4000)
+    n_grid = min(math.ceil(span / _PANEL_WIDTH), 4000)
     grid = np.minimum(w_lo + _PANEL_WIDTH * np.arange(1, n_grid + 1)[None, :], w_hi)
     bounds = np.sort(np.concatenate([w_lo, peak, w_hi, left, right, grid], axis=1), axis=1)
     bounds = np.clip(bounds, w_lo, w_hi)
@@ -340,7 +345,7 @@ class _LogValue:
 def _log_tail_integral(
     p: np.ndarray, q: np.ndarray, P: object, Q: object, t: np.ndarray
 ) -> _LogValue:
-    r""":math:`\ln J(t)` and its partial derivatives in :math:`p, q, P, Q` (series; :math:`z_t \le 0.6`).
+    r""":math:`\ln J(t)` and its partials in :math:`p, q, P, Q` by the series (:math:`z_t \le 0.6`).
 
     .. math::
         \ln J(t) = -p \ln(P + t) - (q - 1) \ln(Q + t) - \ln(p + q - 1) + \ln H(z_t),\quad
@@ -376,47 +381,57 @@ def _log_quadrature_integral(
 ) -> _LogValue:
     r""":math:`\ln \int_{lo}^{hi} (P + y)^{-p} (Q + y)^{-q} dy` and its partials, by quadrature.
 
-    In :math:`w = \ln(Q + y)` the log-integrand (with the Jacobian) is
-    :math:`\phi(w) = -p \ln(P - Q + e^w) + (1 - q) w`, concave, with its maximum at
-    :math:`w_a` when :math:`q \ge 1`, else where :math:`e^w / (P - Q + e^w) = (1 - q) / p`.
-    The derivatives are the quadratures of the integrand's derivatives at fixed :math:`y`:
+    In :math:`u = \ln\frac{Q + y}{Q + lo}` the integrand (with the Jacobian) is
+    :math:`e^{\phi_0 + \phi(u)}` with :math:`\phi_0 = -p \ln(P + lo) + (1 - q) \ln(Q + lo)`
+    and
+
+    .. math::
+        \phi(u) = -p \ln(1 + \rho (e^u - 1)) + (1 - q) u,\qquad
+        \rho = \frac{Q + lo}{P + lo},
+
+    concave, with its maximum at :math:`u = 0` when :math:`q \ge 1`, else where
+    :math:`\rho e^u / (1 - \rho + \rho e^u) = (1 - q) / p`. Written relative to the lower
+    end, :math:`\phi` keeps full relative accuracy for large :math:`p` (the absolute form
+    loses :math:`p` times the rounding of :math:`\ln(P + y)`). The derivatives are the
+    quadratures of the integrand's derivatives at fixed :math:`y`:
     :math:`\partial_p \ln f = -\ln(P + y)`, :math:`\partial_q \ln f = -\ln(Q + y)`,
     :math:`\partial_P \ln f = -p / (P + y)`, :math:`\partial_Q \ln f = -q / (Q + y)`.
     Needs :math:`P > Q`.
     """
-    p, q, lo, hi = (np.array(a, dtype=float).reshape(-1, 1) for a in np.broadcast_arrays(p, q, lo, hi))
-    log_d = math.log(P - Q)
-    w_a, w_b = np.log(Q + lo), np.log(Q + hi)
+    p, q, lo, hi = (
+        np.array(a, dtype=float).reshape(-1, 1) for a in np.broadcast_arrays(p, q, lo, hi)
+    )
+    log_big0, log_small0 = np.log(P + lo), np.log(Q + lo)
+    rho = (Q + lo) / (P + lo)
+    u_b = np.log1p((hi - lo) / (Q + lo))  # hi - lo is exact for close bounds
 
-    def phi(w: np.ndarray) -> np.ndarray:
-        return -p * np.logaddexp(log_d, w) + (1.0 - q) * w
+    def rel_big(u: np.ndarray) -> np.ndarray:  # ln((P + y) / (P + lo))
+        return np.log1p(rho * np.expm1(u))
 
-    def dphi(w: np.ndarray) -> np.ndarray:
-        return -p * expit(w - log_d) + (1.0 - q)
+    def phi(u: np.ndarray) -> np.ndarray:
+        return -p * rel_big(u) + (1.0 - q) * u
 
     share = (1.0 - q) / p
     with np.errstate(divide="ignore", invalid="ignore"):
-        inner = log_d + np.log(share) - np.log1p(-share)
-    peak = np.where(share <= 0, w_a, np.where(share >= 1, w_b, inner))
-    peak = np.clip(np.nan_to_num(peak, nan=0.0), w_a, w_b)
-    nodes, log_w = _log_concave_nodes(phi, dphi, w_a, w_b, peak)
+        # rho e^u / (1 - rho + rho e^u) = share  <=>  e^u = share (1 - rho) / (rho (1 - share))
+        inner = np.log(share) - np.log1p(-share) + np.log1p(-rho) - np.log(rho)
+    peak = np.where(share <= 0, 0.0, np.where(share >= 1, u_b, inner))
+    peak = np.clip(np.nan_to_num(peak, nan=0.0), 0.0, u_b)
+    nodes, log_w = _log_concave_nodes(phi, np.zeros_like(u_b), u_b, peak)
     log_f = phi(nodes) + log_w
-    value = logsumexp(log_f, axis=1)
-    weight = np.exp(log_f - value[:, None])
-    log_big = np.logaddexp(log_d, nodes)
+    total = logsumexp(log_f, axis=1)
+    weight = np.exp(log_f - total[:, None])
+    rel = rel_big(nodes)
+    inv_big = np.exp(-rel) / (P + lo)
+    inv_small = np.exp(-nodes) / (Q + lo)
+    phi0 = (-p * log_big0 + (1.0 - q) * log_small0)[:, 0]
     return _LogValue(
-        value=value,
-        d_p=-(weight * log_big).sum(axis=1),
-        d_q=-(weight * nodes).sum(axis=1),
-        d_P=-(p[:, 0] * (weight * np.exp(-log_big)).sum(axis=1)),
-        d_Q=-(q[:, 0] * (weight * np.exp(-nodes)).sum(axis=1)),
+        value=phi0 + total,
+        d_p=-log_big0[:, 0] - (weight * rel).sum(axis=1),
+        d_q=-log_small0[:, 0] - (weight * nodes).sum(axis=1),
+        d_P=-p[:, 0] * (weight * inv_big).sum(axis=1),
+        d_Q=-q[:, 0] * (weight * inv_small).sum(axis=1),
     )
-
-
-def _log1mexp(a: np.ndarray) -> np.ndarray:
-    """``log(1 - exp(a))`` for ``a <= 0`` (``-inf`` at 0)."""
-    with np.errstate(divide="ignore"):
-        return np.where(a > -math.log(2.0), np.log(-np.expm1(a)), np.log1p(-np.exp(a)))
 
 
 @dataclass
@@ -434,13 +449,69 @@ class _Pairs:
     @classmethod
     def build(cls, x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> _Pairs:
         n = x.size
-        points = np.column_stack([np.concatenate([x, x]), np.concatenate([lower, upper])])
-        unique, inverse = np.unique(points, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        return cls(unique[:, 0], unique[:, 1], inverse[:n], inverse[n:])
+        keys, times = np.concatenate([x, x]), np.concatenate([lower, upper])
+        order = np.lexsort((times, keys))
+        keys, times = keys[order], times[order]
+        first = np.ones(keys.size, dtype=bool)
+        first[1:] = (keys[1:] != keys[:-1]) | (times[1:] != times[:-1])
+        inverse = np.empty(keys.size, dtype=np.int64)
+        inverse[order] = np.cumsum(first) - 1
+        return cls(keys[first], times[first], inverse[:n], inverse[n:])
 
 
 Exponents = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _log_tail(
+    exponents: Exponents, key: np.ndarray, big: float, small: float, t: np.ndarray
+) -> _LogValue:
+    r""":math:`\ln G(t)`, :math:`G(t) = \int_t^\infty (P + y)^{-p} (Q + y)^{-q} dy`, and partials.
+
+    Where :math:`z_t \le 0.6` this is the series :math:`J(t)` (:func:`_log_tail_integral`);
+    below the split point :math:`y^*` (:math:`z_{y^*} = 0.6`) it is
+    :math:`K(t) + J(y^*)` with :math:`K(t) = \int_t^{y^*}` by quadrature
+    (:func:`_log_quadrature_integral`). The dependence of :math:`y^*` on :math:`P, Q`
+    cancels between the two parts, so their partials at fixed :math:`y^*` add up to the
+    exact partials.
+
+    Parameters
+    ----------
+    exponents
+        Maps ``key`` values to the exponents ``(p, q)`` (positive).
+    key, t
+        1-D arrays of equal length: each point's key (the frequency) and time (``>= 0``,
+        may be ``inf``).
+    big, small
+        :math:`P \ge Q > 0`.
+    """
+    diff = big - small
+    split = diff / _Z_SERIES - big
+    hard = t < split
+    if not hard.any():
+        p, q = exponents(key)
+        return _log_tail_integral(p, q, big, small, t)
+    out = _LogValue(*(np.empty(t.size) for _ in range(5)))
+    easy = np.flatnonzero(~hard)
+    if easy.size:
+        p, q = exponents(key[easy])
+        for whole, part in zip(
+            out.parts(), _log_tail_integral(p, q, big, small, t[easy]).parts(), strict=True
+        ):
+            whole[easy] = part
+    rows = np.flatnonzero(hard)
+    keys, which = np.unique(key[rows], return_inverse=True)
+    p_k, q_k = exponents(keys)
+    at_split = _log_tail_integral(p_k, q_k, big, small, np.full(keys.size, split)).take(
+        which.reshape(-1)
+    )
+    p, q = p_k[which.reshape(-1)], q_k[which.reshape(-1)]
+    quad = _log_quadrature_integral(p, q, big, small, t[rows], np.full(rows.size, split))
+    value = np.logaddexp(quad.value, at_split.value)
+    w_quad, w_split = np.exp(quad.value - value), np.exp(at_split.value - value)
+    out.value[rows] = value
+    for k in range(1, 5):
+        out.parts()[k][rows] = w_quad * quad.parts()[k] + w_split * at_split.parts()[k]
+    return out
 
 
 def _log_integral_pq(
@@ -454,10 +525,11 @@ def _log_integral_pq(
 ) -> _LogValue:
     r""":math:`\ln \int_{lower}^{upper} (P + y)^{-p} (Q + y)^{-q} dy` and its partials.
 
-    The integral is :math:`A + J(m) - J(v)`, where :math:`A` is the quadrature over
-    :math:`[u, m]` of the part with :math:`z_y > 0.6`, :math:`m = \min(v, \max(u, y^*))`,
-    :math:`z_{y^*} = 0.6` (so :math:`A = 0, m = u` for most rows) and the :math:`J` come from
-    the series (:func:`_log_tail_integral`).
+    The integral is :math:`G(lower) - G(upper)` with :math:`G` from :func:`_log_tail`,
+    evaluated once per distinct ``(key, time)`` point, except where
+    :math:`G(upper) / G(lower) > 0.999` (``upper`` close to ``lower``): there the difference
+    would lose more than three digits and the interval is integrated directly by
+    :func:`_log_quadrature_integral`.
 
     Parameters
     ----------
@@ -477,59 +549,30 @@ def _log_integral_pq(
     _LogValue
         ``-inf`` with zero derivatives where ``lower == upper``.
     """
-    diff = big - small
-    n = key.size
-    z_lower = diff / (big + lower)
-    hard = (z_lower > _Z_SERIES) & (lower < upper)
-    split = diff / _Z_SERIES - big  # z_y = 0.6 at y = split
-    middle = np.where(hard, np.clip(split, lower, upper), lower)
-    has_tail = middle < upper
-
-    # Tail integrals J at the distinct points (key, t) with z_t <= 0.6.
     if pairs is None:
         pairs = _Pairs.build(key, lower, upper)
-    pair_ok = diff / (big + pairs.t) <= _Z_SERIES
-    p_pair, q_pair = exponents(pairs.x[pair_ok])
-    tails = _log_tail_integral(p_pair, q_pair, big, small, pairs.t[pair_ok])
-    position = np.maximum(np.cumsum(pair_ok) - 1, 0)
-    at_upper = tails.take(position[pairs.upper])
-    at_lower = tails.take(position[pairs.lower])
-    # Rows whose lower point is hard: the series starts at the split point instead.
-    redo = np.flatnonzero(hard & has_tail)
-    if redo.size:
-        p_h, q_h = exponents(key[redo])
-        mid_tail = _log_tail_integral(p_h, q_h, big, small, middle[redo])
-        for whole, part in zip(at_lower.parts(), mid_tail.parts(), strict=True):
-            whole[redo] = part
-    for part in (*at_lower.parts(), *at_upper.parts()):
-        part[~has_tail] = 0.0
-    at_lower.value[~has_tail] = -np.inf
-    at_upper.value[~has_tail] = -np.inf
-
-    quad = _LogValue(np.full(n, -np.inf), *(np.zeros(n) for _ in range(4)))
-    rows = np.flatnonzero(hard)
-    if rows.size:
-        p_h, q_h = exponents(key[rows])
-        part = _log_quadrature_integral(p_h, q_h, big, small, lower[rows], middle[rows])
-        for whole, piece in zip(quad.parts(), part.parts(), strict=True):
-            whole[rows] = piece
-
-    with np.errstate(invalid="ignore"):
-        gap = np.minimum(at_upper.value - at_lower.value, 0.0)
-    log_series = np.where(has_tail, at_lower.value + _log1mexp(np.nan_to_num(gap, nan=-np.inf)), -np.inf)
-    value = np.logaddexp(quad.value, log_series)
-    empty = ~np.isfinite(value)
-    safe = np.where(empty, 0.0, value)
-    w_quad = np.exp(quad.value - safe)
-    w_lower = np.exp(at_lower.value - safe)
-    w_upper = np.exp(at_upper.value - safe)
-    grads = [
-        np.where(empty, 0.0, w_quad * dq + w_lower * dl - w_upper * du)
-        for dq, dl, du in zip(
-            quad.parts()[1:], at_lower.parts()[1:], at_upper.parts()[1:], strict=True
-        )
-    ]
-    return _LogValue(value, *grads)
+    tails = np.stack(_log_tail(exponents, pairs.x, big, small, pairs.t).parts())
+    low, up = tails[:, pairs.lower], tails[:, pairs.upper]
+    # I = G(lower) (1 - e^gap), gap = ln G(upper) - ln G(lower) <= 0; the gradient weights
+    # are G(lower) / I = -1 / expm1(gap) and G(upper) / I = e^gap G(lower) / I.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.minimum(up[0] - low[0], 0.0)
+        shrink = np.expm1(gap)
+        empty = ~(lower < upper) | (shrink == 0.0)
+        shrink = np.where(empty, -1.0, shrink)
+        value = np.where(empty, -np.inf, low[0] + np.log(-shrink))
+        w_lower = np.where(empty, 0.0, -1.0 / shrink)
+    grads = w_lower * low[1:] - (w_lower * (1.0 + shrink)) * up[1:]
+    out = _LogValue(value, *grads)
+    # Where G(upper) / G(lower) > 0.999 the difference would lose over 3 digits (or all of
+    # them, when rounding makes the two equal): integrate the short interval directly.
+    close = np.flatnonzero((lower < upper) & (gap > _CLOSE_GAP))
+    if close.size:
+        p, q = exponents(key[close])
+        direct = _log_quadrature_integral(p, q, big, small, lower[close], upper[close])
+        for whole, part in zip(out.parts(), direct.parts(), strict=True):
+            whole[close] = part
+    return out
 
 
 def _log_integral(
@@ -612,47 +655,23 @@ def _log_dead_odds(
     return odds, np.where(finite, grad, 0.0)
 
 
-def _likelihood_terms(
-    params: tuple[float, float, float, float],
-    x: np.ndarray,
-    t_x: np.ndarray,
-    T: np.ndarray,
-    pairs: _Pairs | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row log-likelihood and its gradient w.r.t. ``(r, alpha, s, beta)``, ``(4, n)``."""
-    r, alpha, s, beta = params
-    odds, grad_odds = _log_dead_odds(params, x, t_x, T, pairs)
-    dead = expit(odds)
-    log_1p_a, log_1p_b = np.log1p(T / alpha), np.log1p(T / beta)
-    ll = (
-        gammaln(r + x)
-        - gammaln(r)
-        - r * log_1p_a
-        - x * np.log(alpha + T)
-        - s * log_1p_b
-        + np.logaddexp(0.0, odds)
-    )
-    grad = np.array(
-        [
-            digamma(r + x) - digamma(r) - log_1p_a,
-            (r * T / alpha - x) / (alpha + T),
-            -log_1p_b,
-            s * T / (beta * (beta + T)),
-        ]
-    )
-    grad += dead * grad_odds
-    return ll, grad
-
-
 @dataclass
 class _Histories:
-    """Compressed customer histories with the tail-integral points precomputed."""
+    """Compressed customer histories with the tail-integral points precomputed.
+
+    ``x_values[x_index] == x`` and ``T_values[T_index] == T``: functions of the frequency or
+    the age alone are evaluated once per distinct value.
+    """
 
     x: np.ndarray
     t_x: np.ndarray
     T: np.ndarray
     weights: np.ndarray
     pairs: _Pairs
+    x_values: np.ndarray
+    x_index: np.ndarray
+    T_values: np.ndarray
+    T_index: np.ndarray
 
     @classmethod
     def build(
@@ -660,11 +679,39 @@ class _Histories:
     ) -> _Histories:
         x, t_x, T = (np.asarray(a, dtype=float).reshape(-1) for a in (x, t_x, T))
         w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float).reshape(-1)
-        return cls(x, t_x, T, w, _Pairs.build(x, t_x, T))
+        x_values, x_index = np.unique(x, return_inverse=True)
+        T_values, T_index = np.unique(T, return_inverse=True)
+        return cls(x, t_x, T, w, _Pairs.build(x, t_x, T), x_values, x_index, T_values, T_index)
+
+    def terms(self, params: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+        r"""Per-row log-likelihood and its gradient w.r.t. ``(r, alpha, s, beta)``, ``(4, n)``.
+
+        See :func:`negative_log_likelihood` for the formulas.
+        """
+        r, alpha, s, beta = params
+        x, T = self.x, self.T
+        log_i, grad_i = _log_integral(params, x, self.t_x, T, self.pairs)
+        ages, at_age = self.T_values, self.T_index
+        log_a, log_b = np.log(alpha + ages)[at_age], np.log(beta + ages)[at_age]
+        log_1p_a, log_1p_b = np.log1p(ages / alpha)[at_age], np.log1p(ages / beta)[at_age]
+        counts, at_count = self.x_values, self.x_index
+        lgamma = (gammaln(r + counts) - gammaln(r))[at_count]
+        dgamma = (digamma(r + counts) - digamma(r))[at_count]
+        odds = math.log(s) + (r + x) * log_a + s * log_b + log_i
+        with np.errstate(invalid="ignore"):
+            dead = np.where(np.isfinite(odds), expit(odds), 0.0)
+        inv_a, inv_b = 1.0 / (alpha + T), 1.0 / (beta + T)
+        ll = lgamma - r * log_1p_a - x * log_a - s * log_1p_b + np.logaddexp(0.0, odds)
+        grad = np.empty((4, x.size))
+        grad[0] = dgamma - log_1p_a + dead * (log_a + grad_i[0])
+        grad[1] = (r * T / alpha - x) * inv_a + dead * ((r + x) * inv_a + grad_i[1])
+        grad[2] = -log_1p_b + dead * (1.0 / s + log_b + grad_i[2])
+        grad[3] = s * T / beta * inv_b + dead * (s * inv_b + grad_i[3])
+        return ll, grad
 
     def nll(self, log_params: np.ndarray) -> tuple[float, np.ndarray]:
         r, alpha, s, beta = (float(v) for v in np.exp(np.asarray(log_params, dtype=float)))
-        ll, grad = _likelihood_terms((r, alpha, s, beta), self.x, self.t_x, self.T, self.pairs)
+        ll, grad = self.terms((r, alpha, s, beta))
         total_grad = grad @ self.weights * np.array([r, alpha, s, beta])
         return -float(self.weights @ ll), -total_grad
 
@@ -736,29 +783,36 @@ def _log_pmf_integral(
     r""":math:`\ln \int_0^t \tau^n (a_0 + \tau)^{-(m + n)} (b_0 + \tau)^{-(s + 1)} d\tau`.
 
     In :math:`w = \ln \tau` the log-integrand
-    :math:`(n + 1) w - (m + n) \ln(a_0 + e^w) - (s + 1) \ln(b_0 + e^w)` is concave; its
-    maximum is found by bisection on the derivative and the integral by
-    :func:`_log_concave_nodes`. All inputs 1-D of one length, ``t > 0``.
+    :math:`\phi(w) = (n + 1) w - (m + n) \ln(a_0 + e^w) - (s + 1) \ln(b_0 + e^w)` is concave;
+    its maximum :math:`w_p` is found by bisection on :math:`\phi'` and the integral by
+    :func:`_log_concave_nodes` in the offset :math:`u = w - w_p`, with
+    :math:`\phi(w_p + u) - \phi(w_p)` written with ``log1p``/``expm1`` so that large
+    :math:`m + n` cost no accuracy. Below
+    :math:`w_k = \ln\frac{(n + 1) / 2}{(m + n) / a_0 + (s + 1) / b_0}` the slope exceeds
+    :math:`(n + 1) / 2`, so the integral starts :math:`110 / (n + 1)` below
+    :math:`\min(w_k, \ln t)` (a neglected part below :math:`e^{-55}`). All inputs 1-D of one
+    length, ``t > 0``.
     """
     n, m, a0, b0, t = (np.asarray(v, dtype=float).reshape(-1, 1) for v in (n, m, a0, b0, t))
     log_a0, log_b0 = np.log(a0), np.log(b0)
-
-    def phi(w: np.ndarray) -> np.ndarray:
-        return (
-            (n + 1.0) * w
-            - (m + n) * np.logaddexp(log_a0, w)
-            - (s + 1.0) * np.logaddexp(log_b0, w)
-        )
 
     def dphi(w: np.ndarray) -> np.ndarray:
         return (n + 1.0) - (m + n) * expit(w - log_a0) - (s + 1.0) * expit(w - log_b0)
 
     w_b = np.log(t)
-    # Below min(a0, b0) / e^3 the slope exceeds (n + 1) / 2: 110 units cover a drop of 55.
-    w_a = np.minimum(w_b, np.minimum(log_a0, log_b0) - 3.0) - 110.0 / (n + 1.0)
-    peak = _bisect(lambda w: -dphi(w), np.zeros_like(w_a), w_a, w_b, 64)
-    nodes, log_w = _log_concave_nodes(phi, dphi, w_a, w_b, peak)
-    return logsumexp(phi(nodes) + log_w, axis=1)
+    knee = np.log((n + 1.0) / 2.0) - np.log((m + n) / a0 + (s + 1.0) / b0)
+    w_a = np.minimum(w_b, knee) - 110.0 / (n + 1.0)
+    w_p = _bisect(lambda w: -dphi(w), np.zeros_like(w_a), w_a, w_b, 40)
+    tau_p = np.exp(w_p)
+    rho_a, rho_b = tau_p / (a0 + tau_p), tau_p / (b0 + tau_p)
+
+    def phi(u: np.ndarray) -> np.ndarray:  # phi(w_p + u) - phi(w_p)
+        grow = np.expm1(u)
+        return (n + 1.0) * u - (m + n) * np.log1p(rho_a * grow) - (s + 1.0) * np.log1p(rho_b * grow)
+
+    phi_p = (n + 1.0) * w_p - (m + n) * np.log(a0 + tau_p) - (s + 1.0) * np.log(b0 + tau_p)
+    nodes, log_w = _log_concave_nodes(phi, w_a - w_p, w_b - w_p, np.zeros_like(w_p))
+    return phi_p[:, 0] + logsumexp(phi(nodes) + log_w, axis=1)
 
 
 # --------------------------------------------------------------------------------------
@@ -772,9 +826,12 @@ class ParetoNBD(BTYDEstimator):
     Parameters
     ----------
     penalizer_coef : float, default 0.0
-        lifetimes' L2 penalty: ``penalizer_coef * sum(params ** 2)`` is added to the mean
-        negative log-likelihood, with alpha and beta measured (as lifetimes does) in units of
-        the longest customer age ``max(T)``.
+        lifetimes' L2 penalty for this model: ``penalizer_coef * sum(params ** 2)`` is added
+        to the *total* negative log-likelihood (lifetimes' ParetoNBDFitter divides the
+        weighted sum by the mean weight, i.e. sums over customers; its BG/NBD fitter uses the
+        mean instead), with alpha and beta measured in units of the longest customer age
+        ``max(T)`` as lifetimes does. With weights, the total is the weighted sum, so a
+        weighted fit equals the fit of the expanded rows.
 
     Attributes
     ----------
@@ -799,7 +856,13 @@ class ParetoNBD(BTYDEstimator):
 
     PARAM_NAMES = ("r", "alpha", "s", "beta")
 
-    def fit(self, rfm: pd.DataFrame, weights: np.ndarray | None = None) -> ParetoNBD:
+    def fit(
+        self,
+        rfm: pd.DataFrame,
+        weights: np.ndarray | None = None,
+        *,
+        at: Mapping[str, float] | None = None,
+    ) -> ParetoNBD:
         """Fit the model by maximum likelihood.
 
         Parameters
@@ -811,6 +874,9 @@ class ParetoNBD(BTYDEstimator):
             observation), in any one time unit. Other columns are ignored.
         weights : array-like, optional
             Weight (e.g. count) of each row; all ones when None.
+        at : mapping, optional
+            Parameters by name at which to take the fitted state instead of optimising
+            (used to carry another engine's optimum, e.g. lifetimes').
 
         Returns
         -------
@@ -829,7 +895,7 @@ class ParetoNBD(BTYDEstimator):
             Missing columns, NaN/infinite values, negative or non-integer frequency,
             negative recency, recency > T, or recency > 0 with frequency 0.
         """
-        table = _validate_pnbd_rfm(rfm)
+        table = validate_purchase_history(rfm, "ParetoNBD")
         w = validate_weights(weights, len(table), "ParetoNBD")
         x, t_x, T, counts = compress_rows([table[c].to_numpy() for c in _COLUMNS], w)
         if not (counts[x > 0] > 0).any():
@@ -844,15 +910,21 @@ class ParetoNBD(BTYDEstimator):
         max_age = float(table["T"].max())
         time_scale = max_age if max_age > 0 else 1.0
         histories = _Histories.build(x, t_x, T, counts)
+        total_weight = float(counts.sum())
         log_scale = math.log(time_scale)
         problem = FitProblem(
             nll=histories.nll,
-            total_weight=float(counts.sum()),
+            total_weight=total_weight,
             log_offset=np.array([0.0, log_scale, 0.0, log_scale]),
-            penalty_scale=np.array([1.0, 1.0 / time_scale, 1.0, 1.0 / time_scale]),
+            # lifetimes adds the penalty to the total (not the mean) NLL: c / W per customer.
+            penalty_scale=np.array([1.0, 1.0 / time_scale, 1.0, 1.0 / time_scale])
+            / math.sqrt(total_weight),
             starts=_start_points(x, T / time_scale, counts),
         )
-        self._fit_problem(problem)
+        # L-BFGS-B makes many tiny BLAS calls; with a multi-threaded BLAS their thread
+        # hand-offs cost more than the whole likelihood (~0.2 s per fit on 2 cores).
+        with threadpool_limits(limits=1, user_api="blas"):
+            self._fit_problem(problem, at)
         return self
 
     # -- predictions -------------------------------------------------------------------
@@ -1021,7 +1093,7 @@ class ParetoNBD(BTYDEstimator):
         alive = expit(-self._log_dead_odds(x, t_x, age))
         m, a0, b0 = r + x, alpha + age, beta + age
         log_front = gammaln(m + count) - gammaln(m) - gammaln(count + 1.0)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             log_survive = (
                 count * np.log(horizon)
                 + m * np.log(a0)
@@ -1115,37 +1187,6 @@ def _log_no_purchase_if_alive(
     out = -(r + x) * np.log1p(t / (alpha + T)) - s * np.log1p(t / (beta + T))
     out = out + np.logaddexp(0.0, odds)
     return np.minimum(out, 0.0).reshape(shape)
-
-
-def _validate_pnbd_rfm(rfm: object) -> pd.DataFrame:
-    """Validated float copy of the ``frequency, recency, T`` columns of ``rfm``."""
-    table = validate_rfm(rfm, _COLUMNS, "ParetoNBD")
-    check_frequency(table)
-    x, t_x, age = (table[c].to_numpy() for c in _COLUMNS)
-    raise_for_rows(
-        table,
-        t_x < 0,
-        ["recency"],
-        "a negative recency",
-        "recency is the time from the first to the last purchase; fix or drop those rows.",
-    )
-    raise_for_rows(
-        table,
-        t_x > age,
-        ["recency", "T"],
-        "recency larger than T",
-        "the last purchase cannot be after the end of observation; recompute recency and T "
-        "with one observation end and one time unit.",
-    )
-    raise_for_rows(
-        table,
-        (x == 0) & (t_x != 0),
-        ["frequency", "recency"],
-        "recency > 0 with frequency 0",
-        "recency is the time of the last repeat purchase, so it is 0 without repeat purchases; "
-        "recompute the RFM table (lifetimes' convention).",
-    )
-    return table
 
 
 def _start_points(x: np.ndarray, T_scaled: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
