@@ -1,12 +1,13 @@
-"""BG/NBD: clvlab's BetaGeo against FHL (2005), lifetimes, quadrature and simulation."""
+"""BG/NBD: clvlab's BetaGeo against FHL (2005), R BTYD, lifetimes and quadrature.
+
+What every purchase model must do alike (simulation, recovery, serialization, invalid
+input) is checked in test_purchase_models.py.
+"""
 
 from __future__ import annotations
 
-import importlib.resources
 import itertools
-import json
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -15,12 +16,9 @@ from lifetimes import BetaGeoFitter
 from scipy import integrate
 from scipy.optimize import check_grad
 from scipy.special import betaln
-from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 
-from clvlab.errors import ConfigError, DataError
+from clvlab.errors import DataError
 from clvlab.models import BetaGeo
-from clvlab.models.btyd import BTYDConvergenceWarning
 from clvlab.models.btyd.base import (
     LOG_BOUND,
     FitProblem,
@@ -52,12 +50,6 @@ PUBLISHED = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}
 PUBLISHED_LL = -9582.43
 
 
-def _cdnow_summary() -> pd.DataFrame:
-    path = importlib.resources.files("lifetimes") / "datasets" / "cdnow_customers_summary.csv"
-    with path.open() as handle:
-        return pd.read_csv(handle)
-
-
 def _with_params(params: dict[str, float]) -> BetaGeo:
     return BetaGeo.from_dict({"model": "BetaGeo", "params": params})
 
@@ -66,37 +58,6 @@ def _lifetimes_with_params(params: dict[str, float]) -> BetaGeoFitter:
     fitter = BetaGeoFitter()
     fitter.params_ = pd.Series(params)[["r", "alpha", "a", "b"]]
     return fitter
-
-
-def _simulate(
-    rng: np.random.Generator,
-    n: int,
-    params: dict[str, float],
-    T: float | np.ndarray,
-    horizon: float = 0.0,
-) -> pd.DataFrame:
-    """Simulate BG/NBD histories on (0, T] and the purchases in (T, T + horizon].
-
-    A customer dies right after the K-th repeat purchase, K ~ Geometric(p) on {1, 2, ...};
-    N(T) ~ Poisson(lambda T) purchases would happen while alive, so x = min(N, K) and t_x is
-    the x-th of N uniform arrival times: T * Beta(x, N - x + 1). Alive at T iff N < K; by
-    memorylessness, future purchases are min(Poisson(lambda t), K - x).
-    """
-    T = np.broadcast_to(np.asarray(T, dtype=float), (n,))
-    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
-    p = rng.beta(params["a"], params["b"], n)
-    k = rng.geometric(p)
-    n_arrivals = rng.poisson(lam * T)
-    x = np.minimum(n_arrivals, k)
-    t_x = np.where(x > 0, T * rng.beta(np.maximum(x, 1), n_arrivals - x + 1), 0.0)
-    alive = n_arrivals < k
-    future = np.where(alive, np.minimum(rng.poisson(lam * horizon), k - x), 0)
-    return pd.DataFrame({"frequency": x, "recency": t_x, "T": T, "alive": alive, "future": future})
-
-
-@pytest.fixture(scope="module")
-def cdnow() -> pd.DataFrame:
-    return _cdnow_summary()
 
 
 @pytest.fixture(scope="module")
@@ -164,14 +125,6 @@ def test_penalized_fit_matches_lifetimes(cdnow: pd.DataFrame, penalizer: float) 
     assert ours.log_likelihood_ < PUBLISHED_LL
 
 
-def test_weights_equal_repeated_rows(cdnow: pd.DataFrame) -> None:
-    counts = cdnow.groupby(["frequency", "recency", "T"]).size().rename("n").reset_index()
-    weighted = BetaGeo().fit(counts, weights=counts["n"].to_numpy())
-    plain = BetaGeo().fit(cdnow)
-    np.testing.assert_allclose(weighted.params_, plain.params_, rtol=1e-6)
-    assert weighted.log_likelihood_ == pytest.approx(plain.log_likelihood_, abs=1e-6)
-
-
 # --- gradient --------------------------------------------------------------------------------
 
 
@@ -227,25 +180,6 @@ def test_conditional_expectation_fhl_example(
         39, 2, 30.43, 38.86
     )
     assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
-
-
-def test_predictions_equal_lifetimes_on_all_customers(
-    cdnow: pd.DataFrame, lifetimes_fitted: BetaGeoFitter
-) -> None:
-    params = lifetimes_fitted.params_.to_dict()
-    ours = _with_params(params)
-    x, t_x, T = (cdnow[c].to_numpy() for c in ("frequency", "recency", "T"))
-    np.testing.assert_allclose(
-        ours.p_alive(x, t_x, T),
-        lifetimes_fitted.conditional_probability_alive(x, t_x, T),
-        rtol=1e-6,
-    )
-    for t in (1.0, 39.0, 52.0, 200.0):
-        np.testing.assert_allclose(
-            ours.expected_purchases(t, x, t_x, T),
-            lifetimes_fitted.conditional_expected_number_of_purchases_up_to_time(t, x, t_x, T),
-            rtol=1e-6,
-        )
 
 
 def test_new_customer_predictions() -> None:
@@ -328,35 +262,6 @@ def test_expected_purchases_equal_posterior_quadrature(params: tuple[float, ...]
                 )
                 want = _quadrature_expected_if_alive(r, alpha, a, b, t, x, T)
                 assert float(got) == pytest.approx(want, rel=1e-6), (x, T, t)
-
-
-def test_predictions_match_simulation() -> None:
-    """Averages of the conditional predictions equal simulated outcomes within each x."""
-    rng = np.random.default_rng(2024)
-    horizon = 39.0
-    sim = _simulate(rng, 200_000, PUBLISHED, T=rng.uniform(30.0, 40.0, 200_000), horizon=horizon)
-    model = _with_params(PUBLISHED)
-    x, t_x, T = (sim[c].to_numpy() for c in ("frequency", "recency", "T"))
-    future = sim["future"].to_numpy()
-    predicted = {
-        "alive": model.p_alive(x, t_x, T),
-        "churn": model.p_churn(horizon, x, t_x, T),
-        "future": model.expected_purchases(horizon, x, t_x, T),
-        **{f"P(n={n})": model.p_purchases(n, horizon, x, t_x, T) for n in (1, 2, 3, 5)},
-    }
-    observed = {
-        "alive": sim["alive"].to_numpy(dtype=float),
-        "churn": (future == 0).astype(float),
-        "future": future.astype(float),
-        **{f"P(n={n})": (future == n).astype(float) for n in (1, 2, 3, 5)},
-    }
-    groups = {"x=0": x == 0, "x=1": x == 1, "x=2": x == 2, "x=3-5": (x >= 3) & (x <= 5)}
-    for label, mask in groups.items():
-        for key in predicted:
-            obs = observed[key][mask]
-            se = obs.std() / np.sqrt(mask.sum())
-            gap = abs(predicted[key][mask].mean() - obs.mean())
-            assert gap < 4 * se + 1e-3, (label, key, gap, se)
 
 
 def test_p_churn_formula(fitted: BetaGeo) -> None:
@@ -455,22 +360,6 @@ def test_p_purchases_equals_reference_formula_for_large_x_and_n() -> None:
                 assert got == pytest.approx(want, rel=1e-8, abs=1e-14), (x, t, n)
 
 
-@pytest.mark.parametrize(
-    ("x", "t_x", "T"),
-    [(0, 0.0, 38.86), (2, 30.43, 38.86), (7, 10.0, 38.86), (30, 38.0, 39.0), (200, 39.0, 39.0)],
-)
-@pytest.mark.parametrize("t", [1.0, 39.0, 200.0])
-def test_p_purchases_is_a_distribution_with_the_right_mean(
-    fitted: BetaGeo, x: float, t_x: float, T: float, t: float
-) -> None:
-    n = np.arange(20_000)
-    p = fitted.p_purchases(n, t, x, t_x, T)
-    assert (p >= 0).all() and p[-1] < 1e-12
-    assert p.sum() == pytest.approx(1.0, abs=1e-10)
-    assert float(p @ n) == pytest.approx(float(fitted.expected_purchases(t, x, t_x, T)), rel=1e-8)
-    assert p[0] == fitted.p_churn(t, x, t_x, T)
-
-
 def test_p_purchases_broadcasting_and_edges(fitted: BetaGeo, cdnow: pd.DataFrame) -> None:
     x, t_x, T = (cdnow[c].to_numpy() for c in ("frequency", "recency", "T"))
     grid = fitted.p_purchases(np.arange(4)[:, None], 39.0, x, t_x, T)
@@ -529,78 +418,7 @@ def test_pmf_new_customer_at_published_params() -> None:
     assert grid.shape == (3, 2)
 
 
-# --- synthetic recovery -------------------------------------------------------------------
-
-
-def test_recovers_simulated_parameters() -> None:
-    truth = {"r": 0.5, "alpha": 5.0, "a": 0.8, "b": 2.5}
-    sim = _simulate(np.random.default_rng(7), 20_000, truth, T=52.0)
-    model = BetaGeo().fit(sim)
-    assert model.converged_
-    for name, value in truth.items():
-        se = model.stderr_[name]
-        assert np.isfinite(se) and se > 0
-        assert abs(model.params_[name] - value) < 4 * se, (name, model.params_[name], se)
-
-
-# --- edge inputs -------------------------------------------------------------------------
-
-
-def test_only_one_time_buyers_warns_and_stays_finite() -> None:
-    rfm = pd.DataFrame(
-        {"frequency": np.zeros(200), "recency": np.zeros(200), "T": np.linspace(1.0, 52.0, 200)}
-    )
-    with pytest.warns(BTYDConvergenceWarning):
-        model = BetaGeo().fit(rfm)
-    assert np.isfinite(model.params_).all()
-    assert np.isfinite(model.log_likelihood_)
-    for prediction in (
-        model.expected_purchases(10.0, [0, 3, 100000], [0, 2, 40], 52.0),
-        model.p_alive([0, 3, 100000], [0, 2, 40], 52.0),
-        model.p_churn(10.0, [0, 3, 100000], [0, 2, 40], 52.0),
-        model.expected_purchases_new_customer([1.0, 52.0, 1e4]),
-    ):
-        assert np.isfinite(prediction).all()
-
-
-def test_frequent_buyers_fit_cleanly(cdnow: pd.DataFrame) -> None:
-    extreme = pd.DataFrame(
-        {"frequency": [1000, 1000, 500, 999], "recency": [19.0, 38.86, 38.0, 30.0], "T": 38.86}
-    )
-    rfm = pd.concat([cdnow[["frequency", "recency", "T"]], extreme], ignore_index=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", BTYDConvergenceWarning)
-        model = BetaGeo().fit(rfm)
-    assert model.converged_
-    assert np.isfinite(model.params_).all() and np.isfinite(model.stderr_).all()
-
-
-def test_extreme_frequencies_stay_finite(cdnow: pd.DataFrame) -> None:
-    # x > 0 purchases all at t_x = 0 make the likelihood unbounded as alpha -> 0 (the
-    # density of x purchase times piled up at 0); the fit may warn but must stay finite.
-    extreme = pd.DataFrame(
-        {
-            "frequency": [1000, 1000, 1000, 500, 999],
-            "recency": [0.0, 19.0, 38.86, 38.0, 1e-3],
-            "T": [38.86] * 5,
-        }
-    )
-    rfm = pd.concat([cdnow[["frequency", "recency", "T"]], extreme], ignore_index=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BTYDConvergenceWarning)
-        model = BetaGeo().fit(rfm)
-    assert np.isfinite(model.params_).all() and np.isfinite(model.log_likelihood_)
-    assert (model.params_ > 0).all()
-    x = np.array([0, 1, 1000, 100000, 100000, 100000])
-    t_x = np.array([0.0, 38.86, 0.0, 0.0, 19.0, 38.86])
-    for t in (0.0, 1.0, 39.0, 1e4):
-        for values in (
-            model.expected_purchases(t, x, t_x, 38.86),
-            model.p_churn(t, x, t_x, 38.86),
-            model.p_alive(x, t_x, 38.86),
-        ):
-            assert np.isfinite(values).all()
-            assert (values >= 0).all()
+# --- edge inputs (more in test_purchase_models.py) ---------------------------------------
 
 
 def test_predictions_finite_for_huge_frequency(fitted: BetaGeo) -> None:
@@ -638,71 +456,7 @@ def test_expected_purchases_random_parameters_vs_quadrature() -> None:
         assert float(got) == pytest.approx(want, rel=1e-6), (r, alpha, a, b, x, T, t)
 
 
-def test_broadcasting_and_shapes(fitted: BetaGeo) -> None:
-    assert fitted.p_alive(2, 30.43, 38.86).shape == ()
-    assert fitted.expected_purchases([1.0, 2.0, 3.0], 2, 30.43, 38.86).shape == (3,)
-    grid = fitted.expected_purchases(np.array([[1.0], [39.0]]), [0, 2, 5], [0, 30.0, 35.0], 38.86)
-    assert grid.shape == (2, 3)
-    series = pd.Series([1, 2], index=[10, 20])
-    assert isinstance(fitted.p_alive(series, series * 3.0, 38.86), np.ndarray)
-    # Monotone in the horizon.
-    t = np.linspace(0.0, 200.0, 50)
-    assert (np.diff(fitted.expected_purchases(t, 2, 30.43, 38.86)) > 0).all()
-
-
-def test_predictions_are_pure(fitted: BetaGeo) -> None:
-    before = fitted.to_dict()
-    fitted.expected_purchases(39, 2, 30.43, 38.86)
-    fitted.p_alive([1, 2], [3.0, 4.0], 38.86)
-    fitted.p_churn(10, 1, 1.0, 5.0)
-    fitted.expected_purchases_new_customer(39)
-    fitted.p_no_purchase_new_customer(39)
-    fitted.p_purchases(2, 39, 1, 1.0, 5.0)
-    fitted.p_purchases_new_customer(2, 39)
-    assert fitted.to_dict() == before
-
-
-# --- serialization and sklearn conventions ------------------------------------------------
-
-
-def test_round_trip_gives_identical_predictions(fitted: BetaGeo, cdnow: pd.DataFrame) -> None:
-    text = json.dumps(fitted.to_dict())
-    restored = BetaGeo.from_dict(json.loads(text))
-    x, t_x, T = (cdnow[c].to_numpy() for c in ("frequency", "recency", "T"))
-    np.testing.assert_array_equal(
-        restored.expected_purchases(39, x, t_x, T), fitted.expected_purchases(39, x, t_x, T)
-    )
-    np.testing.assert_array_equal(restored.p_alive(x, t_x, T), fitted.p_alive(x, t_x, T))
-    np.testing.assert_array_equal(restored.p_churn(39, x, t_x, T), fitted.p_churn(39, x, t_x, T))
-    pd.testing.assert_series_equal(restored.params_, fitted.params_)
-    pd.testing.assert_series_equal(restored.stderr_, fitted.stderr_)
-    assert restored.log_likelihood_ == fitted.log_likelihood_
-    assert restored.converged_ == fitted.converged_ and restored.n_iter_ == fitted.n_iter_
-
-
-def test_round_trip_of_unfitted_and_nan_stderr() -> None:
-    restored = BetaGeo.from_dict(json.loads(json.dumps(BetaGeo(0.5).to_dict())))
-    assert restored.penalizer_coef == 0.5
-    assert not hasattr(restored, "params_")
-    rfm = pd.DataFrame({"frequency": [0, 0], "recency": [0.0, 0.0], "T": [3.0, 5.0]})
-    with pytest.warns(BTYDConvergenceWarning):
-        degenerate = BetaGeo().fit(rfm)
-    text = json.dumps(degenerate.to_dict(), allow_nan=False)
-    assert BetaGeo.from_dict(json.loads(text)).stderr_.isna().all()
-
-
-def test_from_dict_rejects_other_models() -> None:
-    with pytest.raises(ConfigError, match="BetaGeo"):
-        BetaGeo.from_dict({"model": "GammaGamma", "params": {"p": 1, "q": 2, "v": 3}})
-    with pytest.raises(ConfigError, match="lack"):
-        BetaGeo.from_dict({"model": "BetaGeo", "params": {"r": 1.0}})
-
-
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
-def test_from_dict_rejects_invalid_params(bad: float) -> None:
-    params = {**PUBLISHED, "a": bad}
-    with pytest.raises(ConfigError, match="finite and > 0"):
-        BetaGeo.from_dict({"model": "BetaGeo", "params": params})
+# --- the optimizer -------------------------------------------------------------------------
 
 
 def test_restarts_leave_a_local_minimum_on_the_bound() -> None:
@@ -717,89 +471,3 @@ def test_restarts_leave_a_local_minimum_on_the_bound() -> None:
     result = minimize_with_restarts(objective, [np.array([-14.0]), np.array([0.0])])
     assert result.converged and not result.on_bound.any()
     assert result.log_params[0] == pytest.approx(1.0, abs=1e-4)
-
-
-def test_not_fitted_raises() -> None:
-    model = BetaGeo()
-    for call in (
-        lambda: model.p_alive(1, 1.0, 2.0),
-        lambda: model.expected_purchases(1, 1, 1.0, 2.0),
-        lambda: model.p_churn(1, 1, 1.0, 2.0),
-        lambda: model.expected_purchases_new_customer(1),
-        lambda: model.p_no_purchase_new_customer(1),
-        lambda: model.p_purchases(1, 1, 1, 1.0, 2.0),
-        lambda: model.p_purchases_new_customer(1, 1),
-    ):
-        with pytest.raises(NotFittedError):
-            call()
-
-
-def test_sklearn_conventions() -> None:
-    model = BetaGeo(penalizer_coef=0.1)
-    assert model.get_params() == {"penalizer_coef": 0.1}
-    assert clone(model).penalizer_coef == 0.1
-
-
-# --- invalid input ------------------------------------------------------------------------
-
-
-def _rfm(**overrides: list[float]) -> pd.DataFrame:
-    base = {"frequency": [0, 2, 1, 3], "recency": [0.0, 5.0, 2.0, 9.0], "T": [10.0] * 4}
-    base.update(overrides)
-    return pd.DataFrame(base)
-
-
-@pytest.mark.parametrize(
-    ("rfm", "message"),
-    [
-        (_rfm(frequency=[0, -2, 1, 3]), r"1 of 4 rows have a negative frequency.*'frequency'"),
-        (_rfm(frequency=[0, 2.5, 1, 3]), "non-integer frequency"),
-        (_rfm(recency=[0.0, 5.0, 12.0, 11.0]), r"2 of 4 rows have recency larger than T"),
-        (_rfm(recency=[0.0, -5.0, 2.0, 9.0]), "negative recency"),
-        (_rfm(recency=[1.0, 5.0, 2.0, 9.0]), "recency > 0 with frequency 0"),
-        (_rfm(T=[10.0, np.nan, 10.0, 10.0]), r"1 of 4 rows have a missing \(NaN\)"),
-        (_rfm(T=[10.0, np.inf, 10.0, 10.0]), "infinite"),
-        (_rfm().drop(columns="T"), r"lacks column\(s\) \['T'\]"),
-        (_rfm(T=["a", "b", "c", "d"]), "not a number type"),
-        (_rfm().iloc[:0], "no rows"),
-        (_rfm().to_numpy(), "expects a pandas DataFrame"),
-    ],
-)
-def test_invalid_rfm_raises_data_error(rfm: object, message: str) -> None:
-    with pytest.raises(DataError, match=message):
-        BetaGeo().fit(rfm)
-
-
-def test_invalid_rfm_message_names_rows_and_fix() -> None:
-    rfm = _rfm(recency=[0.0, 5.0, 12.0, 11.0])
-    rfm.index = ["a", "b", "c", "d"]
-    with pytest.raises(DataError) as info:
-        BetaGeo().fit(rfm)
-    text = str(info.value)
-    assert "index 'c'" in text and "recency=12.0" in text and "T=10.0" in text
-    assert "recompute" in text
-
-
-@pytest.mark.parametrize(
-    ("weights", "message"),
-    [([1.0, 2.0], "one weight per row"), ([1.0, -1.0, 1.0, 1.0], "negative"), ([0.0] * 4, "zero")],
-)
-def test_invalid_weights_raise_data_error(weights: list[float], message: str) -> None:
-    with pytest.raises(DataError, match=message):
-        BetaGeo().fit(_rfm(), weights=np.array(weights))
-
-
-def test_invalid_prediction_input_raises_data_error(fitted: BetaGeo) -> None:
-    with pytest.raises(DataError, match="recency exceeds T"):
-        fitted.p_alive(1, 5.0, 4.0)
-    with pytest.raises(DataError, match="negative"):
-        fitted.expected_purchases(-1.0, 1, 1.0, 4.0)
-    with pytest.raises(DataError, match="NaN"):
-        fitted.p_churn(1.0, np.nan, 1.0, 4.0)
-    with pytest.raises(DataError, match="broadcast"):
-        fitted.p_alive([1, 2], [1.0, 2.0, 3.0], 4.0)
-
-
-def test_negative_penalizer_rejected(cdnow: pd.DataFrame) -> None:
-    with pytest.raises(ConfigError, match="penalizer_coef"):
-        BetaGeo(penalizer_coef=-1.0).fit(cdnow)

@@ -6,7 +6,19 @@ import pandas as pd
 import pytest
 from scipy import integrate
 
-from clvlab import CLVModel
+from clvlab import CLVModel, rfm
+from clvlab.models.btyd import ModifiedBetaGeo, ParetoNBD
+
+
+@pytest.fixture(scope="module")
+def purchase_models(sample_models, cdnow_sample):
+    """BG/NBD, MBG/NBD and Pareto/NBD on the CDNOW sample's calibration period, in weeks."""
+    summary = rfm(cdnow_sample, "1997-09-30", freq="D", freq_multiplier=7)
+    return {
+        "bgnbd": sample_models[0],
+        "mbgnbd": ModifiedBetaGeo().fit(summary),
+        "pareto_nbd": ParetoNBD().fit(summary),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +71,87 @@ def test_discounting_matches_the_integral(model):
 
     exact, _ = integrate.quad(lambda t: math.exp(-delta * t) * rate(t), 0, horizon, limit=200)
     ours = model.discounted_purchases(horizon, np.array([x]), np.array([t_x]), np.array([age]))
-    assert ours[0] == pytest.approx(exact, rel=1e-5)
+    assert ours[0] == pytest.approx(exact, rel=1e-6)
 
 
-def test_no_discount_means_clv_equals_expected_revenue(model):
-    undiscounted = CLVModel.from_dict({**model.to_dict(), "annual_discount_rate": 0.0})
+#: Customers (in weeks) for the discounting checks: brand new, young, CUSTOMERS' three, old.
+DISCOUNT_CUSTOMERS = {
+    "frequency": np.array([0.0, 1.0, 0.0, 2.0, 10.0, 25.0]),
+    "recency": np.array([0.0, 0.5, 0.0, 30.43, 38.0, 50.0]),
+    "T": np.array([0.0, 1.0, 38.86, 38.86, 38.86, 104.0]),
+}
+
+
+def fine_discounted_purchases(purchases, horizon, delta, frequency, recency, T, steps=20_000):
+    """Reference: sum of exp(-delta t_mid) (E[X(t_k)] - E[X(t_k-1)]) over a uniform grid of
+    ``steps`` and ``2 * steps`` (the midpoint rule for the integral of exp(-delta t) dE[X(t)],
+    error O(step^2)), Richardson-extrapolated."""
+
+    def midpoint(n):
+        grid = np.linspace(0.0, horizon, n + 1)
+        values = purchases.expected_purchases(grid[:, None], frequency, recency, T)
+        return np.exp(-delta * (grid[1:] + grid[:-1]) / 2) @ np.diff(values, axis=0)
+
+    coarse, fine = midpoint(steps), midpoint(2 * steps)
+    np.testing.assert_allclose(coarse, fine, rtol=1e-6)  # the grid is fine already
+    return (4 * fine - coarse) / 3
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "pareto_nbd"])
+@pytest.mark.parametrize(
+    ("horizon_days", "annual_rate"),
+    [(91, 0.10), (364, 0.10), (3652.5, 0.10), (3652.5, 0.50), (3652.5, 2.0)],
+    ids=["quarter", "year", "10-years", "10-years-50%", "10-years-200%"],
+)
+def test_continuous_discounting_matches_a_fine_reference(
+    purchase_models, name, horizon_days, annual_rate
+):
+    """The quadrature equals a high-resolution integral within 1e-6 relative."""
+    purchases = purchase_models[name]
+    model = CLVModel(
+        purchases=purchases, spend=None, time_unit="W", annual_discount_rate=annual_rate
+    )
+    horizon, delta = horizon_days / 7, math.log1p(annual_rate) * 7 / 365.25
+    ours = model.discounted_purchases(horizon, *DISCOUNT_CUSTOMERS.values())
+    reference = fine_discounted_purchases(purchases, horizon, delta, *DISCOUNT_CUSTOMERS.values())
+    np.testing.assert_allclose(ours, reference, rtol=1e-6)
+    undiscounted = purchases.expected_purchases(horizon, *DISCOUNT_CUSTOMERS.values())
+    assert (ours < undiscounted).all()
+
+
+def test_continuous_discounting_takes_few_model_evaluations(model, monkeypatch):
+    """A year at 10 %: expected purchases at the horizon plus 6 quadrature nodes, not one
+    evaluation per day (scoring a million customers costs about one second per 7)."""
+    calls = []
+    evaluate = model.purchases.expected_purchases
+
+    def counted(*args):
+        calls.append(args[0])
+        return evaluate(*args)
+
+    monkeypatch.setattr(model.purchases, "expected_purchases", counted)
+    model.predict(CUSTOMERS, horizon_days=365)
+    assert len(calls) == 7
+    calls.clear()
+    model.predict(CUSTOMERS, horizon_days=3652.5)  # long horizons take a few panels more
+    assert len(calls) <= 25
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "pareto_nbd"])
+def test_no_discount_means_clv_equals_expected_revenue(model, purchase_models, name):
+    undiscounted = CLVModel.from_dict(
+        {
+            **model.to_dict(),
+            "purchases": purchase_models[name].to_dict(),
+            "annual_discount_rate": 0.0,
+        }
+    )
     out = undiscounted.predict(CUSTOMERS)
-    np.testing.assert_allclose(out["clv"], out["expected_revenue"], rtol=1e-12)
+    np.testing.assert_array_equal(out["clv"], out["expected_revenue"])
+    np.testing.assert_array_equal(
+        undiscounted.discounted_purchases(52.0, *DISCOUNT_CUSTOMERS.values()),
+        purchase_models[name].expected_purchases(52.0, *DISCOUNT_CUSTOMERS.values()),
+    )
 
 
 def test_longer_horizon_more_purchases_less_churn(model):

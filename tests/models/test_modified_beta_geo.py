@@ -1,34 +1,24 @@
-"""MBG/NBD: clvlab's ModifiedBetaGeo against lifetimes, BG/NBD identities and simulation."""
+"""MBG/NBD: clvlab's ModifiedBetaGeo against lifetimes and BG/NBD identities.
+
+What every purchase model must do alike (simulation, recovery, serialization, invalid
+input) is checked in test_purchase_models.py.
+"""
 
 from __future__ import annotations
-
-import importlib.resources
-import json
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter
 from scipy.optimize import check_grad
-from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 
-from clvlab.errors import ConfigError, DataError
 from clvlab.models import BetaGeo
-from clvlab.models.btyd import BTYDConvergenceWarning
 from clvlab.models.btyd.beta_geo import negative_log_likelihood as bgnbd_negative_log_likelihood
 from clvlab.models.btyd.modified_beta_geo import ModifiedBetaGeo, negative_log_likelihood
 
 #: MBG/NBD on the CDNOW sample (39 weeks), as fitted by lifetimes (its documentation).
 PUBLISHED = {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614}
 NAMES = ["r", "alpha", "a", "b"]
-
-
-def _cdnow_summary() -> pd.DataFrame:
-    path = importlib.resources.files("lifetimes") / "datasets" / "cdnow_customers_summary.csv"
-    with path.open() as handle:
-        return pd.read_csv(handle)
 
 
 def _with_params(params: dict[str, float]) -> ModifiedBetaGeo:
@@ -39,39 +29,6 @@ def _lifetimes_with_params(params: dict[str, float], cls: type = ModifiedBetaGeo
     fitter = cls()
     fitter.params_ = pd.Series(params)[NAMES]
     return fitter
-
-
-def _simulate(
-    rng: np.random.Generator,
-    n: int,
-    params: dict[str, float],
-    T: float | np.ndarray,
-    horizon: float = 0.0,
-) -> pd.DataFrame:
-    """Simulate MBG/NBD histories on (0, T] and the purchases in (T, T + horizon].
-
-    Dropout chances come at time 0 and after each repeat purchase; the first fatal one is
-    the G-th, G ~ Geometric(p) on {1, 2, ...}, so at most K = G - 1 repeat purchases happen.
-    With N(T) ~ Poisson(lambda T) arrivals while alive, x = min(N, K) and t_x is the x-th of
-    N uniform arrival times, T * Beta(x, N - x + 1). Alive at T iff N < K (the chance after
-    the x-th purchase was survived); by memorylessness the future purchases are
-    min(Poisson(lambda t), K - x).
-    """
-    T = np.broadcast_to(np.asarray(T, dtype=float), (n,))
-    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
-    p = rng.beta(params["a"], params["b"], n)
-    k = rng.geometric(p) - 1
-    n_arrivals = rng.poisson(lam * T)
-    x = np.minimum(n_arrivals, k)
-    t_x = np.where(x > 0, T * rng.beta(np.maximum(x, 1), n_arrivals - x + 1), 0.0)
-    alive = n_arrivals < k
-    future = np.where(alive, np.minimum(rng.poisson(lam * horizon), k - x), 0)
-    return pd.DataFrame({"frequency": x, "recency": t_x, "T": T, "alive": alive, "future": future})
-
-
-@pytest.fixture(scope="module")
-def cdnow() -> pd.DataFrame:
-    return _cdnow_summary()
 
 
 @pytest.fixture(scope="module")
@@ -143,13 +100,6 @@ def test_penalized_fit_matches_lifetimes(cdnow: pd.DataFrame, penalizer: float) 
     assert ours.log_likelihood_ < -9582.1327
 
 
-def test_weights_equal_repeated_rows(cdnow: pd.DataFrame, fitted: ModifiedBetaGeo) -> None:
-    counts = cdnow.groupby(["frequency", "recency", "T"]).size().rename("n").reset_index()
-    weighted = ModifiedBetaGeo().fit(counts, weights=counts["n"].to_numpy())
-    np.testing.assert_allclose(weighted.params_, fitted.params_, rtol=1e-6)
-    assert weighted.log_likelihood_ == pytest.approx(fitted.log_likelihood_, abs=1e-6)
-
-
 def test_differs_from_bgnbd(cdnow: pd.DataFrame, fitted: ModifiedBetaGeo) -> None:
     # Same data, other model: another likelihood (one more dropout chance per customer).
     lp = np.log(fitted.params_.to_numpy())
@@ -185,24 +135,6 @@ def test_analytic_gradient_matches_finite_differences(cdnow: pd.DataFrame) -> No
 
 
 # --- predictions vs lifetimes ----------------------------------------------------------------
-
-
-def test_predictions_equal_lifetimes_on_all_customers(
-    cdnow: pd.DataFrame, lifetimes_fitted: ModifiedBetaGeoFitter
-) -> None:
-    ours = _with_params(lifetimes_fitted.params_.to_dict())
-    x, t_x, T = _args(cdnow)
-    np.testing.assert_allclose(
-        ours.p_alive(x, t_x, T),
-        lifetimes_fitted.conditional_probability_alive(x, t_x, T),
-        rtol=1e-6,
-    )
-    for t in (1.0, 39.0, 52.0, 200.0):
-        np.testing.assert_allclose(
-            ours.expected_purchases(t, x, t_x, T),
-            lifetimes_fitted.conditional_expected_number_of_purchases_up_to_time(t, x, t_x, T),
-            rtol=1e-6,
-        )
 
 
 @pytest.mark.parametrize("params", [PUBLISHED, {"r": 2.0, "alpha": 1.0, "a": 3.0, "b": 10.0}])
@@ -293,21 +225,6 @@ def test_p_purchases_equals_bgnbd_eq8_at_posterior(
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-15)
 
 
-@pytest.mark.parametrize(
-    ("x", "t_x", "T"), [(0, 0.0, 38.86), (2, 30.43, 38.86), (7, 10.0, 38.86), (200, 39.0, 39.0)]
-)
-@pytest.mark.parametrize("t", [1.0, 39.0, 200.0])
-def test_p_purchases_is_a_distribution_with_the_right_mean(
-    fitted: ModifiedBetaGeo, x: float, t_x: float, T: float, t: float
-) -> None:
-    n = np.arange(20_000)
-    p = fitted.p_purchases(n, t, x, t_x, T)
-    assert (p >= 0).all() and p[-1] < 1e-12
-    assert p.sum() == pytest.approx(1.0, abs=1e-10)
-    assert float(p @ n) == pytest.approx(float(fitted.expected_purchases(t, x, t_x, T)), rel=1e-8)
-    assert p[0] == fitted.p_churn(t, x, t_x, T)
-
-
 def test_p_purchases_new_customer_sums_to_one(fitted: ModifiedBetaGeo) -> None:
     n = np.arange(50_000)
     for t in (0.5, 39.0, 78.0):
@@ -318,220 +235,9 @@ def test_p_purchases_new_customer_sums_to_one(fitted: ModifiedBetaGeo) -> None:
         )
 
 
-# --- simulation ---------------------------------------------------------------------------
+# --- the class -------------------------------------------------------------------------------
 
 
-def test_predictions_match_simulation() -> None:
-    """Averages of the conditional predictions equal simulated outcomes within each x."""
-    rng = np.random.default_rng(2025)
-    horizon = 39.0
-    n_customers = 200_000
-    sim = _simulate(
-        rng, n_customers, PUBLISHED, T=rng.uniform(30.0, 40.0, n_customers), horizon=horizon
-    )
-    model = _with_params(PUBLISHED)
-    x, t_x, T = _args(sim)
-    future = sim["future"].to_numpy()
-    predicted = {
-        "alive": model.p_alive(x, t_x, T),
-        "churn": model.p_churn(horizon, x, t_x, T),
-        "future": model.expected_purchases(horizon, x, t_x, T),
-        **{f"P(n={n})": model.p_purchases(n, horizon, x, t_x, T) for n in (1, 2, 3, 5)},
-    }
-    observed = {
-        "alive": sim["alive"].to_numpy(dtype=float),
-        "churn": (future == 0).astype(float),
-        "future": future.astype(float),
-        **{f"P(n={n})": (future == n).astype(float) for n in (1, 2, 3, 5)},
-    }
-    groups = {"x=0": x == 0, "x=1": x == 1, "x=2": x == 2, "x=3-5": (x >= 3) & (x <= 5)}
-    for label, mask in groups.items():
-        for key in predicted:
-            obs = observed[key][mask]
-            se = obs.std() / np.sqrt(mask.sum())
-            gap = abs(predicted[key][mask].mean() - obs.mean())
-            assert gap < 4 * se + 1e-3, (label, key, gap, se)
-    # New customers: the whole distribution of X(0, 39] of customers aged 0.
-    fresh = _simulate(rng, n_customers, PUBLISHED, T=0.0, horizon=horizon)["future"].to_numpy()
-    for n in range(6):
-        share = float(np.mean(fresh == n))
-        se = np.sqrt(share * (1 - share) / n_customers)
-        assert abs(float(model.p_purchases_new_customer(n, horizon)) - share) < 4 * se + 1e-4
-
-
-# --- synthetic recovery -------------------------------------------------------------------
-
-
-def test_recovers_simulated_parameters() -> None:
-    truth = {"r": 0.5, "alpha": 5.0, "a": 0.8, "b": 2.5}
-    sim = _simulate(np.random.default_rng(17), 20_000, truth, T=52.0)
-    model = ModifiedBetaGeo().fit(sim)
-    assert model.converged_
-    for name, value in truth.items():
-        se = model.stderr_[name]
-        assert np.isfinite(se) and se > 0
-        assert abs(model.params_[name] - value) < 4 * se, (name, model.params_[name], se)
-
-
-# --- edge inputs -------------------------------------------------------------------------
-
-
-def test_only_one_time_buyers_warns_and_stays_finite() -> None:
-    rfm = pd.DataFrame(
-        {"frequency": np.zeros(200), "recency": np.zeros(200), "T": np.linspace(1.0, 52.0, 200)}
-    )
-    with pytest.warns(BTYDConvergenceWarning, match="ModifiedBetaGeo"):
-        model = ModifiedBetaGeo().fit(rfm)
-    assert np.isfinite(model.params_).all() and np.isfinite(model.log_likelihood_)
-    for prediction in (
-        model.expected_purchases(10.0, [0, 3, 100000], [0, 2, 40], 52.0),
-        model.p_alive([0, 3, 100000], [0, 2, 40], 52.0),
-        model.p_churn(10.0, [0, 3, 100000], [0, 2, 40], 52.0),
-        model.p_purchases([0, 1, 7], 10.0, [0, 3, 100000], [0, 2, 40], 52.0),
-        model.expected_purchases_new_customer([1.0, 52.0, 1e4]),
-    ):
-        assert np.isfinite(prediction).all()
-
-
-def test_extreme_frequencies_stay_finite(cdnow: pd.DataFrame) -> None:
-    extreme = pd.DataFrame(
-        {
-            "frequency": [1000, 1000, 1000, 500, 999],
-            "recency": [0.0, 19.0, 38.86, 38.0, 1e-3],
-            "T": [38.86] * 5,
-        }
-    )
-    rfm = pd.concat([cdnow[["frequency", "recency", "T"]], extreme], ignore_index=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BTYDConvergenceWarning)
-        model = ModifiedBetaGeo().fit(rfm)
-    assert np.isfinite(model.params_).all() and np.isfinite(model.log_likelihood_)
-    x = np.array([0, 1, 1000, 100000, 100000, 100000])
-    t_x = np.array([0.0, 38.86, 0.0, 0.0, 19.0, 38.86])
-    for m in (model, _with_params(PUBLISHED)):
-        for t in (0.0, 1.0, 39.0, 1e4):
-            for values in (
-                m.expected_purchases(t, x, t_x, 38.86),
-                m.p_churn(t, x, t_x, 38.86),
-                m.p_alive(x, t_x, 38.86),
-                m.p_purchases(np.array([[0], [1], [1000], [10**7]]), t, x, t_x, 38.86),
-            ):
-                assert np.isfinite(values).all() and (values >= 0).all()
-
-
-def test_frequent_buyers_fit_cleanly(cdnow: pd.DataFrame) -> None:
-    extreme = pd.DataFrame(
-        {"frequency": [1000, 1000, 500, 999], "recency": [19.0, 38.86, 38.0, 30.0], "T": 38.86}
-    )
-    rfm = pd.concat([cdnow[["frequency", "recency", "T"]], extreme], ignore_index=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", BTYDConvergenceWarning)
-        model = ModifiedBetaGeo().fit(rfm)
-    assert model.converged_
-    assert np.isfinite(model.params_).all() and np.isfinite(model.stderr_).all()
-
-
-# --- serialization and sklearn conventions ------------------------------------------------
-
-
-def test_round_trip_gives_identical_predictions(
-    fitted: ModifiedBetaGeo, cdnow: pd.DataFrame
-) -> None:
-    text = json.dumps(fitted.to_dict())
-    assert json.loads(text)["model"] == "ModifiedBetaGeo"
-    restored = ModifiedBetaGeo.from_dict(json.loads(text))
-    assert type(restored) is ModifiedBetaGeo
-    x, t_x, T = _args(cdnow)
-    for method, args in (
-        ("expected_purchases", (39, x, t_x, T)),
-        ("p_alive", (x, t_x, T)),
-        ("p_churn", (39, x, t_x, T)),
-        ("p_purchases", (2, 39, x, t_x, T)),
-    ):
-        np.testing.assert_array_equal(
-            getattr(restored, method)(*args), getattr(fitted, method)(*args)
-        )
-    pd.testing.assert_series_equal(restored.params_, fitted.params_)
-    pd.testing.assert_series_equal(restored.stderr_, fitted.stderr_)
-    assert restored.log_likelihood_ == fitted.log_likelihood_
-    assert restored.converged_ == fitted.converged_ and restored.n_iter_ == fitted.n_iter_
-
-
-def test_from_dict_does_not_mix_models(fitted: ModifiedBetaGeo) -> None:
-    with pytest.raises(ConfigError, match="ModifiedBetaGeo"):
-        ModifiedBetaGeo.from_dict({"model": "BetaGeo", "params": PUBLISHED})
-    with pytest.raises(ConfigError, match="BetaGeo"):
-        BetaGeo.from_dict(fitted.to_dict())
-
-
-def test_not_fitted_raises() -> None:
-    model = ModifiedBetaGeo()
-    for call in (
-        lambda: model.p_alive(1, 1.0, 2.0),
-        lambda: model.expected_purchases(1, 1, 1.0, 2.0),
-        lambda: model.p_churn(1, 1, 1.0, 2.0),
-        lambda: model.p_purchases(1, 1, 1, 1.0, 2.0),
-        lambda: model.expected_purchases_new_customer(1),
-        lambda: model.p_no_purchase_new_customer(1),
-        lambda: model.p_purchases_new_customer(1, 1),
-    ):
-        with pytest.raises(NotFittedError):
-            call()
-
-
-def test_sklearn_conventions() -> None:
-    model = ModifiedBetaGeo(penalizer_coef=0.1)
-    assert model.get_params() == {"penalizer_coef": 0.1}
-    cloned = clone(model)
-    assert type(cloned) is ModifiedBetaGeo and cloned.penalizer_coef == 0.1
-    assert isinstance(model, BetaGeo)
-
-
-# --- invalid input ------------------------------------------------------------------------
-
-
-def _rfm(**overrides: list[float]) -> pd.DataFrame:
-    base = {"frequency": [0, 2, 1, 3], "recency": [0.0, 5.0, 2.0, 9.0], "T": [10.0] * 4}
-    base.update(overrides)
-    return pd.DataFrame(base)
-
-
-@pytest.mark.parametrize(
-    ("rfm", "message"),
-    [
-        (_rfm(frequency=[0, -2, 1, 3]), r"1 of 4 rows have a negative frequency"),
-        (_rfm(frequency=[0, 2.5, 1, 3]), "non-integer frequency"),
-        (_rfm(recency=[0.0, 5.0, 12.0, 11.0]), r"2 of 4 rows have recency larger than T"),
-        (_rfm(recency=[0.0, -5.0, 2.0, 9.0]), "negative recency"),
-        (_rfm(recency=[1.0, 5.0, 2.0, 9.0]), "recency > 0 with frequency 0"),
-        (_rfm(T=[10.0, np.nan, 10.0, 10.0]), r"missing \(NaN\)"),
-        (_rfm().drop(columns="T"), r"ModifiedBetaGeo\.fit: the RFM table lacks column"),
-        (_rfm().iloc[:0], "no rows"),
-        (_rfm().to_numpy(), r"ModifiedBetaGeo\.fit expects a pandas DataFrame"),
-    ],
-)
-def test_invalid_rfm_raises_data_error(rfm: object, message: str) -> None:
-    with pytest.raises(DataError, match=message):
-        ModifiedBetaGeo().fit(rfm)
-
-
-def test_invalid_weights_and_penalizer() -> None:
-    with pytest.raises(DataError, match=r"ModifiedBetaGeo\.fit: weights"):
-        ModifiedBetaGeo().fit(_rfm(), weights=np.ones(2))
-    with pytest.raises(ConfigError, match="penalizer_coef"):
-        ModifiedBetaGeo(penalizer_coef=-1.0).fit(_rfm())
-
-
-def test_invalid_prediction_input_raises_data_error(fitted: ModifiedBetaGeo) -> None:
-    with pytest.raises(DataError, match="recency exceeds T"):
-        fitted.p_alive(1, 5.0, 4.0)
-    with pytest.raises(DataError, match="negative"):
-        fitted.expected_purchases(-1.0, 1, 1.0, 4.0)
-    with pytest.raises(DataError, match="NaN"):
-        fitted.p_churn(1.0, np.nan, 1.0, 4.0)
-    with pytest.raises(DataError, match="non-integer"):
-        fitted.p_purchases(0.5, 1.0, 1, 1.0, 4.0)
-    with pytest.raises(DataError, match="negative"):
-        fitted.p_purchases_new_customer(-1, 1.0)
-    with pytest.raises(DataError, match="broadcast"):
-        fitted.p_purchases([1, 2], 1.0, [1, 2, 3], 1.0, 4.0)
+def test_is_a_beta_geo() -> None:
+    # MBG/NBD reuses BG/NBD's machinery (the shared conventions: test_purchase_models.py).
+    assert isinstance(ModifiedBetaGeo(penalizer_coef=0.1), BetaGeo)

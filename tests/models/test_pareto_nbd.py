@@ -1,12 +1,13 @@
-"""Pareto/NBD: clvlab's ParetoNBD against FHL (2005), lifetimes, references and simulation."""
+"""Pareto/NBD: clvlab's ParetoNBD against FHL (2005), lifetimes, references and simulation.
+
+What every purchase model must do alike (recovery, serialization, invalid input) is
+checked in test_purchase_models.py.
+"""
 
 from __future__ import annotations
 
-import importlib.resources
 import itertools
-import json
 import math
-import warnings
 from decimal import Decimal, localcontext
 
 import numpy as np
@@ -15,11 +16,8 @@ import pytest
 from lifetimes import ParetoNBDFitter
 from scipy import integrate
 from scipy.optimize import check_grad
-from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 
-from clvlab.errors import ConfigError, DataError
-from clvlab.models.btyd import BTYDConvergenceWarning
+from clvlab.errors import DataError
 from clvlab.models.btyd.base import FitProblem, penalized_objective
 from clvlab.models.btyd.pareto_nbd import (
     ParetoNBD,
@@ -28,17 +26,12 @@ from clvlab.models.btyd.pareto_nbd import (
     log_hyp2f1,
     negative_log_likelihood,
 )
+from simulators import simulate_pareto_nbd
 
 #: Fader, Hardie & Lee (2005, MATLAB note), CDNOW sample, 39-week calibration period.
 PUBLISHED = {"r": 0.5532, "alpha": 10.5763, "s": 0.6062, "beta": 11.6715}
 PUBLISHED_LL = -9594.98
 NAMES = ["r", "alpha", "s", "beta"]
-
-
-def _cdnow_summary() -> pd.DataFrame:
-    path = importlib.resources.files("lifetimes") / "datasets" / "cdnow_customers_summary.csv"
-    with path.open() as handle:
-        return pd.read_csv(handle)
 
 
 def _with_params(params: dict[str, float]) -> ParetoNBD:
@@ -53,38 +46,6 @@ def _lifetimes_with_params(params: dict[str, float]) -> ParetoNBDFitter:
 
 def _columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(frame[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
-
-
-def _simulate(
-    rng: np.random.Generator,
-    n: int,
-    params: dict[str, float],
-    T: float | np.ndarray,
-    horizon: float = 0.0,
-) -> pd.DataFrame:
-    """Simulate Pareto/NBD histories on (0, T] and the purchases in (T, T + horizon].
-
-    lambda ~ Gamma(r, alpha), mu ~ Gamma(s, beta), lifetime tau ~ Exp(mu); while alive,
-    purchases are Poisson(lambda): x ~ Poisson(lambda min(tau, T)) and t_x is the largest of
-    x uniform times on (0, min(tau, T)], i.e. min(tau, T) * Beta(x, 1). The window sees
-    Poisson(lambda * (min(tau, T + horizon) - T)) purchases if tau > T.
-    """
-    T = np.broadcast_to(np.asarray(T, dtype=float), (n,))
-    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
-    mu = rng.gamma(params["s"], 1.0 / params["beta"], n)
-    tau = rng.exponential(1.0 / mu)
-    seen = np.minimum(tau, T)
-    x = rng.poisson(lam * seen)
-    t_x = np.where(x > 0, seen * rng.beta(np.maximum(x, 1), 1.0), 0.0)
-    alive = tau > T
-    active = np.clip(np.minimum(tau, T + horizon) - T, 0.0, None)
-    future = rng.poisson(lam * active)
-    return pd.DataFrame({"frequency": x, "recency": t_x, "T": T, "alive": alive, "future": future})
-
-
-@pytest.fixture(scope="module")
-def cdnow() -> pd.DataFrame:
-    return _cdnow_summary()
 
 
 @pytest.fixture(scope="module")
@@ -187,15 +148,6 @@ def test_penalized_fit_matches_lifetimes(
     assert their_objective(mine) <= their_objective(lifetimes_params) + 1e-8
     # log_likelihood_ excludes the penalty: the penalized fit's LL is below the MLE's.
     assert ours.log_likelihood_ < fitted.log_likelihood_
-
-
-def test_weights_equal_repeated_rows(cdnow: pd.DataFrame) -> None:
-    counts = cdnow.groupby(["frequency", "recency", "T"]).size().rename("n").reset_index()
-    for penalizer in (0.0, 0.5):
-        weighted = ParetoNBD(penalizer).fit(counts, weights=counts["n"].to_numpy())
-        plain = ParetoNBD(penalizer).fit(cdnow)
-        np.testing.assert_allclose(weighted.params_, plain.params_, rtol=1e-6)
-        assert weighted.log_likelihood_ == pytest.approx(plain.log_likelihood_, abs=1e-6)
 
 
 # --- the hypergeometric function and the A0 integral -------------------------------------
@@ -432,25 +384,6 @@ def test_penalized_objective_gradient(cdnow: pd.DataFrame) -> None:
 # --- predictions vs FHL and lifetimes ------------------------------------------------------
 
 
-def test_predictions_equal_lifetimes_on_all_customers(
-    cdnow: pd.DataFrame, lifetimes_fitted: ParetoNBDFitter
-) -> None:
-    params = lifetimes_fitted.params_[NAMES].to_dict()
-    ours = _with_params(params)
-    x, t_x, T = _columns(cdnow)
-    np.testing.assert_allclose(
-        ours.p_alive(x, t_x, T),
-        lifetimes_fitted.conditional_probability_alive(x, t_x, T),
-        rtol=1e-6,
-    )
-    for t in (1.0, 39.0, 52.0, 200.0):
-        np.testing.assert_allclose(
-            ours.expected_purchases(t, x, t_x, T),
-            lifetimes_fitted.conditional_expected_number_of_purchases_up_to_time(t, x, t_x, T),
-            rtol=1e-6,
-        )
-
-
 def test_conditional_pmf_equals_lifetimes(
     cdnow: pd.DataFrame, lifetimes_fitted: ParetoNBDFitter
 ) -> None:
@@ -522,7 +455,7 @@ def test_predictions_match_simulation() -> None:
     rng = np.random.default_rng(2024)
     horizon = 39.0
     n = 200_000
-    sim = _simulate(rng, n, PUBLISHED, T=rng.uniform(30.0, 40.0, n), horizon=horizon)
+    sim = simulate_pareto_nbd(rng, n, PUBLISHED, T=rng.uniform(30.0, 40.0, n), horizon=horizon)
     model = _with_params(PUBLISHED)
     x, t_x, T = _columns(sim)
     churn = model.p_churn(horizon, x, t_x, T)
@@ -585,83 +518,7 @@ def test_p_churn_limits(fitted: ParetoNBD) -> None:
     assert (np.diff(fitted.p_churn(times, x, t_x, T)) < 0).all()
 
 
-# --- synthetic recovery -------------------------------------------------------------------
-
-
-def test_recovers_simulated_parameters() -> None:
-    truth = {"r": 0.5, "alpha": 10.0, "s": 0.6, "beta": 12.0}
-    sim = _simulate(np.random.default_rng(7), 20_000, truth, T=52.0)
-    model = ParetoNBD().fit(sim)
-    assert model.converged_
-    for name, value in truth.items():
-        se = model.stderr_[name]
-        assert np.isfinite(se) and se > 0
-        assert abs(model.params_[name] - value) < 4 * se, (name, model.params_[name], se)
-
-
-# --- edge inputs -------------------------------------------------------------------------
-
-
-def test_only_one_time_buyers_warns_and_stays_finite() -> None:
-    rfm = pd.DataFrame(
-        {"frequency": np.zeros(200), "recency": np.zeros(200), "T": np.linspace(1.0, 52.0, 200)}
-    )
-    with pytest.warns(BTYDConvergenceWarning):
-        model = ParetoNBD().fit(rfm)
-    assert np.isfinite(model.params_).all()
-    assert np.isfinite(model.log_likelihood_)
-    for prediction in (
-        model.expected_purchases(10.0, [0, 3, 100_000], [0, 2, 40], 52.0),
-        model.p_alive([0, 3, 100_000], [0, 2, 40], 52.0),
-        model.p_churn(10.0, [0, 3, 100_000], [0, 2, 40], 52.0),
-        model.p_purchases(1, 10.0, [0, 3, 100_000], [0, 2, 40], 52.0),
-        model.expected_purchases_new_customer([1.0, 52.0, 1e4]),
-        model.p_no_purchase_new_customer([1.0, 52.0, 1e4]),
-    ):
-        assert np.isfinite(prediction).all()
-
-
-def test_frequent_buyers_fit_cleanly(cdnow: pd.DataFrame) -> None:
-    extreme = pd.DataFrame(
-        {"frequency": [1000, 1000, 500, 999], "recency": [19.0, 38.86, 38.0, 30.0], "T": 38.86}
-    )
-    rfm = pd.concat([cdnow[["frequency", "recency", "T"]], extreme], ignore_index=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", BTYDConvergenceWarning)
-        model = ParetoNBD().fit(rfm)
-    assert model.converged_
-    assert np.isfinite(model.params_).all() and np.isfinite(model.stderr_).all()
-
-
-def test_extreme_inputs_stay_finite(cdnow: pd.DataFrame) -> None:
-    # x > 0 purchases all at t_x = 0 make the likelihood unbounded as alpha -> 0; the fit
-    # may warn but must stay finite.
-    extreme = pd.DataFrame(
-        {
-            "frequency": [100_000, 100_000, 1000, 500, 999, 3],
-            "recency": [0.0, 38.86, 0.0, 9_000.0, 1e-3, 0.0],
-            "T": [38.86, 38.86, 10_000.0, 10_000.0, 38.86, 10_000.0],
-        }
-    )
-    rfm = pd.concat([cdnow[["frequency", "recency", "T"]], extreme], ignore_index=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BTYDConvergenceWarning)
-        model = ParetoNBD().fit(rfm)
-    assert np.isfinite(model.params_).all() and np.isfinite(model.log_likelihood_)
-    assert (model.params_ > 0).all()
-    x = np.array([0, 1, 1000, 100_000, 100_000, 100_000, 100_000])
-    t_x = np.array([0.0, 38.86, 0.0, 0.0, 19.0, 38.86, 9_999.0])
-    T = np.array([38.86, 38.86, 38.86, 38.86, 38.86, 38.86, 10_000.0])
-    for candidate in (model, _with_params(PUBLISHED), _with_params({**PUBLISHED, "beta": 1e-4})):
-        for t in (0.0, 1.0, 39.0, 1e4):
-            for values in (
-                candidate.expected_purchases(t, x, t_x, T),
-                candidate.p_churn(t, x, t_x, T),
-                candidate.p_alive(x, t_x, T),
-                candidate.p_purchases(1, t, x, t_x, T),
-            ):
-                assert np.isfinite(values).all()
-                assert (values >= 0).all()
+# --- edge inputs (more in test_purchase_models.py) ---------------------------------------
 
 
 def test_predictions_for_huge_frequency(fitted: ParetoNBD) -> None:
@@ -672,148 +529,3 @@ def test_predictions_for_huge_frequency(fitted: ParetoNBD) -> None:
     assert weekly == pytest.approx((r + 100_000) / (alpha + 38.86), rel=0.01)
     # ...and one silent for half the period is gone.
     assert float(fitted.p_alive(100_000, 19.0, 38.86)) < 1e-100
-
-
-def test_broadcasting_and_shapes(fitted: ParetoNBD) -> None:
-    assert fitted.p_alive(2, 30.43, 38.86).shape == ()
-    assert fitted.expected_purchases([1.0, 2.0, 3.0], 2, 30.43, 38.86).shape == (3,)
-    grid = fitted.expected_purchases(np.array([[1.0], [39.0]]), [0, 2, 5], [0, 30.0, 35.0], 38.86)
-    assert grid.shape == (2, 3)
-    assert fitted.p_churn(np.array([[1.0], [39.0]]), [0, 2, 5], [0, 30.0, 35.0], 38.86).shape == (
-        2,
-        3,
-    )
-    series = pd.Series([1, 2], index=[10, 20])
-    assert isinstance(fitted.p_alive(series, series * 3.0, 38.86), np.ndarray)
-    t = np.linspace(0.0, 200.0, 50)
-    assert (np.diff(fitted.expected_purchases(t, 2, 30.43, 38.86)) > 0).all()
-
-
-def test_predictions_are_pure(fitted: ParetoNBD) -> None:
-    before = fitted.to_dict()
-    fitted.expected_purchases(39, 2, 30.43, 38.86)
-    fitted.p_alive([1, 2], [3.0, 4.0], 38.86)
-    fitted.p_churn(10, 1, 1.0, 5.0)
-    fitted.p_purchases(2, 10, 1, 1.0, 5.0)
-    fitted.expected_purchases_new_customer(39)
-    fitted.p_no_purchase_new_customer(39)
-    assert fitted.to_dict() == before
-
-
-# --- serialization and sklearn conventions ------------------------------------------------
-
-
-def test_round_trip_gives_identical_predictions(fitted: ParetoNBD, cdnow: pd.DataFrame) -> None:
-    text = json.dumps(fitted.to_dict())
-    restored = ParetoNBD.from_dict(json.loads(text))
-    x, t_x, T = _columns(cdnow)
-    np.testing.assert_array_equal(
-        restored.expected_purchases(39, x, t_x, T), fitted.expected_purchases(39, x, t_x, T)
-    )
-    np.testing.assert_array_equal(restored.p_alive(x, t_x, T), fitted.p_alive(x, t_x, T))
-    np.testing.assert_array_equal(restored.p_churn(39, x, t_x, T), fitted.p_churn(39, x, t_x, T))
-    pd.testing.assert_series_equal(restored.params_, fitted.params_)
-    pd.testing.assert_series_equal(restored.stderr_, fitted.stderr_)
-    assert restored.log_likelihood_ == fitted.log_likelihood_
-    assert restored.converged_ == fitted.converged_ and restored.n_iter_ == fitted.n_iter_
-
-
-def test_round_trip_of_unfitted_and_nan_stderr() -> None:
-    restored = ParetoNBD.from_dict(json.loads(json.dumps(ParetoNBD(0.5).to_dict())))
-    assert restored.penalizer_coef == 0.5
-    assert not hasattr(restored, "params_")
-    rfm = pd.DataFrame({"frequency": [0, 0], "recency": [0.0, 0.0], "T": [3.0, 5.0]})
-    with pytest.warns(BTYDConvergenceWarning):
-        degenerate = ParetoNBD().fit(rfm)
-    text = json.dumps(degenerate.to_dict(), allow_nan=False)
-    assert ParetoNBD.from_dict(json.loads(text)).stderr_.isna().any()
-
-
-def test_from_dict_rejects_other_models() -> None:
-    with pytest.raises(ConfigError, match="ParetoNBD"):
-        ParetoNBD.from_dict({"model": "BetaGeo", "params": {"r": 1, "alpha": 2, "a": 3, "b": 4}})
-    with pytest.raises(ConfigError, match="lack"):
-        ParetoNBD.from_dict({"model": "ParetoNBD", "params": {"r": 1.0}})
-
-
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
-def test_from_dict_rejects_invalid_params(bad: float) -> None:
-    with pytest.raises(ConfigError, match="finite and > 0"):
-        ParetoNBD.from_dict({"model": "ParetoNBD", "params": {**PUBLISHED, "s": bad}})
-
-
-def test_not_fitted_raises() -> None:
-    model = ParetoNBD()
-    for call in (
-        lambda: model.p_alive(1, 1.0, 2.0),
-        lambda: model.expected_purchases(1, 1, 1.0, 2.0),
-        lambda: model.p_churn(1, 1, 1.0, 2.0),
-        lambda: model.p_purchases(1, 1, 1, 1.0, 2.0),
-        lambda: model.expected_purchases_new_customer(1),
-        lambda: model.p_no_purchase_new_customer(1),
-    ):
-        with pytest.raises(NotFittedError):
-            call()
-
-
-def test_sklearn_conventions() -> None:
-    model = ParetoNBD(penalizer_coef=0.1)
-    assert model.get_params() == {"penalizer_coef": 0.1}
-    assert clone(model).penalizer_coef == 0.1
-
-
-# --- invalid input ------------------------------------------------------------------------
-
-
-def _rfm(**overrides: list[float]) -> pd.DataFrame:
-    base = {"frequency": [0, 2, 1, 3], "recency": [0.0, 5.0, 2.0, 9.0], "T": [10.0] * 4}
-    base.update(overrides)
-    return pd.DataFrame(base)
-
-
-@pytest.mark.parametrize(
-    ("rfm", "message"),
-    [
-        (_rfm(frequency=[0, -2, 1, 3]), r"1 of 4 rows have a negative frequency.*'frequency'"),
-        (_rfm(frequency=[0, 2.5, 1, 3]), "non-integer frequency"),
-        (_rfm(recency=[0.0, 5.0, 12.0, 11.0]), r"2 of 4 rows have recency larger than T"),
-        (_rfm(recency=[0.0, -5.0, 2.0, 9.0]), "negative recency"),
-        (_rfm(recency=[1.0, 5.0, 2.0, 9.0]), "recency > 0 with frequency 0"),
-        (_rfm(T=[10.0, np.nan, 10.0, 10.0]), r"1 of 4 rows have a missing \(NaN\)"),
-        (_rfm(T=[10.0, np.inf, 10.0, 10.0]), "infinite"),
-        (_rfm().drop(columns="T"), r"lacks column\(s\) \['T'\]"),
-        (_rfm(T=["a", "b", "c", "d"]), "not a number type"),
-        (_rfm().iloc[:0], "no rows"),
-        (_rfm().to_numpy(), "expects a pandas DataFrame"),
-    ],
-)
-def test_invalid_rfm_raises_data_error(rfm: object, message: str) -> None:
-    with pytest.raises(DataError, match=message):
-        ParetoNBD().fit(rfm)
-
-
-@pytest.mark.parametrize(
-    ("weights", "message"),
-    [([1.0, 2.0], "one weight per row"), ([1.0, -1.0, 1.0, 1.0], "negative"), ([0.0] * 4, "zero")],
-)
-def test_invalid_weights_raise_data_error(weights: list[float], message: str) -> None:
-    with pytest.raises(DataError, match=message):
-        ParetoNBD().fit(_rfm(), weights=np.array(weights))
-
-
-def test_invalid_prediction_input_raises_data_error(fitted: ParetoNBD) -> None:
-    with pytest.raises(DataError, match="recency exceeds T"):
-        fitted.p_alive(1, 5.0, 4.0)
-    with pytest.raises(DataError, match="negative"):
-        fitted.expected_purchases(-1.0, 1, 1.0, 4.0)
-    with pytest.raises(DataError, match="NaN"):
-        fitted.p_churn(1.0, np.nan, 1.0, 4.0)
-    with pytest.raises(DataError, match="broadcast"):
-        fitted.p_alive([1, 2], [1.0, 2.0, 3.0], 4.0)
-    with pytest.raises(DataError, match="negative"):
-        fitted.p_purchases(-1, 1.0, 1, 1.0, 4.0)
-
-
-def test_negative_penalizer_rejected(cdnow: pd.DataFrame) -> None:
-    with pytest.raises(ConfigError, match="penalizer_coef"):
-        ParetoNBD(penalizer_coef=-1.0).fit(cdnow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -24,8 +25,13 @@ PREDICTION_COLUMNS = [
     "clv",
 ]
 
-#: Upper bound on the number of steps of the discounting integral (daily up to this many).
-_MAX_DISCOUNT_STEPS = 400
+#: Gauss-Legendre rule of each panel of the continuous discounting quadrature (nodes on
+#: [-1, 1] and weights); see :meth:`CLVModel.discounted_purchases`.
+_GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(6)
+#: Largest length of a panel in ``v = ln(1 + t / c) + delta t``.
+_PANEL_LENGTH = 3.0
+#: Newton steps placing the panel ends (any ends make a valid rule: they only even out panels).
+_PANEL_NEWTON_STEPS = 3
 #: lifetimes' month in each time unit, for its monthly discounting (30 days, 4.345 weeks).
 _LIFETIMES_MONTH = {"D": 30.0, "W": 4.345, "M": 1.0}
 
@@ -100,43 +106,126 @@ class CLVModel:
         horizon = (self.horizon_days if horizon_days is None else horizon_days) / self.unit_days
         x, t_x, age = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
         purchases = self.purchases.expected_purchases(horizon, x, t_x, age)
-        out = pd.DataFrame(
-            {
-                "p_alive": self.purchases.p_alive(x, t_x, age),
-                "p_churn": self.purchases.p_churn(horizon, x, t_x, age),
-                "expected_purchases": purchases,
-            },
-            index=summary.index,
-        )
-        if self.spend is None:
+        p_alive = self.purchases.p_alive(x, t_x, age)
+        p_churn = self.purchases.p_churn(horizon, x, t_x, age)
+        if self.spend is None:  # no spend, no revenue and no CLV: skip the discounting
             spend = np.full(len(summary), np.nan)
+            revenue, clv = spend, spend
         else:
             spend = self.spend.expected_spend(x, summary["monetary_value"].to_numpy(dtype=float))
-        out["expected_spend"] = spend
-        out["expected_revenue"] = purchases * spend
-        out["clv"] = self.discounted_purchases(horizon, x, t_x, age) * spend
-        return out
+            revenue = purchases * spend
+            discounted = self.discounted_purchases(horizon, x, t_x, age, expected=purchases)
+            clv = discounted * spend
+        values = (p_alive, p_churn, purchases, spend, revenue, clv)
+        return pd.DataFrame(dict(zip(PREDICTION_COLUMNS, values, strict=True)), index=summary.index)
 
     def discounted_purchases(
-        self, horizon: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray
+        self,
+        horizon: float,
+        frequency: np.ndarray,
+        recency: np.ndarray,
+        T: np.ndarray,
+        *,
+        expected: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Expected purchases within ``horizon`` (in time units), discounted.
+        r"""Expected purchases within ``horizon`` (in time units), discounted.
 
-        Continuous: the integral of ``exp(-delta t) dE[X(t)]`` by the midpoint rule on a grid
-        of at most daily steps, ``delta = log(1 + annual rate)`` per year. Monthly: lifetimes'
-        sum over whole months of the month's expected purchases over ``(1 + monthly rate) ** i``.
+        Continuous: :math:`\int_0^H e^{-\delta t}\, dE[X(t)]`, :math:`\delta = \ln(1 +
+        \text{annual rate})` per year, :math:`E[X(t)]` the purchase model's expected purchases
+        in :math:`(T, T + t]`. Integrated by parts,
+
+        .. math::
+            \int_0^H e^{-\delta t}\, dE[X(t)] = e^{-\delta H} E[X(H)]
+            + \delta \int_0^H e^{-\delta t} E[X(t)]\, dt,
+
+        and the remaining integral, of a smooth function, by Gauss-Legendre quadrature: 6
+        nodes on each of :math:`P` panels (:math:`6P` evaluations of ``expected_purchases``
+        for all customers at once; :math:`P = 1` for a year at 10 %). :math:`E[X(t)]` is
+        analytic in :math:`t` except on the negative axis from :math:`-(c_0 + T)` down, where
+        :math:`c_0` is the model's time scale (:math:`\alpha` in BG/NBD and MBG/NBD,
+        :math:`\min(\alpha, \beta)` in Pareto/NBD): it curves most near :math:`t = 0` for
+        new customers. So the nodes are placed in :math:`u = \ln(1 + t / c)`,
+        :math:`c = c_0 + T` (each customer his own), with :math:`dt = (c + t)\, du`, on
+        panels of equal length, at most 3, in :math:`v = u + |\delta| t`: the :math:`u` part
+        keeps the singularity far from each panel, the :math:`\delta t` part the decay of
+        the discount factor over a panel to at most :math:`e^{-3}`. Against a fine reference
+        grid the relative error is below :math:`10^{-7}` (below :math:`10^{-9}` for a year at
+        10 %) for BG/NBD, MBG/NBD and Pareto/NBD, daily and weekly, horizons from a month to
+        10 years and annual rates up to 200 %. With no discount (:math:`\delta = 0`) it is
+        exactly :math:`E[X(H)]`.
+
+        Monthly: lifetimes' sum over whole months of the month's expected purchases over
+        ``(1 + monthly rate) ** i``.
+
+        Parameters
+        ----------
+        horizon
+            Length of the window, in time units.
+        frequency, recency, T
+            Customer histories.
+        expected
+            ``expected_purchases(horizon, frequency, recency, T)`` if already computed
+            (continuous discounting only; it is computed when None).
         """
         if self.discounting == "monthly":
-            month = _LIFETIMES_MONTH[self.time_unit]
-            months = max(1, round(horizon / month))
-            grid = month * np.arange(months + 1)
-            monthly_rate = (1 + self.annual_discount_rate) ** (1 / 12) - 1
-            factors = (1 + monthly_rate) ** -np.arange(1.0, months + 1)
-        else:
-            steps = max(1, min(_MAX_DISCOUNT_STEPS, math.ceil(horizon * self.unit_days)))
-            grid = np.linspace(0.0, horizon, steps + 1)
-            delta = math.log1p(self.annual_discount_rate) * self.unit_days / 365.25
-            factors = np.exp(-delta * (grid[:-1] + grid[1:]) / 2)
+            return self._monthly_discounted_purchases(horizon, frequency, recency, T)
+        if expected is None:
+            expected = self.purchases.expected_purchases(horizon, frequency, recency, T)
+        delta = math.log1p(self.annual_discount_rate) * self.unit_days / 365.25
+        expected = np.asarray(expected, dtype=float)
+        if delta == 0 or horizon == 0 or expected.size == 0:
+            return expected
+        x, t_x, age = np.broadcast_arrays(
+            *(np.asarray(a, dtype=float) for a in (frequency, recency, T)), expected
+        )[:3]
+        scale = age + self._time_scale(horizon)
+        decay = abs(delta)
+        log_span = np.log1p(horizon / scale)  # u at the horizon
+        panels = max(1, math.ceil((float(np.max(log_span)) + decay * horizon) / _PANEL_LENGTH))
+        ends = [np.zeros(scale.shape), *self._panel_ends(panels, scale, decay, horizon), log_span]
+        total = np.zeros(expected.shape)
+        for low, high in itertools.pairwise(ends):
+            half = (high - low) / 2
+            for node, weight in zip(_GAUSS_NODES, _GAUSS_WEIGHTS, strict=True):
+                t = scale * np.expm1(low + half * (1.0 + node))
+                at_t = self.purchases.expected_purchases(t, x, t_x, age)
+                total += (weight * half) * (scale + t) * np.exp(-delta * t) * at_t
+        return math.exp(-delta * horizon) * expected + delta * total
+
+    @staticmethod
+    def _panel_ends(
+        panels: int, scale: np.ndarray, decay: float, horizon: float
+    ) -> list[np.ndarray]:
+        """Inner panel ends in ``u`` of :meth:`discounted_purchases`' quadrature.
+
+        Each solves ``u + r (e^u - 1) = v`` (``r = c |delta|``) for ``v`` at ``1 / panels,
+        2 / panels, ...`` of the way to the horizon, by a few Newton steps from above (the
+        left side is convex in ``u``, so they stay above the root and decrease). Any ends in
+        increasing order give a valid rule; exact roots only make the panels even.
+        """
+        if panels == 1:
+            return []
+        log_span = np.log1p(horizon / scale)
+        r = scale * decay
+        ends: list[np.ndarray] = []
+        for k in range(1, panels):
+            v = (log_span + decay * horizon) * (k / panels)
+            u = np.minimum(v, np.log1p(v / r))
+            for _ in range(_PANEL_NEWTON_STEPS):
+                u = u - (u + r * np.expm1(u) - v) / (1.0 + r * np.exp(u))
+            previous = ends[-1] if ends else 0.0
+            ends.append(np.clip(u, previous, log_span))
+        return ends
+
+    def _monthly_discounted_purchases(
+        self, horizon: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        """lifetimes' ``customer_lifetime_value`` discounting (see :meth:`discounted_purchases`)."""
+        month = _LIFETIMES_MONTH[self.time_unit]
+        months = max(1, round(horizon / month))
+        grid = month * np.arange(months + 1)
+        monthly_rate = (1 + self.annual_discount_rate) ** (1 / 12) - 1
+        factors = (1 + monthly_rate) ** -np.arange(1.0, months + 1)
         total = np.zeros(len(frequency))
         previous = np.zeros(len(frequency))
         for end, factor in zip(grid[1:], factors, strict=True):
@@ -144,6 +233,15 @@ class CLVModel:
             total += (current - previous) * factor
             previous = current
         return total
+
+    def _time_scale(self, horizon: float) -> float:
+        """Time within which the purchase model's ``expected_purchases`` may curve sharply:
+        the smallest of its ``alpha`` and ``beta`` (scales of the purchase and dropout rates),
+        else the horizon."""
+        params = getattr(self.purchases, "params_", {})
+        scales = [float(params[name]) for name in ("alpha", "beta") if name in params]
+        scales = [value for value in scales if value > 0 and math.isfinite(value)]
+        return min(scales) if scales else (horizon if horizon > 0 else 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable description from which :meth:`from_dict` rebuilds the model."""

@@ -31,6 +31,7 @@ from scipy.optimize import minimize
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from clvlab.errors import ConfigError, DataError
 
@@ -295,6 +296,69 @@ def check_nonnegative(**arrays: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------
 
 
+@dataclass
+class CompressedRows:
+    """Distinct rows of some columns, with the summed weight of each.
+
+    Attributes
+    ----------
+    codes
+        Per column, the code of each distinct row's value: ``values[j][codes[j]]`` is
+        column ``j`` of the distinct rows.
+    values
+        Per column, the values the codes refer to.
+    counts
+        Summed weight of each distinct row (all > 0).
+    """
+
+    codes: list[np.ndarray]
+    values: list[np.ndarray]
+    counts: np.ndarray
+
+    def column(self, j: int) -> np.ndarray:
+        """Column ``j`` of the distinct rows."""
+        return self.values[j][self.codes[j]]
+
+    def subset(self, keep: np.ndarray, counts: np.ndarray) -> CompressedRows:
+        """The rows selected by ``keep``, with new ``counts`` (one per selected row)."""
+        return CompressedRows([c[keep] for c in self.codes], self.values, counts)
+
+
+def compress(columns: Sequence[np.ndarray], weights: np.ndarray) -> CompressedRows:
+    """Collapse identical rows into one row each with the summed weight as its count.
+
+    Small whole numbers (e.g. days) are their own codes; other values are hash-factorized;
+    then the combined codes are factorized: nothing is sorted. Rows come in order of first
+    appearance; rows with a zero total weight are dropped.
+    """
+    weights = np.asarray(weights, dtype=float)
+    key = np.zeros(len(weights), dtype=np.int64)
+    size = 1
+    all_codes: list[np.ndarray] = []
+    all_values: list[np.ndarray] = []
+    for column in columns:
+        values = np.asarray(column, dtype=float)
+        if len(values) and values.min() >= 0 and values.max() < 2**16 and _whole(values):
+            codes = values.astype(np.int64)
+            found = np.arange(float(codes.max()) + 1.0)
+        else:
+            codes, found = pd.factorize(values)
+            found = np.asarray(found, dtype=float)
+        if size * len(found) >= 2**62:  # keep the combined code in int64
+            key, first = pd.factorize(key)
+            size = len(first)
+        key = key * len(found) + codes
+        size *= len(found)
+        all_codes.append(codes)
+        all_values.append(found)
+    inverse, distinct = pd.factorize(key)
+    counts = np.bincount(inverse, weights=weights, minlength=len(distinct))
+    representative = np.empty(len(distinct), dtype=np.int64)
+    representative[inverse] = np.arange(len(inverse))  # any row of a group has its codes
+    representative = representative[counts > 0]
+    return CompressedRows([c[representative] for c in all_codes], all_values, counts[counts > 0])
+
+
 def compress_rows(columns: Sequence[np.ndarray], weights: np.ndarray) -> tuple[np.ndarray, ...]:
     """Collapse identical rows into one row each with the summed weight as its count.
 
@@ -309,13 +373,15 @@ def compress_rows(columns: Sequence[np.ndarray], weights: np.ndarray) -> tuple[n
     -------
     tuple of numpy.ndarray
         The distinct values of each column followed by the counts, rows with a zero count
-        dropped.
+        dropped, in order of first appearance.
     """
-    stacked = np.column_stack([np.asarray(c, dtype=float) for c in columns])
-    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    counts = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(unique))
-    keep = counts > 0
-    return (*(unique[keep, j] for j in range(unique.shape[1])), counts[keep])
+    rows = compress(columns, weights)
+    return (*(rows.column(j) for j in range(len(rows.codes))), rows.counts)
+
+
+def _whole(values: np.ndarray) -> bool:
+    """Whether every value is a whole number."""
+    return bool(np.array_equal(values, np.floor(values)))
 
 
 @dataclass
@@ -338,6 +404,14 @@ class FitProblem:
         is 1 except where lifetimes penalises a parameter in rescaled units (BG/NBD's alpha).
     starts
         Start points in ``u``; the first is tried first, the others only when needed.
+    hessian
+        Optional: the total NLL, its gradient and its Hessian w.r.t. ``log(theta)``. With it
+        the standard errors use the exact Hessian, and ``coarse`` can be used.
+    coarse
+        Optional: the same model on a random subsample of the data (:func:`thin_counts`).
+        For large data the fit first solves this cheap problem and then polishes its
+        optimum on the full data with Newton steps (:func:`polish`); when that fails, the
+        full problem is solved from scratch.
     """
 
     nll: Objective
@@ -345,6 +419,8 @@ class FitProblem:
     log_offset: np.ndarray
     penalty_scale: np.ndarray
     starts: list[np.ndarray] = field(default_factory=list)
+    hessian: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]] | None = None
+    coarse: FitProblem | None = None
 
 
 @dataclass
@@ -438,6 +514,77 @@ def minimize_with_restarts(objective: Objective, starts: Sequence[np.ndarray]) -
         if result.converged and not result.on_bound.any():
             return result
     return min(results, key=lambda r: (not np.isfinite(r.objective), r.objective, not r.converged))
+
+
+def thin_counts(counts: np.ndarray, target: float, seed: int = 0) -> np.ndarray | None:
+    """Poisson-thinned counts with a total of about ``target``, or None when the data are
+    not much larger than that (a coarse problem would not save time).
+
+    The seed is fixed, so that a fit is reproducible.
+    """
+    total = float(counts.sum())
+    if total <= 4.0 * target:
+        return None
+    return np.random.default_rng(seed).poisson(counts * (target / total)).astype(float)
+
+
+def polish(problem: FitProblem, penalizer_coef: float, start: np.ndarray) -> FitResult | None:
+    """Newton steps on ``problem`` from ``start``, a point close to its optimum (the optimum
+    of ``problem.coarse``, in the coarse problem's ``u``).
+
+    The exact Hessian is taken once, at ``start``, then updated by BFGS from the steps
+    taken (each step costs one gradient and converges superlinearly). Returns None (so that the
+    caller optimises from scratch) if the problem has no Hessian, a step fails to decrease
+    the objective, the Hessian is not positive definite, a parameter reaches the search
+    bounds or 50 steps do not converge.
+    """
+    if problem.hessian is None or problem.coarse is None:
+        return None
+    objective = penalized_objective(problem, penalizer_coef)
+    u = np.asarray(start, dtype=float) + problem.coarse.log_offset - problem.log_offset
+    log_theta = u + problem.log_offset
+    nll, nll_grad, nll_hess = problem.hessian(log_theta)
+    scaled = np.exp(log_theta) * problem.penalty_scale
+    weight = problem.total_weight
+    value = nll / weight + penalizer_coef * float(np.sum(scaled**2))
+    grad = nll_grad / weight + 2.0 * penalizer_coef * scaled**2
+    hess = nll_hess / weight + 4.0 * penalizer_coef * np.diag(scaled**2)
+    if not np.all(np.linalg.eigvalsh(hess) > 0):
+        return None
+    for iteration in range(1, 51):
+        step = np.linalg.solve(hess, grad)
+        trial = u - step
+        if np.any(np.abs(trial) >= LOG_BOUND - _ON_BOUND_TOL):
+            return None
+        trial_value, trial_grad = objective(trial)
+        if not trial_value <= value + 1e-12 * abs(value):
+            return None
+        # BFGS update of the Hessian with the step taken: superlinear convergence.
+        s, y = -step, trial_grad - grad
+        hess_s = hess @ s
+        if y @ s > 0:
+            hess = hess + np.outer(y, y) / (y @ s) - np.outer(hess_s, hess_s) / (s @ hess_s)
+        u, value, grad = trial, trial_value, trial_grad
+        if float(np.max(np.abs(step))) < 1e-8:
+            pg = float(np.max(np.abs(grad)))
+            no_bound = np.zeros(len(u), dtype=bool)
+            return FitResult(u, value, pg < _ACCEPT_PGTOL, iteration, no_bound, "Newton polish")
+    return None
+
+
+def minimize_problem(problem: FitProblem, penalizer_coef: float) -> FitResult:
+    """Minimise the penalized objective of ``problem``: coarse-to-fine when it has a coarse
+    version (see :class:`FitProblem`), else L-BFGS-B with restarts."""
+    objective = penalized_objective(problem, penalizer_coef)
+    if problem.coarse is None:
+        return minimize_with_restarts(objective, problem.starts)
+    rough = minimize_problem(problem.coarse, penalizer_coef)
+    if rough.converged and not rough.on_bound.any():
+        polished = polish(problem, penalizer_coef, rough.log_params)
+        if polished is not None and polished.converged:
+            return polished
+    start = rough.log_params + problem.coarse.log_offset - problem.log_offset
+    return minimize_with_restarts(objective, [start, *problem.starts])
 
 
 def numerical_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -536,17 +683,26 @@ class BTYDEstimator(BaseEstimator):
         coef = self._check_penalizer()
         objective = penalized_objective(problem, coef)
         if at is None:
-            result = minimize_with_restarts(objective, problem.starts)
+            # L-BFGS-B and the likelihoods make many small BLAS calls (dot products of
+            # per-history vectors); with a multi-threaded BLAS their thread hand-offs cost
+            # more than the arithmetic.
+            with threadpool_limits(limits=1, user_api="blas"):
+                result = minimize_problem(problem, coef)
         else:
             result = evaluate_at(objective, self._log_params(at) - problem.log_offset)
         log_theta = result.log_params + problem.log_offset
         params = np.exp(log_theta)
-        nll, _ = problem.nll(log_theta)
+        if problem.hessian is not None:
+            nll, _, hess = problem.hessian(log_theta)
+            scaled = params * problem.penalty_scale
+            hess = hess + 4.0 * coef * problem.total_weight * np.diag(scaled**2)
+        else:
+            nll, _ = problem.nll(log_theta)
 
-        def total_grad(u: np.ndarray) -> np.ndarray:
-            return objective(u)[1] * problem.total_weight
+            def total_grad(u: np.ndarray) -> np.ndarray:
+                return objective(u)[1] * problem.total_weight
 
-        hess = numerical_hessian(total_grad, result.log_params)
+            hess = numerical_hessian(total_grad, result.log_params)
         se = standard_errors(hess, params, ~result.on_bound)
 
         names = list(self.PARAM_NAMES)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from functools import partial
 from typing import ClassVar, Self
 
 import numpy as np
@@ -39,15 +40,20 @@ from clvlab.models.btyd.base import (
     PURCHASE_HISTORY_COLUMNS,
     BTYDConvergenceWarning,
     BTYDEstimator,
+    CompressedRows,
     FitProblem,
     as_float_arrays,
     check_nonnegative,
-    compress_rows,
+    compress,
+    thin_counts,
     validate_purchase_history,
     validate_weights,
 )
+from clvlab.models.btyd.beta_geo_likelihood import GroupedHistories
 
 _COLUMNS = PURCHASE_HISTORY_COLUMNS
+#: Size (total weight) of the subsample fitted first when the data are much larger.
+_COARSE_CUSTOMERS = 20_000.0
 #: Relative step in ``a`` of the interpolation used near the removable singularities of the
 #: hypergeometric representation (see :func:`_expected_purchases_if_alive`).
 _SINGULAR_STEP = 1e-4
@@ -390,8 +396,9 @@ class BetaGeo(BTYDEstimator):
         name = type(self).__name__
         table = validate_purchase_history(rfm, name)
         w = validate_weights(weights, len(table), name)
-        x, t_x, T, counts = compress_rows([table[c].to_numpy() for c in _COLUMNS], w)
-        if not (counts[x > 0] > 0).any():
+        rows = compress([table[c].to_numpy() for c in _COLUMNS], w)
+        x, counts = rows.column(0), rows.counts
+        if not (x > 0).any():
             warnings.warn(
                 f"clvlab {name}: no customer made a repeat purchase (frequency is 0 "
                 "everywhere), so the dropout parameters a, b are not identified and the "
@@ -402,18 +409,23 @@ class BetaGeo(BTYDEstimator):
             )
         max_age = float(table["T"].max())
         time_scale = max_age if max_age > 0 else 1.0
-        initial_dropout = self._INITIAL_DROPOUT
+        starts = _start_points(x, rows.column(2) / time_scale, counts)
 
-        def nll(log_params: np.ndarray) -> tuple[float, np.ndarray]:
-            return _negative_log_likelihood(log_params, x, t_x, T, counts, initial_dropout)
+        def problem_for(histories: CompressedRows) -> FitProblem:
+            grouped = GroupedHistories.build(histories, self._INITIAL_DROPOUT)
+            return FitProblem(
+                nll=grouped.nll,
+                total_weight=float(histories.counts.sum()),
+                log_offset=np.array([0.0, math.log(time_scale), 0.0, 0.0]),
+                penalty_scale=np.array([1.0, 1.0 / time_scale, 1.0, 1.0]),
+                starts=starts,
+                hessian=partial(grouped.nll, hessian=True),
+            )
 
-        problem = FitProblem(
-            nll=nll,
-            total_weight=float(counts.sum()),
-            log_offset=np.array([0.0, math.log(time_scale), 0.0, 0.0]),
-            penalty_scale=np.array([1.0, 1.0 / time_scale, 1.0, 1.0]),
-            starts=_start_points(x, T / time_scale, counts),
-        )
+        problem = problem_for(rows)
+        thinned = thin_counts(counts, _COARSE_CUSTOMERS)
+        if thinned is not None:
+            problem.coarse = problem_for(rows.subset(thinned > 0, thinned[thinned > 0]))
         self._fit_problem(problem, at)
         return self
 

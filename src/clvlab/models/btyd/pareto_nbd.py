@@ -63,7 +63,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.special import digamma, expit, exprel, gammaln, logsumexp
-from threadpoolctl import threadpool_limits
 
 from clvlab.errors import DataError
 from clvlab.models.btyd.base import (
@@ -921,10 +920,7 @@ class ParetoNBD(BTYDEstimator):
             / math.sqrt(total_weight),
             starts=_start_points(x, T / time_scale, counts),
         )
-        # L-BFGS-B makes many tiny BLAS calls; with a multi-threaded BLAS their thread
-        # hand-offs cost more than the whole likelihood (~0.2 s per fit on 2 cores).
-        with threadpool_limits(limits=1, user_api="blas"):
-            self._fit_problem(problem, at)
+        self._fit_problem(problem, at)
         return self
 
     # -- predictions -------------------------------------------------------------------
@@ -1082,12 +1078,13 @@ class ParetoNBD(BTYDEstimator):
         """
         params = self._fitted_params()
         r, alpha, s, beta = params
-        (count,) = as_float_arrays(n=n)
+        count, horizon, x, t_x, age = as_float_arrays(
+            n=n, t=t, frequency=frequency, recency=recency, T=T
+        )
         check_nonnegative(n=count)
         if (count != np.round(count)).any():
             raise DataError("n must hold whole numbers of purchases.")
-        horizon, x, t_x, age = self._customers(frequency, recency, T, t=t)
-        count, horizon, x, t_x, age = np.broadcast_arrays(count, horizon, x, t_x, age)
+        horizon, x, t_x, age = self._customers(x, t_x, age, t=horizon)
         shape = count.shape
         count, horizon, x, t_x, age = (a.reshape(-1) for a in (count, horizon, x, t_x, age))
         alive = expit(-self._log_dead_odds(x, t_x, age))

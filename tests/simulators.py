@@ -1,0 +1,196 @@
+"""Simulators of the BTYD models, shared by the model tests (not a test module itself).
+
+Each draws customers from a model with known parameters, so tests can check that a fit
+recovers them (:func:`assert_recovers`) and that predictions match simulated outcomes.
+Importable from any test as ``import simulators`` (``pythonpath = ["tests"]`` in
+pyproject.toml's pytest section).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _histories(
+    x: np.ndarray, t_x: np.ndarray, T: np.ndarray, alive: np.ndarray, future: np.ndarray
+) -> pd.DataFrame:
+    return pd.DataFrame({"frequency": x, "recency": t_x, "T": T, "alive": alive, "future": future})
+
+
+def _bg_family(
+    rng: np.random.Generator,
+    n: int,
+    params: dict[str, float],
+    T: float | np.ndarray,
+    horizon: float,
+    extra_chance: int,
+) -> pd.DataFrame:
+    """BG/NBD (``extra_chance`` 0) or MBG/NBD (1): see the public simulators."""
+    T = np.broadcast_to(np.asarray(T, dtype=float), (n,))
+    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    p = rng.beta(params["a"], params["b"], n)
+    k = rng.geometric(p) - extra_chance
+    n_arrivals = rng.poisson(lam * T)
+    x = np.minimum(n_arrivals, k)
+    t_x = np.where(x > 0, T * rng.beta(np.maximum(x, 1), n_arrivals - x + 1), 0.0)
+    alive = n_arrivals < k
+    future = np.where(alive, np.minimum(rng.poisson(lam * horizon), k - x), 0)
+    return _histories(x, t_x, T, alive, future)
+
+
+def simulate_bgnbd(
+    rng: np.random.Generator,
+    n: int,
+    params: dict[str, float],
+    T: float | np.ndarray,
+    horizon: float = 0.0,
+) -> pd.DataFrame:
+    """Simulate BG/NBD histories on (0, T] and the purchases in (T, T + horizon].
+
+    A customer dies right after the K-th repeat purchase, K ~ Geometric(p) on {1, 2, ...};
+    N(T) ~ Poisson(lambda T) purchases would happen while alive, so x = min(N, K) and t_x is
+    the x-th of N uniform arrival times: T * Beta(x, N - x + 1). Alive at T iff N < K; by
+    memorylessness, future purchases are min(Poisson(lambda t), K - x).
+
+    Parameters
+    ----------
+    rng
+        Source of randomness.
+    n
+        Number of customers.
+    params
+        ``r``, ``alpha`` (lambda ~ Gamma(r, rate alpha)), ``a``, ``b`` (p ~ Beta(a, b)).
+    T
+        Each customer's age at the end of observation: a scalar or one per customer.
+    horizon
+        Length of the window after T whose purchases are counted in ``future``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``frequency``, ``recency``, ``T``, ``alive`` (at T) and ``future`` (purchases in
+        (T, T + horizon]), one row per customer.
+    """
+    return _bg_family(rng, n, params, T, horizon, extra_chance=0)
+
+
+def simulate_mbgnbd(
+    rng: np.random.Generator,
+    n: int,
+    params: dict[str, float],
+    T: float | np.ndarray,
+    horizon: float = 0.0,
+) -> pd.DataFrame:
+    """Simulate MBG/NBD histories on (0, T] and the purchases in (T, T + horizon].
+
+    Dropout chances come at time 0 and after each repeat purchase; the first fatal one is
+    the G-th, G ~ Geometric(p) on {1, 2, ...}, so at most K = G - 1 repeat purchases happen.
+    With N(T) ~ Poisson(lambda T) arrivals while alive, x = min(N, K) and t_x is the x-th of
+    N uniform arrival times, T * Beta(x, N - x + 1). Alive at T iff N < K (the chance after
+    the x-th purchase was survived); by memorylessness the future purchases are
+    min(Poisson(lambda t), K - x).
+
+    Parameters and return value as :func:`simulate_bgnbd`.
+    """
+    return _bg_family(rng, n, params, T, horizon, extra_chance=1)
+
+
+def simulate_pareto_nbd(
+    rng: np.random.Generator,
+    n: int,
+    params: dict[str, float],
+    T: float | np.ndarray,
+    horizon: float = 0.0,
+) -> pd.DataFrame:
+    """Simulate Pareto/NBD histories on (0, T] and the purchases in (T, T + horizon].
+
+    lambda ~ Gamma(r, alpha), mu ~ Gamma(s, beta), lifetime tau ~ Exp(mu); while alive,
+    purchases are Poisson(lambda): x ~ Poisson(lambda min(tau, T)) and t_x is the largest of
+    x uniform times on (0, min(tau, T)], i.e. min(tau, T) * Beta(x, 1). The window sees
+    Poisson(lambda * (min(tau, T + horizon) - T)) purchases if tau > T.
+
+    Parameters as :func:`simulate_bgnbd`, with ``params`` ``r``, ``alpha``, ``s``, ``beta``
+    (both gammas with a rate parameter); return value as there.
+    """
+    T = np.broadcast_to(np.asarray(T, dtype=float), (n,))
+    lam = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    mu = rng.gamma(params["s"], 1.0 / params["beta"], n)
+    tau = rng.exponential(1.0 / mu)
+    seen = np.minimum(tau, T)
+    x = rng.poisson(lam * seen)
+    t_x = np.where(x > 0, seen * rng.beta(np.maximum(x, 1), 1.0), 0.0)
+    alive = tau > T
+    active = np.clip(np.minimum(tau, T + horizon) - T, 0.0, None)
+    future = rng.poisson(lam * active)
+    return _histories(x, t_x, T, alive, future)
+
+
+def simulate_gamma_gamma(
+    rng: np.random.Generator,
+    n: int,
+    params: dict[str, float],
+    mean_frequency: float = 3.0,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Simulate the mean spend of repeat buyers under the Gamma-Gamma model.
+
+    x ~ 1 + Poisson(mean_frequency); nu ~ Gamma(q, rate v); the x spends are
+    Gamma(p, rate nu) each, so their total x * m ~ Gamma(p x, rate nu).
+
+    Parameters
+    ----------
+    rng
+        Source of randomness.
+    n
+        Number of customers (all repeat buyers).
+    params
+        ``p``, ``q``, ``v``.
+    mean_frequency
+        Mean of x - 1.
+
+    Returns
+    -------
+    tuple of pandas.DataFrame and numpy.ndarray
+        ``frequency`` and ``monetary_value`` (mean spend) per customer, and each customer's
+        true mean spend per transaction zeta = p / nu.
+    """
+    nu = rng.gamma(params["q"], 1.0 / params["v"], n)
+    x = 1 + rng.poisson(mean_frequency, n)
+    m = rng.gamma(params["p"] * x, 1.0 / nu) / x
+    return pd.DataFrame({"frequency": x, "monetary_value": m}), params["p"] / nu
+
+
+def cohort_ages(
+    rng: np.random.Generator, n: int, first: int = 13, last: int = 52, unit: float = 1.0
+) -> np.ndarray:
+    """Ages T of ``n`` customers who joined in cohorts: a whole number in [first, last],
+    each equally likely, times ``unit`` (e.g. whole weeks with unit 1, or whole days in
+    weeks with first and last in days and unit 1 / 7)."""
+    return rng.integers(first, last + 1, n) * unit
+
+
+def on_grid(histories: pd.DataFrame, step: float) -> pd.DataFrame:
+    """The histories with recency rounded to the nearest multiple of ``step`` (kept <= T).
+
+    Models recording purchase times at a finite resolution (``step = 1 / 7`` for whole days
+    in weeks) and makes many customers share the same (frequency, recency, T), which the
+    fitters compress. T must already be a multiple of ``step``; a rounded recency may be 0
+    for a repeat buyer (all purchases on the first day), which every model allows.
+    """
+    grid = histories.copy()
+    rounded = np.round(grid["recency"].to_numpy() / step) * step
+    grid["recency"] = np.minimum(rounded, grid["T"].to_numpy())
+    return grid
+
+
+def assert_recovers(model: Any, truth: dict[str, float], z: float = 4.0) -> None:
+    """Assert that a fitted BTYD model converged, that each standard error is finite and
+    positive, and that each parameter is within ``z`` standard errors of ``truth``."""
+    assert model.converged_
+    assert list(model.params_.index) == list(truth)
+    for name, value in truth.items():
+        se = model.stderr_[name]
+        assert np.isfinite(se) and se > 0, (name, se)
+        assert abs(model.params_[name] - value) < z * se, (name, model.params_[name], se)
