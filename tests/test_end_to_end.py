@@ -368,3 +368,11 @@ def test_pareto_nbd_trains_saves_and_scores(in_tmp):
     assert len(scores) == 2_357 and scores[SCORE_COLUMNS].notna().all().all()
     assert scores["p_alive"].between(0, 1).all() and scores["p_churn"].between(0, 1).all()
     pd.testing.assert_frame_equal(scores, clvlab.score(reloaded, "lifetimes:CDNOW_sample"))
+
+
+@pytest.mark.parametrize("store", ["mlruns-folder", "file:///tmp/mlruns-folder"])
+def test_file_store_uri_is_a_clear_config_error(in_tmp, monkeypatch, store):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(clvlab.ConfigError, match=re.escape("sqlite:///mlflow.db")):
+        clvlab.train(ROOT / "configs" / "cdnow.yaml")

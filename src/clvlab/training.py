@@ -131,6 +131,7 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
     from clvlab import tracking
 
     config = load_config(config)
+    tracking.check_tracking_store()
     data = config.data
     # All columns stay until cleaning: exact duplicates are judged on the whole source row.
     transactions = read_transactions(data.source, **data.columns())

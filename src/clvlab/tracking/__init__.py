@@ -14,10 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import pandas as pd
 
-from clvlab.errors import ClvlabError
+from clvlab.errors import ClvlabError, ConfigError
 from clvlab.models.clv import CLVModel
 
 if TYPE_CHECKING:
@@ -51,9 +52,25 @@ def tracking_uri() -> str:
     return f"sqlite:///{(Path.cwd() / _LOCAL_STORE / 'mlflow.db').as_posix()}"
 
 
+def check_tracking_store() -> None:
+    """Raise ConfigError if ``MLFLOW_TRACKING_URI`` names a plain folder: MLflow 3 refuses
+    its file store unless ``MLFLOW_ALLOW_FILE_STORE`` is set, so say how to fix it before
+    any work is done."""
+    uri = tracking_uri()
+    scheme = urlparse(uri).scheme
+    is_folder = scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":/", ":\\"))
+    if is_folder and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+        raise ConfigError(
+            f"MLFLOW_TRACKING_URI={uri!r} is a folder, and MLflow no longer accepts a file "
+            "store. Use a database store, e.g. MLFLOW_TRACKING_URI=sqlite:///mlflow.db, or "
+            "unset it for clvlab's local store in ./mlruns (or set MLFLOW_ALLOW_FILE_STORE=true)."
+        )
+
+
 def _use_tracking_store() -> None:
     import mlflow
 
+    check_tracking_store()
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         (Path.cwd() / _LOCAL_STORE).mkdir(exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri())
