@@ -324,6 +324,55 @@ class CompressedRows:
         return CompressedRows([c[keep] for c in self.codes], self.values, counts)
 
 
+def history_arrays(
+    frequency: object, recency: object, T: object, **leading: object
+) -> list[np.ndarray]:
+    """Validated float arrays of ``leading`` (e.g. ``n``, ``t``) and a customer history, for
+    predictions: finite, broadcast, >= 0, and recency <= T."""
+    names = {**leading, "frequency": frequency, "recency": recency, "T": T}
+    arrays = as_float_arrays(**names)
+    check_nonnegative(**dict(zip(names, arrays, strict=True)))
+    t_x, age = arrays[-2:]
+    if (t_x > age).any():
+        raise DataError(
+            f"recency exceeds T for {int((t_x > age).sum())} customer(s); recency is the "
+            "time of the last purchase and cannot be after the end of observation."
+        )
+    return arrays
+
+
+def times_since_first_purchase(t: object) -> np.ndarray:
+    """``t`` as a validated float array (finite, >= 0), for new-customer predictions."""
+    (horizon,) = as_float_arrays(t=t)
+    check_nonnegative(t=horizon)
+    return horizon
+
+
+def purchase_histories_to_fit(
+    rfm: object, weights: object, model: str, unidentified: str
+) -> tuple[CompressedRows, float]:
+    """The validated, compressed ``frequency, recency, T`` rows of ``rfm`` and the time
+    scale of the fit (the longest age ``max(T)``, 1 when it is 0).
+
+    Warns (BTYDConvergenceWarning) when no customer made a repeat purchase: then
+    ``unidentified`` (the parameters named in the warning) are not identified.
+    """
+    table = validate_purchase_history(rfm, model)
+    w = validate_weights(weights, len(table), model)
+    rows = compress([table[c].to_numpy() for c in PURCHASE_HISTORY_COLUMNS], w)
+    if not (rows.column(0) > 0).any():
+        warnings.warn(
+            f"clvlab {model}: no customer made a repeat purchase (frequency is 0 "
+            f"everywhere), so {unidentified} are not identified and the purchase rate is "
+            "pushed towards 0; predictions will say 'no more purchases'. Fit on a longer "
+            "period or more customers.",
+            BTYDConvergenceWarning,
+            stacklevel=3,
+        )
+    max_age = float(table["T"].max())
+    return rows, max_age if max_age > 0 else 1.0
+
+
 def compress(columns: Sequence[np.ndarray], weights: np.ndarray) -> CompressedRows:
     """Collapse identical rows into one row each with the summed weight as its count.
 

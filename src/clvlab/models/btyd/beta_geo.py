@@ -26,7 +26,6 @@ BG/NBD customer with those parameters.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from functools import partial
 from typing import ClassVar, Self
@@ -37,21 +36,18 @@ from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1, xlog
 
 from clvlab.errors import DataError
 from clvlab.models.btyd.base import (
-    PURCHASE_HISTORY_COLUMNS,
-    BTYDConvergenceWarning,
     BTYDEstimator,
     CompressedRows,
     FitProblem,
     as_float_arrays,
     check_nonnegative,
-    compress,
+    history_arrays,
+    purchase_histories_to_fit,
     thin_counts,
-    validate_purchase_history,
-    validate_weights,
+    times_since_first_purchase,
 )
 from clvlab.models.btyd.beta_geo_likelihood import GroupedHistories
 
-_COLUMNS = PURCHASE_HISTORY_COLUMNS
 #: Size (total weight) of the subsample fitted first when the data are much larger.
 _COARSE_CUSTOMERS = 20_000.0
 #: Relative step in ``a`` of the interpolation used near the removable singularities of the
@@ -393,22 +389,10 @@ class BetaGeo(BTYDEstimator):
             Missing columns, NaN/infinite values, negative or non-integer frequency,
             negative recency, recency > T, or recency > 0 with frequency 0.
         """
-        name = type(self).__name__
-        table = validate_purchase_history(rfm, name)
-        w = validate_weights(weights, len(table), name)
-        rows = compress([table[c].to_numpy() for c in _COLUMNS], w)
+        rows, time_scale = purchase_histories_to_fit(
+            rfm, weights, type(self).__name__, "the dropout parameters a, b"
+        )
         x, counts = rows.column(0), rows.counts
-        if not (x > 0).any():
-            warnings.warn(
-                f"clvlab {name}: no customer made a repeat purchase (frequency is 0 "
-                "everywhere), so the dropout parameters a, b are not identified and the "
-                "purchase rate is pushed towards 0; predictions will say 'no more purchases'. "
-                "Fit on a longer period or more customers.",
-                BTYDConvergenceWarning,
-                stacklevel=2,
-            )
-        max_age = float(table["T"].max())
-        time_scale = max_age if max_age > 0 else 1.0
         starts = _start_points(x, rows.column(2) / time_scale, counts)
 
         def problem_for(histories: CompressedRows) -> FitProblem:
@@ -468,21 +452,6 @@ class BetaGeo(BTYDEstimator):
 
     # -- predictions -------------------------------------------------------------------
 
-    def _customers(
-        self, frequency: object, recency: object, T: object, **leading: object
-    ) -> list[np.ndarray]:
-        """Validated float arrays of ``leading`` (e.g. ``n``, ``t``) and the history."""
-        names = {**leading, "frequency": frequency, "recency": recency, "T": T}
-        arrays = as_float_arrays(**names)
-        check_nonnegative(**dict(zip(names, arrays, strict=True)))
-        t_x, age = arrays[-2:]
-        if (t_x > age).any():
-            raise DataError(
-                f"recency exceeds T for {int((t_x > age).sum())} customer(s); recency is the "
-                "time of the last purchase and cannot be after the end of observation."
-            )
-        return arrays
-
     def p_alive(self, frequency: object, recency: object, T: object) -> np.ndarray:
         r"""Probability that a customer with history :math:`(x, t_x, T)` is alive at T.
 
@@ -500,7 +469,7 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Probabilities, in the broadcast shape of the inputs.
         """
-        x, t_x, age = self._customers(frequency, recency, T)
+        x, t_x, age = history_arrays(frequency, recency, T)
         return expit(-self._log_dropout_odds(x, t_x, age))
 
     def expected_purchases(
@@ -528,7 +497,7 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Expected purchases, in the broadcast shape of the inputs.
         """
-        horizon, x, t_x, age = self._customers(frequency, recency, T, t=t)
+        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
         return self._expected(horizon, x, t_x, age)
 
     def p_churn(self, t: object, frequency: object, recency: object, T: object) -> np.ndarray:
@@ -558,7 +527,7 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Probabilities, in the broadcast shape of the inputs.
         """
-        horizon, x, t_x, age = self._customers(frequency, recency, T, t=t)
+        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
         return self._no_purchase(horizon, x, t_x, age)
 
     def p_purchases(
@@ -598,7 +567,7 @@ class BetaGeo(BTYDEstimator):
         clvlab.errors.DataError
             ``n`` negative or not a whole number, or invalid histories.
         """
-        count, horizon, x, t_x, age = self._customers(frequency, recency, T, n=n, t=t)
+        count, horizon, x, t_x, age = history_arrays(frequency, recency, T, n=n, t=t)
         _check_counts(count)
         return self._pmf(count, horizon, x, t_x, age)
 
@@ -621,7 +590,7 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Expected purchases, in the shape of ``t``.
         """
-        horizon = _new_customer_times(t)
+        horizon = times_since_first_purchase(t)
         zero = np.zeros_like(horizon)
         return self._expected(horizon, zero, zero, zero)
 
@@ -641,7 +610,7 @@ class BetaGeo(BTYDEstimator):
         numpy.ndarray
             Probabilities, in the shape of ``t``.
         """
-        horizon = _new_customer_times(t)
+        horizon = times_since_first_purchase(t)
         zero = np.zeros_like(horizon)
         return self._no_purchase(horizon, zero, zero, zero)
 
@@ -673,13 +642,6 @@ class BetaGeo(BTYDEstimator):
         _check_counts(count)
         zero = np.zeros_like(horizon)
         return self._pmf(count, horizon, zero, zero, zero)
-
-
-def _new_customer_times(t: object) -> np.ndarray:
-    """``t`` as a validated float array (finite, >= 0)."""
-    (horizon,) = as_float_arrays(t=t)
-    check_nonnegative(t=horizon)
-    return horizon
 
 
 def _check_counts(n: np.ndarray) -> None:

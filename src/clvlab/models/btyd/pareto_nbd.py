@@ -56,7 +56,6 @@ derivative of the integrand (the parameter dependence of the split point cancels
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -66,18 +65,14 @@ from scipy.special import digamma, expit, exprel, gammaln, logsumexp
 
 from clvlab.errors import DataError
 from clvlab.models.btyd.base import (
-    PURCHASE_HISTORY_COLUMNS,
-    BTYDConvergenceWarning,
     BTYDEstimator,
     FitProblem,
     as_float_arrays,
     check_nonnegative,
-    compress_rows,
-    validate_purchase_history,
-    validate_weights,
+    history_arrays,
+    purchase_histories_to_fit,
+    times_since_first_purchase,
 )
-
-_COLUMNS = PURCHASE_HISTORY_COLUMNS
 
 #: Largest argument of the hypergeometric series; beyond it the integral is done by
 #: quadrature (see the module docstring).
@@ -894,20 +889,11 @@ class ParetoNBD(BTYDEstimator):
             Missing columns, NaN/infinite values, negative or non-integer frequency,
             negative recency, recency > T, or recency > 0 with frequency 0.
         """
-        table = validate_purchase_history(rfm, "ParetoNBD")
-        w = validate_weights(weights, len(table), "ParetoNBD")
-        x, t_x, T, counts = compress_rows([table[c].to_numpy() for c in _COLUMNS], w)
-        if not (counts[x > 0] > 0).any():
-            warnings.warn(
-                "clvlab ParetoNBD: no customer made a repeat purchase (frequency is 0 "
-                "everywhere), so the purchase and dropout rates are not identified and the "
-                "purchase rate is pushed towards 0; predictions will say 'no more purchases'. "
-                "Fit on a longer period or more customers.",
-                BTYDConvergenceWarning,
-                stacklevel=2,
-            )
-        max_age = float(table["T"].max())
-        time_scale = max_age if max_age > 0 else 1.0
+        rows, time_scale = purchase_histories_to_fit(
+            rfm, weights, "ParetoNBD", "the purchase and dropout rates"
+        )
+        x, t_x, T = (rows.column(j) for j in range(3))
+        counts = rows.counts
         histories = _Histories.build(x, t_x, T, counts)
         total_weight = float(counts.sum())
         log_scale = math.log(time_scale)
@@ -924,22 +910,6 @@ class ParetoNBD(BTYDEstimator):
         return self
 
     # -- predictions -------------------------------------------------------------------
-
-    def _customers(
-        self, frequency: object, recency: object, T: object, t: object | None = None
-    ) -> list[np.ndarray]:
-        names = {"frequency": frequency, "recency": recency, "T": T}
-        if t is not None:
-            names = {"t": t, **names}
-        arrays = as_float_arrays(**names)
-        check_nonnegative(**dict(zip(names, arrays, strict=True)))
-        t_x, age = arrays[-2:]
-        if (t_x > age).any():
-            raise DataError(
-                f"recency exceeds T for {int((t_x > age).sum())} customer(s); recency is the "
-                "time of the last purchase and cannot be after the end of observation."
-            )
-        return arrays
 
     def _log_dead_odds(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         params = self._fitted_params()
@@ -966,7 +936,7 @@ class ParetoNBD(BTYDEstimator):
         numpy.ndarray
             Probabilities, in the broadcast shape of the inputs.
         """
-        x, t_x, age = self._customers(frequency, recency, T)
+        x, t_x, age = history_arrays(frequency, recency, T)
         return expit(-self._log_dead_odds(x, t_x, age))
 
     def expected_purchases(
@@ -1000,7 +970,7 @@ class ParetoNBD(BTYDEstimator):
             Expected purchases, in the broadcast shape of the inputs.
         """
         r, alpha, s, beta = self._fitted_params()
-        horizon, x, t_x, age = self._customers(frequency, recency, T, t=t)
+        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
         alive = expit(-self._log_dead_odds(x, t_x, age))
         return alive * _expected_if_alive(r, alpha, s, beta, horizon, x, age)
 
@@ -1036,7 +1006,7 @@ class ParetoNBD(BTYDEstimator):
             Probabilities, in the broadcast shape of the inputs.
         """
         params = self._fitted_params()
-        horizon, x, t_x, age = self._customers(frequency, recency, T, t=t)
+        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
         alive = expit(-self._log_dead_odds(x, t_x, age))
         return 1.0 - alive * -np.expm1(_log_no_purchase_if_alive(params, horizon, x, age))
 
@@ -1084,7 +1054,7 @@ class ParetoNBD(BTYDEstimator):
         check_nonnegative(n=count)
         if (count != np.round(count)).any():
             raise DataError("n must hold whole numbers of purchases.")
-        horizon, x, t_x, age = self._customers(x, t_x, age, t=horizon)
+        horizon, x, t_x, age = history_arrays(x, t_x, age, t=horizon)
         shape = count.shape
         count, horizon, x, t_x, age = (a.reshape(-1) for a in (count, horizon, x, t_x, age))
         alive = expit(-self._log_dead_odds(x, t_x, age))
@@ -1132,8 +1102,7 @@ class ParetoNBD(BTYDEstimator):
             Expected purchases, in the shape of ``t``.
         """
         r, alpha, s, beta = self._fitted_params()
-        (horizon,) = as_float_arrays(t=t)
-        check_nonnegative(t=horizon)
+        horizon = times_since_first_purchase(t)
         zero = np.zeros_like(horizon)
         return _expected_if_alive(r, alpha, s, beta, horizon, zero, zero)
 
@@ -1157,8 +1126,7 @@ class ParetoNBD(BTYDEstimator):
             Probabilities, in the shape of ``t``.
         """
         params = self._fitted_params()
-        (horizon,) = as_float_arrays(t=t)
-        check_nonnegative(t=horizon)
+        horizon = times_since_first_purchase(t)
         zero = np.zeros_like(horizon)
         return np.exp(_log_no_purchase_if_alive(params, horizon, zero, zero))
 
