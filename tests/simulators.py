@@ -194,3 +194,40 @@ def assert_recovers(model: Any, truth: dict[str, float], z: float = 4.0) -> None
         se = model.stderr_[name]
         assert np.isfinite(se) and se > 0, (name, se)
         assert abs(model.params_[name] - value) < z * se, (name, model.params_[name], se)
+
+
+def simulate_transactions(
+    rng: np.random.Generator,
+    n: int,
+    *,
+    days: int = 540,
+    start: str = "2023-01-02",
+    segment_effect: float = 3.0,
+) -> pd.DataFrame:
+    """Transactions of ``n`` customers who never drop out: each joins on a uniform day in the
+    first 90 days and buys at a constant rate (purchases per day ~ Gamma(2, 1/40)), times
+    ``segment_effect`` in segment ``"B"`` (half the customers); spend per purchase ~ Gamma(4,
+    scale 10 / 4 * spend level). Rows ``customer_id, date, amount, segment`` (a static
+    covariate: the same on every row of a customer) and the true daily ``rate`` per customer
+    in ``.attrs["rate"]``."""
+    segment = np.where(rng.random(n) < 0.5, "A", "B")
+    rate = rng.gamma(2.0, 1 / 40, n) * np.where(segment == "B", segment_effect, 1.0)
+    joined = rng.integers(0, 90, n)
+    level = rng.gamma(5.0, 1 / 5, n)
+    counts = rng.poisson(rate * (days - joined)) + 1  # the first purchase, then the process
+    owner = np.repeat(np.arange(n), counts)
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    offsets = joined[owner] + rng.random(owner.size) * (days - joined[owner])
+    offsets[first] = joined  # the first purchase is the day the customer joins
+    amount = rng.gamma(4.0, 10 / 4 * level[owner])
+    ids = np.char.add("c", np.arange(n).astype(str))
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids[owner],
+            "date": pd.Timestamp(start) + pd.to_timedelta(np.floor(offsets), unit="D"),
+            "amount": amount,
+            "segment": segment[owner],
+        }
+    )
+    frame.attrs["rate"] = pd.Series(rate, index=ids)
+    return frame
