@@ -81,13 +81,44 @@ class SplitConfig(_Strict):
         return self
 
 
+PurchaseModelName = Literal["bgnbd", "mbgnbd", "pareto_nbd"]
+
+
+class GBMConfig(_Strict):
+    """The LightGBM candidates of the backtest (see :class:`clvlab.models.gbm.GBMPredictor`)."""
+
+    enabled: bool = True
+    windows_days: tuple[int, ...] = Field(default=(30, 90, 180, 365), min_length=0)
+    origin_step_days: int = Field(default=28, ge=1)
+    max_origins: int = Field(default=12, ge=2)
+    min_history_days: int = Field(default=28, ge=1)
+    hybrid: PurchaseModelName | None = Field(
+        default="bgnbd", description="BTYD model whose predictions are features; null for none."
+    )
+    static_columns: tuple[str, ...] = Field(
+        default=(), description="Extra transaction columns used as static covariates."
+    )
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    num_leaves: int = Field(default=15, ge=2)
+    min_child_samples: int = Field(default=200, ge=1)
+    n_estimators: int = Field(default=2000, ge=1)
+    early_stopping_rounds: int = Field(default=100, ge=1)
+    seed: int = 0
+
+
 class ModelsConfig(_Strict):
     """Settings of the fitted models."""
 
-    purchases: Literal["bgnbd", "mbgnbd", "pareto_nbd"] = Field(
+    purchases: PurchaseModelName = Field(
         default="bgnbd",
         description="Purchase-and-dropout model: BG/NBD, MBG/NBD or Pareto/NBD.",
     )
+    candidates: tuple[PurchaseModelName, ...] = Field(
+        default=("bgnbd", "mbgnbd", "pareto_nbd"),
+        min_length=1,
+        description="BTYD purchase models compared in the backtest.",
+    )
+    gbm: GBMConfig = GBMConfig()
     engine: Literal["clvlab", "lifetimes"] = Field(
         default="clvlab", description="Who fits: clvlab's engine, or lifetimes' (for parity)."
     )
@@ -103,6 +134,29 @@ class ScoringConfig(_Strict):
         default="continuous",
         description="continuous (CLVTools DERT) or monthly (lifetimes customer_lifetime_value)",
     )
+
+
+SelectionMetric = Literal[
+    "purchases_mae",
+    "purchases_rmse",
+    "churn_roc_auc",
+    "churn_brier",
+    "revenue_mae",
+    "revenue_normalized_gini",
+    "revenue_top_decile_capture",
+]
+
+
+class SelectionConfig(_Strict):
+    """The metric that picks each target's champion on the validation window."""
+
+    purchases: SelectionMetric = "purchases_mae"
+    churn: SelectionMetric = "churn_roc_auc"
+    revenue: SelectionMetric = "revenue_mae"
+
+    def as_dict(self) -> dict[str, str]:
+        """Target -> metric."""
+        return self.model_dump()
 
 
 class TrackingConfig(_Strict):
@@ -121,6 +175,7 @@ class RunConfig(_Strict):
     time_unit: Literal["D", "W", "M"] = "W"
     cleaning: CleaningPolicy = CleaningPolicy()
     models: ModelsConfig = ModelsConfig()
+    selection: SelectionConfig = SelectionConfig()
     scoring: ScoringConfig = ScoringConfig()
     tracking: TrackingConfig = TrackingConfig()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +21,7 @@ from clvlab.data import (
 from clvlab.evaluation import holdout_metrics, holdout_predictions, holdout_tracking
 from clvlab.evaluation.plots import holdout_figure
 from clvlab.features import calibration_holdout, rfm
-from clvlab.models.btyd import PURCHASE_MODELS, GammaGamma
-from clvlab.models.clv import CLVModel
-from clvlab.models.engines import fit_estimator
+from clvlab.models.clv import CLVModel, fit_clv_model
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,36 +70,6 @@ class TrainResult:
             "params": self.params,
             "data_report": self.data_report,
         }
-
-
-def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, dict[str, int]]:
-    """Fit the configured purchase model (and Gamma-Gamma when there are amounts).
-
-    Gamma-Gamma needs positive spend: repeat buyers whose mean repeat spend is not positive
-    are left out of its fit and counted in the returned dict.
-    """
-    settings = config.models
-    penalizer = settings.penalizer_coef
-    purchases = PURCHASE_MODELS[settings.purchases](penalizer_coef=penalizer)
-    purchases = fit_estimator(purchases, summary[["frequency", "recency", "T"]], settings.engine)
-    spend, excluded = None, {}
-    if "monetary_value" in summary:
-        repeat = summary[summary["frequency"] > 0]
-        positive = repeat[repeat["monetary_value"] > 0]
-        excluded["spend_fit.nonpositive_repeat_spend"] = len(repeat) - len(positive)
-        spend = fit_estimator(GammaGamma(penalizer_coef=penalizer), positive, settings.engine)
-    model = CLVModel(
-        purchases=purchases,
-        spend=spend,
-        time_unit=config.time_unit,
-        horizon_days=config.scoring.horizon_days,
-        annual_discount_rate=config.scoring.annual_discount_rate,
-        discounting=config.scoring.discounting,
-        columns={**config.data.columns(), "invoice": config.data.invoice},
-        cleaning=asdict(config.cleaning),
-        name=f"{settings.purchases}_gamma_gamma" if spend is not None else settings.purchases,
-    )
-    return model, excluded
 
 
 def _fitted_params(model: CLVModel, config: RunConfig) -> dict[str, float]:

@@ -57,20 +57,28 @@ def holdout_metrics(predictions: pd.DataFrame) -> dict[str, float]:
     Returns
     -------
     dict
-        ``purchases_mae``, ``purchases_rmse``, ``purchases_bias_pct``, ``churn_roc_auc`` and,
-        with revenue, ``revenue_mae`` and ``revenue_normalized_gini``.
+        ``purchases_mae``, ``purchases_rmse``, ``purchases_bias_pct``, ``purchases_spearman``,
+        ``churn_roc_auc``, ``churn_brier`` and, with revenue, ``revenue_mae``,
+        ``revenue_normalized_gini``, ``revenue_spearman`` and ``revenue_top_decile_capture``.
     """
     actual, predicted = predictions["actual_purchases"], predictions["predicted_purchases"]
+    churned, p_churn = predictions["actual_churn"], predictions["p_churn"]
     result = {
         "purchases_mae": metrics.mae(actual, predicted),
         "purchases_rmse": metrics.rmse(actual, predicted),
         "purchases_bias_pct": metrics.bias_pct(actual, predicted),
-        "churn_roc_auc": metrics.roc_auc(predictions["actual_churn"], predictions["p_churn"]),
+        "purchases_spearman": metrics.spearman(actual, predicted),
+        "churn_roc_auc": metrics.roc_auc(churned, p_churn),
+        "churn_brier": metrics.brier(churned, p_churn),
     }
     if "actual_revenue" in predictions:
         revenue, predicted_revenue = predictions["actual_revenue"], predictions["predicted_revenue"]
         result["revenue_mae"] = metrics.mae(revenue, predicted_revenue)
         result["revenue_normalized_gini"] = metrics.normalized_gini(revenue, predicted_revenue)
+        result["revenue_spearman"] = metrics.spearman(revenue, predicted_revenue)
+        result["revenue_top_decile_capture"] = metrics.top_decile_capture(
+            revenue, predicted_revenue
+        )
     return result
 
 

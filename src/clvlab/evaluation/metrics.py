@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 
@@ -40,16 +41,10 @@ def gini(actual: np.ndarray, predicted: np.ndarray) -> float:
     """
     actual = np.asarray(actual, float)
     predicted = np.asarray(predicted, float)
-    n, total = len(actual), actual.sum()
-    if n == 0 or total == 0:
+    n = len(actual)
+    if n == 0 or actual.sum() == 0:
         return float("nan")
-    order = np.argsort(-predicted, kind="stable")
-    sorted_actual, sorted_pred = actual[order], predicted[order]
-    # Replace each tie group's actual values by the group mean.
-    starts = np.flatnonzero(np.r_[True, sorted_pred[1:] != sorted_pred[:-1]])
-    sizes = np.diff(np.r_[starts, n])
-    means = np.add.reduceat(sorted_actual, starts) / sizes
-    lorenz = np.cumsum(np.repeat(means, sizes)) / total
+    lorenz = _gains(actual, predicted)[1][1:]
     return float(lorenz.sum() / n - (n + 1) / (2 * n))
 
 
@@ -59,3 +54,73 @@ def normalized_gini(actual: np.ndarray, predicted: np.ndarray) -> float:
     if not best or np.isnan(best):
         return float("nan")
     return gini(actual, predicted) / best
+
+
+def brier(event: np.ndarray, probability: np.ndarray) -> float:
+    """Brier score: mean squared difference between the probability and the 0/1 event."""
+    event = np.asarray(event, float)
+    return float(np.mean((np.asarray(probability, float) - event) ** 2))
+
+
+def spearman(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Spearman rank correlation; NaN when either side is constant."""
+    from scipy.stats import spearmanr
+
+    actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    if np.ptp(actual) == 0 or np.ptp(predicted) == 0:
+        return float("nan")
+    return float(spearmanr(actual, predicted).statistic)
+
+
+def top_decile_capture(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Share of the total actual value that falls to the 10 % of customers ranked highest by
+    the prediction (ties at the boundary share evenly, as in :func:`gini`)."""
+    actual = np.asarray(actual, float)
+    total = actual.sum()
+    if len(actual) == 0 or total == 0:
+        return float("nan")
+    return float(np.interp(0.1, *_gains(actual, np.asarray(predicted, float))))
+
+
+def gains_curve(actual: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative share of customers (ranked by prediction, highest first) against the
+    cumulative share of the actual total they hold, starting at (0, 0)."""
+    return _gains(np.asarray(actual, float), np.asarray(predicted, float))
+
+
+def _gains(actual: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(actual)
+    order = np.argsort(-predicted, kind="stable")
+    sorted_actual, sorted_pred = actual[order], predicted[order]
+    starts = np.flatnonzero(np.r_[True, sorted_pred[1:] != sorted_pred[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    means = np.add.reduceat(sorted_actual, starts) / sizes
+    share = np.r_[0.0, np.cumsum(np.repeat(means, sizes)) / actual.sum()]
+    return np.arange(n + 1) / n, share
+
+
+def decile_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    """Customers in ten groups by prediction (1 = highest): size, mean predicted, mean actual
+    and the group's share of the actual total."""
+    frame = pd.DataFrame({"actual": np.asarray(actual, float), "predicted": predicted})
+    ranks = frame["predicted"].rank(method="first", ascending=False)
+    frame["decile"] = np.ceil(ranks * 10 / len(frame)).clip(1, 10).astype(int)
+    table = frame.groupby("decile").agg(
+        customers=("actual", "size"),
+        mean_predicted=("predicted", "mean"),
+        mean_actual=("actual", "mean"),
+        actual_total=("actual", "sum"),
+    )
+    total = table["actual_total"].sum()
+    table["share_of_actual"] = table["actual_total"] / total if total else np.nan
+    return table.drop(columns="actual_total")
+
+
+def calibration_curve(event: np.ndarray, probability: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Reliability table: customers in ``bins`` equal-width probability bins, with the mean
+    predicted probability and the observed event rate of each non-empty bin."""
+    frame = pd.DataFrame({"event": np.asarray(event, float), "p": np.asarray(probability, float)})
+    frame["bin"] = np.minimum((frame["p"] * bins).astype(int), bins - 1)
+    return frame.groupby("bin").agg(
+        customers=("p", "size"), mean_predicted=("p", "mean"), observed=("event", "mean")
+    )

@@ -5,15 +5,24 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from clvlab.config import UNIT_DAYS
-from clvlab.models.btyd import BTYDEstimator, GammaGamma, estimator_from_dict
+from clvlab.models.btyd import (
+    PURCHASE_MODELS,
+    BTYDEstimator,
+    GammaGamma,
+    estimator_from_dict,
+)
+from clvlab.models.engines import fit_estimator
+
+if TYPE_CHECKING:
+    from clvlab.config import RunConfig
 
 #: Columns of the score table's prediction part, in order (DESIGN.md).
 PREDICTION_COLUMNS = [
@@ -277,3 +286,33 @@ class CLVModel:
     def load(cls, path: str | Path) -> CLVModel:
         """Read a model written by :meth:`save`."""
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, dict[str, int]]:
+    """Fit the configured purchase model (and Gamma-Gamma when there are amounts).
+
+    Gamma-Gamma needs positive spend: repeat buyers whose mean repeat spend is not positive
+    are left out of its fit and counted in the returned dict.
+    """
+    settings = config.models
+    penalizer = settings.penalizer_coef
+    purchases = PURCHASE_MODELS[settings.purchases](penalizer_coef=penalizer)
+    purchases = fit_estimator(purchases, summary[["frequency", "recency", "T"]], settings.engine)
+    spend, excluded = None, {}
+    if "monetary_value" in summary:
+        repeat = summary[summary["frequency"] > 0]
+        positive = repeat[repeat["monetary_value"] > 0]
+        excluded["spend_fit.nonpositive_repeat_spend"] = len(repeat) - len(positive)
+        spend = fit_estimator(GammaGamma(penalizer_coef=penalizer), positive, settings.engine)
+    model = CLVModel(
+        purchases=purchases,
+        spend=spend,
+        time_unit=config.time_unit,
+        horizon_days=config.scoring.horizon_days,
+        annual_discount_rate=config.scoring.annual_discount_rate,
+        discounting=config.scoring.discounting,
+        columns={**config.data.columns(), "invoice": config.data.invoice},
+        cleaning=asdict(config.cleaning),
+        name=f"{settings.purchases}_gamma_gamma" if spend is not None else settings.purchases,
+    )
+    return model, excluded
