@@ -253,11 +253,13 @@ def test_count_only_data_trains_and_scores_without_spend(in_tmp, cdnow_sample):
         }
     )
     assert result.model.spend is None and result.model.name == "bgnbd"
-    assert set(result.metrics.columns) == {
+    assert set(result.metrics.columns) == {  # count-only: no revenue metric
         "purchases_mae",
         "purchases_rmse",
         "purchases_bias_pct",
+        "purchases_spearman",
         "churn_roc_auc",
+        "churn_brier",
     }
     # Daily units: alpha is FHL's weekly alpha times 7, the other parameters are unchanged.
     fitted = result.params["calibration"]
