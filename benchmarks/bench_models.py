@@ -122,7 +122,7 @@ def lifetimes_metrics(config, transactions: pd.DataFrame) -> pd.DataFrame:
 
 def compare(name: str) -> list[tuple[str, bool]]:
     """Run both sides on one data set, print the table, return the checks."""
-    from clvlab.evaluation.backtest import TARGET_METRICS, backtest
+    from clvlab.evaluation.backtest import HIGHER_IS_BETTER, backtest
 
     config, transactions = load(name)
     if transactions is None:
@@ -151,10 +151,10 @@ def compare(name: str) -> list[tuple[str, bool]]:
 
     checks = []
     print(f"\n{'metric':<26}{'lifetimes best':>16}{'clvlab champion':>17}  champion")
-    for target, metric in TARGET_METRICS.items():
+    for target, metric in config.selection.as_dict().items():
         if target not in result.champions or metric not in theirs:
             continue
-        higher = metric == "churn_roc_auc"
+        higher = metric in HIGHER_IS_BETTER
         best = theirs[metric].max() if higher else theirs[metric].min()
         champion = result.champions[target]
         ours = result.metrics.loc[champion, metric]

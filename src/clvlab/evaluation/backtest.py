@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 
 from clvlab.config import RunConfig, load_config
-from clvlab.data.io import AMOUNT
 from clvlab.errors import DataError
 from clvlab.evaluation import metrics
-from clvlab.evaluation.holdout import holdout_metrics, holdout_predictions
+from clvlab.evaluation.holdout import beside_actuals, holdout_metrics, holdout_predictions
 from clvlab.features.rfm import calibration_holdout
 from clvlab.features.windows import PurchaseDays, customer_covariates, window_features
 from clvlab.models.clv import fit_clv_model
@@ -41,12 +40,7 @@ if TYPE_CHECKING:
 
 GBM = "gbm"
 NAIVE = "historical"
-#: What each target's champion is judged by, and whether higher is better.
-TARGET_METRICS = {
-    "purchases": "purchases_mae",
-    "churn": "churn_roc_auc",
-    "revenue": "revenue_mae",
-}
+#: Selection metrics for which higher is better (for the others lower is).
 HIGHER_IS_BETTER = {"churn_roc_auc", "revenue_normalized_gini", "revenue_top_decile_capture"}
 
 
@@ -159,7 +153,7 @@ def backtest(
         )
     tables = {name: _table(preds) for name, preds in results.items()}
     champions = choose_champions(tables["validation"], config.selection.as_dict())
-    has_revenue = AMOUNT in transactions
+    has_revenue = purchases.has_amount
     deciles = {
         name: metrics.decile_table(
             frame["actual_revenue" if has_revenue else "actual_purchases"],
@@ -232,11 +226,11 @@ def _evaluate(
         predictions[model.name] = holdout_predictions(model, calibration)
         predictions[model.name].attrs.update(model=model, calibration=calibration)
     naive = _historical(purchases, window, calibration.index)
-    predictions[NAIVE] = _with_actuals(naive, calibration)
+    predictions[NAIVE] = beside_actuals(naive, calibration)
     if config.models.gbm.enabled:
         gbm = _gbm_predictions(purchases, customers, config, window, horizon_days, skipped)
         if gbm is not None:
-            predictions[GBM] = _with_actuals(gbm.reindex(calibration.index), calibration)
+            predictions[GBM] = beside_actuals(gbm.reindex(calibration.index), calibration)
     return predictions
 
 
@@ -298,24 +292,6 @@ def _historical(purchases: PurchaseDays, window: Window, index: pd.Index) -> pd.
         expected * features["spend_mean"] if purchases.has_amount else np.nan
     )
     return frame.reindex(index)
-
-
-def _with_actuals(predicted: pd.DataFrame, calibration: pd.DataFrame) -> pd.DataFrame:
-    """Predictions (``expected_purchases``, ``p_churn``, [``expected_revenue``]) in the frame
-    :func:`holdout_predictions` returns."""
-    frame = pd.DataFrame(
-        {
-            "frequency_cal": calibration["frequency_cal"],
-            "actual_purchases": calibration["frequency_holdout"],
-            "predicted_purchases": predicted["expected_purchases"],
-            "actual_churn": calibration["frequency_holdout"] == 0,
-            "p_churn": predicted["p_churn"],
-        }
-    )
-    if "revenue_holdout" in calibration and predicted["expected_revenue"].notna().all():
-        frame["actual_revenue"] = calibration["revenue_holdout"]
-        frame["predicted_revenue"] = predicted["expected_revenue"]
-    return frame
 
 
 def _table(predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:

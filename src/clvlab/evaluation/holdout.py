@@ -35,7 +35,13 @@ def holdout_predictions(model: CLVModel, calibration: pd.DataFrame) -> pd.DataFr
         }
     )
     duration_days = float(calibration["duration_holdout"].iloc[0]) * model.unit_days
-    predicted = model.predict(summary, horizon_days=duration_days)
+    return beside_actuals(model.predict(summary, horizon_days=duration_days), calibration)
+
+
+def beside_actuals(predicted: pd.DataFrame, calibration: pd.DataFrame) -> pd.DataFrame:
+    """Any model's predictions for the holdout (``expected_purchases``, ``p_churn``,
+    ``expected_revenue``, indexed like ``calibration``) next to the actuals, in the frame of
+    :func:`holdout_predictions`; revenue only when the model predicts it (not all NaN)."""
     frame = pd.DataFrame(
         {
             "frequency_cal": calibration["frequency_cal"],
@@ -45,7 +51,7 @@ def holdout_predictions(model: CLVModel, calibration: pd.DataFrame) -> pd.DataFr
             "p_churn": predicted["p_churn"],
         }
     )
-    if "revenue_holdout" in calibration and model.spend is not None:
+    if "revenue_holdout" in calibration and predicted["expected_revenue"].notna().any():
         frame["actual_revenue"] = calibration["revenue_holdout"]
         frame["predicted_revenue"] = predicted["expected_revenue"]
     return frame

@@ -82,10 +82,10 @@ def backtest_figures(
     (tracking, conditional), (calibration, gains) = figure.subplots(2, 2)
     after = transactions[transactions["date"] >= window.start + pd.Timedelta(days=1)]
     unit = config.time_unit
+    horizon = window.days / config.unit_days
     actual_drawn = False
     for name, frame in candidates.items():
         model = frame.attrs.get("model")
-        horizon = window.days / config.unit_days
         if model is not None:
             curve = holdout_tracking(model, frame.attrs["calibration"], after, window.start)
             if not actual_drawn:
@@ -101,10 +101,10 @@ def backtest_figures(
     )
     tracking.legend(fontsize="small")
 
-    capped = next(iter(candidates.values()))["frequency_cal"].clip(upper=7).astype(int)
+    first = next(iter(candidates.values()))  # every frame has the same customers and actuals
+    capped = first["frequency_cal"].clip(upper=7).astype(int)
     labels = [str(k) if k < 7 else "7+" for k in sorted(capped.unique())]
     positions = np.arange(len(labels))
-    first = next(iter(candidates.values()))
     conditional.plot(
         positions,
         first.groupby(capped)["actual_purchases"].mean(),

@@ -144,7 +144,7 @@ def window_features(
     features["gap_std_days"] = gaps.std()
     features["gap_cv"] = features["gap_std_days"] / features["gap_mean_days"]
     features["gap_max_days"] = gaps.max()
-    features["gap_last_days"] = by_customer[_GAP].last()
+    features["gap_last_days"] = gaps.last()
     features["overdue_ratio"] = features["days_since_last"] / features["gap_mean_days"]
 
     if purchases.has_amount:

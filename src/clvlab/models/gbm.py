@@ -37,10 +37,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from clvlab.config import GBMConfig
 from clvlab.data.io import CUSTOMER_ID
 from clvlab.errors import ClvlabError, DataError
 from clvlab.features.windows import (
-    DEFAULT_WINDOWS,
     ORIGIN,
     PurchaseDays,
     rolling_origins,
@@ -51,6 +51,8 @@ from clvlab.models.btyd import PURCHASE_MODELS, BTYDEstimator, estimator_from_di
 
 #: The targets and their LightGBM objectives.
 TARGETS = {"purchases": "poisson", "revenue": "tweedie", "churn": "binary"}
+#: The run config's GBM settings hold the defaults (one source for both).
+_DEFAULTS = GBMConfig()
 _HYBRID = ("btyd_expected_purchases", "btyd_p_alive", "btyd_p_churn")
 #: Floors of the baselines' logs: a customer never gets a zero baseline rate or spend.
 _MIN_PURCHASES, _MIN_SPEND = 1e-3, 1e-2
@@ -91,17 +93,17 @@ class GBMPredictor:
         horizon_days: float,
         *,
         unit_days: float = 7.0,
-        windows: Sequence[int] = DEFAULT_WINDOWS,
-        origin_step_days: int = 28,
-        max_origins: int = 12,
-        min_history_days: int = 28,
-        hybrid: str | None = "bgnbd",
-        learning_rate: float = 0.05,
-        num_leaves: int = 15,
-        min_child_samples: int = 200,
-        n_estimators: int = 2000,
-        early_stopping_rounds: int = 100,
-        random_state: int = 0,
+        windows: Sequence[int] = _DEFAULTS.windows_days,
+        origin_step_days: int = _DEFAULTS.origin_step_days,
+        max_origins: int = _DEFAULTS.max_origins,
+        min_history_days: int = _DEFAULTS.min_history_days,
+        hybrid: str | None = _DEFAULTS.hybrid,
+        learning_rate: float = _DEFAULTS.learning_rate,
+        num_leaves: int = _DEFAULTS.num_leaves,
+        min_child_samples: int = _DEFAULTS.min_child_samples,
+        n_estimators: int = _DEFAULTS.n_estimators,
+        early_stopping_rounds: int = _DEFAULTS.early_stopping_rounds,
+        random_state: int = _DEFAULTS.seed,
     ) -> None:
         self.horizon_days = horizon_days
         self.unit_days = unit_days
@@ -129,10 +131,10 @@ class GBMPredictor:
             last, earliest, step_days=self.origin_step_days, max_origins=self.max_origins
         )
 
-    def check_history(self, purchases: PurchaseDays, train_end: pd.Timestamp) -> None:
-        """Raise :class:`InsufficientHistoryError` with the reason if the data from their
-        start to ``train_end`` cannot train this GBM (two origins are needed: one to train on,
-        the latest to stop early on)."""
+    def check_history(self, purchases: PurchaseDays, train_end: pd.Timestamp) -> list:
+        """The training origins; raise :class:`InsufficientHistoryError` with the reason if
+        the data from their start to ``train_end`` cannot train this GBM (two origins are
+        needed: one to train on, the latest to stop early on)."""
         origins = self.training_origins(purchases, train_end)
         if len(origins) < 2:
             needed = self.horizon_days + self.min_history_days + self.origin_step_days
@@ -143,6 +145,7 @@ class GBMPredictor:
                 f"{self.origin_step_days} days apart, each with {self.min_history_days} days "
                 f"of history and a full horizon after it); the data have {have} days"
             )
+        return origins
 
     def fit(
         self,
@@ -162,8 +165,7 @@ class GBMPredictor:
             Optional static covariates indexed by ``customer_id``.
         """
         train_end = pd.Timestamp(train_end).normalize()
-        self.check_history(purchases, train_end)
-        origins = self.training_origins(purchases, train_end)
+        origins = self.check_history(purchases, train_end)
         features, labels = stacked_examples(
             purchases,
             origins,
@@ -173,7 +175,7 @@ class GBMPredictor:
         )
         if self.hybrid is not None:
             features = self._with_hybrid_stacked(features, origins)
-            self.btyd_ = self._fit_btyd(window_features_at(self, purchases, train_end))
+            self.btyd_ = self._fit_btyd(self._features(purchases, train_end))
         self.categories_ = {
             column: list(features[column].cat.categories)
             for column in features.columns
@@ -269,6 +271,21 @@ class GBMPredictor:
                 callbacks=callbacks,
             )
 
+    def _features(
+        self,
+        purchases: PurchaseDays,
+        as_of: pd.Timestamp | str,
+        customers: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """:func:`window_features` with this model's windows and horizon."""
+        return window_features(
+            purchases,
+            as_of,
+            horizon_days=self.horizon_days,
+            windows=self.windows,
+            customers=customers,
+        )
+
     # ---------------------------------------------------------------------------------------
     # Hybrid: BTYD predictions as features
 
@@ -316,7 +333,7 @@ class GBMPredictor:
             ``expected_revenue`` (NaN for count-only data).
         """
         self._check_fitted()
-        features = window_features_at(self, purchases, as_of, customers)
+        features = self._features(purchases, as_of, customers)
         if self.hybrid is not None:
             features = features.join(self._hybrid_features(self.btyd_, features))
         matrix = self._matrix(features)
@@ -400,22 +417,6 @@ class GBMPredictor:
         if state["btyd"] is not None:
             model.btyd_ = estimator_from_dict(state["btyd"])
         return model
-
-
-def window_features_at(
-    model: GBMPredictor,
-    purchases: PurchaseDays,
-    as_of: pd.Timestamp | str,
-    customers: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """:func:`window_features` with the model's windows and horizon."""
-    return window_features(
-        purchases,
-        as_of,
-        horizon_days=model.horizon_days,
-        windows=model.windows,
-        customers=customers,
-    )
 
 
 def _rfm_of(features: pd.DataFrame, unit_days: float) -> pd.DataFrame:
