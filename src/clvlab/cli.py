@@ -26,9 +26,11 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="fit, evaluate on the holdout, refit and log to MLflow",
-        description="Fit on the calibration period, evaluate on the holdout, refit on all data "
-        "and log config, data report, metrics, plot and model to MLflow.",
+        help="backtest the candidates, refit each target's champion, log to MLflow",
+        description="Backtest every candidate model (BTYD, LightGBM, the historical formula), "
+        "choose each target's champion on a validation window before the holdout, refit on "
+        "all data and log config, data report, metrics (a nested run per candidate), figures "
+        "and the model to MLflow.",
     )
     train.add_argument(
         "--config",
@@ -36,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONFIG,
         help=f"run config YAML (default: {DEFAULT_CONFIG})",
     )
-    train.add_argument("--report", type=Path, help="also write the holdout evaluation as JSON")
+    train.add_argument(
+        "--report", type=Path, help="also write the backtest (metrics, champions) as JSON"
+    )
 
     score = commands.add_parser(
         "score",
@@ -74,14 +78,26 @@ def _train(args: argparse.Namespace) -> None:
         from clvlab.outputs import write_json
 
         write_json(result.report(), args.report)
+    backtest = result.backtest
     with pd.option_context("display.width", 120, "display.float_format", "{:.4f}".format):
-        print(
-            f"\nHoldout evaluation ({result.config.split.calibration_end} to "
-            f"{result.config.split.holdout_end}):"
-        )
-        print(result.metrics.T.to_string())
-        print("\nFitted on all data:")
-        print(pd.Series(result.params["full"]).to_string())
+        for window, table in (
+            ("Validation", backtest.validation_metrics),
+            ("Holdout", backtest.metrics),
+        ):
+            span = backtest.windows[window.lower()]
+            print(f"\n{window} ({span.start.date()} to {span.end.date()}):")
+            print(table.T.to_string())
+    for name, reason in backtest.skipped.items():
+        print(f"\nSkipped {name}: {reason}")
+    for note in backtest.notes:
+        print(f"Note: {note}")
+    champions = ", ".join(f"{t}={c}" for t, c in backtest.champions.items())
+    print(f"\nChampions (chosen on validation): {champions}")
+    print(f"Scoring model: {result.model.label()}")
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.champion_metrics.items())
+    print(f"Its holdout metrics: {metrics}")
+    print("\nFitted on all data:")
+    print(pd.Series(result.params["full"]).to_string(float_format="{:.4f}".format))
     report = result.data_report
     print(
         f"\nData: {report['rows_kept']:,} of {report['rows_read']:,} rows kept, "

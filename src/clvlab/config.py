@@ -109,9 +109,10 @@ class GBMConfig(_Strict):
 class ModelsConfig(_Strict):
     """Settings of the fitted models."""
 
-    purchases: PurchaseModelName = Field(
-        default="bgnbd",
-        description="Purchase-and-dropout model: BG/NBD, MBG/NBD or Pareto/NBD.",
+    purchases: Literal["champion"] | PurchaseModelName = Field(
+        default="champion",
+        description="champion: each target's champion in the backtest; or a BTYD purchase "
+        "model (bgnbd, mbgnbd, pareto_nbd) for every target.",
     )
     candidates: tuple[PurchaseModelName, ...] = Field(
         default=("bgnbd", "mbgnbd", "pareto_nbd"),

@@ -22,6 +22,7 @@ from clvlab.data.identity import LinkSource
 from clvlab.data.io import TransactionSource
 from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike, rfm
+from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.clv import PREDICTION_COLUMNS, CLVModel
 
 #: The score table's columns, in order.
@@ -103,12 +104,22 @@ def score(
     if as_of is None:
         raise DataError("every transaction was excluded by cleaning; nothing to score")
     summary = rfm(canonical, as_of, freq="D", freq_multiplier=model.unit_days)
-    predictions = model.predict(summary, horizon_days=horizon_days)
+    gbm_inputs = {}
+    if model.gbm is not None:
+        as_of = pd.Timestamp(as_of)
+        seen = canonical[canonical[DATE] < as_of.normalize() + pd.Timedelta(days=1)]
+        covariates = customer_covariates(seen, model.covariates) if model.covariates else None
+        gbm_inputs = {
+            "history": PurchaseDays.from_transactions(seen),
+            "as_of": as_of,
+            "covariates": covariates,
+        }
+    predictions = model.predict(summary, horizon_days=horizon_days, **gbm_inputs)
 
     table = pd.DataFrame(index=customers.sort_values()).join(summary).join(predictions)
     if "monetary_value" not in table:
         table["monetary_value"] = float("nan")
-    table["model"] = model.name
+    table["model"] = model.label(horizon_days, gbm_inputs=bool(gbm_inputs))
     table["model_version"] = model.version
     table["reason"] = pd.Series(pd.NA, index=table.index, dtype="string")
     table.loc[~table.index.isin(summary.index), "reason"] = NO_HISTORY

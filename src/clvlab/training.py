@@ -1,7 +1,8 @@
-"""The training job: fit on the calibration period, evaluate on the holdout, refit, track."""
+"""The training job: backtest every candidate, keep each target's champion, refit, track."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,10 +19,10 @@ from clvlab.data import (
     read_transactions,
     resolve_identities,
 )
-from clvlab.evaluation import holdout_metrics, holdout_predictions, holdout_tracking
-from clvlab.evaluation.plots import holdout_figure
-from clvlab.features import calibration_holdout, rfm
-from clvlab.models.clv import CLVModel, fit_clv_model
+from clvlab.evaluation.backtest import BacktestResult, backtest, gbm_from_config
+from clvlab.features import rfm
+from clvlab.features.windows import PurchaseDays, customer_covariates
+from clvlab.models.clv import BTYD, GBM, TARGETS, CLVModel, fit_clv_model, fit_purchase_model
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,17 +35,23 @@ class TrainResult:
     Attributes
     ----------
     model
-        The scorable model, refit on all data up to the holdout end.
+        The scorable model: each target's champion, refit on all data up to the holdout end.
     run_id, model_uri, experiment_id
         Where MLflow has the run and the model (``runs:/<run_id>/model``).
+    backtest
+        The comparison of every candidate on the validation window and the holdout.
     metrics
-        Holdout metrics, one row per model, one column per metric.
+        Holdout metrics, one row per candidate, one column per metric (``backtest.metrics``).
+    champion_metrics
+        The holdout metrics of the scoring model: each metric taken from the candidate that
+        predicts its target (``purchases_*``, ``churn_*``, ``revenue_*``).
     params
-        Fitted parameters: ``{"calibration": {...}, "full": {...}}``.
+        Fitted parameters: ``{"calibration": {...}, "full": {...}}``; calibration: each BTYD
+        candidate fitted up to the holdout start; full: the scoring model.
     data_report
         Rows read, excluded (by reason) and kept.
     figure
-        The holdout plot.
+        The backtest figure.
     local_path
         The local model export under ``models/``.
     """
@@ -53,7 +60,9 @@ class TrainResult:
     run_id: str
     model_uri: str
     experiment_id: str
+    backtest: BacktestResult = field(repr=False)
     metrics: pd.DataFrame
+    champion_metrics: dict[str, float]
     params: dict[str, dict[str, float]]
     data_report: dict[str, Any]
     figure: Figure
@@ -61,35 +70,31 @@ class TrainResult:
     config: RunConfig = field(repr=False)
 
     def report(self) -> dict[str, Any]:
-        """The holdout evaluation as a JSON-friendly dict (what ``--report`` writes)."""
+        """The backtest and the run as a JSON-friendly dict (what ``--report`` writes)."""
         return {
             "name": self.config.name,
             "run_id": self.run_id,
             "model_uri": self.model_uri,
-            "metrics": self.metrics.to_dict(orient="index"),
+            "model": self.model.label(),
+            "champion_metrics": self.champion_metrics,
+            **self.backtest.report(),
             "params": self.params,
             "data_report": self.data_report,
         }
-
-
-def _fitted_params(model: CLVModel, config: RunConfig) -> dict[str, float]:
-    key = config.models.purchases
-    params = {f"{key}.{k}": float(v) for k, v in model.purchases.params_.items()}
-    params[f"{key}.log_likelihood"] = float(model.purchases.log_likelihood_)
-    if model.spend is not None:
-        params.update({f"gamma_gamma.{k}": float(v) for k, v in model.spend.params_.items()})
-    return params
 
 
 def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
     """Run the training job described by a run config.
 
     Reads the transactions, resolves identities (``data.identity_links``) and applies the
-    cleaning policy, counting every excluded row; fits BG/NBD and Gamma-Gamma on the
-    calibration period, evaluates them on the holdout,
-    refits on all data up to the holdout end and logs config, data report, metrics, the holdout
-    plot and the scorable model to MLflow; the model is also exported to
-    ``<tracking.export_dir>/<name>/``.
+    cleaning policy, counting every excluded row. Backtests every candidate (each BTYD model
+    with Gamma-Gamma, the LightGBM predictors, the historical formula; see
+    :func:`clvlab.evaluation.backtest.backtest`): champions per target are chosen on a
+    validation window before the holdout, and the holdout is only reported. The scoring model
+    is then fitted on all data up to the holdout end with each target's champion (or, with
+    ``models.purchases`` naming a BTYD model, that model for every target), and logged to
+    MLflow with the config, data report, metrics of every candidate (one nested run each),
+    the backtest figure and report; it is also exported to ``<tracking.export_dir>/<name>/``.
 
     Parameters
     ----------
@@ -109,56 +114,66 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
             transactions, read_links(data.identity_links)
         )
         identity = {f"identity.{key}": value for key, value in resolved.to_dict().items()}
-    cutoff = pd.Timestamp(config.split.calibration_end)
     end = pd.Timestamp(config.split.holdout_end)
     transactions, report = clean_transactions(
         transactions, policy=config.cleaning, invoice=data.invoice, until=end
     )
+    static_columns = list(config.models.gbm.static_columns)
+    customers = customer_covariates(transactions, static_columns) if static_columns else None
 
-    calibration = calibration_holdout(
-        transactions, cutoff, end, freq="D", freq_multiplier=config.unit_days
-    )
-    calibration_model, excluded_cal = fit_clv_model(
-        calibration.rename(columns=lambda c: c.removesuffix("_cal")), config
-    )
-    predictions = holdout_predictions(calibration_model, calibration)
-    metrics = pd.DataFrame([holdout_metrics(predictions)], index=[calibration_model.name])
-    metrics.index.name = "model"
-    holdout_rows = transactions[
-        (transactions[DATE] >= cutoff + pd.Timedelta(days=1))
-        & transactions[CUSTOMER_ID].isin(calibration.index)
-    ]
-    tracking_curve = holdout_tracking(calibration_model, calibration, holdout_rows, cutoff)
-    figure = holdout_figure(
-        predictions,
-        tracking_curve,
-        config.time_unit,
-        title=f"{config.name}: holdout {cutoff.date()} to {end.date()}",
-    )
-
+    result = backtest(transactions, config, customers=customers)
+    sources, btyd_champions, chosen = _choice(result, config)
     summary = rfm(transactions, end, freq="D", freq_multiplier=config.unit_days)
-    model, excluded_full = fit_clv_model(summary, config)
-    params = {
-        "calibration": _fitted_params(calibration_model, config),
-        "full": _fitted_params(model, config),
+    primary = btyd_champions["purchases"]
+    model, excluded = fit_clv_model(summary, config, primary)
+    alternatives = {
+        name: fit_purchase_model(summary, name, config)
+        for name in sorted(set(btyd_champions.values()) - {primary})
     }
+    gbm = None
+    if GBM in sources.values():
+        gbm = gbm_from_config(config, result.windows["holdout"].days)
+        gbm.fit(PurchaseDays.from_transactions(transactions), end, customers)
+    model = dataclasses.replace(
+        model,
+        champions=sources,
+        btyd_champions=btyd_champions,
+        alternatives=alternatives,
+        gbm=gbm,
+        covariates=tuple(static_columns) if gbm is not None else (),
+    )
+
+    calibration_customers = len(next(iter(result.predictions["holdout"].values())))
     data_report = {
         **identity,
         **report.to_dict(),
-        "calibration_customers": len(calibration),
-        "customers_first_seen_in_holdout": report.customers - len(calibration),
-        **{f"calibration.{k}": v for k, v in excluded_cal.items()},
-        **{f"full.{k}": v for k, v in excluded_full.items()},
+        "calibration_customers": calibration_customers,
+        "customers_first_seen_in_holdout": report.customers - calibration_customers,
+        **{f"full.{k}": v for k, v in excluded.items()},
+    }
+    params = {
+        "calibration": {
+            key: value
+            for frame in result.predictions["holdout"].values()
+            if "model" in frame.attrs
+            for key, value in _fitted_params(frame.attrs["model"]).items()
+        },
+        "full": _fitted_params(model),
+    }
+    champion_metrics = {
+        metric: float(result.metrics.loc[chosen[metric.split("_")[0]], metric])
+        for metric in result.metrics.columns
+        if metric.split("_")[0] in chosen
     }
     example_columns = [CUSTOMER_ID, DATE] + ([AMOUNT] if AMOUNT in transactions else [])
-    example = transactions[example_columns].head(5)
+    example = transactions[example_columns + list(model.covariates)].head(5)
 
     run_id, model_uri, experiment_id = tracking.log_run(
         config,
         data_report=data_report,
-        metrics=metrics,
+        backtest=result,
+        champion_metrics=champion_metrics,
         fitted_params=params,
-        figures={"holdout.png": figure},
         model=model,
         input_example=example,
     )
@@ -170,10 +185,56 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
         run_id=run_id,
         model_uri=model_uri,
         experiment_id=experiment_id,
-        metrics=metrics,
+        backtest=result,
+        metrics=result.metrics,
+        champion_metrics=champion_metrics,
         params=params,
         data_report=data_report,
-        figure=figure,
+        figure=result.figures["backtest.png"],
         local_path=local_path,
         config=config,
     )
+
+
+def _choice(
+    result: BacktestResult, config: RunConfig
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """What the scoring model uses, per target: the source (``"btyd"``, ``"gbm"``,
+    ``"historical"``), the BTYD purchase model, and the backtest candidate whose holdout
+    metrics are the scoring model's."""
+    names = {key: name for name, key in result.btyd_candidates.items()}
+    pinned = config.models.purchases
+    if pinned != "champion":
+        return (
+            dict.fromkeys(TARGETS, BTYD),
+            dict.fromkeys(TARGETS, pinned),
+            dict.fromkeys(TARGETS, names[pinned]),
+        )
+    btyd_champions = {
+        target: result.btyd_candidates[candidate]
+        for target, candidate in result.btyd_champions.items()
+    }
+    # Without any usable metric for a target (e.g. a holdout without churners), the first
+    # candidate answers for it.
+    default = result.btyd_candidates[next(iter(result.btyd_candidates))]
+    for target in TARGETS:
+        btyd_champions.setdefault(target, btyd_champions.get("purchases", default))
+    sources = {
+        target: BTYD if candidate in result.btyd_candidates else candidate
+        for target, candidate in result.champions.items()
+    }
+    return sources, btyd_champions, dict(result.champions)
+
+
+def _fitted_params(model: CLVModel) -> dict[str, float]:
+    """A model's fitted parameters, flat: ``<purchase model>.<param>`` and its
+    ``log_likelihood``, ``gamma_gamma.<param>``, and ``gbm.trees.<target>``."""
+    params: dict[str, float] = {}
+    for name, estimator in model.purchase_models().items():
+        params.update({f"{name}.{k}": float(v) for k, v in estimator.params_.items()})
+        params[f"{name}.log_likelihood"] = float(estimator.log_likelihood_)
+    if model.spend is not None:
+        params.update({f"gamma_gamma.{k}": float(v) for k, v in model.spend.params_.items()})
+    if model.gbm is not None:
+        params.update({f"gbm.trees.{k}": float(v) for k, v in model.gbm.best_iterations_.items()})
+    return params

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from clvlab.config import RunConfig, load_config
@@ -31,15 +30,14 @@ from clvlab.errors import DataError
 from clvlab.evaluation import metrics
 from clvlab.evaluation.holdout import beside_actuals, holdout_metrics, holdout_predictions
 from clvlab.features.rfm import calibration_holdout
-from clvlab.features.windows import PurchaseDays, customer_covariates, window_features
-from clvlab.models.clv import fit_clv_model
+from clvlab.features.windows import PurchaseDays, customer_covariates
+from clvlab.models.clv import GBM, fit_clv_model
 from clvlab.models.gbm import GBMPredictor, InsufficientHistoryError
+from clvlab.models.historical import HISTORICAL, historical_predictions
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-GBM = "gbm"
-NAIVE = "historical"
 #: Selection metrics for which higher is better (for the others lower is).
 HIGHER_IS_BETTER = {"churn_roc_auc", "revenue_normalized_gini", "revenue_top_decile_capture"}
 
@@ -70,6 +68,12 @@ class BacktestResult:
         The same on the validation window (what champions are chosen by).
     champions
         Target (``purchases``, ``churn``, ``revenue``) -> the chosen candidate.
+    btyd_champions
+        Target -> the best BTYD candidate by the same rule (what stands in for a GBM champion
+        where the GBM cannot predict).
+    btyd_candidates
+        BTYD candidate name (``"bgnbd_gamma_gamma"``, or ``"bgnbd"`` for count-only data) ->
+        its purchase model (``"bgnbd"``).
     skipped
         Candidate -> why it was not evaluated.
     notes
@@ -86,6 +90,8 @@ class BacktestResult:
     metrics: pd.DataFrame
     validation_metrics: pd.DataFrame
     champions: dict[str, str]
+    btyd_champions: dict[str, str]
+    btyd_candidates: dict[str, str]
     skipped: dict[str, str]
     notes: list[str]
     windows: dict[str, Window]
@@ -101,6 +107,7 @@ class BacktestResult:
                 for name, w in self.windows.items()
             },
             "champions": self.champions,
+            "btyd_champions": self.btyd_champions,
             "skipped": self.skipped,
             "notes": self.notes,
             "holdout_metrics": self.metrics.to_dict(orient="index"),
@@ -152,7 +159,14 @@ def backtest(
             transactions, purchases, customers, config, window, holdout.days, skipped
         )
     tables = {name: _table(preds) for name, preds in results.items()}
-    champions = choose_champions(tables["validation"], config.selection.as_dict())
+    rule = config.selection.as_dict()
+    btyd_candidates = {
+        name: frame.attrs["purchase_model"]
+        for name, frame in results["holdout"].items()
+        if "purchase_model" in frame.attrs
+    }
+    champions = choose_champions(tables["validation"], rule)
+    btyd_champions = choose_champions(tables["validation"].loc[list(btyd_candidates)], rule)
     has_revenue = purchases.has_amount
     deciles = {
         name: metrics.decile_table(
@@ -165,6 +179,8 @@ def backtest(
         metrics=tables["holdout"],
         validation_metrics=tables["validation"],
         champions=champions,
+        btyd_champions=btyd_champions,
+        btyd_candidates=btyd_candidates,
         skipped=skipped,
         notes=notes,
         windows={"validation": validation, "holdout": holdout},
@@ -211,22 +227,21 @@ def _evaluate(
     skipped: dict[str, str],
 ) -> dict[str, pd.DataFrame]:
     """Per-customer predictions and actuals of every candidate on one window (a BTYD
-    candidate's fitted :class:`CLVModel` and the calibration summary in its frame's
-    ``attrs``, for the tracking plot)."""
+    candidate's purchase model name, fitted :class:`CLVModel` and the calibration summary in
+    its frame's ``attrs``, the last two for the tracking plot)."""
     calibration = calibration_holdout(
         transactions, window.start, window.end, freq="D", freq_multiplier=config.unit_days
     )
     summary = calibration.rename(columns=lambda c: c.removesuffix("_cal"))
     predictions = {}
-    for name in config.models.candidates:
-        candidate = config.model_copy(
-            update={"models": config.models.model_copy(update={"purchases": name})}
-        )
-        model, _ = fit_clv_model(summary, candidate)
+    for name in btyd_candidates(config):
+        model, _ = fit_clv_model(summary, config, name)
         predictions[model.name] = holdout_predictions(model, calibration)
-        predictions[model.name].attrs.update(model=model, calibration=calibration)
-    naive = _historical(purchases, window, calibration.index)
-    predictions[NAIVE] = beside_actuals(naive, calibration)
+        predictions[model.name].attrs.update(
+            purchase_model=name, model=model, calibration=calibration
+        )
+    naive = historical_predictions(summary, config.unit_days, window.days)
+    predictions[HISTORICAL] = beside_actuals(naive, calibration)
     if config.models.gbm.enabled:
         gbm = _gbm_predictions(purchases, customers, config, window, horizon_days, skipped)
         if gbm is not None:
@@ -262,6 +277,15 @@ def _skip(skipped: dict[str, str], reason: str) -> None:
     skipped[GBM] = f"{skipped[GBM]}; {reason}" if GBM in skipped else reason
 
 
+def btyd_candidates(config: RunConfig) -> list[str]:
+    """The BTYD purchase models of the backtest: ``models.candidates``, and the model
+    ``models.purchases`` pins if it is not among them."""
+    names = list(config.models.candidates)
+    if config.models.purchases not in ("champion", *names):
+        names.append(config.models.purchases)
+    return names
+
+
 def gbm_from_config(config: RunConfig, horizon_days: float) -> GBMPredictor:
     """A :class:`GBMPredictor` with the config's settings, for ``horizon_days``."""
     settings = config.models.gbm
@@ -280,18 +304,6 @@ def gbm_from_config(config: RunConfig, horizon_days: float) -> GBMPredictor:
         early_stopping_rounds=settings.early_stopping_rounds,
         random_state=settings.seed,
     )
-
-
-def _historical(purchases: PurchaseDays, window: Window, index: pd.Index) -> pd.DataFrame:
-    """The naive formula: each customer's repeat purchase days per day since the first
-    purchase x the window's days; revenue times the mean value of a purchase day so far."""
-    features = window_features(purchases, window.start, horizon_days=window.days, windows=())
-    expected = features["frequency"] / features["age_days"].clip(lower=1) * window.days
-    frame = pd.DataFrame({"expected_purchases": expected, "p_churn": np.exp(-expected)})
-    frame["expected_revenue"] = (
-        expected * features["spend_mean"] if purchases.has_amount else np.nan
-    )
-    return frame.reindex(index)
 
 
 def _table(predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:

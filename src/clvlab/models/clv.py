@@ -1,4 +1,13 @@
-"""The scorable CLV model: a purchase model and a spend model turned into one score table."""
+"""The scorable CLV model: each target's champion turned into one score table.
+
+At its core are the fitted BTYD models (a purchase-and-dropout model and Gamma-Gamma for
+spend). After a backtest (:mod:`clvlab.evaluation.backtest`) the model also knows each
+target's champion: for expected purchases, churn and revenue the source may be a BTYD model,
+the LightGBM predictor (:class:`clvlab.models.gbm.GBMPredictor`) or the historical formula.
+``p_alive`` and ``expected_spend`` always come from the BTYD models, which are the only ones
+that predict them; a GBM predicts only the horizon it was trained for, so for any other horizon
+the target's BTYD champion stands in, and the score table's ``model`` column says so.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from clvlab.config import UNIT_DAYS
+from clvlab.errors import ClvlabError
 from clvlab.models.btyd import (
     PURCHASE_MODELS,
     BTYDEstimator,
@@ -20,9 +30,12 @@ from clvlab.models.btyd import (
     estimator_from_dict,
 )
 from clvlab.models.engines import fit_estimator
+from clvlab.models.historical import historical_predictions
 
 if TYPE_CHECKING:
     from clvlab.config import RunConfig
+    from clvlab.features.windows import PurchaseDays
+    from clvlab.models.gbm import GBMPredictor
 
 #: Columns of the score table's prediction part, in order (DESIGN.md).
 PREDICTION_COLUMNS = [
@@ -33,6 +46,12 @@ PREDICTION_COLUMNS = [
     "expected_revenue",
     "clv",
 ]
+
+#: The targets a champion is chosen for.
+TARGETS = ("purchases", "churn", "revenue")
+#: Sources of a target's predictions besides the BTYD models.
+GBM = "gbm"
+BTYD = "btyd"
 
 #: Gauss-Legendre rule of each panel of the continuous discounting quadrature (nodes on
 #: [-1, 1] and weights); see :meth:`CLVModel.discounted_purchases`.
@@ -75,6 +94,22 @@ class CLVModel:
         :class:`clvlab.data.CleaningPolicy`), applied again when scoring.
     name, version
         Identify the model in the score table.
+    champions
+        Target (``purchases``, ``churn``, ``revenue``) -> the source of its predictions:
+        ``"btyd"``, ``"gbm"`` or ``"historical"`` (the formula of
+        :mod:`clvlab.models.historical`). A target not named uses ``"btyd"``.
+    btyd_champions
+        Target -> the BTYD purchase model (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``) used
+        for it when its source is ``"btyd"`` or the GBM cannot answer; ``purchases`` for a
+        target not named. ``p_alive`` comes from the churn target's model, the timing of
+        purchases that discounts ``clv`` from the revenue target's.
+    alternatives
+        The BTYD purchase models named in ``btyd_champions`` other than ``purchases``.
+    gbm
+        The fitted LightGBM predictor when a champion is ``"gbm"``.
+    covariates
+        Transaction columns the GBM takes static covariates from (each customer's latest
+        value); the transactions scored must have them.
     """
 
     purchases: BTYDEstimator
@@ -87,13 +122,26 @@ class CLVModel:
     cleaning: dict[str, Any] = field(default_factory=dict)
     name: str = "bgnbd+gamma_gamma"
     version: str = ""
+    champions: dict[str, str] = field(default_factory=dict)
+    btyd_champions: dict[str, str] = field(default_factory=dict)
+    alternatives: dict[str, BTYDEstimator] = field(default_factory=dict)
+    gbm: GBMPredictor | None = None
+    covariates: tuple[str, ...] = ()
 
     @property
     def unit_days(self) -> float:
         """Length of one ``time_unit`` in days."""
         return UNIT_DAYS[self.time_unit]
 
-    def predict(self, summary: pd.DataFrame, horizon_days: float | None = None) -> pd.DataFrame:
+    def predict(
+        self,
+        summary: pd.DataFrame,
+        horizon_days: float | None = None,
+        *,
+        history: PurchaseDays | None = None,
+        as_of: pd.Timestamp | str | None = None,
+        covariates: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
         """Predict each customer's future from an RFM summary in units of ``time_unit``.
 
         Parameters
@@ -102,6 +150,11 @@ class CLVModel:
             ``frequency``, ``recency``, ``T`` and (with a spend model) ``monetary_value``.
         horizon_days
             Prediction horizon; the model's default when None.
+        history, as_of, covariates
+            What a GBM champion predicts from: the customers' purchase days, the date the
+            summary is at, and the static covariates (indexed by ``customer_id``; needed when
+            :attr:`covariates` names columns). Without ``history`` the BTYD champions stand in
+            for the GBM (see :meth:`sources`).
 
         Returns
         -------
@@ -112,21 +165,117 @@ class CLVModel:
             the horizon and ``clv`` the same discounted. Spend columns are NaN without a spend
             model.
         """
-        horizon = (self.horizon_days if horizon_days is None else horizon_days) / self.unit_days
+        horizon_days = self.horizon_days if horizon_days is None else horizon_days
+        horizon = horizon_days / self.unit_days
         x, t_x, age = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
-        purchases = self.purchases.expected_purchases(horizon, x, t_x, age)
-        p_alive = self.purchases.p_alive(x, t_x, age)
-        p_churn = self.purchases.p_churn(horizon, x, t_x, age)
+        sources = self.sources(horizon_days, gbm_inputs=history is not None)
+        gbm = None
+        if GBM in sources.values():
+            if as_of is None:
+                raise ClvlabError("a GBM champion predicts from `history` at `as_of`: give both")
+            gbm = self.gbm.predict(history, as_of, covariates).reindex(summary.index)
+
+        expected_by_model: dict[int, np.ndarray] = {}
+
+        def btyd_expected(target: str) -> np.ndarray:
+            model = self._btyd(target)
+            if id(model) not in expected_by_model:
+                expected_by_model[id(model)] = model.expected_purchases(horizon, x, t_x, age)
+            return expected_by_model[id(model)]
+
+        def from_source(target: str, column: str) -> np.ndarray | None:
+            if sources[target] == BTYD:
+                return None
+            if sources[target] == GBM:
+                return gbm[column].to_numpy(dtype=float)
+            historical = historical_predictions(summary, self.unit_days, horizon_days)
+            return historical[column].to_numpy(dtype=float)
+
+        purchases = from_source("purchases", "expected_purchases")
+        if purchases is None:
+            purchases = btyd_expected("purchases")
+        churn_model = self._btyd("churn")
+        p_alive = churn_model.p_alive(x, t_x, age)
+        p_churn = from_source("churn", "p_churn")
+        if p_churn is None:
+            p_churn = churn_model.p_churn(horizon, x, t_x, age)
         if self.spend is None:  # no spend, no revenue and no CLV: skip the discounting
             spend = np.full(len(summary), np.nan)
             revenue, clv = spend, spend
         else:
             spend = self.spend.expected_spend(x, summary["monetary_value"].to_numpy(dtype=float))
-            revenue = purchases * spend
-            discounted = self.discounted_purchases(horizon, x, t_x, age, expected=purchases)
-            clv = discounted * spend
+            timing = btyd_expected("revenue")
+            discounted = self.discounted_purchases(
+                horizon, x, t_x, age, expected=timing, model=self._btyd("revenue")
+            )
+            revenue = from_source("revenue", "expected_revenue")
+            if revenue is None:
+                revenue, clv = timing * spend, discounted * spend
+            else:  # discounted as the BTYD model expects the horizon's purchases to come
+                factor = np.divide(
+                    discounted, timing, out=np.ones_like(discounted), where=timing > 0
+                )
+                clv = revenue * factor
         values = (p_alive, p_churn, purchases, spend, revenue, clv)
         return pd.DataFrame(dict(zip(PREDICTION_COLUMNS, values, strict=True)), index=summary.index)
+
+    def sources(
+        self, horizon_days: float | None = None, *, gbm_inputs: bool = True
+    ) -> dict[str, str]:
+        """Target -> the source that predicts it for ``horizon_days``: the target's champion,
+        except that a GBM champion gives way to BTYD when the horizon is not the one it was
+        trained for or its inputs (``gbm_inputs``) are not given. Revenue only with a spend
+        model."""
+        horizon_days = self.horizon_days if horizon_days is None else horizon_days
+        targets = TARGETS if self.spend is not None else TARGETS[:2]
+        sources = {}
+        for target in targets:
+            source = self.champions.get(target, BTYD)
+            if source == GBM and not (
+                gbm_inputs and self.gbm is not None and horizon_days == self.gbm.horizon_days
+            ):
+                source = BTYD
+            sources[target] = source
+        return sources
+
+    def label(self, horizon_days: float | None = None, *, gbm_inputs: bool = True) -> str:
+        """What the score table's ``model`` column says: :attr:`name` when one BTYD model
+        predicts every target, else each target's source, and why a GBM champion was not
+        used."""
+        sources = self.sources(horizon_days, gbm_inputs=gbm_inputs)
+        names = {target: self._source_name(target, source) for target, source in sources.items()}
+        primary = _purchase_model_name(self.purchases)
+        if set(sources.values()) == {BTYD} and {
+            self.btyd_champions.get(target, primary) for target in sources
+        } == {primary}:
+            text = self.name
+        else:
+            text = ", ".join(f"{target}={name}" for target, name in names.items())
+        replaced = [t for t in sources if self.champions.get(t) == GBM and sources[t] != GBM]
+        if replaced and self.gbm is not None:
+            why = (
+                "no transaction history was given"
+                if not gbm_inputs
+                else f"the GBM predicts {self.gbm.horizon_days:g}-day horizons only"
+            )
+            text += f" (BTYD champion in place of the GBM for {', '.join(replaced)}: {why})"
+        return text
+
+    def purchase_models(self) -> dict[str, BTYDEstimator]:
+        """Every BTYD purchase model of this model by name: :attr:`purchases` first, then
+        :attr:`alternatives`."""
+        return {_purchase_model_name(self.purchases): self.purchases, **self.alternatives}
+
+    def _source_name(self, target: str, source: str) -> str:
+        if source != BTYD:
+            return source
+        name = _purchase_model_name(self._btyd(target))
+        return f"{name}_gamma_gamma" if target == "revenue" else name
+
+    def _btyd(self, target: str) -> BTYDEstimator:
+        """The BTYD purchase model of ``target`` (see :attr:`btyd_champions`)."""
+        name = self.btyd_champions.get(target)
+        return self.alternatives.get(name, self.purchases) if name else self.purchases
 
     def discounted_purchases(
         self,
@@ -136,6 +285,7 @@ class CLVModel:
         T: np.ndarray,
         *,
         expected: np.ndarray | None = None,
+        model: BTYDEstimator | None = None,
     ) -> np.ndarray:
         r"""Expected purchases within ``horizon`` (in time units), discounted.
 
@@ -175,11 +325,14 @@ class CLVModel:
         expected
             ``expected_purchases(horizon, frequency, recency, T)`` if already computed
             (continuous discounting only; it is computed when None).
+        model
+            The purchase model; :attr:`purchases` when None.
         """
+        model = self.purchases if model is None else model
         if self.discounting == "monthly":
-            return self._monthly_discounted_purchases(horizon, frequency, recency, T)
+            return self._monthly_discounted_purchases(horizon, frequency, recency, T, model)
         if expected is None:
-            expected = self.purchases.expected_purchases(horizon, frequency, recency, T)
+            expected = model.expected_purchases(horizon, frequency, recency, T)
         delta = math.log1p(self.annual_discount_rate) * self.unit_days / 365.25
         expected = np.asarray(expected, dtype=float)
         if delta == 0 or horizon == 0 or expected.size == 0:
@@ -187,7 +340,7 @@ class CLVModel:
         x, t_x, age = np.broadcast_arrays(
             *(np.asarray(a, dtype=float) for a in (frequency, recency, T)), expected
         )[:3]
-        scale = age + self._time_scale(horizon)
+        scale = age + _time_scale(model, horizon)
         decay = abs(delta)
         log_span = np.log1p(horizon / scale)  # u at the horizon
         panels = max(1, math.ceil((float(np.max(log_span)) + decay * horizon) / _PANEL_LENGTH))
@@ -197,7 +350,7 @@ class CLVModel:
             half = (high - low) / 2
             for node, weight in zip(_GAUSS_NODES, _GAUSS_WEIGHTS, strict=True):
                 t = scale * np.expm1(low + half * (1.0 + node))
-                at_t = self.purchases.expected_purchases(t, x, t_x, age)
+                at_t = model.expected_purchases(t, x, t_x, age)
                 total += (weight * half) * (scale + t) * np.exp(-delta * t) * at_t
         return math.exp(-delta * horizon) * expected + delta * total
 
@@ -227,7 +380,12 @@ class CLVModel:
         return ends
 
     def _monthly_discounted_purchases(
-        self, horizon: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray
+        self,
+        horizon: float,
+        frequency: np.ndarray,
+        recency: np.ndarray,
+        T: np.ndarray,
+        model: BTYDEstimator,
     ) -> np.ndarray:
         """lifetimes' ``customer_lifetime_value`` discounting (see :meth:`discounted_purchases`)."""
         month = _LIFETIMES_MONTH[self.time_unit]
@@ -238,24 +396,15 @@ class CLVModel:
         total = np.zeros(len(frequency))
         previous = np.zeros(len(frequency))
         for end, factor in zip(grid[1:], factors, strict=True):
-            current = self.purchases.expected_purchases(end, frequency, recency, T)
+            current = model.expected_purchases(end, frequency, recency, T)
             total += (current - previous) * factor
             previous = current
         return total
 
-    def _time_scale(self, horizon: float) -> float:
-        """Time within which the purchase model's ``expected_purchases`` may curve sharply:
-        the smallest of its ``alpha`` and ``beta`` (scales of the purchase and dropout rates),
-        else the horizon."""
-        params = getattr(self.purchases, "params_", {})
-        scales = [float(params[name]) for name in ("alpha", "beta") if name in params]
-        scales = [value for value in scales if value > 0 and math.isfinite(value)]
-        return min(scales) if scales else (horizon if horizon > 0 else 1.0)
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable description from which :meth:`from_dict` rebuilds the model."""
         return {
-            "format": "clvlab.CLVModel/1",
+            "format": "clvlab.CLVModel/2",
             "purchases": self.purchases.to_dict(),
             "spend": None if self.spend is None else self.spend.to_dict(),
             "time_unit": self.time_unit,
@@ -266,6 +415,11 @@ class CLVModel:
             "cleaning": self.cleaning,
             "name": self.name,
             "version": self.version,
+            "champions": self.champions,
+            "btyd_champions": self.btyd_champions,
+            "alternatives": {name: model.to_dict() for name, model in self.alternatives.items()},
+            "gbm": None if self.gbm is None else self.gbm.to_dict(),
+            "covariates": list(self.covariates),
         }
 
     @classmethod
@@ -276,6 +430,15 @@ class CLVModel:
         fields["purchases"] = estimator_from_dict(fields["purchases"])
         if fields.get("spend") is not None:
             fields["spend"] = estimator_from_dict(fields["spend"])
+        alternatives = fields.get("alternatives", {})
+        fields["alternatives"] = {
+            name: estimator_from_dict(state) for name, state in alternatives.items()
+        }
+        if fields.get("gbm") is not None:
+            from clvlab.models.gbm import GBMPredictor
+
+            fields["gbm"] = GBMPredictor.from_dict(fields["gbm"])
+        fields["covariates"] = tuple(fields.get("covariates", ()))
         return cls(**fields)
 
     def save(self, path: str | Path) -> None:
@@ -288,16 +451,41 @@ class CLVModel:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, dict[str, int]]:
-    """Fit the configured purchase model (and Gamma-Gamma when there are amounts).
+def _time_scale(model: BTYDEstimator, horizon: float) -> float:
+    """Time within which a purchase model's ``expected_purchases`` may curve sharply: the
+    smallest of its ``alpha`` and ``beta`` (scales of the purchase and dropout rates), else the
+    horizon."""
+    params = getattr(model, "params_", {})
+    scales = [float(params[name]) for name in ("alpha", "beta") if name in params]
+    scales = [value for value in scales if value > 0 and math.isfinite(value)]
+    return min(scales) if scales else (horizon if horizon > 0 else 1.0)
+
+
+def _purchase_model_name(model: BTYDEstimator) -> str:
+    """The run config's name of a purchase model (``"bgnbd"``, ...)."""
+    return next(name for name, cls in PURCHASE_MODELS.items() if type(model) is cls)
+
+
+def fit_purchase_model(summary: pd.DataFrame, name: str, config: RunConfig) -> BTYDEstimator:
+    """Fit the purchase model ``name`` (``"bgnbd"``, ...) with the config's engine and
+    penalizer."""
+    settings = config.models
+    model = PURCHASE_MODELS[name](penalizer_coef=settings.penalizer_coef)
+    return fit_estimator(model, summary[["frequency", "recency", "T"]], settings.engine)
+
+
+def fit_clv_model(
+    summary: pd.DataFrame, config: RunConfig, purchases: str
+) -> tuple[CLVModel, dict[str, int]]:
+    """Fit the purchase model ``purchases`` (``"bgnbd"``, ...) and Gamma-Gamma when there are
+    amounts, with the config's scoring settings.
 
     Gamma-Gamma needs positive spend: repeat buyers whose mean repeat spend is not positive
     are left out of its fit and counted in the returned dict.
     """
     settings = config.models
     penalizer = settings.penalizer_coef
-    purchases = PURCHASE_MODELS[settings.purchases](penalizer_coef=penalizer)
-    purchases = fit_estimator(purchases, summary[["frequency", "recency", "T"]], settings.engine)
+    purchase_model = fit_purchase_model(summary, purchases, config)
     spend, excluded = None, {}
     if "monetary_value" in summary:
         repeat = summary[summary["frequency"] > 0]
@@ -305,7 +493,7 @@ def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, d
         excluded["spend_fit.nonpositive_repeat_spend"] = len(repeat) - len(positive)
         spend = fit_estimator(GammaGamma(penalizer_coef=penalizer), positive, settings.engine)
     model = CLVModel(
-        purchases=purchases,
+        purchases=purchase_model,
         spend=spend,
         time_unit=config.time_unit,
         horizon_days=config.scoring.horizon_days,
@@ -313,6 +501,6 @@ def fit_clv_model(summary: pd.DataFrame, config: RunConfig) -> tuple[CLVModel, d
         discounting=config.scoring.discounting,
         columns={**config.data.columns(), "invoice": config.data.invoice},
         cleaning=asdict(config.cleaning),
-        name=f"{settings.purchases}_gamma_gamma" if spend is not None else settings.purchases,
+        name=f"{purchases}_gamma_gamma" if spend is not None else purchases,
     )
     return model, excluded

@@ -22,9 +22,8 @@ from clvlab.errors import ClvlabError, ConfigError
 from clvlab.models.clv import CLVModel
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from clvlab.config import RunConfig
+    from clvlab.evaluation.backtest import BacktestResult
 
 _PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 _MODEL_ARTIFACT = "clv_model.json"
@@ -39,6 +38,7 @@ _REQUIREMENTS = [
     "duckdb",
     "pyarrow",
     "scikit-learn",
+    "lightgbm",
     "pydantic",
     "pyyaml",
 ]
@@ -76,13 +76,18 @@ def _use_tracking_store() -> None:
     mlflow.set_tracking_uri(tracking_uri())
 
 
-def _signature(model: CLVModel) -> Any:
+def _column_type(column: pd.Series) -> str:
+    return "double" if pd.api.types.is_numeric_dtype(column) else "string"
+
+
+def _signature(model: CLVModel, example: pd.DataFrame) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     inputs = [ColSpec("string", "customer_id"), ColSpec("datetime", "date")]
     if model.spend is not None:
         inputs.append(ColSpec("double", "amount"))
+    inputs += [ColSpec(_column_type(example[c]), c) for c in model.covariates]
     params = ParamSchema(
         [ParamSpec("as_of", "string", ""), ParamSpec("horizon_days", "double", model.horizon_days)]
     )
@@ -104,7 +109,7 @@ def _write_model(model: CLVModel, folder: Path, input_example: pd.DataFrame) -> 
             path=str(folder),
             python_model=str(_PYFUNC_CODE),
             artifacts={"clv_model": str(state)},
-            signature=_signature(model),
+            signature=_signature(model, input_example),
             input_example=input_example,
             pip_requirements=_requirements(),
         )
@@ -114,13 +119,15 @@ def log_run(
     config: RunConfig,
     *,
     data_report: dict[str, Any],
-    metrics: pd.DataFrame,
+    backtest: BacktestResult,
+    champion_metrics: dict[str, float],
     fitted_params: dict[str, dict[str, float]],
-    figures: dict[str, Figure],
     model: CLVModel,
     input_example: pd.DataFrame,
 ) -> tuple[str, str, str]:
-    """Log one training run: config, data report, metrics, figures and the pyfunc model.
+    """Log one training run: config, fitted parameters, data report, the backtest (its report,
+    figures and one nested run per candidate with its validation and holdout metrics), the
+    scoring model's holdout metrics (``holdout.<metric>``) and the pyfunc model.
 
     ``model.version`` is set to the run id before the model is logged.
 
@@ -143,23 +150,49 @@ def log_run(
                 for key, value in values.items()
             }
         )
-        mlflow.log_dict(data_report, "data_report.json")
-        mlflow.log_metrics(
+        mlflow.set_tags(
             {
-                f"holdout.{candidate}.{metric}": float(value)
-                for candidate, row in metrics.iterrows()
-                for metric, value in row.items()
-                if pd.notna(value)
+                "clvlab.model": model.label(),
+                **{f"clvlab.champion.{t}": name for t, name in backtest.champions.items()},
             }
         )
-        mlflow.log_text(metrics.to_json(orient="index", indent=2), "holdout_metrics.json")
-        for name, figure in figures.items():
+        mlflow.log_dict(data_report, "data_report.json")
+        mlflow.log_metrics({f"holdout.{k}": v for k, v in champion_metrics.items()})
+        mlflow.log_dict(backtest.report(), "backtest_report.json")
+        for name, figure in backtest.figures.items():
             mlflow.log_figure(figure, name)
+        _log_candidates(backtest, experiment_id)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch) / "model"
             _write_model(model, folder, input_example)
             mlflow.log_artifacts(str(folder), artifact_path="model")
     return run_id, f"runs:/{run_id}/model", experiment_id
+
+
+def _log_candidates(backtest: BacktestResult, experiment_id: str) -> None:
+    """One nested run per backtest candidate: its metrics on both windows, the targets it is
+    champion of, or why it was skipped."""
+    import mlflow
+
+    tables = {"validation": backtest.validation_metrics, "holdout": backtest.metrics}
+    candidates = dict.fromkeys([*backtest.validation_metrics.index, *backtest.metrics.index])
+    for candidate in [*candidates, *(c for c in backtest.skipped if c not in candidates)]:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=candidate, nested=True):
+            targets = [t for t, name in backtest.champions.items() if name == candidate]
+            mlflow.set_tags(
+                {"clvlab.candidate": candidate, "clvlab.champion_for": ",".join(targets)}
+            )
+            if candidate in backtest.skipped:
+                mlflow.set_tag("clvlab.skipped", backtest.skipped[candidate])
+            mlflow.log_metrics(
+                {
+                    f"{window}.{metric}": float(value)
+                    for window, table in tables.items()
+                    if candidate in table.index
+                    for metric, value in table.loc[candidate].items()
+                    if pd.notna(value)
+                }
+            )
 
 
 def export_model(model: CLVModel, folder: str | Path, input_example: pd.DataFrame) -> Path:

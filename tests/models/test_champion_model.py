@@ -1,0 +1,165 @@
+"""A CLVModel whose targets come from different champions: GBM, BTYD and the historical
+formula, and the BTYD stand-in when the GBM cannot answer."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvlab
+import simulators
+from clvlab import BetaGeo, CLVModel, GammaGamma, ParetoNBD, rfm
+from clvlab.features.windows import PurchaseDays, customer_covariates
+from clvlab.models.gbm import GBMPredictor
+from clvlab.models.historical import historical_predictions
+from clvlab.tracking import export_model
+
+HORIZON = 90
+AS_OF = pd.Timestamp("2023-01-02") + pd.Timedelta(days=449)
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    transactions = simulators.simulate_transactions(np.random.default_rng(11), 1500)
+    return transactions[transactions["date"] <= AS_OF].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def inputs(simulated):
+    summary = rfm(simulated, AS_OF, freq="D")
+    return {
+        "summary": summary,
+        "history": PurchaseDays.from_transactions(simulated),
+        "covariates": customer_covariates(simulated, ["segment"]),
+    }
+
+
+@pytest.fixture(scope="module")
+def model(inputs):
+    summary = inputs["summary"]
+    gbm = GBMPredictor(HORIZON, unit_days=1.0, n_estimators=300)
+    gbm.fit(inputs["history"], AS_OF, inputs["covariates"])
+    return CLVModel(
+        purchases=BetaGeo().fit(summary),
+        spend=GammaGamma().fit(summary[summary["frequency"] > 0]),
+        time_unit="D",
+        horizon_days=HORIZON,
+        name="bgnbd_gamma_gamma",
+        champions={"purchases": "gbm", "churn": "gbm", "revenue": "historical"},
+        btyd_champions={"purchases": "bgnbd", "churn": "pareto_nbd", "revenue": "bgnbd"},
+        alternatives={"pareto_nbd": ParetoNBD().fit(summary)},
+        gbm=gbm,
+        covariates=("segment",),
+    )
+
+
+def predict(model, inputs, horizon=HORIZON):
+    return model.predict(
+        inputs["summary"],
+        horizon,
+        history=inputs["history"],
+        as_of=AS_OF,
+        covariates=inputs["covariates"],
+    )
+
+
+def histories(summary):
+    return (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+
+
+def test_historical_formula_by_hand():
+    summary = pd.DataFrame(
+        {"frequency": [0.0, 3.0, 2.0], "T": [10.0, 100.0, 0.0], "monetary_value": [0, 20, 5]}
+    )
+    out = historical_predictions(summary, unit_days=1.0, horizon_days=90)
+    # 3 repeat purchases in 100 days -> 2.7 in 90 days, at 20 each; an age of 0 counts as 1 day.
+    np.testing.assert_allclose(out["expected_purchases"], [0.0, 2.7, 180.0])
+    np.testing.assert_allclose(out["expected_revenue"], [0.0, 54.0, 900.0])
+    np.testing.assert_allclose(out["p_churn"], np.exp(-np.array([0.0, 2.7, 180.0])))
+    weekly = historical_predictions(summary.assign(T=summary["T"] / 7), 7.0, 90)
+    np.testing.assert_allclose(weekly["expected_purchases"], out["expected_purchases"])
+    assert (
+        historical_predictions(summary[["frequency", "T"]], 1.0, 90)["expected_revenue"]
+        .isna()
+        .all()
+    )
+
+
+def test_each_target_comes_from_its_champion(model, inputs):
+    out = predict(model, inputs)
+    summary = inputs["summary"]
+    x, t_x, age = histories(summary)
+    gbm = model.gbm.predict(inputs["history"], AS_OF, inputs["covariates"]).reindex(summary.index)
+    np.testing.assert_allclose(out["expected_purchases"], gbm["expected_purchases"])
+    np.testing.assert_allclose(out["p_churn"], gbm["p_churn"])
+    # P(alive) from the churn target's BTYD model (Pareto/NBD), spend from Gamma-Gamma.
+    pareto = model.alternatives["pareto_nbd"]
+    np.testing.assert_allclose(out["p_alive"], pareto.p_alive(x, t_x, age))
+    np.testing.assert_allclose(
+        out["expected_spend"], model.spend.expected_spend(x, summary["monetary_value"])
+    )
+    historical = historical_predictions(summary, 1.0, HORIZON)
+    np.testing.assert_allclose(out["expected_revenue"], historical["expected_revenue"])
+    # CLV: the champion's revenue, discounted as BG/NBD expects the purchases to come.
+    expected = model.purchases.expected_purchases(HORIZON, x, t_x, age)
+    discounted = model.discounted_purchases(HORIZON, x, t_x, age)
+    np.testing.assert_allclose(out["clv"], out["expected_revenue"] * discounted / expected)
+    assert (out["clv"] <= out["expected_revenue"]).all()
+    assert model.label(HORIZON) == "purchases=gbm, churn=gbm, revenue=historical"
+
+
+def test_another_horizon_uses_the_btyd_champions_and_says_so(model, inputs):
+    out = predict(model, inputs, horizon=30)
+    x, t_x, age = histories(inputs["summary"])
+    np.testing.assert_allclose(
+        out["expected_purchases"], model.purchases.expected_purchases(30, x, t_x, age)
+    )
+    np.testing.assert_allclose(
+        out["p_churn"], model.alternatives["pareto_nbd"].p_churn(30, x, t_x, age)
+    )
+    historical = historical_predictions(inputs["summary"], 1.0, 30)
+    np.testing.assert_allclose(out["expected_revenue"], historical["expected_revenue"])
+    assert model.label(30) == (
+        "purchases=bgnbd, churn=pareto_nbd, revenue=historical (BTYD champion in place of the "
+        "GBM for purchases, churn: the GBM predicts 90-day horizons only)"
+    )
+    # Without the purchase history a GBM cannot answer either.
+    no_history = model.predict(inputs["summary"], HORIZON)
+    np.testing.assert_allclose(
+        no_history["expected_purchases"], model.purchases.expected_purchases(HORIZON, x, t_x, age)
+    )
+    assert "no transaction history was given" in model.label(HORIZON, gbm_inputs=False)
+
+
+def test_json_round_trip_predicts_the_same(model, inputs):
+    state = json.loads(json.dumps(model.to_dict()))
+    assert state["format"] == "clvlab.CLVModel/2"
+    again = CLVModel.from_dict(state)
+    pd.testing.assert_frame_equal(predict(again, inputs), predict(model, inputs))
+    assert again.label(30) == model.label(30)
+
+
+def test_score_and_pyfunc_use_the_champions(model, simulated, tmp_path):
+    scores = clvlab.score(model, simulated, as_of=AS_OF)
+    assert len(scores) == simulated["customer_id"].nunique()
+    assert (scores["model"] == "purchases=gbm, churn=gbm, revenue=historical").all()
+    gbm = model.gbm.predict(
+        PurchaseDays.from_transactions(simulated),
+        AS_OF,
+        customer_covariates(simulated, ["segment"]),
+    )
+    by_id = scores.set_index("customer_id")
+    np.testing.assert_allclose(by_id["p_churn"], gbm["p_churn"].reindex(by_id.index))
+    # The pyfunc model scores the same, with the covariate in its input schema.
+    folder = export_model(model, tmp_path / "champions", simulated.head(5))
+    pyfunc = mlflow.pyfunc.load_model(str(folder))
+    assert "segment" in pyfunc.metadata.get_input_schema().input_names()
+    served = pyfunc.predict(simulated, params={"as_of": str(AS_OF.date()), "horizon_days": 90.0})
+    pd.testing.assert_frame_equal(served, scores)
+
+
+def test_scoring_without_the_covariate_column_is_a_clear_error(model, simulated):
+    with pytest.raises(clvlab.DataError, match=r"static covariate column\(s\) \['segment'\]"):
+        clvlab.score(model, simulated.drop(columns="segment"), as_of=AS_OF)
