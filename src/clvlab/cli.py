@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--report", type=Path, help="also write the backtest (metrics, champions) as JSON"
     )
+    train.add_argument(
+        "--register",
+        metavar="NAME",
+        help="register the model as NAME (alias challenger); the alias champion moves to it "
+        "only if it beats the current champion by the config's registry rule",
+    )
 
     score = commands.add_parser(
         "score",
@@ -64,6 +70,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="CSV/Parquet of id pairs (id_a, id_b) to resolve to one person first",
     )
+
+    models = commands.add_parser(
+        "models",
+        help="list a registered model's versions",
+        description="List the versions of a registered model: aliases, holdout window and "
+        "metrics, and who promoted them and why.",
+    )
+    models.add_argument("name", help="registered model name")
+
+    promote = commands.add_parser(
+        "promote",
+        help="move the champion alias to a version by hand",
+        description="Point the alias champion at VERSION, recording who asked and why.",
+    )
+    promote.add_argument("name", help="registered model name")
+    promote.add_argument("version", help="the version to promote")
+    promote.add_argument("--reason", required=True, help="why (recorded on the version)")
+    promote.add_argument("--by", help="who asks (default: your login name)")
     return parser
 
 
@@ -73,7 +97,7 @@ def _train(args: argparse.Namespace) -> None:
     from clvlab.tracking import ui_command
     from clvlab.training import train
 
-    result = train(args.config)
+    result = train(args.config, register=args.register)
     if args.report:
         from clvlab.outputs import write_json
 
@@ -104,6 +128,8 @@ def _train(args: argparse.Namespace) -> None:
         f"{report['customers']:,} customers"
     )
     print(f"Run:   {result.run_id}\nModel: {result.model_uri}\nLocal: {result.local_path}")
+    if result.registry is not None:
+        print(result.registry.to_text())
     if args.report:
         print(f"Report: {args.report}")
     print(f"MLflow UI: {ui_command(result.experiment_id, result.run_id)}")
@@ -133,11 +159,30 @@ def _score(args: argparse.Namespace) -> None:
         print(f"Rows excluded: {json.dumps(excluded)}")
 
 
+def _models(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from clvlab.tracking.registry import versions
+
+    table = versions(args.name)
+    with pd.option_context("display.width", 160, "display.max_columns", None):
+        print(table.to_string(index=False, float_format="{:.4f}".format))
+
+
+def _promote(args: argparse.Namespace) -> None:
+    from clvlab.tracking.registry import promote
+
+    previous = promote(args.name, args.version, reason=args.reason, by=args.by)
+    was = f" (was version {previous})" if previous else ""
+    print(f"{args.name}: champion -> version {args.version}{was}. Reason: {args.reason}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clvlab`` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    commands = {"train": _train, "score": _score, "models": _models, "promote": _promote}
     try:
-        {"train": _train, "score": _score}[args.command](args)
+        commands[args.command](args)
     except ClvlabError as exc:
         print(f"clvlab {args.command}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR

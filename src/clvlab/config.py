@@ -8,6 +8,8 @@ key or value raises :class:`clvlab.ConfigError` naming it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -160,6 +162,20 @@ class SelectionConfig(_Strict):
         return self.model_dump()
 
 
+class RegistryConfig(_Strict):
+    """When ``clvlab train --register`` moves the ``champion`` alias to the new version."""
+
+    metrics: tuple[SelectionMetric, ...] = Field(
+        default=("purchases_mae", "churn_roc_auc"),
+        min_length=1,
+        description="Holdout metrics of the scoring model compared with the champion's.",
+    )
+    rule: Literal["all", "any"] = Field(
+        default="all",
+        description="all: no metric worse and one better; any: one metric better.",
+    )
+
+
 class TrackingConfig(_Strict):
     """Where runs and local model exports go."""
 
@@ -179,6 +195,7 @@ class RunConfig(_Strict):
     selection: SelectionConfig = SelectionConfig()
     scoring: ScoringConfig = ScoringConfig()
     tracking: TrackingConfig = TrackingConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     @property
     def unit_days(self) -> float:
@@ -189,6 +206,12 @@ class RunConfig(_Strict):
     def experiment_name(self) -> str:
         """The MLflow experiment the run is logged to."""
         return self.tracking.experiment or self.name
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the resolved config (every key, defaults included), as canonical JSON:
+        two configs that run the same job have the same fingerprint."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def to_flat_dict(self) -> dict[str, str]:
         """The resolved config as ``{"split.calibration_end": "1997-09-30", ...}``."""

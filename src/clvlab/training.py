@@ -27,6 +27,8 @@ from clvlab.models.clv import BTYD, GBM, TARGETS, CLVModel, fit_clv_model, fit_p
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from clvlab.tracking.registry import Decision
+
 
 @dataclass
 class TrainResult:
@@ -54,6 +56,10 @@ class TrainResult:
         The backtest figure.
     local_path
         The local model export under ``models/``.
+    tags
+        Provenance: clvlab version, git commit, data and config fingerprints.
+    registry
+        The registry decision when the model was registered (``register``), else None.
     """
 
     model: CLVModel
@@ -67,6 +73,8 @@ class TrainResult:
     data_report: dict[str, Any]
     figure: Figure
     local_path: Path
+    tags: dict[str, str]
+    registry: Decision | None
     config: RunConfig = field(repr=False)
 
     def report(self) -> dict[str, Any]:
@@ -80,10 +88,14 @@ class TrainResult:
             **self.backtest.report(),
             "params": self.params,
             "data_report": self.data_report,
+            "tags": self.tags,
+            "registry": None if self.registry is None else dataclasses.asdict(self.registry),
         }
 
 
-def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
+def train(
+    config: str | Path | dict[str, Any] | RunConfig, *, register: str | None = None
+) -> TrainResult:
     """Run the training job described by a run config.
 
     Reads the transactions, resolves identities (``data.identity_links``) and applies the
@@ -100,6 +112,10 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
     ----------
     config
         A YAML path, a dict or a :class:`RunConfig`.
+    register
+        Register the model under this name in the MLflow model registry, with the alias
+        ``challenger``; ``champion`` moves to it only if it beats the current champion by the
+        config's ``registry`` rule (see :func:`clvlab.tracking.registry.register`).
     """
     from clvlab import tracking
 
@@ -168,6 +184,7 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
     example_columns = [CUSTOMER_ID, DATE] + ([AMOUNT] if AMOUNT in transactions else [])
     example = transactions[example_columns + list(model.covariates)].head(5)
 
+    tags = tracking.provenance(config, transactions)
     run_id, model_uri, experiment_id = tracking.log_run(
         config,
         data_report=data_report,
@@ -176,10 +193,18 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
         fitted_params=params,
         model=model,
         input_example=example,
+        tags=tags,
     )
     local_path = tracking.export_model(
-        model, Path(config.tracking.export_dir) / config.name, example
+        model, Path(config.tracking.export_dir) / config.name, example, config, tags
     )
+    decision = None
+    if register:
+        from clvlab.tracking.registry import register as register_model
+
+        decision = register_model(
+            model_uri, register, run_id=run_id, config=config, metrics=champion_metrics, tags=tags
+        )
     return TrainResult(
         model=model,
         run_id=run_id,
@@ -192,6 +217,8 @@ def train(config: str | Path | dict[str, Any] | RunConfig) -> TrainResult:
         data_report=data_report,
         figure=result.figures["backtest.png"],
         local_path=local_path,
+        tags=tags,
+        registry=decision,
         config=config,
     )
 

@@ -118,7 +118,8 @@ def calibration_holdout(
         if summary.empty:
             raise DataError(f"no transactions on or before the calibration cutoff {cutoff_ts}")
         money = (
-            f", avg({AMOUNT}) AS monetary_value_holdout, sum({AMOUNT}) AS revenue_holdout"
+            f", fsum({AMOUNT}) / count({AMOUNT}) AS monetary_value_holdout,"
+            f" fsum({AMOUNT}) AS revenue_holdout"
             if has_amount
             else ""
         )
@@ -146,10 +147,14 @@ def _summary_sql(
 ) -> str:
     _, divisor = _period(freq, freq_multiplier)
     as_of_period, next_period = _period_bounds(as_of, freq)
-    value = f"sum({AMOUNT})" if has_amount else "NULL"
+    # fsum (compensated summation) rather than sum: DuckDB adds up a group's partial sums
+    # from its threads in whatever order they finish, and a plain floating-point sum then
+    # differs in the last bits from run to run; a compensated one is (all but) exactly
+    # rounded, so the same data give the same summary.
+    value = f"fsum({AMOUNT})" if has_amount else "NULL"
     # Mean of the repeat periods = (all periods - the first) / (count - 1).
     money = (
-        ", CASE WHEN count(*) > 1 THEN (sum(value) - arg_min(value, period)) / (count(*) - 1)"
+        ", CASE WHEN count(*) > 1 THEN (fsum(value) - arg_min(value, period)) / (count(*) - 1)"
         " ELSE 0 END AS monetary_value"
         if has_amount
         else ""

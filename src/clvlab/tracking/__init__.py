@@ -26,10 +26,14 @@ if TYPE_CHECKING:
     from clvlab.evaluation.backtest import BacktestResult
 
 _PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+#: clvlab's own source, packed into every model (MLflow's code_paths): a scoring environment
+#: needs only the third-party requirements below, not clvlab installed.
+_PACKAGE_SOURCE = Path(__file__).resolve().parents[1]
 _MODEL_ARTIFACT = "clv_model.json"
+_CONFIG_ARTIFACT = "run_config.yaml"
 _LOCAL_STORE = "mlruns"
 #: Third-party packages a scoring environment needs, pinned to the versions that trained the
-#: model. clvlab itself must be installed there too: it is not on a package index yet.
+#: model.
 _REQUIREMENTS = [
     "mlflow",
     "pandas",
@@ -98,20 +102,82 @@ def _requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name)}" for name in _REQUIREMENTS]
 
 
-def _write_model(model: CLVModel, folder: Path, input_example: pd.DataFrame) -> None:
-    """Save the pyfunc model to ``folder`` (which must not exist)."""
+def provenance(config: RunConfig, transactions: pd.DataFrame) -> dict[str, str]:
+    """What a run and its model are tagged with: clvlab's version, the git commit of its
+    source (``-dirty`` with uncommitted changes; ``unknown`` outside a git checkout), the
+    fingerprint of the (cleaned, canonical) training transactions and of the resolved
+    config."""
+    from clvlab import __version__
+    from clvlab.data.fingerprint import fingerprint
+
+    return {
+        "clvlab.version": __version__,
+        "clvlab.git_commit": _git_commit(),
+        "clvlab.data_fingerprint": fingerprint(transactions),
+        "clvlab.config_hash": config.fingerprint(),
+    }
+
+
+def environment() -> dict[str, str]:
+    """Python, the platform and the version of every package scoring needs."""
+    import platform
+
+    versions = {name: importlib.metadata.version(name) for name in (*_REQUIREMENTS, "lifetimes")}
+    return {"python": platform.python_version(), "platform": platform.platform(), **versions}
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(_PACKAGE_SOURCE), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def _write_model(
+    model: CLVModel,
+    folder: Path,
+    input_example: pd.DataFrame,
+    config: RunConfig | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Save the pyfunc model to ``folder`` (which must not exist): the fitted state as JSON,
+    the resolved run config, clvlab's source, the signature, an input example, the pinned
+    requirements and the provenance ``tags`` (in the MLmodel file's metadata)."""
     import mlflow
+    import yaml
 
     with tempfile.TemporaryDirectory() as scratch:
         state = Path(scratch) / _MODEL_ARTIFACT
         model.save(state)
+        artifacts = {"clv_model": str(state)}
+        if config is not None:
+            artifacts["run_config"] = str(Path(scratch) / _CONFIG_ARTIFACT)
+            Path(artifacts["run_config"]).write_text(
+                yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+            )
         mlflow.pyfunc.save_model(
             path=str(folder),
             python_model=str(_PYFUNC_CODE),
-            artifacts={"clv_model": str(state)},
+            artifacts=artifacts,
+            code_paths=[str(_PACKAGE_SOURCE)],
             signature=_signature(model, input_example),
             input_example=input_example,
             pip_requirements=_requirements(),
+            metadata=dict(tags or {}),
         )
 
 
@@ -124,10 +190,13 @@ def log_run(
     fitted_params: dict[str, dict[str, float]],
     model: CLVModel,
     input_example: pd.DataFrame,
+    tags: dict[str, str],
 ) -> tuple[str, str, str]:
-    """Log one training run: config, fitted parameters, data report, the backtest (its report,
-    figures and one nested run per candidate with its validation and holdout metrics), the
-    scoring model's holdout metrics (``holdout.<metric>``) and the pyfunc model.
+    """Log one training run: config, fitted parameters, data report, package versions
+    (``environment.json``), the backtest (its report, figures and one nested run per candidate
+    with its validation and holdout metrics), the scoring model's holdout metrics
+    (``holdout.<metric>``), the provenance ``tags`` (see :func:`provenance`) and the pyfunc
+    model.
 
     ``model.version`` is set to the run id before the model is logged.
 
@@ -152,11 +221,13 @@ def log_run(
         )
         mlflow.set_tags(
             {
+                **tags,
                 "clvlab.model": model.label(),
                 **{f"clvlab.champion.{t}": name for t, name in backtest.champions.items()},
             }
         )
         mlflow.log_dict(data_report, "data_report.json")
+        mlflow.log_dict(environment(), "environment.json")
         mlflow.log_metrics({f"holdout.{k}": v for k, v in champion_metrics.items()})
         mlflow.log_dict(backtest.report(), "backtest_report.json")
         for name, figure in backtest.figures.items():
@@ -164,7 +235,7 @@ def log_run(
         _log_candidates(backtest, experiment_id)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch) / "model"
-            _write_model(model, folder, input_example)
+            _write_model(model, folder, input_example, config, tags)
             mlflow.log_artifacts(str(folder), artifact_path="model")
     return run_id, f"runs:/{run_id}/model", experiment_id
 
@@ -195,13 +266,20 @@ def _log_candidates(backtest: BacktestResult, experiment_id: str) -> None:
             )
 
 
-def export_model(model: CLVModel, folder: str | Path, input_example: pd.DataFrame) -> Path:
-    """Save the pyfunc model to a local folder, replacing any previous export atomically."""
+def export_model(
+    model: CLVModel,
+    folder: str | Path,
+    input_example: pd.DataFrame,
+    config: RunConfig | None = None,
+    tags: dict[str, str] | None = None,
+) -> Path:
+    """Save the pyfunc model to a local folder, replacing any previous export atomically
+    (``config`` and ``tags`` as in :func:`log_run`)."""
     target = Path(folder).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        _write_model(model, staging / "model", input_example)
+        _write_model(model, staging / "model", input_example, config, tags)
         retired = staging / "previous"
         if target.exists():
             target.rename(retired)

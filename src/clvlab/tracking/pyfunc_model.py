@@ -3,12 +3,21 @@
 MLflow runs this file when it loads the model; the fitted state comes from the JSON artifact
 ``clv_model``, so nothing is unpickled. Input: a transactions table; params ``as_of`` (empty:
 the last transaction date in the input) and ``horizon_days``; output: the score table.
+
+Served with ``mlflow models serve``, a request MLflow cannot match to the signature (a missing
+column, a value of the wrong type) is answered 400 by MLflow itself; a request clvlab rejects
+(a :class:`clvlab.errors.ClvlabError`, e.g. a bad ``as_of``) is re-raised as an
+``MlflowException`` with ``INVALID_PARAMETER_VALUE``, so that it is answered 400 with clvlab's
+message too, not as an unexpected error with the message buried in a stack trace.
 """
 
+import math
 from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 
@@ -25,15 +34,55 @@ class CLVPyfunc(PythonModel):
     def predict(
         self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
+        from clvlab.errors import ClvlabError
         from clvlab.scoring import score
 
         params = params or {}
-        return score(
-            self.model,
-            model_input,
-            as_of=params.get("as_of") or None,
-            horizon_days=params.get("horizon_days"),
+        try:
+            return score(
+                self.model,
+                model_input,
+                as_of=_as_of(params.get("as_of")),
+                horizon_days=_horizon_days(params.get("horizon_days")),
+            )
+        except ClvlabError as err:
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
+
+
+def _as_of(value: Any) -> Any:
+    """The ``as_of`` param, checked to be a date; None (the input's last transaction date) when
+    empty."""
+    from clvlab.errors import DataError
+
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        stamp = pd.NaT
+    if stamp is pd.NaT:
+        raise DataError(
+            f'params.as_of {value!r} is not a date: send it as YYYY-MM-DD (e.g. "1998-06-30"), '
+            'or "" to score as of the last transaction date in the request'
         )
+    return value
+
+
+def _horizon_days(value: Any) -> float | None:
+    """The ``horizon_days`` param; None (the model's horizon) when not given."""
+    from clvlab.errors import DataError
+
+    if value is None:
+        return None
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        days = math.nan
+    if not (math.isfinite(days) and days > 0):
+        raise DataError(
+            f"params.horizon_days must be a positive number of days (e.g. 365), got {value!r}"
+        )
+    return days
 
 
 mlflow.models.set_model(CLVPyfunc())

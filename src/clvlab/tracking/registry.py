@@ -1,0 +1,251 @@
+"""The MLflow model registry: register a trained model, promote only the better one.
+
+Every registered version carries, as version tags, the holdout metrics of its scoring model
+(``holdout.<metric>``), the holdout window they were measured on and the run's provenance.
+The alias ``challenger`` always points at the newest version; ``champion`` moves to it only
+when it beats the current champion by the config's ``registry`` rule, on the same holdout
+window (metrics of different windows are not comparable, and the decision says so).
+``clvlab promote`` moves ``champion`` by hand, recording who asked and why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from clvlab.errors import ClvlabError
+from clvlab.evaluation.backtest import HIGHER_IS_BETTER
+from clvlab.tracking import _use_tracking_store
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from clvlab.config import RunConfig
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+_METRIC_TAG = "holdout."
+_WINDOW_TAG = "clvlab.holdout_window"
+
+
+@dataclass
+class Decision:
+    """Whether a new version took the ``champion`` alias, and why.
+
+    Attributes
+    ----------
+    name, version
+        The registered model and the new version.
+    promoted
+        Whether ``champion`` now points at ``version``.
+    reason
+        One sentence for the log.
+    comparison
+        Metric -> ``{"challenger": value, "champion": value, "verdict": "better" | "worse" |
+        "equal"}``, for the rule's metrics (empty without a comparable champion).
+    previous_champion
+        The version that was champion before, if any.
+    """
+
+    name: str
+    version: str
+    promoted: bool
+    reason: str
+    comparison: dict[str, dict[str, Any]]
+    previous_champion: str | None
+
+    def to_text(self) -> str:
+        """The decision and both sets of metrics, for the terminal."""
+        lines = [
+            f"Registered {self.name} version {self.version} (alias {CHALLENGER}).",
+            f"{CHAMPION}: {'moved to version ' + self.version if self.promoted else 'kept'}"
+            f" - {self.reason}",
+        ]
+        for metric, row in self.comparison.items():
+            lines.append(
+                f"  {metric}: this version {row['challenger']:.4f}, champion version "
+                f"{self.previous_champion} {row['champion']:.4f} ({row['verdict']})"
+            )
+        return "\n".join(lines)
+
+
+def register(
+    model_uri: str,
+    name: str,
+    *,
+    run_id: str,
+    config: RunConfig,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+) -> Decision:
+    """Register ``model_uri`` as a new version of ``name``, point ``challenger`` at it and
+    move ``champion`` to it if it beats the current champion (the config's ``registry`` rule
+    on the same holdout window). The decision is logged to the run (``registry_decision.json``
+    and tags) and on the version.
+
+    Parameters
+    ----------
+    model_uri
+        ``runs:/<run_id>/model``.
+    name
+        The registered model's name.
+    run_id
+        The training run (the decision is logged there).
+    config
+        The run config (its ``split`` and ``registry`` sections).
+    metrics
+        The scoring model's holdout metrics.
+    tags
+        Provenance tags for the version.
+    """
+    import mlflow
+
+    _use_tracking_store()
+    client = mlflow.MlflowClient()
+    window = f"{config.split.calibration_end}..{config.split.holdout_end}"
+    version = str(mlflow.register_model(model_uri, name).version)
+    for key, value in {
+        **tags,
+        _WINDOW_TAG: window,
+        **{f"{_METRIC_TAG}{k}": repr(float(v)) for k, v in metrics.items()},
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+
+    current = _alias_version(client, name, CHAMPION)
+    decision = _decide(client, name, version, current, metrics, window, config)
+    if decision.promoted:
+        _move_champion(client, name, version, by="clvlab train (automatic)", why=decision.reason)
+    client.log_dict(run_id, asdict(decision), "registry_decision.json")
+    client.set_tag(run_id, "clvlab.registry", f"{name} version {version}")
+    client.set_tag(run_id, "clvlab.registry_decision", "promoted" if decision.promoted else "kept")
+    return decision
+
+
+def promote(name: str, version: str, *, reason: str, by: str | None = None) -> str | None:
+    """Move ``champion`` to ``version`` by hand, recording who asked (``by``, default the
+    login name) and why on the version. Returns the previous champion version."""
+    import mlflow
+
+    if not reason.strip():
+        raise ClvlabError("say why the version is promoted (--reason)")
+    _use_tracking_store()
+    client = mlflow.MlflowClient()
+    try:
+        client.get_model_version(name, str(version))
+    except mlflow.exceptions.MlflowException:
+        raise ClvlabError(
+            f"registered model {name!r} has no version {version}; see `clvlab models {name}`"
+        ) from None
+    previous = _alias_version(client, name, CHAMPION)
+    _move_champion(client, name, str(version), by=by or getpass.getuser(), why=reason)
+    return previous
+
+
+def versions(name: str) -> pd.DataFrame:
+    """Every version of ``name``: aliases, run, creation time, holdout window and metrics,
+    and the last promotion's author and reason. Newest first."""
+    import mlflow
+
+    _use_tracking_store()
+    client = mlflow.MlflowClient()
+    try:
+        registered = client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        raise ClvlabError(
+            f"no registered model named {name!r} in {mlflow.get_tracking_uri()}"
+        ) from None
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (registered.aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    rows = []
+    for version in client.search_model_versions(f"name = '{name}'"):
+        tags = version.tags or {}
+        rows.append(
+            {
+                "version": int(version.version),
+                "aliases": ",".join(sorted(aliases.get(str(version.version), []))),
+                "created": pd.Timestamp(version.creation_timestamp, unit="ms"),
+                "run_id": version.run_id,
+                "holdout_window": tags.get(_WINDOW_TAG, ""),
+                **{
+                    key.removeprefix(_METRIC_TAG): float(value)
+                    for key, value in tags.items()
+                    if key.startswith(_METRIC_TAG)
+                },
+                "promoted_by": tags.get("clvlab.promoted_by", ""),
+                "promotion_reason": tags.get("clvlab.promotion_reason", ""),
+            }
+        )
+    return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True)
+
+
+def _decide(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    current: str | None,
+    metrics: dict[str, float],
+    window: str,
+    config: RunConfig,
+) -> Decision:
+    def decision(promoted: bool, reason: str, comparison: dict | None = None) -> Decision:
+        return Decision(name, version, promoted, reason, comparison or {}, current)
+
+    if current is None:
+        return decision(True, "the first version with holdout metrics: no champion yet")
+    tags = client.get_model_version(name, current).tags or {}
+    rule = config.registry
+    if tags.get(_WINDOW_TAG) != window:
+        return decision(
+            False,
+            f"not comparable: the champion was evaluated on the holdout "
+            f"{tags.get(_WINDOW_TAG, '(unknown)')}, this version on {window}; promote by hand "
+            f"with `clvlab promote {name} {version} --reason ...` after comparing them",
+        )
+    comparison = {}
+    for metric in rule.metrics:
+        theirs = tags.get(f"{_METRIC_TAG}{metric}")
+        if theirs is None or metric not in metrics:
+            return decision(False, f"not comparable: {metric} is missing on one of the versions")
+        ours, theirs = float(metrics[metric]), float(theirs)
+        sign = 1.0 if metric in HIGHER_IS_BETTER else -1.0
+        verdict = "equal" if ours == theirs else "better" if sign * (ours - theirs) > 0 else "worse"
+        comparison[metric] = {"challenger": ours, "champion": theirs, "verdict": verdict}
+    verdicts = [row["verdict"] for row in comparison.values()]
+    if rule.rule == "all":
+        promoted = "better" in verdicts and "worse" not in verdicts
+        wanted = "better on at least one of the metrics and worse on none"
+    else:
+        promoted = "better" in verdicts
+        wanted = "better on at least one of the metrics"
+    outcome = "it is" if promoted else "it is not"
+    return decision(
+        promoted,
+        f"rule '{rule.rule}' wants {wanted} than version {current}; {outcome}",
+        comparison,
+    )
+
+
+def _move_champion(client: MlflowClient, name: str, version: str, *, by: str, why: str) -> None:
+    previous = _alias_version(client, name, CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    for key, value in {
+        "clvlab.promoted_by": by,
+        "clvlab.promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "clvlab.promotion_reason": why,
+        "clvlab.previous_champion": previous or "",
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    import mlflow
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None

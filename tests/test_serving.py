@@ -1,0 +1,276 @@
+"""`mlflow models serve` answers a JSON payload of customers' transactions with their scores.
+
+One model is trained on the CDNOW sample (a few seconds) and served once for the module by
+the venv's ``mlflow models serve --env-manager local`` on a free local port. Every wait is
+bounded (server start-up, each request), and the server's process group is always stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+import clvlab
+from clvlab.scoring import NO_HISTORY, SCORE_COLUMNS
+
+VENV_BIN = Path(sys.executable).parent
+MLFLOW = VENV_BIN / "mlflow"
+SERVE_OPTIONS = ["--env-manager", "local", "-h", "127.0.0.1", "-p"]
+CONFIG = {
+    "name": "srv",
+    "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
+    "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+    "models": {"purchases": "bgnbd"},
+}
+AS_OF, HORIZON_DAYS = "1998-06-30", 365
+PARAMS = {"as_of": AS_OF, "horizon_days": HORIZON_DAYS}
+COLUMNS = ["customer_id", "date", "amount"]
+STARTUP_TIMEOUT_S = 120
+REQUEST_TIMEOUT_S = 30
+TEXT_COLUMNS = ["customer_id", "model", "model_version", "reason"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Path, Path]]:
+    """A model trained in a private folder and store: (TrainResult, model folder, workdir)."""
+    workdir = tmp_path_factory.mktemp("serving")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+        result = clvlab.train(CONFIG)
+        model_folder = Path(result.local_path).resolve()
+    assert (model_folder / "MLmodel").is_file()
+    yield result, model_folder, workdir
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the server and the uvicorn it started: they share the process group we made."""
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def server(trained) -> Iterator[str]:
+    """The base URL of ``mlflow models serve`` running the trained model."""
+    _, model_folder, workdir = trained
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+        # The CLI runs `uvicorn` by name: the venv's bin must be on PATH, activated or not.
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    log_path = workdir / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(MLFLOW), "models", "serve", "-m", str(model_folder), *SERVE_OPTIONS, str(port)],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited ({process.returncode}):\n{_tail(log_path)}")
+            try:
+                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no answer on {url}/ping in {STARTUP_TIMEOUT_S} s:\n{_tail(log_path)}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        _stop(process)
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:]
+
+
+def _post(url: str, payload: dict) -> requests.Response:
+    return requests.post(f"{url}/invocations", json=payload, timeout=REQUEST_TIMEOUT_S)
+
+
+def _payload(transactions: pd.DataFrame, params: dict | None = None) -> dict:
+    """``dataframe_split`` JSON for transactions: dates as ISO strings."""
+    data = [
+        [customer, date.isoformat(), amount]
+        for customer, date, amount in transactions[COLUMNS].itertuples(index=False)
+    ]
+    return {
+        "dataframe_split": {"columns": COLUMNS, "data": data},
+        "params": PARAMS if params is None else params,
+    }
+
+
+def _assert_scores_equal(predictions: list[dict], expected: pd.DataFrame) -> None:
+    """The answer's records against a score table, column by column (JSON types: strings,
+    numbers, NaN or null for a missing prediction, null for no reason)."""
+    assert all(list(row) == SCORE_COLUMNS for row in predictions)
+    assert len(predictions) == len(expected)
+    for column in SCORE_COLUMNS:
+        values = [row[column] for row in predictions]
+        if column in TEXT_COLUMNS:
+            want = [None if pd.isna(v) else str(v) for v in expected[column]]
+            assert values == want, column
+        else:
+            np.testing.assert_allclose(
+                np.asarray([math.nan if v is None else v for v in values], dtype=float),
+                expected[column].to_numpy(dtype=float, na_value=np.nan),
+                rtol=1e-9,
+                equal_nan=True,
+                err_msg=column,
+            )
+
+
+@pytest.fixture(scope="module")
+def transactions(cdnow_sample: pd.DataFrame) -> pd.DataFrame:
+    return cdnow_sample[COLUMNS]
+
+
+def test_one_customer(server, trained, transactions):
+    result, _, _ = trained
+    one = transactions[transactions["customer_id"] == "1"].reset_index(drop=True)
+    assert len(one) > 1
+    response = _post(server, _payload(one))
+    assert response.status_code == 200, response.text
+    expected = clvlab.score(result.model, one, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    _assert_scores_equal(response.json()["predictions"], expected)
+    assert response.json()["predictions"][0]["reason"] is None
+
+
+def test_several_customers(server, trained, transactions):
+    result, _, _ = trained
+    counts = transactions.groupby("customer_id").size()
+    chosen = [
+        *counts[counts == 1].index[:2],  # a single purchase: frequency 0
+        *counts[counts.between(3, 10)].index[:5],
+        counts.idxmax(),
+    ]
+    several = transactions[transactions["customer_id"].isin(chosen)]
+    # A customer whose only purchase is after as_of keeps a row, with NaN scores and a reason.
+    late = pd.DataFrame(
+        {"customer_id": ["late"], "date": [pd.Timestamp("1998-07-15")], "amount": [10.0]}
+    ).astype(several.dtypes.to_dict())
+    several = pd.concat([several, late], ignore_index=True)
+    response = _post(server, _payload(several))
+    assert response.status_code == 200, response.text
+    expected = clvlab.score(result.model, several, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    assert len(expected) == len(chosen) + 1
+    predictions = response.json()["predictions"]
+    _assert_scores_equal(predictions, expected)
+    assert {row["customer_id"]: row["reason"] for row in predictions}["late"] == NO_HISTORY
+
+
+def test_params_default_to_last_transaction_and_model_horizon(server, trained, transactions):
+    result, _, _ = trained
+    one = transactions[transactions["customer_id"] == "1"].reset_index(drop=True)
+    response = _post(server, _payload(one, params={}))
+    assert response.status_code == 200, response.text
+    _assert_scores_equal(response.json()["predictions"], clvlab.score(result.model, one))
+
+
+def _error(response: requests.Response) -> str:
+    assert response.status_code == 400, (response.status_code, response.text)
+    body = response.json()
+    # An error of the request's own, not "an unexpected error" with the cause in a stack trace.
+    assert "unexpected error" not in body["message"]
+    return body["message"]
+
+
+def test_missing_date_column_is_a_400_naming_it(server, transactions):
+    one = transactions[transactions["customer_id"] == "1"]
+    payload = {
+        "dataframe_split": {
+            "columns": ["customer_id", "amount"],
+            "data": one[["customer_id", "amount"]].values.tolist(),
+        },
+        "params": PARAMS,
+    }
+    message = _error(_post(server, payload))
+    assert "missing inputs ['date']" in message
+
+
+@pytest.mark.parametrize("bad_date", ["1998-13-45", "not a date"])
+def test_bad_date_is_a_400_naming_column_and_value(server, bad_date):
+    payload = {
+        "dataframe_split": {
+            "columns": COLUMNS,
+            "data": [["1", "1997-01-01", 29.33], ["1", bad_date, 10.0]],
+        },
+        "params": PARAMS,
+    }
+    message = _error(_post(server, payload))
+    assert "column date" in message and bad_date in message
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"as_of": "1998-13-45"}, "params.as_of '1998-13-45' is not a date: send it as YYYY-MM-DD"),
+        ({"as_of": AS_OF, "horizon_days": -5}, "params.horizon_days must be a positive number"),
+        ({"as_of": AS_OF, "horizon_days": 0}, "params.horizon_days must be a positive number"),
+    ],
+)
+def test_bad_params_are_a_400_with_clvlabs_message(server, params, expected):
+    payload = {
+        "dataframe_split": {"columns": COLUMNS, "data": [["1", "1997-01-01", 29.33]]},
+        "params": params,
+    }
+    response = _post(server, payload)
+    assert expected in _error(response)
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ([], "no transactions (the table has no rows)"),
+        ([[None, "1997-01-01", 29.33]], "no transactions with a customer id to score"),
+    ],
+)
+def test_data_clvlab_rejects_is_a_400_with_its_message(server, data, expected):
+    payload = {"dataframe_split": {"columns": COLUMNS, "data": data}, "params": PARAMS}
+    assert expected in _error(_post(server, payload))
+
+
+def test_server_still_answers_after_errors(server, trained, transactions):
+    result, _, _ = trained
+    one = transactions[transactions["customer_id"] == "2"].reset_index(drop=True)
+    response = _post(server, _payload(one))
+    assert response.status_code == 200, response.text
+    expected = clvlab.score(result.model, one, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    _assert_scores_equal(response.json()["predictions"], expected)
