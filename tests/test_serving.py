@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +18,9 @@ import pytest
 import requests
 
 import clvlab
+import servers
 from clvlab.scoring import NO_HISTORY, SCORE_COLUMNS
 
-VENV_BIN = Path(sys.executable).parent
-MLFLOW = VENV_BIN / "mlflow"
 SERVE_OPTIONS = ["--env-manager", "local", "-h", "127.0.0.1", "-p"]
 CONFIG = {
     "name": "srv",
@@ -37,7 +31,6 @@ CONFIG = {
 AS_OF, HORIZON_DAYS = "1998-06-30", 365
 PARAMS = {"as_of": AS_OF, "horizon_days": HORIZON_DAYS}
 COLUMNS = ["customer_id", "date", "amount"]
-STARTUP_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 30
 TEXT_COLUMNS = ["customer_id", "model", "model_version", "reason"]
 
@@ -55,69 +48,21 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, 
     yield result, model_folder, workdir
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the server and the uvicorn it started: they share the process group we made."""
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture(scope="module")
 def server(trained) -> Iterator[str]:
     """The base URL of ``mlflow models serve`` running the trained model."""
     _, model_folder, workdir = trained
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-        # The CLI runs `uvicorn` by name: the venv's bin must be on PATH, activated or not.
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    log_path = workdir / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(MLFLOW), "models", "serve", "-m", str(model_folder), *SERVE_OPTIONS, str(port)],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited ({process.returncode}):\n{_tail(log_path)}")
-            try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no answer on {url}/ping in {STARTUP_TIMEOUT_S} s:\n{_tail(log_path)}")
-            time.sleep(0.2)
+    port = servers.free_port()
+    command = [str(servers.MLFLOW), "models", "serve", "-m", str(model_folder)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+    with servers.running(
+        [*command, *SERVE_OPTIONS, str(port)],
+        url=f"http://127.0.0.1:{port}",
+        health="/ping",
+        cwd=workdir,
+        env=env,
+    ) as url:
         yield url
-    finally:
-        _stop(process)
-
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:]
 
 
 def _post(url: str, payload: dict) -> requests.Response:
