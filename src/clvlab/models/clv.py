@@ -30,7 +30,7 @@ from clvlab.models.btyd import (
     estimator_from_dict,
 )
 from clvlab.models.engines import fit_estimator
-from clvlab.models.historical import historical_predictions
+from clvlab.models.historical import HISTORICAL, historical_predictions
 
 if TYPE_CHECKING:
     from clvlab.config import RunConfig
@@ -169,11 +169,14 @@ class CLVModel:
         horizon = horizon_days / self.unit_days
         x, t_x, age = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
         sources = self.sources(horizon_days, gbm_inputs=history is not None)
-        gbm = None
+        # The predictions of the sources other than BTYD, each computed once.
+        other: dict[str, pd.DataFrame] = {}
         if GBM in sources.values():
             if as_of is None:
                 raise ClvlabError("a GBM champion predicts from `history` at `as_of`: give both")
-            gbm = self.gbm.predict(history, as_of, covariates).reindex(summary.index)
+            other[GBM] = self.gbm.predict(history, as_of, covariates).reindex(summary.index)
+        if HISTORICAL in sources.values():
+            other[HISTORICAL] = historical_predictions(summary, self.unit_days, horizon_days)
 
         expected_by_model: dict[int, np.ndarray] = {}
 
@@ -186,10 +189,7 @@ class CLVModel:
         def from_source(target: str, column: str) -> np.ndarray | None:
             if sources[target] == BTYD:
                 return None
-            if sources[target] == GBM:
-                return gbm[column].to_numpy(dtype=float)
-            historical = historical_predictions(summary, self.unit_days, horizon_days)
-            return historical[column].to_numpy(dtype=float)
+            return other[sources[target]][column].to_numpy(dtype=float)
 
         purchases = from_source("purchases", "expected_purchases")
         if purchases is None:
@@ -244,10 +244,7 @@ class CLVModel:
         used."""
         sources = self.sources(horizon_days, gbm_inputs=gbm_inputs)
         names = {target: self._source_name(target, source) for target, source in sources.items()}
-        primary = _purchase_model_name(self.purchases)
-        if set(sources.values()) == {BTYD} and {
-            self.btyd_champions.get(target, primary) for target in sources
-        } == {primary}:
+        if all(s == BTYD and self._btyd(t) is self.purchases for t, s in sources.items()):
             text = self.name
         else:
             text = ", ".join(f"{target}={name}" for target, name in names.items())
