@@ -1,14 +1,15 @@
-"""Serving latency: ``mlflow models serve`` answering one customer's transactions.
+"""Serving latency: ``clvlab serve`` (``mlflow models serve``) answering one customer.
 
 The goal (issue 7): the median latency of a single-customer request is under 50 ms on this
 machine (2 cores). The script
 
 1. trains a BG/NBD + Gamma-Gamma model on the CDNOW sample (calibration to 1997-09-30, holdout
-   to 1998-06-30) in a fresh folder under ``--workdir`` with its own SQLite store, or takes a
-   local model folder with ``--model``;
-2. starts ``<venv>/bin/mlflow models serve -m <model> --env-manager local`` on a free local
-   port (the venv's ``bin`` put on PATH: the CLI runs ``uvicorn`` by name) and waits for
-   ``GET /ping``;
+   to 1998-06-30) in a fresh folder under ``--workdir`` with its own SQLite store and
+   registers it as ``bench-serving`` (its first version: the champion), or takes a local
+   model folder with ``--model``;
+2. starts ``clvlab serve bench-serving`` (``mlflow models serve -m
+   models:/bench-serving@champion --env-manager local``), or ``clvlab serve <folder>``, on a
+   free local port and waits for ``GET /ping``;
 3. sends ``--warmup`` requests, then ``--requests`` timed ones over one keep-alive connection,
    each ``{"dataframe_split": ..., "params": {"as_of": "1998-06-30", "horizon_days": 365}}``
    with all the transactions (3 to 10 rows) of one CDNOW customer drawn at random (seeded);
@@ -48,21 +49,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-VENV_BIN = Path(sys.executable).parent
+CLVLAB = Path(sys.executable).with_name("clvlab")
 CONFIG = {
     "name": "bench-serving",
     "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
     "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
     "models": {"purchases": "bgnbd"},
 }
-SERVE_OPTIONS = ["--env-manager", "local", "-h", "127.0.0.1", "-p"]
+NAME = "bench-serving"
 COLUMNS = ["customer_id", "date", "amount"]
 GOAL_MS = 50.0
 STARTUP_TIMEOUT_S = 120
 
 
 def train(workdir: Path) -> tuple[Path, str]:
-    """Train in a fresh folder with its own store; the model folder and the store's URI."""
+    """Train and register in a fresh folder with its own store; the model folder and the
+    store's URI."""
     import clvlab
 
     folder = Path(tempfile.mkdtemp(prefix="serving-", dir=workdir))
@@ -71,7 +73,7 @@ def train(workdir: Path) -> tuple[Path, str]:
     os.environ["MLFLOW_TRACKING_URI"] = store
     os.chdir(folder)
     try:
-        result = clvlab.train(CONFIG)
+        result = clvlab.train(CONFIG, register=NAME)
         return Path(result.local_path).resolve(), store
     finally:
         os.chdir(previous_cwd)
@@ -87,29 +89,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: Path, store: str, port: int, log_path: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": store,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+def start_server(model: str, store: str, port: int, log_path: Path) -> subprocess.Popen:
+    """``clvlab serve MODEL`` in its own process group (the uvicorn it runs goes with it)."""
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            [
-                str(VENV_BIN / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                str(model),
-                *SERVE_OPTIONS,
-                str(port),
-            ],
+            [str(CLVLAB), "serve", model, "--port", str(port)],
             cwd=log_path.parent,
-            env=env,
+            env={**os.environ, "MLFLOW_TRACKING_URI": store},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the uvicorn it runs goes with it
+            start_new_session=True,
         )
 
 
@@ -267,11 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.model:
         model_folder = args.model.resolve()
+        served = str(model_folder)
         store = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{args.workdir / 'mlflow.db'}"
     else:
         start = time.perf_counter()
         model_folder, store = train(args.workdir)
-        print(f"trained {model_folder} in {time.perf_counter() - start:.1f} s")
+        served = NAME
+        print(f"trained and registered {NAME} in {time.perf_counter() - start:.1f} s")
     if not (model_folder / "MLmodel").is_file():
         sys.exit(f"{model_folder} is not a model folder (no MLmodel file)")
 
@@ -282,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     log_path = model_folder.parent / "server.log"
-    process = start_server(model_folder, store, port, log_path)
+    process = start_server(served, store, port, log_path)
     try:
         startup = wait_until_up(process, port, log_path)
         print(f"server up on port {port} in {startup:.1f} s (log: {log_path})")

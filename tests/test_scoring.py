@@ -69,10 +69,7 @@ def test_scores_equal_the_models_formulas(model):
 
 
 def test_empty_after_cleaning_is_an_error(model):
-    with (
-        pytest.raises(DataError, match="no transactions with a customer id"),
-        pytest.warns(UserWarning),
-    ):
+    with pytest.raises(DataError, match="no transactions with a customer id"):
         score(model, TRANSACTIONS.tail(1))
 
 

@@ -1,14 +1,17 @@
-"""`mlflow models serve` answers a JSON payload of customers' transactions with their scores.
+"""`clvlab serve` (`mlflow models serve -m models:/NAME@champion`) answers a JSON payload of
+customers' transactions with their scores.
 
-One model is trained on the CDNOW sample (a few seconds) and served once for the module by
-the venv's ``mlflow models serve --env-manager local`` on a free local port. Every wait is
-bounded (server start-up, each request), and the server's process group is always stopped.
+One model is trained on the CDNOW sample (a few seconds), registered as ``srv`` (its first
+version becomes the champion) and served once for the module by ``clvlab serve srv``, which
+runs the venv's ``mlflow models serve --env-manager local``, on a free local port. Every wait
+is bounded (server start-up, each request), and the server's process group is always stopped.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +23,10 @@ import requests
 import clvlab
 import servers
 from clvlab.scoring import NO_HISTORY, SCORE_COLUMNS
+from clvlab.tracking import serving
 
-SERVE_OPTIONS = ["--env-manager", "local", "-h", "127.0.0.1", "-p"]
+# The installed console script, as a user runs it.
+CLVLAB = [str(Path(sys.executable).with_name("clvlab"))]
 CONFIG = {
     "name": "srv",
     "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
@@ -37,32 +42,58 @@ TEXT_COLUMNS = ["customer_id", "model", "model_version", "reason"]
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Path, Path]]:
-    """A model trained in a private folder and store: (TrainResult, model folder, workdir)."""
+    """A model trained in a private folder and store and registered as ``srv`` (its first
+    version, so the champion): (TrainResult, model folder, workdir)."""
     workdir = tmp_path_factory.mktemp("serving")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
-        result = clvlab.train(CONFIG)
+        result = clvlab.train(CONFIG, register="srv")
         model_folder = Path(result.local_path).resolve()
+    assert result.registry.promoted
     assert (model_folder / "MLmodel").is_file()
     yield result, model_folder, workdir
 
 
 @pytest.fixture(scope="module")
 def server(trained) -> Iterator[str]:
-    """The base URL of ``mlflow models serve`` running the trained model."""
-    _, model_folder, workdir = trained
+    """The base URL of ``clvlab serve srv``: ``mlflow models serve -m models:/srv@champion
+    --env-manager local`` on a free port."""
+    _, _, workdir = trained
     port = servers.free_port()
-    command = [str(servers.MLFLOW), "models", "serve", "-m", str(model_folder)]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
     with servers.running(
-        [*command, *SERVE_OPTIONS, str(port)],
+        [*CLVLAB, "serve", "srv", "--port", str(port)],
         url=f"http://127.0.0.1:{port}",
         health="/ping",
         cwd=workdir,
         env=env,
     ) as url:
         yield url
+
+
+def test_serve_runs_mlflow_on_the_registered_champion(trained, monkeypatch):
+    _, model_folder, workdir = trained
+    command = serving.serve_command("srv", port=5123)
+    assert Path(command[0]).name == "mlflow"
+    assert command[1:] == [
+        "models",
+        "serve",
+        "-m",
+        "models:/srv@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "5123",
+    ]
+    assert serving.model_uri(str(model_folder)) == str(model_folder)
+    assert serving.model_uri("runs:/abc/model") == "runs:/abc/model"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+    serving.check_registered("srv")  # the champion exists
+    with pytest.raises(clvlab.ClvlabError, match="no version of registered model 'srv' has the"):
+        serving.check_registered("srv", alias="retired")
 
 
 def _post(url: str, payload: dict) -> requests.Response:
@@ -185,9 +216,9 @@ def test_bad_date_is_a_400_naming_column_and_value(server, bad_date):
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
-        ({"as_of": "1998-13-45"}, "params.as_of '1998-13-45' is not a date: send it as YYYY-MM-DD"),
-        ({"as_of": AS_OF, "horizon_days": -5}, "params.horizon_days must be a positive number"),
-        ({"as_of": AS_OF, "horizon_days": 0}, "params.horizon_days must be a positive number"),
+        ({"as_of": "1998-13-45"}, "as_of '1998-13-45' is not a date: give it as YYYY-MM-DD"),
+        ({"as_of": AS_OF, "horizon_days": -5}, "horizon_days must be a positive number"),
+        ({"as_of": AS_OF, "horizon_days": 0}, "horizon_days must be a positive number"),
     ],
 )
 def test_bad_params_are_a_400_with_clvlabs_message(server, params, expected):

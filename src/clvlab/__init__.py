@@ -20,6 +20,7 @@ _LAZY = {
     "train": "clvlab.training",
     "TrainResult": "clvlab.training",
     "score": "clvlab.scoring",
+    "score_to_file": "clvlab.batch",
     "load_model": "clvlab.tracking",
     "read_transactions": "clvlab.data",
     "clean_transactions": "clvlab.data",
@@ -59,10 +60,12 @@ __all__ = [
     "resolve_identities",
     "rfm",
     "score",
+    "score_to_file",
     "train",
 ]
 
 if TYPE_CHECKING:
+    from clvlab.batch import score_to_file
     from clvlab.config import RunConfig, load_config
     from clvlab.data import (
         CleaningPolicy,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from clvlab.errors import ClvlabError
 
+#: Keep in step with clvlab.batch.DEFAULT_PARTITION_ROWS (not imported: --help stays fast).
+DEFAULT_PARTITION_ROWS = 5_000_000
 DEFAULT_CONFIG = Path("configs") / "cdnow.yaml"
 #: Exit status for errors the user can fix (bad config, bad data, bad arguments).
 USAGE_ERROR = 2
@@ -52,14 +54,21 @@ def _parser() -> argparse.ArgumentParser:
         "score",
         help="score customers with a trained model",
         description="Write one row per customer: RFM, p_alive, p_churn, expected purchases, "
-        "expected spend, expected revenue and CLV.",
+        "expected spend, expected revenue and CLV; customers that cannot be scored get a "
+        "row with the reason. Large data is scored in hash partitions of customers, so "
+        "memory stays bounded; the output is written atomically (a Parquet folder of one "
+        "file per partition when there are several).",
     )
     score.add_argument(
         "--model",
         required=True,
         help="runs:/RUN_ID/model, models:/NAME@ALIAS or a folder under models/",
     )
-    score.add_argument("--transactions", required=True, help="transactions CSV or Parquet")
+    score.add_argument(
+        "--transactions",
+        required=True,
+        help="transactions: a CSV file, or Parquet (a file, a folder or a glob: 'dir/*.parquet')",
+    )
     score.add_argument("--as-of", help="score as of this date (default: last transaction date)")
     score.add_argument(
         "--horizon", type=float, metavar="DAYS", help="horizon in days (default: the model's)"
@@ -69,6 +78,22 @@ def _parser() -> argparse.ArgumentParser:
         "--identity-links",
         metavar="FILE",
         help="CSV/Parquet of id pairs (id_a, id_b) to resolve to one person first",
+    )
+    score.add_argument(
+        "--partition-rows",
+        type=int,
+        default=DEFAULT_PARTITION_ROWS,
+        metavar="N",
+        help=f"about how many transaction rows to score at once (default: "
+        f"{DEFAULT_PARTITION_ROWS:,}; about 1 GB of memory per worker)",
+    )
+    score.add_argument(
+        "--workers", type=int, metavar="N", help="partitions scored at once (default: CPU cores)"
+    )
+    score.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar (default: when standard error is a terminal)",
     )
 
     models = commands.add_parser(
@@ -88,6 +113,20 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("version", help="the version to promote")
     promote.add_argument("--reason", required=True, help="why (recorded on the version)")
     promote.add_argument("--by", help="who asks (default: your login name)")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve a registered model over HTTP (mlflow models serve)",
+        description="Run `mlflow models serve -m models:/NAME@ALIAS --env-manager local` in "
+        "this environment. POST /invocations with a JSON payload of transactions "
+        '(dataframe_split or dataframe_records; params "as_of", "horizon_days") answers their '
+        "customers' scores; GET /ping answers 200 once the model is loaded.",
+    )
+    serve.add_argument("name", help="registered model name (or a model URI or folder)")
+    serve.add_argument("--alias", default="champion", help="version alias (default: champion)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    serve.add_argument("--workers", type=int, help="server worker processes (MLflow's default)")
     return parser
 
 
@@ -136,27 +175,33 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from clvlab.outputs import write_table
-    from clvlab.scoring import score
+    from clvlab.batch import score_to_file
 
-    table = score(
+    result = score_to_file(
         args.model,
         args.transactions,
+        args.output,
         as_of=args.as_of,
         horizon_days=args.horizon,
         identity_links=args.identity_links,
+        partition_rows=args.partition_rows,
+        workers=args.workers,
+        progress=args.progress,
     )
-    write_table(table, args.output)
-    unscored = int(table["reason"].notna().sum())
+    layout = (
+        f"a folder of {len(result.files)} Parquet files" if result.output.is_dir() else "one file"
+    )
     print(
-        f"Scored {len(table) - unscored:,} customers ({unscored:,} could not be scored) "
-        f"-> {args.output}"
+        f"Scored {result.customers - result.unscored:,} customers as of "
+        f"{result.as_of.date()} ({result.unscored:,} could not be scored) in "
+        f"{result.partitions} partition(s) -> {result.output} ({layout})"
     )
-    excluded = {
-        k: v for k, v in table.attrs["data_report"].items() if k.startswith("excluded.") and v
-    }
+    for reason, count in result.reasons.items():
+        print(f"  not scored, {reason}: {count:,}")
+    excluded = {k: v for k, v in result.data_report.items() if k.startswith("excluded.") and v}
     if excluded:
         print(f"Rows excluded: {json.dumps(excluded)}")
+    print(f"Model: {result.model}")
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -177,10 +222,24 @@ def _promote(args: argparse.Namespace) -> None:
     print(f"{args.name}: champion -> version {args.version}{was}. Reason: {args.reason}")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from clvlab.tracking.serving import model_uri, serve
+
+    uri = model_uri(args.name, args.alias)
+    print(f"Serving {uri} on http://{args.host}:{args.port} (Ctrl-C stops)")
+    serve(args.name, alias=args.alias, host=args.host, port=args.port, workers=args.workers)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clvlab`` command; returns the exit status."""
     args = _parser().parse_args(argv)
-    commands = {"train": _train, "score": _score, "models": _models, "promote": _promote}
+    commands = {
+        "train": _train,
+        "score": _score,
+        "models": _models,
+        "promote": _promote,
+        "serve": _serve,
+    }
     try:
         commands[args.command](args)
     except ClvlabError as exc:

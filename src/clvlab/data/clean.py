@@ -21,6 +21,7 @@ The steps, in order:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -56,6 +57,29 @@ class DataReport:
     count_only: bool = False
     policy: dict[str, object] = field(default_factory=dict)
 
+    @classmethod
+    def combine(cls, reports: Sequence[DataReport]) -> DataReport:
+        """One report for data cleaned in parts that share no customer (such as the hash
+        partitions of batch scoring): counts add up, the dates span all parts."""
+        if not reports:
+            return cls()
+        steps: dict[str, int] = {}
+        for report in reports:
+            for step, count in report.steps.items():
+                steps[step] = steps.get(step, 0) + count
+        firsts = [report.first_date for report in reports if report.first_date]
+        lasts = [report.last_date for report in reports if report.last_date]
+        return cls(
+            rows_read=sum(report.rows_read for report in reports),
+            steps=steps,
+            rows_kept=sum(report.rows_kept for report in reports),
+            customers=sum(report.customers for report in reports),
+            first_date=str(min(pd.Timestamp(date) for date in firsts)) if firsts else "",
+            last_date=str(max(pd.Timestamp(date) for date in lasts)) if lasts else "",
+            count_only=reports[0].count_only,
+            policy=reports[0].policy,
+        )
+
     def to_dict(self) -> dict[str, object]:
         """The report as a flat, JSON-friendly dict (``excluded.<step>`` per cleaning step)."""
         flat: dict[str, object] = {"rows_read": self.rows_read}
@@ -77,6 +101,7 @@ def clean_transactions(
     policy: CleaningPolicy | None = None,
     invoice: str | None = None,
     until: pd.Timestamp | str | None = None,
+    sort: bool = True,
 ) -> tuple[pd.DataFrame, DataReport]:
     """Apply the cleaning policy, counting what each step removes.
 
@@ -92,11 +117,14 @@ def clean_transactions(
         ``cancellation_prefix`` applies to it.
     until
         Transactions after this date (a date covers its whole day) are excluded.
+    sort
+        Sort the result by customer and date. Sorting millions of string ids takes seconds;
+        scoring, which summarizes the rows in DuckDB, does without.
 
     Returns
     -------
     (pandas.DataFrame, DataReport)
-        The cleaned transactions, sorted by customer and date, and the report.
+        The cleaned transactions (sorted by customer and date if ``sort``) and the report.
     """
     policy = policy or CleaningPolicy()
     count_only = AMOUNT not in transactions
@@ -126,7 +154,9 @@ def clean_transactions(
     else:
         kept = _drop(kept, returns, "returns_dropped", steps)
 
-    kept = kept.sort_values([CUSTOMER_ID, DATE], kind="stable").reset_index(drop=True)
+    if sort:
+        kept = kept.sort_values([CUSTOMER_ID, DATE], kind="stable")
+    kept = kept.reset_index(drop=True)
     report.rows_kept = len(kept)
     report.customers = int(kept[CUSTOMER_ID].nunique())
     if len(kept):

@@ -27,6 +27,8 @@ LEFT, RIGHT = "id_a", "id_b"
 SOURCE_CUSTOMER_ID = "source_customer_id"
 #: The column of the mapping table that holds an id seen in the links.
 SOURCE_ID = "source_id"
+#: The column of :func:`link_groups` that holds the key of an id's group.
+GROUP_ID = "group_id"
 
 LinkSource = str | Path | pd.DataFrame
 
@@ -159,6 +161,28 @@ def resolve_identities(
         transactions_remapped=int(np.count_nonzero(resolved != codes)),
     )
     return out, mapping, report
+
+
+def link_groups(links: pd.DataFrame, *, left: str = LEFT, right: str = RIGHT) -> pd.DataFrame:
+    """Each id of the usable links with a key of its group: the group's smallest id in string
+    order, which depends on the links only.
+
+    Splitting transactions by this key (and by the id itself for ids without links) keeps
+    every group in one part, so resolving each part with :func:`resolve_identities` gives
+    the same canonical ids as resolving them all at once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``source_id`` and ``group_id`` (string), sorted by ``source_id``.
+    """
+    id_a, id_b = _link_ids(links, left, right, "links")
+    graph = _link_graph(id_a, id_b)
+    # The ids are sorted, so the first id of each group is its smallest.
+    first = pd.Series(np.arange(len(graph.ids))).groupby(graph.labels).transform("min")
+    return pd.DataFrame(
+        {SOURCE_ID: graph.ids.array, GROUP_ID: graph.ids.array.take(first.to_numpy())}
+    )
 
 
 class _LinkGraph(NamedTuple):

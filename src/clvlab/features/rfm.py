@@ -81,7 +81,7 @@ def rfm(
         or before the as-of period.
     """
     with _session(transactions, memory_limit) as (con, has_amount):
-        sql = _summary_sql("tx", _timestamp(as_of), freq, freq_multiplier, has_amount)
+        sql = _summary_sql("tx", as_timestamp(as_of, "as_of"), freq, freq_multiplier, has_amount)
         return _fetch(con, sql).set_index(CUSTOMER_ID)
 
 
@@ -108,7 +108,7 @@ def calibration_holdout(
         [``monetary_value_holdout`` (mean transaction value in the holdout, lifetimes'
         definition), ``revenue_holdout`` (total value in the holdout)], ``duration_holdout``.
     """
-    cutoff_ts, end_ts = _timestamp(cutoff), _timestamp(end)
+    cutoff_ts, end_ts = as_timestamp(cutoff, "cutoff"), as_timestamp(end, "end")
     if end_ts <= cutoff_ts:
         raise DataError(f"holdout end {end_ts.date()} must be after the cutoff {cutoff_ts.date()}")
     _, divisor = _period(freq, freq_multiplier)
@@ -256,11 +256,13 @@ def _period(freq: str, freq_multiplier: float) -> tuple[str, float]:
     return _TRUNC[freq], UNIT_DAYS[freq] * float(freq_multiplier)
 
 
-def _timestamp(value: DateLike) -> pd.Timestamp:
+def as_timestamp(value: DateLike, name: str = "date") -> pd.Timestamp:
+    """``value`` as a timezone-naive timestamp (UTC if it has a zone), or a :class:`DataError`
+    that names the argument ``name``."""
     try:
         stamp = pd.Timestamp(value)
     except (TypeError, ValueError):
-        raise DataError(f"cannot read {value!r} as a date; use YYYY-MM-DD") from None
+        stamp = pd.NaT
     if stamp is pd.NaT:
-        raise DataError(f"cannot read {value!r} as a date; use YYYY-MM-DD")
+        raise DataError(f"{name} {value!r} is not a date: give it as YYYY-MM-DD") from None
     return stamp.tz_convert(None) if stamp.tzinfo else stamp

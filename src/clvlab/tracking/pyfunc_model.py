@@ -11,7 +11,6 @@ column, a value of the wrong type) is answered 400 by MLflow itself; a request c
 message too, not as an unexpected error with the message buried in a stack trace.
 """
 
-import math
 from typing import Any
 
 import mlflow
@@ -43,46 +42,18 @@ class CLVPyfunc(PythonModel):
                 self.model,
                 model_input,
                 as_of=_as_of(params.get("as_of")),
-                horizon_days=_horizon_days(params.get("horizon_days")),
+                horizon_days=params.get("horizon_days"),
             )
         except ClvlabError as err:
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
 
 
 def _as_of(value: Any) -> Any:
-    """The ``as_of`` param, checked to be a date; None (the input's last transaction date) when
-    empty."""
-    from clvlab.errors import DataError
-
+    """The ``as_of`` param; None (the last transaction date in the request) when empty.
+    :func:`clvlab.score` checks the rest."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        stamp = pd.NaT
-    if stamp is pd.NaT:
-        raise DataError(
-            f'params.as_of {value!r} is not a date: send it as YYYY-MM-DD (e.g. "1998-06-30"), '
-            'or "" to score as of the last transaction date in the request'
-        )
     return value
-
-
-def _horizon_days(value: Any) -> float | None:
-    """The ``horizon_days`` param; None (the model's horizon) when not given."""
-    from clvlab.errors import DataError
-
-    if value is None:
-        return None
-    try:
-        days = float(value)
-    except (TypeError, ValueError):
-        days = math.nan
-    if not (math.isfinite(days) and days > 0):
-        raise DataError(
-            f"params.horizon_days must be a positive number of days (e.g. 365), got {value!r}"
-        )
-    return days
 
 
 mlflow.models.set_model(CLVPyfunc())

@@ -1,0 +1,447 @@
+"""Batch scoring of data larger than memory: hash partitions of customers, written atomically.
+
+:func:`score_to_file` scores the transactions in parts of about ``partition_rows`` rows. Each
+customer's rows land in one part (chosen by a hash of the id, or of the id's group when
+identity links are given), so each part is read, cleaned and scored on its own exactly as
+:func:`clvlab.score` would score it, and memory holds one part at a time:
+
+- up to :data:`SCAN_PARTITIONS` parts, each part is a filtered scan of the source (DuckDB
+  reads Parquet fast and in parallel, so scanning a few times costs less than a copy);
+- beyond that, or for CSV, the source is first split once into Parquet files per part in a
+  temporary folder beside the output, which DuckDB does in a streaming way.
+
+The output is written to a temporary name beside the target and renamed into place, so it is
+either complete or absent (a crash leaves no half-written score file):
+
+- a ``.parquet`` target is one file when there is one part, else a folder of one Parquet file
+  per part (``part-00000.parquet``, ...; rows sorted by customer id within each), with a
+  manifest ``_clvlab_scores.json``. pandas, DuckDB and Spark read the folder as one table;
+- a ``.csv`` target is always one file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pandas as pd
+
+from clvlab.data import DataReport, read_links
+from clvlab.data.datasets import is_packaged_source, load_packaged
+from clvlab.data.identity import GROUP_ID, SOURCE_ID, LinkSource, link_groups
+from clvlab.data.io import TransactionSource, parquet_glob
+from clvlab.data.validate import require_columns
+from clvlab.errors import ClvlabError, DataError
+from clvlab.features.rfm import DateLike
+from clvlab.models.clv import CLVModel
+from clvlab.outputs import write_json
+from clvlab.scoring import (
+    SCORE_COLUMNS,
+    PreparedTransactions,
+    as_model,
+    check_arguments,
+    check_customer_ids,
+    prepare,
+    read_columns,
+    score_prepared,
+)
+
+#: Rows per part by default: scoring 5M rows at once peaks at about 1 GB.
+DEFAULT_PARTITION_ROWS = 5_000_000
+#: Up to this many parts, each is a filtered scan of the source; beyond it, a copy is split.
+SCAN_PARTITIONS = 8
+#: The manifest of a multi-part output folder.
+MANIFEST = "_clvlab_scores.json"
+_BUCKET = "__clvlab_part"
+_T = TypeVar("_T")
+
+
+@dataclasses.dataclass
+class BatchResult:
+    """What :func:`score_to_file` wrote."""
+
+    output: Path
+    """The score file, or the folder of part files."""
+    files: list[Path]
+    """The Parquet or CSV files holding the scores."""
+    customers: int
+    """Rows written: one per customer id in the input."""
+    reasons: dict[str, int]
+    """Customers that could not be scored, by reason."""
+    partitions: int
+    """Parts the customers were scored in."""
+    as_of: pd.Timestamp
+    """The date the scores are for."""
+    model: str
+    """The model column: which model gave each target."""
+    data_report: dict[str, Any]
+    """What cleaning did, summed over the parts (see :class:`clvlab.data.DataReport`)."""
+
+    @property
+    def unscored(self) -> int:
+        """Customers with a row but no scores."""
+        return sum(self.reasons.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary (the manifest of a multi-part output)."""
+        return {
+            "files": [path.name for path in self.files],
+            "customers": self.customers,
+            "unscored": self.reasons,
+            "partitions": self.partitions,
+            "as_of": str(self.as_of),
+            "model": self.model,
+            "data_report": self.data_report,
+        }
+
+
+def score_to_file(
+    model: CLVModel | str | Path,
+    transactions: TransactionSource,
+    output: str | Path,
+    *,
+    as_of: DateLike | None = None,
+    horizon_days: float | None = None,
+    identity_links: LinkSource | None = None,
+    partition_rows: int = DEFAULT_PARTITION_ROWS,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> BatchResult:
+    """Score every customer in ``transactions`` into ``output``, one part at a time.
+
+    Parameters
+    ----------
+    model, transactions, as_of, horizon_days, identity_links
+        As for :func:`clvlab.score`. ``transactions`` may be a CSV file, Parquet data (a file,
+        a folder or a glob such as ``"dir/*.parquet"``), a packaged data set or a DataFrame.
+        Without ``as_of`` the data is read twice when it has several parts: once to find the
+        last transaction date, once to score.
+    output
+        A ``.parquet`` or ``.csv`` path (see the module docstring for the layout).
+    partition_rows
+        About how many transaction rows are scored at once; memory grows with it (about 1 GB
+        for 5M rows), per worker.
+    workers
+        Parts scored at the same time, in threads (DuckDB, NumPy and SciPy work outside
+        Python's lock); by default one per CPU core.
+    progress
+        Show a progress bar; by default when standard error is a terminal.
+
+    Returns
+    -------
+    BatchResult
+        Where the scores are and what happened to the customers and rows.
+
+    Raises
+    ------
+    ClvlabError
+        If ``output`` has another extension or is a folder clvlab did not write, or as
+        :func:`clvlab.score` for bad arguments or data. Nothing is written then.
+    """
+    model = as_model(model)
+    as_of, horizon_days = check_arguments(as_of, horizon_days)
+    target = _check_output(Path(output))
+    if partition_rows < 1:
+        raise ClvlabError(f"partition_rows must be a positive number of rows, got {partition_rows}")
+    links = None if identity_links is None else read_links(identity_links)
+    workers = max(1, os.cpu_count() or 1) if workers is None else workers
+    show = sys.stderr.isatty() if progress is None else progress
+    with _Source(transactions, model, links, target.parent, workers) as source:
+        parts = max(1, math.ceil(source.rows / partition_rows))
+        source.plan(parts)
+        with _progress(parts * (2 if as_of is None and parts > 1 else 1), show) as bar:
+            if as_of is None:
+                as_of = _last_date(source, parts, bar)
+            return _score_parts(model, source, parts, as_of, horizon_days, target, bar)
+
+
+def _score_parts(
+    model: CLVModel,
+    source: _Source,
+    parts: int,
+    as_of: pd.Timestamp,
+    horizon_days: float | None,
+    target: Path,
+    bar: Any,
+) -> BatchResult:
+    """Score each part into a temporary file or folder, then move it into place."""
+    csv = target.suffix.lower() == ".csv"
+    staging = _make_folder(target.parent, f".{target.name}.")
+
+    def score_part(number: int) -> tuple[DataReport, pd.DataFrame | None, Path | None]:
+        prepared = source.prepared(number, parts)
+        table, path = None, None
+        if prepared.report.rows_read > prepared.report.steps["missing_customer_id"]:
+            scores = score_prepared(model, prepared, as_of, horizon_days)
+            path = _write_part(scores, staging, number, csv)
+            table = scores[["model", "reason"]]
+        bar.update(1)
+        return prepared.report, table, path
+
+    try:
+        done = source.map(score_part, parts)
+        report = DataReport.combine([part_report for part_report, _, _ in done])
+        check_customer_ids(report)
+        tables = [table for _, table, _ in done if table is not None]
+        files = [path for _, _, path in done if path is not None]
+        reasons = pd.concat([table["reason"] for table in tables]).value_counts()
+        result = BatchResult(
+            output=target,
+            files=[target],
+            customers=sum(len(table) for table in tables),
+            reasons={str(reason): int(count) for reason, count in reasons.items()},
+            partitions=parts,
+            as_of=as_of,
+            model="; ".join(sorted({label for t in tables for label in t["model"].unique()})),
+            data_report=report.to_dict(),
+        )
+        if csv:
+            built = _concatenate(files, staging)
+        elif len(files) == 1:
+            built = files[0]
+        else:
+            result.files = [target / path.name for path in files]
+            write_json(result.to_dict(), staging / MANIFEST)
+            built = staging
+        _publish(built, target)
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _last_date(source: _Source, parts: int, bar: Any) -> pd.Timestamp:
+    """The last transaction date after cleaning, over all parts (the default ``as_of``)."""
+    if parts == 1:
+        return source.prepared(0, 1).last_date  # kept for the scoring pass
+
+    def last_date(number: int) -> pd.Timestamp | None:
+        prepared = source.prepared(number, parts)
+        bar.update(1)
+        return prepared.last_date if len(prepared.canonical) else None
+
+    dates = [date for date in source.map(last_date, parts) if date is not None]
+    if not dates:
+        raise DataError("every transaction was excluded by cleaning; nothing to score")
+    return max(dates)
+
+
+class _Source:
+    """The transactions as DuckDB sees them, and their parts as prepared transactions."""
+
+    def __init__(
+        self,
+        transactions: TransactionSource,
+        model: CLVModel,
+        links: pd.DataFrame | None,
+        workdir: Path,
+        workers: int,
+    ) -> None:
+        self.transactions = transactions
+        self.where = "transactions" if isinstance(transactions, pd.DataFrame) else str(transactions)
+        self.model = model
+        self.links = links
+        self.workdir = workdir
+        self.workers = workers
+        self._whole: PreparedTransactions | None = None
+        self._split: Path | None = None
+        self._registered: dict[str, pd.DataFrame] = {}
+        self._local = threading.local()
+        self.con = duckdb.connect(config={"preserve_insertion_order": False})
+        self.con.execute("SET TimeZone = 'UTC'")
+        if isinstance(transactions, str | Path) and is_packaged_source(transactions):
+            transactions = load_packaged(str(transactions))
+        if isinstance(transactions, pd.DataFrame):
+            self._register("source_frame", transactions)
+            self.relation, self.csv = "source_frame", False
+        else:
+            self.relation, self.csv = _reader(transactions)
+        try:
+            self.rows = self.con.execute(f"SELECT count(*) FROM {self.relation}").fetchone()[0]
+            described = self.con.execute(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()
+        except duckdb.Error as exc:
+            raise DataError(f"{self.where}: cannot read transactions: {exc}") from None
+        self.columns = {row[0]: row[1] for row in described}
+        if self.rows == 0:
+            raise DataError(f"{self.where}: no transactions (the table has no rows).")
+        self.key = self._key()
+
+    def __enter__(self) -> _Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.con.close()
+        if self._split is not None:
+            shutil.rmtree(self._split, ignore_errors=True)
+
+    def _register(self, name: str, frame: pd.DataFrame) -> None:
+        self._registered[name] = frame
+        self.con.register(name, frame)
+
+    def _key(self) -> str:
+        """SQL for the hash that assigns a row to a part: of its id, or of its id's group."""
+        column = read_columns(self.model, list(self.columns))["customer_id"]
+        require_columns(
+            pd.DataFrame(columns=list(self.columns)), {"customer id": column}, self.where
+        )
+        quoted = _quote(column)
+        text = f"CAST({quoted} AS VARCHAR)"
+        if self.columns[column] in ("FLOAT", "DOUBLE"):
+            # As clvlab.data.io.as_customer_ids reads them: 17850.0 is "17850".
+            text = (
+                f"CASE WHEN {quoted} = trunc({quoted}) "
+                f"THEN CAST(CAST({quoted} AS HUGEINT) AS VARCHAR) ELSE {text} END"
+            )
+        if self.links is None:
+            return f"hash({text})"
+        self._register("link_groups", link_groups(self.links))
+        return (
+            f"hash(coalesce((SELECT {GROUP_ID} FROM link_groups "
+            f"WHERE {SOURCE_ID} = {text}), {text}))"
+        )
+
+    def plan(self, parts: int) -> None:
+        """Get ready to read ``parts`` parts: split a copy of the source when scanning it once
+        per part would cost more (many parts, or CSV, which is parsed on every scan)."""
+        if parts > 1 and (parts > SCAN_PARTITIONS or self.csv) and self._split is None:
+            self._split = _make_folder(self.workdir, ".clvlab-parts-")
+            self.con.execute(f"SET temp_directory = '{_sql_text(str(self._split / 'spill'))}'")
+            self.con.execute(
+                f"COPY (SELECT *, {self.key} % {parts} AS {_BUCKET} FROM {self.relation}) "
+                f"TO '{_sql_text(str(self._split / 'parts'))}' "
+                f"(FORMAT parquet, PARTITION_BY ({_BUCKET}))"
+            )
+
+    def prepared(self, number: int, parts: int) -> PreparedTransactions:
+        """Part ``number`` of ``parts`` read and prepared as :func:`clvlab.score` prepares
+        transactions. With one part, the whole source, prepared once and kept."""
+        if parts > 1:
+            return prepare(self.model, self._part(number, parts), self.links)
+        if self._whole is None:
+            self._whole = prepare(self.model, self.transactions, self.links)
+        return self._whole
+
+    def map(self, work: Callable[[int], _T], parts: int) -> list[_T]:
+        """``work`` on every part number, :attr:`workers` parts at a time; results in order."""
+        if self.workers == 1 or parts == 1:
+            return [work(number) for number in range(parts)]
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="clvlab-part") as pool:
+            return list(pool.map(work, range(parts)))
+
+    def _part(self, number: int, parts: int) -> pd.DataFrame:
+        """The rows of part ``number`` as stored (columns and types of the source)."""
+        if self._split is None:
+            query = f"SELECT * FROM {self.relation} WHERE {self.key} % {parts} = {number}"
+        else:
+            folder = self._split / "parts" / f"{_BUCKET}={number}"
+            if not folder.exists():  # no row hashed to this part
+                return pd.DataFrame({column: [] for column in self.columns})
+            query = f"SELECT * FROM read_parquet('{_sql_text(str(folder / '*.parquet'))}')"
+        return self._cursor().sql(query).to_arrow_table().to_pandas()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection (threads must not share one DuckDB connection)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self.con.cursor()
+            for name, frame in self._registered.items():
+                cursor.register(name, frame)
+        return cursor
+
+
+def _reader(source: str | Path) -> tuple[str, bool]:
+    """The DuckDB table function that reads ``source``, and whether it is CSV."""
+    text = str(source)
+    suffix = Path(text).suffix.lower()
+    if suffix in {".csv", ".txt", ".gz"}:
+        if not Path(text).exists():
+            raise DataError(f"transactions file not found: {text}")
+        # All columns as text, as clvlab.read_transactions reads CSV: "00042" stays "00042".
+        return f"read_csv('{_sql_text(text)}', header = true, all_varchar = true)", True
+    return f"read_parquet('{_sql_text(parquet_glob(text))}')", False
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _write_part(table: pd.DataFrame, folder: Path, number: int, csv: bool) -> Path:
+    """Write one part's scores (not atomically: the folder is renamed into place at the end).
+    CSV parts have no header: :func:`_concatenate` writes one."""
+    path = folder / f"part-{number:05d}.{'csv' if csv else 'parquet'}"
+    if csv:
+        table.to_csv(path, index=False, header=False)
+    else:
+        table.to_parquet(path, index=False)
+    return path
+
+
+def _concatenate(files: list[Path], folder: Path) -> Path:
+    """The CSV parts as one file, with the header."""
+    whole = folder / "scores.csv"
+    with whole.open("wb") as out:
+        out.write((",".join(SCORE_COLUMNS) + "\n").encode())
+        for path in files:
+            with path.open("rb") as part:
+                shutil.copyfileobj(part, out)
+    return whole
+
+
+def _make_folder(parent: Path, prefix: str) -> Path:
+    """A new temporary folder in ``parent``, with the permissions of an ordinary folder."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    return folder
+
+
+def _check_output(target: Path) -> Path:
+    """The output path, checked before any work is done."""
+    if target.suffix.lower() not in {".parquet", ".csv"}:
+        raise ClvlabError(f"output {target}: use a name ending in .parquet or .csv")
+    if target.is_dir() and not (target / MANIFEST).exists():
+        raise ClvlabError(
+            f"output {target} is a folder that clvlab did not write (it has no {MANIFEST}); "
+            "choose another name or remove it"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _publish(built: Path, target: Path) -> None:
+    """Move the finished file or folder ``built`` to ``target``, replacing what was there.
+
+    A file replaces a file in one atomic rename. Otherwise the old output is first renamed
+    aside and removed after the new one is in place.
+    """
+    if not target.exists() or (built.is_file() and target.is_file()):
+        os.replace(built, target)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, aside / target.name)
+    os.replace(built, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextmanager
+def _progress(total: int, show: bool) -> Iterator[Any]:
+    """A progress bar over the parts on standard error (a silent one when not shown)."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="scoring", unit="part", disable=not show, file=sys.stderr) as bar:
+        yield bar

@@ -1,0 +1,217 @@
+"""Batch scoring in hash partitions: the same table as ``score``, written atomically."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvlab import CLVModel, DataError, score
+from clvlab.batch import MANIFEST, SCAN_PARTITIONS, score_to_file
+from clvlab.errors import ClvlabError
+from clvlab.scoring import ALL_EXCLUDED, NO_HISTORY, SCORE_COLUMNS
+
+AS_OF = "1997-09-30"
+
+
+@pytest.fixture(scope="module")
+def model(sample_models):
+    purchases, spend = sample_models
+    return CLVModel(purchases=purchases, spend=spend, time_unit="W", version="batch-test")
+
+
+@pytest.fixture(scope="module")
+def transactions(cdnow_master):
+    """CDNOW with what batch scoring must not lose: rows without an id, a customer whose only
+    rows are returns (excluded by cleaning), customers whose first purchase is after AS_OF."""
+    extra = pd.DataFrame(
+        {
+            "customer_id": [None, None, "refunds-only", "refunds-only"],
+            "date": pd.to_datetime(["1997-03-01", "1997-04-01", "1997-02-01", "1997-02-02"]),
+            "amount": [10.0, 20.0, -5.0, -7.0],
+        }
+    )
+    frame = pd.concat([cdnow_master, extra], ignore_index=True)
+    return frame.sample(frac=1.0, random_state=1).reset_index(drop=True)  # any row order
+
+
+@pytest.fixture(scope="module")
+def expected(model, transactions):
+    with pytest.warns(UserWarning, match="2 transaction rows have no customer id"):
+        return score(model, transactions, as_of=AS_OF)
+
+
+def read_scores(path) -> pd.DataFrame:
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    return table.sort_values("customer_id").reset_index(drop=True)
+
+
+def assert_same_scores(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Equal values; types as the file format keeps them."""
+    expected = expected.astype({"reason": "string"}).reset_index(drop=True)
+    actual = actual.astype({"reason": "string"})
+    pd.testing.assert_frame_equal(actual, expected, check_dtype=False, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("partition_rows", "parts"),
+    [(30_000, 3), (6_000, 12), (10**9, 1)],
+    ids=["scanned parts", "split parts", "one part"],
+)
+def test_parts_give_the_table_score_gives(
+    model, transactions, expected, tmp_path, partition_rows, parts
+):
+    path = tmp_path / "scores.parquet"
+    with pytest.warns(UserWarning, match="2 transaction rows have no customer id"):
+        result = score_to_file(
+            model, transactions, path, as_of=AS_OF, partition_rows=partition_rows, workers=2
+        )
+    assert result.partitions == parts
+    assert SCAN_PARTITIONS < 12  # so the second case splits a copy of the source
+    assert result.customers == len(expected) == transactions["customer_id"].nunique()
+    assert_same_scores(read_scores(path), expected)
+    # Every customer who got no scores is counted by reason, and every row in the report.
+    assert result.reasons == {ALL_EXCLUDED: 1}
+    assert result.data_report == expected.attrs["data_report"]
+    assert result.data_report["excluded.missing_customer_id"] == 2
+    if parts > 1:  # a folder of part files and a manifest; pandas reads it as one table
+        assert path.is_dir() and len(result.files) == parts
+        manifest = json.loads((path / MANIFEST).read_text())
+        assert manifest["customers"] == result.customers
+        assert manifest["files"] == sorted(file.name for file in path.glob("part-*.parquet"))
+    else:
+        assert path.is_file() and result.files == [path]
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.parquet"]  # nothing left behind
+
+
+def test_parquet_glob_and_csv_in_and_out(model, transactions, expected, tmp_path):
+    folder = tmp_path / "tx"
+    folder.mkdir()
+    for number in range(3):
+        transactions.iloc[number::3].to_parquet(folder / f"chunk-{number}.parquet")
+    csv_in = tmp_path / "tx.csv"
+    transactions.to_csv(csv_in, index=False)
+    with pytest.warns(UserWarning):
+        score_to_file(
+            model, str(folder / "*.parquet"), tmp_path / "a.csv", as_of=AS_OF, partition_rows=25_000
+        )
+    with pytest.warns(UserWarning):
+        score_to_file(model, csv_in, tmp_path / "b.parquet", as_of=AS_OF, partition_rows=25_000)
+    from_csv_output = read_scores(tmp_path / "a.csv")
+    assert list(from_csv_output.columns) == SCORE_COLUMNS
+    assert len(from_csv_output) == len(expected)
+    numbers = ["frequency", "T", "p_alive", "clv"]
+    np.testing.assert_allclose(
+        from_csv_output[numbers].astype(float), expected[numbers], rtol=1e-12
+    )
+    assert_same_scores(read_scores(tmp_path / "b.parquet"), expected)
+
+
+def test_as_of_defaults_to_the_last_date_over_all_parts(model, transactions, tmp_path):
+    complete = transactions.dropna(subset=["customer_id"])
+    whole = score(model, complete)
+    result = score_to_file(model, complete, tmp_path / "s.parquet", partition_rows=20_000)
+    assert result.partitions == 4
+    assert result.as_of == pd.Timestamp("1998-06-30")
+    assert_same_scores(read_scores(tmp_path / "s.parquet"), whole)
+
+
+def test_linked_ids_are_resolved_across_parts(model, cdnow_master, tmp_path):
+    rng = np.random.default_rng(0)
+    ids = cdnow_master["customer_id"].unique()
+    pairs = rng.choice(ids, size=(400, 2), replace=False)
+    links = pd.DataFrame({"id_a": pairs[:, 0], "id_b": pairs[:, 1]})
+    links.loc[len(links)] = [pairs[0, 1], "never-bought"]  # an id without transactions
+    expected = score(model, cdnow_master, as_of=AS_OF, identity_links=links)
+    result = score_to_file(
+        model,
+        cdnow_master,
+        tmp_path / "s.parquet",
+        as_of=AS_OF,
+        identity_links=links,
+        partition_rows=15_000,
+    )
+    assert result.partitions == 5
+    assert len(expected) == cdnow_master["customer_id"].nunique() - 400
+    assert_same_scores(read_scores(tmp_path / "s.parquet"), expected)
+
+
+def test_unscorable_customers_keep_a_row_with_the_reason(model, tmp_path):
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "c", "d"],
+            "date": ["1997-01-01", "1997-02-01", "1997-12-01", "1997-01-05", "1997-01-09"],
+            "amount": [10.0, 12.0, 3.0, -4.0, 0.5],
+        }
+    )
+    result = score_to_file(
+        model, frame, tmp_path / "s.parquet", as_of="1997-06-30", partition_rows=2
+    )
+    table = read_scores(tmp_path / "s.parquet").set_index("customer_id")
+    assert table["reason"].to_dict() == {"a": None, "b": NO_HISTORY, "c": ALL_EXCLUDED, "d": None}
+    assert result.reasons == {NO_HISTORY: 1, ALL_EXCLUDED: 1} and result.unscored == 2
+    assert table.loc[["b", "c"], "clv"].isna().all() and table.loc[["a", "d"], "clv"].notna().all()
+
+
+def test_a_failure_leaves_the_old_output_and_no_partial_file(
+    model, transactions, tmp_path, monkeypatch
+):
+    import clvlab.batch
+
+    path = tmp_path / "scores.parquet"
+    path.write_bytes(b"the previous scores")
+    calls = []
+
+    def fail_on_second_part(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed half-way")
+        return score_prepared(*args, **kwargs)
+
+    score_prepared = clvlab.batch.score_prepared
+    monkeypatch.setattr(clvlab.batch, "score_prepared", fail_on_second_part)
+    with pytest.raises(RuntimeError, match="killed half-way"):
+        score_to_file(model, transactions, path, as_of=AS_OF, partition_rows=30_000, workers=1)
+    assert path.read_bytes() == b"the previous scores"
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.parquet"]
+
+
+def test_outputs_replace_each_other_but_not_foreign_folders(model, transactions, tmp_path):
+    path = tmp_path / "scores.parquet"
+    complete = transactions.dropna(subset=["customer_id"])
+    score_to_file(model, complete, path, as_of=AS_OF, partition_rows=30_000)
+    assert path.is_dir()
+    score_to_file(model, complete, path, as_of=AS_OF)  # one part: a file replaces the folder
+    assert path.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.parquet"]
+
+    foreign = tmp_path / "mine.parquet"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ClvlabError, match="a folder that clvlab did not write"):
+        score_to_file(model, complete, foreign, as_of=AS_OF)
+    with pytest.raises(ClvlabError, match=r"use a name ending in \.parquet or \.csv"):
+        score_to_file(model, complete, tmp_path / "scores.txt", as_of=AS_OF)
+    with pytest.raises(DataError, match="horizon_days must be a positive number"):
+        score_to_file(model, complete, path, as_of=AS_OF, horizon_days=0)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_missing_id_column_is_named(model, tmp_path):
+    frame = pd.DataFrame({"client": ["a"], "date": ["1997-01-01"], "amount": [1.0]})
+    with pytest.raises(DataError, match="customer_id"):
+        score_to_file(model, frame, tmp_path / "s.parquet")
+    assert not list(tmp_path.iterdir())
+
+
+def test_progress_bar_only_when_asked(model, transactions, tmp_path, capsys):
+    complete = transactions.dropna(subset=["customer_id"])
+    score_to_file(model, complete, tmp_path / "a.parquet", as_of=AS_OF, partition_rows=30_000)
+    assert capsys.readouterr().err == ""  # not a terminal
+    score_to_file(
+        model, complete, tmp_path / "b.parquet", as_of=AS_OF, partition_rows=30_000, progress=True
+    )
+    shown = capsys.readouterr().err
+    assert "scoring: 100%" in shown and "3/3" in shown
