@@ -21,10 +21,15 @@ so the outputs are compared value by value. Each job runs in a fresh interpreter
 peak RSS (``VmHWM``) is its own; the job's time runs from reading the data to the written
 file, and the child's wall time (imports included) is shown too.
 
+With ``--big ROWS`` it also scores a Parquet folder of about ROWS rows (generated once, as by
+``bench_rfm.py --big``) with clvlab alone, reading it by glob, and checks one row per customer
+and a peak RSS under 4 GB: the hash partitions keep memory bounded whatever the data's size.
+
 Usage::
 
     python benchmarks/bench_score.py                 # 1M customers
     python benchmarks/bench_score.py --repeat 3      # best of 3 per job
+    python benchmarks/bench_score.py --big 100000000 # and 100M rows with clvlab
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from pathlib import Path
 
 import pandas as pd
 from bench_rfm import Outcome, memory_mb, summarizer
-from synthetic import DEFAULT, ensure_data
+from synthetic import DEFAULT, customers_for_rows, ensure_data
 
 WORKDIR = Path("/tmp/clvlab-bench")
 SPEEDUP_GOAL = 5.0  # lifetimes seconds / clvlab seconds, at least
@@ -87,7 +92,7 @@ def lifetimes_job(data: Path, as_of: str, params: dict, output: Path) -> dict:
     return {"seconds": time.perf_counter() - began, "customers": len(scores)}
 
 
-def clvlab_job(data: Path, as_of: str, output: Path) -> dict:
+def clvlab_job(data: Path | str, as_of: str, output: Path) -> dict:
     """``clvlab.score_to_file`` with the registered champion."""
     from clvlab import load_model, score_to_file
 
@@ -113,6 +118,8 @@ def child_main(args: argparse.Namespace) -> int:
     if args.child == "lifetimes":
         params = json.loads((args.workdir / "bench_score_params.json").read_text())
         report = lifetimes_job(args.data, args.as_of, params, output)
+    elif args.child == "big":
+        report = clvlab_job(str(args.data / "*.parquet"), args.as_of, output)
     else:
         report = clvlab_job(args.data, args.as_of, output)
     report.update(job=args.child, peak_mb=memory_mb("VmHWM"))
@@ -194,6 +201,26 @@ def compare_outputs(workdir: Path) -> tuple[bool, str]:
     return True, f"{len(theirs):,} customers, columns {', '.join(COMPARED)}"
 
 
+def big(args: argparse.Namespace) -> list[Outcome]:
+    """Score the big Parquet folder by glob with clvlab; check rows and peak memory."""
+    n_customers = customers_for_rows(args.big)
+    data = args.workdir / f"big_{args.big}_seed{args.seed}"
+    meta = ensure_data(data, n_customers, args.seed)
+    print(f"\nrunning clvlab on {data}/*.parquet ({meta['rows']:,} rows) ...", flush=True)
+    report = run_child("big", data, args)
+    outcomes = [
+        Outcome("big one row per customer", report["customers"] == meta["customers"]),
+        Outcome("big peak", report["peak_mb"] < PEAK_GOAL_MB),
+    ]
+    print(
+        f"big: {meta['rows']:,} rows -> {report['customers']:,} rows written (expected "
+        f"{meta['customers']:,}: {outcomes[0]}) in {report['partitions']} partitions, "
+        f"{report['seconds']:.1f} s (child wall {report['wall_s']:.1f} s), peak RSS "
+        f"{report['peak_mb']:.0f} MB (goal < {PEAK_GOAL_MB:.0f} MB)  {outcomes[1]}"
+    )
+    return outcomes
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 1 if a check fails."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -202,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--as-of", default=str(DEFAULT.end.date()))
     parser.add_argument("--workdir", type=Path, default=WORKDIR, help="data, store and results")
-    parser.add_argument("--child", choices=["lifetimes", "clvlab"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--big", type=int, metavar="ROWS", help="also score ~ROWS rows with clvlab alone"
+    )
+    parser.add_argument("--child", choices=["lifetimes", "clvlab", "big"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.workdir = args.workdir.resolve()
@@ -259,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         f"one row per customer: {verdict['one row per customer']}  "
         f"({best['clvlab']['customers']:,} rows)"
     )
+    if args.big:
+        outcomes += big(args)
     failed = [outcome.name for outcome in outcomes if not outcome.passed]
     print(f"\n{'all checks PASS' if not failed else 'FAIL: ' + ', '.join(failed)}")
     return 1 if failed else 0

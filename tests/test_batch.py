@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from clvlab import CLVModel, DataError, score
 from clvlab.batch import MANIFEST, SCAN_PARTITIONS, score_to_file
 from clvlab.errors import ClvlabError
+from clvlab.outputs import umask
 from clvlab.scoring import ALL_EXCLUDED, NO_HISTORY, SCORE_COLUMNS
 
 AS_OF = "1997-09-30"
@@ -78,6 +80,9 @@ def test_parts_give_the_table_score_gives(
     assert result.data_report["excluded.missing_customer_id"] == 2
     if parts > 1:  # a folder of part files and a manifest; pandas reads it as one table
         assert path.is_dir() and len(result.files) == parts
+        mask = umask()  # a shared output, readable as any file the user writes
+        assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~mask
+        assert stat.S_IMODE((path / MANIFEST).stat().st_mode) == 0o666 & ~mask
         manifest = json.loads((path / MANIFEST).read_text())
         assert manifest["customers"] == result.customers
         assert manifest["files"] == sorted(file.name for file in path.glob("part-*.parquet"))

@@ -45,7 +45,7 @@ from clvlab.data.validate import require_columns
 from clvlab.errors import ClvlabError, DataError
 from clvlab.features.rfm import DateLike
 from clvlab.models.clv import CLVModel
-from clvlab.outputs import write_json
+from clvlab.outputs import make_folder, write_json
 from clvlab.scoring import (
     SCORE_COLUMNS,
     PreparedTransactions,
@@ -177,13 +177,13 @@ def _score_parts(
 ) -> BatchResult:
     """Score each part into a temporary file or folder, then move it into place."""
     csv = target.suffix.lower() == ".csv"
-    staging = _make_folder(target.parent, f".{target.name}.")
+    staging = make_folder(target.parent, f".{target.name}.")
 
     def score_part(number: int) -> tuple[DataReport, pd.DataFrame | None, Path | None]:
         prepared = source.prepared(number, parts)
         table, path = None, None
         if prepared.report.rows_read > prepared.report.steps["missing_customer_id"]:
-            scores = score_prepared(model, prepared, as_of, horizon_days)
+            scores = score_prepared(model, prepared, as_of, horizon_days, source.threads)
             path = _write_part(scores, staging, number, csv)
             table = scores[["model", "reason"]]
         bar.update(1)
@@ -253,6 +253,8 @@ class _Source:
         self.links = links
         self.workdir = workdir
         self.workers = workers
+        #: DuckDB threads per query (see :meth:`plan`).
+        self.threads: int | None = None
         self._whole: PreparedTransactions | None = None
         self._split: Path | None = None
         self._registered: dict[str, pd.DataFrame] = {}
@@ -312,15 +314,19 @@ class _Source:
 
     def plan(self, parts: int) -> None:
         """Get ready to read ``parts`` parts: split a copy of the source when scanning it once
-        per part would cost more (many parts, or CSV, which is parsed on every scan)."""
+        per part would cost more (many parts, or CSV, which is parsed on every scan). Parts
+        scored at once share the cores: each query gets its share of DuckDB's threads."""
         if parts > 1 and (parts > SCAN_PARTITIONS or self.csv) and self._split is None:
-            self._split = _make_folder(self.workdir, ".clvlab-parts-")
+            self._split = make_folder(self.workdir, ".clvlab-parts-")
             self.con.execute(f"SET temp_directory = '{_sql_text(str(self._split / 'spill'))}'")
             self.con.execute(
                 f"COPY (SELECT *, {self.key} % {parts} AS {_BUCKET} FROM {self.relation}) "
                 f"TO '{_sql_text(str(self._split / 'parts'))}' "
                 f"(FORMAT parquet, PARTITION_BY ({_BUCKET}))"
             )
+        if parts > 1 and self.workers > 1:
+            self.threads = max(1, (os.cpu_count() or 1) // min(self.workers, parts))
+            self.con.execute(f"SET threads = {self.threads}")
 
     def prepared(self, number: int, parts: int) -> PreparedTransactions:
         """Part ``number`` of ``parts`` read and prepared as :func:`clvlab.score` prepares
@@ -399,15 +405,6 @@ def _concatenate(files: list[Path], folder: Path) -> Path:
             with path.open("rb") as part:
                 shutil.copyfileobj(part, out)
     return whole
-
-
-def _make_folder(parent: Path, prefix: str) -> Path:
-    """A new temporary folder in ``parent``, with the permissions of an ordinary folder."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    return folder
 
 
 def _check_output(target: Path) -> Path:

@@ -46,6 +46,7 @@ def _write_atomically(target: Path, write: Callable[[str], object]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~umask())  # mkstemp makes it private; outputs are not
     try:
         write(temporary)
         os.replace(temporary, target)
@@ -53,3 +54,17 @@ def _write_atomically(target: Path, write: Callable[[str], object]) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return target
+
+
+def umask() -> int:
+    """The process's file mode creation mask (permissions new files do not get)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_folder(parent: Path, prefix: str) -> Path:
+    """A new temporary folder in ``parent``, with the permissions of an ordinary folder."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    folder.chmod(0o777 & ~umask())
+    return folder

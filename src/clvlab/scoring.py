@@ -185,10 +185,12 @@ def score_prepared(
     prepared: PreparedTransactions,
     as_of: pd.Timestamp,
     horizon_days: float | None,
+    threads: int | None = None,
 ) -> pd.DataFrame:
-    """The score table (see :func:`score`) of prepared transactions at ``as_of``."""
+    """The score table (see :func:`score`) of prepared transactions at ``as_of``
+    (``threads``: DuckDB's, as in :func:`clvlab.rfm`)."""
     canonical = prepared.canonical
-    summary = rfm(canonical, as_of, freq="D", freq_multiplier=model.unit_days)
+    summary = rfm(canonical, as_of, freq="D", freq_multiplier=model.unit_days, threads=threads)
     gbm_inputs = {}
     seen = canonical[canonical[DATE] < as_of.normalize() + pd.Timedelta(days=1)]
     if model.gbm is not None and len(seen):

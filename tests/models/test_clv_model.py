@@ -201,3 +201,35 @@ def test_monthly_discounting_equals_lifetimes_customer_lifetime_value(model):
     # Month-end discounting is a little harsher than discounting each purchase when it happens.
     assert (ours["clv"] < continuous).all()
     assert (ours["clv"] > 0.99 * continuous).all()
+
+
+@pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "pareto_nbd"])
+def test_predictions_per_distinct_frequency_and_age_equal_the_direct_ones(
+    name, purchase_models, sample_models, monkeypatch
+):
+    """Large inputs are evaluated once per distinct (frequency, T) and scaled by P(alive):
+    the same numbers as evaluating every customer."""
+    import clvlab.models.clv as clv_module
+
+    rng = np.random.default_rng(3)
+    n = 30_000
+    age = rng.integers(1, 60, n).astype(float)  # whole weeks: few distinct (x, T)
+    frequency = np.minimum(rng.poisson(2.0, n), age).astype(float)
+    recency = np.where(frequency > 0, np.floor(age * rng.uniform(0, 1, n)), 0.0)
+    summary = pd.DataFrame(
+        {"frequency": frequency, "recency": recency, "T": age, "monetary_value": 10.0}
+    )
+    for discounting in ("continuous", "monthly"):
+        model = CLVModel(
+            purchases=purchase_models[name],
+            spend=sample_models[1],
+            time_unit="W",
+            discounting=discounting,
+        )
+        shared = model.predict(summary, horizon_days=365)
+        with monkeypatch.context() as patch:
+            patch.setattr(clv_module, "_DISTINCT_MIN_CUSTOMERS", n + 1)
+            direct = model.predict(summary, horizon_days=365)
+        pd.testing.assert_frame_equal(shared, direct, rtol=1e-12)
+    pairs = len(np.unique(frequency + 1j * age))
+    assert pairs < n / 10  # the shared path was taken
