@@ -220,3 +220,83 @@ def test_progress_bar_only_when_asked(model, transactions, tmp_path, capsys):
     )
     shown = capsys.readouterr().err
     assert "scoring: 100%" in shown and "3/3" in shown
+
+
+def test_parts_without_rows_or_without_ids_are_skipped(model, tmp_path):
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", None, None, None],
+            "date": ["1997-01-01", "1997-02-01", "1997-01-05"] + ["1997-01-09"] * 3,
+            "amount": [10.0, 12.0, 3.0, 1.0, 2.0, 3.0],
+        }
+    )
+    for rows in (1, 2):  # 6 and 3 parts: some get no row, one only rows without an id
+        with pytest.warns(UserWarning, match="3 transaction rows have no customer id"):
+            result = score_to_file(model, frame, tmp_path / "s.parquet", partition_rows=rows)
+        assert result.customers == 2 and result.data_report["rows_read"] == 6
+        with pytest.warns(UserWarning):
+            assert_same_scores(read_scores(tmp_path / "s.parquet"), score(model, frame))
+    no_ids = frame.assign(customer_id=None)
+    for as_of in (None, AS_OF):
+        with pytest.raises(DataError, match="no transactions with a customer id"):
+            score_to_file(model, no_ids, tmp_path / "t.parquet", as_of=as_of, partition_rows=2)
+    assert not (tmp_path / "t.parquet").exists()
+
+
+def test_ids_read_alike_in_every_part(model, tmp_path):
+    """Integer ids with missing values keep every digit; float ids are rendered as for the
+    whole column, whichever part they land in."""
+    big = 2**53 + 1  # not a float
+    ids = pd.array([big, big - 1, big, None, 7, 7], dtype="Int64")
+    dates = ["1997-01-01", "1997-01-02", "1997-03-01", "1997-01-01", "1997-01-04", "1997-02-04"]
+    frame = pd.DataFrame({"customer_id": ids, "date": dates, "amount": 5.0})
+    path = tmp_path / "tx.parquet"
+    frame.to_parquet(path)
+    for rows in (2, 10**6):
+        with pytest.warns(UserWarning, match="1 transaction rows have no customer id"):
+            score_to_file(model, path, tmp_path / "s.parquet", partition_rows=rows)
+        written = read_scores(tmp_path / "s.parquet")
+        assert sorted(written["customer_id"]) == sorted(["7", str(big), str(big - 1)])
+    with pytest.warns(UserWarning):
+        assert sorted(score(model, path)["customer_id"]) == sorted(written["customer_id"])
+
+    floats = pd.DataFrame(
+        {"customer_id": [1.0, 2.0, 2.5, 1.0], "date": dates[:4], "amount": [1.0, 2.0, 3.0, 4.0]}
+    )
+    expected = score(model, floats)
+    assert sorted(expected["customer_id"]) == ["1.0", "2.0", "2.5"]
+    score_to_file(model, floats, tmp_path / "f.parquet", partition_rows=1)
+    assert_same_scores(read_scores(tmp_path / "f.parquet"), expected)
+
+
+def test_output_beside_the_input_files_is_not_read_as_input(model, transactions, tmp_path):
+    complete = transactions.dropna(subset=["customer_id"])
+    for number in range(2):
+        complete.iloc[number::2].to_parquet(tmp_path / f"tx-{number}.parquet")
+    result = score_to_file(
+        model, tmp_path, tmp_path / "scores.parquet", as_of=AS_OF, partition_rows=30_000
+    )
+    assert result.partitions == 3 and result.customers == complete["customer_id"].nunique()
+
+
+def test_files_are_read_by_the_trained_column_names(sample_models, cdnow_sample, tmp_path):
+    purchases, spend = sample_models
+    model = CLVModel(
+        purchases=purchases,
+        spend=spend,
+        time_unit="W",
+        columns={"customer_id": "cid", "date": "day", "amount": "value"},
+    )
+    path = tmp_path / "canonical.parquet"
+    cdnow_sample[["customer_id", "date", "amount"]].to_parquet(path)
+    with pytest.raises(DataError, match="cid"):
+        score(model, path)
+    for rows in (1_000, 10**6):
+        with pytest.raises(DataError, match="cid"):
+            score_to_file(model, path, tmp_path / "s.parquet", partition_rows=rows)
+
+
+def test_the_cli_default_is_the_librarys():
+    from clvlab import batch, cli
+
+    assert cli.DEFAULT_PARTITION_ROWS == batch.DEFAULT_PARTITION_ROWS

@@ -2,8 +2,10 @@
 
 :func:`score_to_file` scores the transactions in parts of about ``partition_rows`` rows. Each
 customer's rows land in one part (chosen by a hash of the id, or of the id's group when
-identity links are given), so each part is read, cleaned and scored on its own exactly as
-:func:`clvlab.score` would score it, and memory holds one part at a time:
+identity links are given), so each part is read, cleaned and scored on its own as
+:func:`clvlab.score` scores the whole: the same rows, values and reasons. The ids are read
+alike in every part (a float id column is rendered as for the whole column). Memory holds
+the parts being scored, one per worker:
 
 - up to :data:`SCAN_PARTITIONS` parts, each part is a filtered scan of the source (DuckDB
   reads Parquet fast and in parallel, so scanning a few times costs less than a copy);
@@ -11,7 +13,9 @@ identity links are given), so each part is read, cleaned and scored on its own e
   temporary folder beside the output, which DuckDB does in a streaming way.
 
 The output is written to a temporary name beside the target and renamed into place, so it is
-either complete or absent (a crash leaves no half-written score file):
+never half-written. A new file replaces an old one in one rename; otherwise the old output
+is renamed aside first, so a crash between the two renames leaves it there
+(``.NAME.old-*``) rather than in place:
 
 - a ``.parquet`` target is one file when there is one part, else a folder of one Parquet file
   per part (``part-00000.parquet``, ...; rows sorted by customer id within each), with a
@@ -40,7 +44,7 @@ import pandas as pd
 from clvlab.data import DataReport, read_links
 from clvlab.data.datasets import is_packaged_source, load_packaged
 from clvlab.data.identity import GROUP_ID, SOURCE_ID, LinkSource, link_groups
-from clvlab.data.io import TransactionSource, parquet_glob
+from clvlab.data.io import TransactionSource, arrow_to_pandas, parquet_glob
 from clvlab.data.validate import require_columns
 from clvlab.errors import ClvlabError, DataError
 from clvlab.features.rfm import DateLike
@@ -154,8 +158,10 @@ def score_to_file(
     target = _check_output(Path(output))
     if partition_rows < 1:
         raise ClvlabError(f"partition_rows must be a positive number of rows, got {partition_rows}")
+    workers = _cores() if workers is None else workers
+    if workers < 1:
+        raise ClvlabError(f"workers must be a positive number, got {workers}")
     links = None if identity_links is None else read_links(identity_links)
-    workers = max(1, os.cpu_count() or 1) if workers is None else workers
     show = sys.stderr.isatty() if progress is None else progress
     with _Source(transactions, model, links, target.parent, workers) as source:
         parts = max(1, math.ceil(source.rows / partition_rows))
@@ -179,31 +185,36 @@ def _score_parts(
     csv = target.suffix.lower() == ".csv"
     staging = make_folder(target.parent, f".{target.name}.")
 
-    def score_part(number: int) -> tuple[DataReport, pd.DataFrame | None, Path | None]:
+    def score_part(number: int) -> _PartResult:
         prepared = source.prepared(number, parts)
-        table, path = None, None
-        if prepared.report.rows_read > prepared.report.steps["missing_customer_id"]:
+        result = _PartResult(None if prepared is None else prepared.report)
+        if prepared is not None and not _no_ids(prepared.report):
             scores = score_prepared(model, prepared, as_of, horizon_days, source.threads)
-            path = _write_part(scores, staging, number, csv)
-            table = scores[["model", "reason"]]
+            result.path = _write_part(scores, staging, number, csv)
+            result.customers = len(scores)
+            result.reasons = scores["reason"].value_counts().to_dict()
+            if scores["reason"].isna().any():  # the label of a part with scored customers
+                result.label = scores["model"].iloc[0]
         bar.update(1)
-        return prepared.report, table, path
+        return result
 
     try:
         done = source.map(score_part, parts)
-        report = DataReport.combine([part_report for part_report, _, _ in done])
-        check_customer_ids(report)
-        tables = [table for _, table, _ in done if table is not None]
-        files = [path for _, _, path in done if path is not None]
-        reasons = pd.concat([table["reason"] for table in tables]).value_counts()
+        report = DataReport.combine([part.report for part in done if part.report is not None])
+        check_customer_ids(report, stacklevel=4)  # warns at the caller of score_to_file
+        files = [part.path for part in done if part.path is not None]
+        reasons: dict[str, int] = {}
+        for part in done:
+            for reason, count in part.reasons.items():
+                reasons[str(reason)] = reasons.get(str(reason), 0) + int(count)
         result = BatchResult(
             output=target,
             files=[target],
-            customers=sum(len(table) for table in tables),
-            reasons={str(reason): int(count) for reason, count in reasons.items()},
+            customers=sum(part.customers for part in done),
+            reasons=reasons,
             partitions=parts,
             as_of=as_of,
-            model="; ".join(sorted({label for t in tables for label in t["model"].unique()})),
+            model="; ".join(sorted({part.label for part in done if part.label})),
             data_report=report.to_dict(),
         )
         if csv:
@@ -220,17 +231,37 @@ def _score_parts(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@dataclasses.dataclass
+class _PartResult:
+    """What scoring one part gave (a part's scores stay on disk, not in memory)."""
+
+    report: DataReport | None
+    path: Path | None = None
+    customers: int = 0
+    reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+    label: str | None = None
+
+
+def _no_ids(report: DataReport) -> bool:
+    return report.rows_read == report.steps.get("missing_customer_id", 0)
+
+
 def _last_date(source: _Source, parts: int, bar: Any) -> pd.Timestamp:
     """The last transaction date after cleaning, over all parts (the default ``as_of``)."""
-    if parts == 1:
-        return source.prepared(0, 1).last_date  # kept for the scoring pass
 
-    def last_date(number: int) -> pd.Timestamp | None:
-        prepared = source.prepared(number, parts)
-        bar.update(1)
-        return prepared.last_date if len(prepared.canonical) else None
+    def last_date(number: int) -> tuple[DataReport | None, pd.Timestamp | None]:
+        prepared = source.prepared(number, parts)  # with one part, kept for scoring
+        if parts > 1:
+            bar.update(1)
+        if prepared is None:
+            return None, None
+        return prepared.report, prepared.last_date if len(prepared.canonical) else None
 
-    dates = [date for date in source.map(last_date, parts) if date is not None]
+    found = source.map(last_date, parts)
+    check_customer_ids(
+        DataReport.combine([report for report, _ in found if report is not None]), warn=False
+    )
+    dates = [date for _, date in found if date is not None]
     if not dates:
         raise DataError("every transaction was excluded by cleaning; nothing to score")
     return max(dates)
@@ -260,22 +291,34 @@ class _Source:
         self._registered: dict[str, pd.DataFrame] = {}
         self._local = threading.local()
         self.con = duckdb.connect(config={"preserve_insertion_order": False})
+        try:
+            self._open()
+        except BaseException:
+            self.con.close()
+            raise
+
+    def _open(self) -> None:
         self.con.execute("SET TimeZone = 'UTC'")
-        if isinstance(transactions, str | Path) and is_packaged_source(transactions):
-            transactions = load_packaged(str(transactions))
-        if isinstance(transactions, pd.DataFrame):
-            self._register("source_frame", transactions)
+        source = self.transactions
+        if isinstance(source, str | Path) and is_packaged_source(source):
+            source = load_packaged(str(source))
+        if isinstance(source, pd.DataFrame):
+            self._register("source_frame", source)
             self.relation, self.csv = "source_frame", False
         else:
-            self.relation, self.csv = _reader(transactions)
-        try:
-            self.rows = self.con.execute(f"SELECT count(*) FROM {self.relation}").fetchone()[0]
-            described = self.con.execute(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()
-        except duckdb.Error as exc:
-            raise DataError(f"{self.where}: cannot read transactions: {exc}") from None
-        self.columns = {row[0]: row[1] for row in described}
+            self.relation, self.csv = self._reader(source)
+        described = self._query(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()
+        self.rows = self._query(f"SELECT count(*) FROM {self.relation}").fetchall()[0][0]
         if self.rows == 0:
             raise DataError(f"{self.where}: no transactions (the table has no rows).")
+        self.columns = {row[0]: row[1] for row in described}
+        in_frame = list(self.columns) if isinstance(source, pd.DataFrame) else None
+        id_name = read_columns(self.model, in_frame)["customer_id"]
+        require_columns(
+            pd.DataFrame(columns=list(self.columns)), {"customer id": id_name}, self.where
+        )
+        self.id_column = _quote(id_name)
+        self.id_text = self._id_text(self.columns[id_name])
         self.key = self._key()
 
     def __enter__(self) -> _Source:
@@ -286,31 +329,61 @@ class _Source:
         if self._split is not None:
             shutil.rmtree(self._split, ignore_errors=True)
 
+    def _reader(self, source: str | Path) -> tuple[str, bool]:
+        """The DuckDB table function that reads ``source``, and whether it is CSV. A glob is
+        resolved to its files once, so that files written later (this run's output beside
+        them, say) are not read."""
+        text = str(source)
+        if Path(text).suffix.lower() in {".csv", ".txt", ".gz"}:
+            if not Path(text).exists():
+                raise DataError(f"transactions file not found: {text}")
+            # All columns as text, as clvlab.read_transactions reads CSV: "00042" stays "00042".
+            return f"read_csv('{_sql_text(text)}', header = true, all_varchar = true)", True
+        pattern = _sql_text(parquet_glob(text))
+        files = [row[0] for row in self._query(f"SELECT file FROM glob('{pattern}')").fetchall()]
+        if not files:
+            raise DataError(f"{text}: no Parquet file matches")
+        listed = ", ".join(f"'{_sql_text(file)}'" for file in sorted(files))
+        return f"read_parquet([{listed}])", False
+
+    def _query(self, sql: str) -> duckdb.DuckDBPyConnection:
+        """Run ``sql`` on the source, with DuckDB's errors (unreadable files, ids that cannot
+        be converted) as :class:`DataError`."""
+        try:
+            return self.con.execute(sql)
+        except duckdb.Error as exc:
+            raise DataError(f"{self.where}: cannot read transactions: {exc}") from None
+
     def _register(self, name: str, frame: pd.DataFrame) -> None:
         self._registered[name] = frame
         self.con.register(name, frame)
 
+    def _id_text(self, column_type: str) -> str:
+        """SQL for the customer id as text, as :func:`clvlab.data.io.as_customer_ids` reads
+        the whole column: floats that are all whole numbers without the ".0" (17850.0 is
+        "17850"). Decided once for the source, so that every part reads ids alike."""
+        column = self.id_column
+        text = f"CAST({column} AS VARCHAR)"
+        if column_type not in ("FLOAT", "DOUBLE"):
+            return text
+        whole = self._query(
+            f"SELECT coalesce(bool_and({column} = trunc({column})), true) FROM {self.relation}"
+        ).fetchall()[0][0]
+        return f"CAST(CAST({column} AS HUGEINT) AS VARCHAR)" if whole else text
+
     def _key(self) -> str:
         """SQL for the hash that assigns a row to a part: of its id, or of its id's group."""
-        column = read_columns(self.model, list(self.columns))["customer_id"]
-        require_columns(
-            pd.DataFrame(columns=list(self.columns)), {"customer id": column}, self.where
-        )
-        quoted = _quote(column)
-        text = f"CAST({quoted} AS VARCHAR)"
-        if self.columns[column] in ("FLOAT", "DOUBLE"):
-            # As clvlab.data.io.as_customer_ids reads them: 17850.0 is "17850".
-            text = (
-                f"CASE WHEN {quoted} = trunc({quoted}) "
-                f"THEN CAST(CAST({quoted} AS HUGEINT) AS VARCHAR) ELSE {text} END"
-            )
         if self.links is None:
-            return f"hash({text})"
+            return f"hash({self.id_text})"
         self._register("link_groups", link_groups(self.links))
         return (
             f"hash(coalesce((SELECT {GROUP_ID} FROM link_groups "
-            f"WHERE {SOURCE_ID} = {text}), {text}))"
+            f"WHERE {SOURCE_ID} = {self.id_text}), {self.id_text}))"
         )
+
+    def _rows(self) -> str:
+        """The source's rows with the id as text (see :meth:`_id_text`)."""
+        return f"SELECT * REPLACE ({self.id_text} AS {self.id_column}) FROM {self.relation}"
 
     def plan(self, parts: int) -> None:
         """Get ready to read ``parts`` parts: split a copy of the source when scanning it once
@@ -319,41 +392,55 @@ class _Source:
         if parts > 1 and (parts > SCAN_PARTITIONS or self.csv) and self._split is None:
             self._split = make_folder(self.workdir, ".clvlab-parts-")
             self.con.execute(f"SET temp_directory = '{_sql_text(str(self._split / 'spill'))}'")
-            self.con.execute(
-                f"COPY (SELECT *, {self.key} % {parts} AS {_BUCKET} FROM {self.relation}) "
+            self._query(
+                f"COPY (SELECT *, {self.key} % {parts} AS {_BUCKET} FROM ({self._rows()})) "
                 f"TO '{_sql_text(str(self._split / 'parts'))}' "
                 f"(FORMAT parquet, PARTITION_BY ({_BUCKET}))"
             )
         if parts > 1 and self.workers > 1:
-            self.threads = max(1, (os.cpu_count() or 1) // min(self.workers, parts))
+            self.threads = max(1, _cores() // min(self.workers, parts))
             self.con.execute(f"SET threads = {self.threads}")
 
-    def prepared(self, number: int, parts: int) -> PreparedTransactions:
+    def prepared(self, number: int, parts: int) -> PreparedTransactions | None:
         """Part ``number`` of ``parts`` read and prepared as :func:`clvlab.score` prepares
-        transactions. With one part, the whole source, prepared once and kept."""
+        transactions (None if no row hashed to it). With one part, the whole source,
+        prepared once and kept."""
         if parts > 1:
-            return prepare(self.model, self._part(number, parts), self.links)
+            rows = self._part(number, parts)
+            return None if rows is None else prepare(self.model, rows, self.links)
         if self._whole is None:
             self._whole = prepare(self.model, self.transactions, self.links)
         return self._whole
 
     def map(self, work: Callable[[int], _T], parts: int) -> list[_T]:
-        """``work`` on every part number, :attr:`workers` parts at a time; results in order."""
+        """``work`` on every part number, :attr:`workers` parts at a time; results in order.
+        The first failure cancels the parts not yet started."""
         if self.workers == 1 or parts == 1:
             return [work(number) for number in range(parts)]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="clvlab-part") as pool:
-            return list(pool.map(work, range(parts)))
+            futures = [pool.submit(work, number) for number in range(parts)]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
-    def _part(self, number: int, parts: int) -> pd.DataFrame:
-        """The rows of part ``number`` as stored (columns and types of the source)."""
+    def _part(self, number: int, parts: int) -> pd.DataFrame | None:
+        """The rows of part ``number`` (ids as text, the other columns as stored), or None."""
         if self._split is None:
-            query = f"SELECT * FROM {self.relation} WHERE {self.key} % {parts} = {number}"
+            query = f"SELECT * FROM ({self._rows()}) WHERE {self.key} % {parts} = {number}"
         else:
             folder = self._split / "parts" / f"{_BUCKET}={number}"
-            if not folder.exists():  # no row hashed to this part
-                return pd.DataFrame({column: [] for column in self.columns})
-            query = f"SELECT * FROM read_parquet('{_sql_text(str(folder / '*.parquet'))}')"
-        return self._cursor().sql(query).to_arrow_table().to_pandas()
+            if not folder.exists():
+                return None
+            files = _sql_text(str(folder / "*.parquet"))
+            query = f"SELECT * FROM read_parquet('{files}', hive_partitioning = false)"
+        try:
+            table = self._cursor().sql(query).to_arrow_table()
+        except duckdb.Error as exc:
+            raise DataError(f"{self.where}: cannot read transactions: {exc}") from None
+        return arrow_to_pandas(table) if table.num_rows else None
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """This thread's connection (threads must not share one DuckDB connection)."""
@@ -365,16 +452,12 @@ class _Source:
         return cursor
 
 
-def _reader(source: str | Path) -> tuple[str, bool]:
-    """The DuckDB table function that reads ``source``, and whether it is CSV."""
-    text = str(source)
-    suffix = Path(text).suffix.lower()
-    if suffix in {".csv", ".txt", ".gz"}:
-        if not Path(text).exists():
-            raise DataError(f"transactions file not found: {text}")
-        # All columns as text, as clvlab.read_transactions reads CSV: "00042" stays "00042".
-        return f"read_csv('{_sql_text(text)}', header = true, all_varchar = true)", True
-    return f"read_parquet('{_sql_text(parquet_glob(text))}')", False
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _quote(name: str) -> str:

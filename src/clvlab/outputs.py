@@ -58,7 +58,13 @@ def _write_atomically(target: Path, write: Callable[[str], object]) -> Path:
 
 def umask() -> int:
     """The process's file mode creation mask (permissions new files do not get)."""
-    mask = os.umask(0)
+    try:  # Linux: read it; setting it to read it back would race with other threads
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

@@ -124,15 +124,16 @@ def check_arguments(
     return (None if as_of is None else as_timestamp(as_of, "as_of")), horizon_days
 
 
-def check_customer_ids(report: DataReport) -> None:
-    """Warn of rows without a customer id; raise if no row has one."""
-    missing_ids = report.steps["missing_customer_id"]
+def check_customer_ids(report: DataReport, *, warn: bool = True, stacklevel: int = 3) -> None:
+    """Raise if no row has a customer id; else warn (if ``warn``) of rows without one, at
+    ``stacklevel`` as in :func:`warnings.warn` counted from here."""
+    missing_ids = report.steps.get("missing_customer_id", 0)
     if missing_ids == report.rows_read:
         raise DataError("no transactions with a customer id to score")
-    if missing_ids:
+    if missing_ids and warn:
         warnings.warn(
             f"{missing_ids} transaction rows have no customer id and were not scored",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

@@ -209,3 +209,39 @@ def test_missing_parquet_and_columns_are_data_errors(tmp_path):
     )
     with pytest.raises(DataError, match=r"lack the column\(s\) \['customer_id'\]"):
         rfm(tmp_path / "bad.parquet", "2021-01-01")
+
+
+def test_each_thread_keeps_one_connection_and_its_spill_folder_goes_with_the_thread(
+    cdnow_sample,
+):
+    import gc
+    import importlib
+    import threading
+
+    rfm_module = importlib.import_module("clvlab.features.rfm")
+    expected = rfm(cdnow_sample, "1997-09-30")
+    seen: list = []
+
+    def summarize_twice() -> None:
+        for _ in range(2):
+            pd.testing.assert_frame_equal(rfm(cdnow_sample, "1997-09-30"), expected)
+            holder = rfm_module._CONNECTIONS.connection
+            seen.append(
+                (
+                    holder.con,
+                    holder.con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0],
+                )
+            )
+            # no view or data is left registered between calls
+            views = holder.con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
+            ).fetchall()
+            assert views == []
+
+    thread = threading.Thread(target=summarize_twice)
+    thread.start()
+    thread.join()
+    gc.collect()
+    (first, spill), (second, _) = seen
+    assert first is second  # one connection per thread, reused
+    assert not Path(spill).exists()  # removed when the thread ended

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from clvlab.data.datasets import is_packaged_source, load_packaged
 from clvlab.data.validate import parse_amounts, parse_dates, require_columns
@@ -130,15 +132,27 @@ def load_table(source: TransactionSource, what: str = "transactions") -> tuple[p
     try:
         if files != where or _is_glob(where):  # DuckDB reads the Parquet files together
             with duckdb.connect() as con:
-                return con.execute("SELECT * FROM read_parquet(?)", [files]).df(), where
+                table = con.sql(f"SELECT * FROM read_parquet('{_sql_text(files)}')")
+                return arrow_to_pandas(table.to_arrow_table()), where
         if suffix == ".parquet":
-            return pd.read_parquet(where), where
+            return arrow_to_pandas(pq.read_table(where)), where
         if suffix in {".csv", ".txt", ".gz"}:
             # Ids stay strings: "00042" and "42" are different customers.
             return pd.read_csv(where, dtype=str, keep_default_na=False, na_values=[""]), where
     except (OSError, ValueError, duckdb.Error) as exc:
         raise DataError(f"{where}: cannot read {what}: {exc}") from None
     raise DataError(f"{where}: unknown file type {suffix!r}; use .csv or .parquet")
+
+
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as pandas. Integer columns with missing values become Python integers
+    (object), not floats, so that ids above 2**53 keep every digit."""
+    return table.to_pandas(integer_object_nulls=True)
+
+
+def _sql_text(text: str) -> str:
+    """``text`` inside a single-quoted SQL string."""
+    return text.replace("'", "''")
 
 
 def _is_glob(text: str) -> bool:

@@ -26,12 +26,12 @@ memory (set ``memory_limit`` to bound DuckDB's memory; it spills to disk beyond 
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import os
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -240,17 +240,28 @@ def _session(
             con.execute(f'DROP VIEW IF EXISTS "{view}"')
 
 
+class _ThreadConnection:
+    """An in-memory DuckDB connection spilling to its own temporary folder; the folder goes
+    when the connection is dropped (its thread ends) or at the latest when Python exits."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        spill = tempfile.mkdtemp(prefix="clvlab-duckdb-")
+        self.con = duckdb.connect(config={"temp_directory": spill})
+        weakref.finalize(self, _close, self.con, spill)
+
+
+def _close(con: duckdb.DuckDBPyConnection, spill: str) -> None:
+    con.close()
+    shutil.rmtree(spill, ignore_errors=True)
+
+
 def _thread_connection() -> duckdb.DuckDBPyConnection:
-    """This thread's in-memory DuckDB connection (a new one in a forked process), spilling to
-    a temporary folder removed at exit."""
+    """This thread's connection (a new one in a forked process)."""
     cached = getattr(_CONNECTIONS, "connection", None)
-    if cached is not None and cached[0] == os.getpid():
-        return cached[1]
-    spill = tempfile.mkdtemp(prefix="clvlab-duckdb-")
-    atexit.register(shutil.rmtree, spill, ignore_errors=True)
-    con = duckdb.connect(config={"temp_directory": spill})
-    _CONNECTIONS.connection = (os.getpid(), con)
-    return con
+    if cached is None or cached.pid != os.getpid():
+        cached = _CONNECTIONS.connection = _ThreadConnection()
+    return cached.con
 
 
 def _create_views(

@@ -474,12 +474,14 @@ def per_alive_history(
     ``(frequency, T)``.
 
     ``evaluate`` must be a prediction about purchases after ``T`` that is zero for a customer
-    who has dropped out, such as the expected (discounted) purchases of ``model``. In every
-    BTYD model, a customer alive at ``T`` has a future that depends on ``frequency`` and ``T``
-    alone (the posterior of the purchase and dropout rates given alive; recency only tells
-    whether the customer is alive), so such a prediction is ``P(alive | x, t_x, T)`` times a
-    function of ``(x, T)``. That function is evaluated at one history per distinct
-    ``(x, T)`` and scaled by the ratio of the probabilities of being alive. On daily or
+    who has dropped out, such as the expected (discounted) purchases of ``model``. In BG/NBD,
+    MBG/NBD and Pareto/NBD a customer alive at ``T`` has a future that depends on
+    ``frequency`` and ``T`` alone (given alive, the purchase rate is Gamma(r + x, alpha + T)
+    and the dropout Beta(a, b + x) or Gamma(s, beta + T); recency only tells whether the
+    customer is alive), so such a prediction is ``P(alive | x, t_x, T)`` times a function of
+    ``(x, T)``. That function is evaluated at one history per distinct ``(x, T)`` (recency
+    ``T`` for repeat buyers, where being alive is likeliest) and scaled by the ratio of the
+    probabilities of being alive. On daily or
     weekly data a million customers have a few tens of thousands of distinct pairs, and the
     hypergeometric functions of BG/NBD are what scoring spends its time on.
     """
@@ -491,7 +493,9 @@ def per_alive_history(
         return evaluate(frequency, recency, T)
     x, age = pairs.real, pairs.imag
     t_x = np.where(x > 0, age, 0.0)  # any recency consistent with x will do
-    scale = model.p_alive(frequency, recency, T) / model.p_alive(x, t_x, age)[codes]
+    alive = model.p_alive(frequency, recency, T)
+    alive_at_pair = model.p_alive(x, t_x, age)[codes]  # >= alive: 0 only where alive is
+    scale = np.divide(alive, alive_at_pair, out=np.zeros(n), where=alive_at_pair > 0)
     return evaluate(x, t_x, age)[codes] * scale
 
 

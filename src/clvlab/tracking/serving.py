@@ -82,9 +82,17 @@ def serve(
 ) -> NoReturn:
     """Replace this process by the model server (see :func:`serve_command`); it runs until
     stopped (Ctrl-C). The interpreter's scripts folder goes first on ``PATH``, because
-    MLflow starts ``uvicorn`` by name."""
+    MLflow starts ``uvicorn`` by name, and the tracking store is clvlab's
+    (:func:`clvlab.tracking.tracking_uri`)."""
+    from clvlab.tracking import tracking_uri
+
     check_registered(model, alias)
     command = serve_command(model, alias=alias, host=host, port=port, workers=workers)
-    env = {**os.environ, "PATH": f"{_SCRIPTS}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "PATH": f"{_SCRIPTS}{os.pathsep}{os.environ.get('PATH', '')}",
+        # models:/ and runs:/ URIs are looked up in clvlab's store, as by `clvlab score`.
+        "MLFLOW_TRACKING_URI": tracking_uri(),
+    }
     sys.stdout.flush()
     os.execve(command[0], command, env)
