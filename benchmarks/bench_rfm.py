@@ -169,6 +169,13 @@ class Outcome:
         return "PASS" if self.passed else "FAIL"
 
 
+def exit_status(outcomes: list[Outcome]) -> int:
+    """Print which checks failed (or that all passed); the exit status, 1 if any failed."""
+    failed = [outcome.name for outcome in outcomes if not outcome.passed]
+    print(f"\n{'all checks PASS' if not failed else 'FAIL: ' + ', '.join(failed)}")
+    return 1 if failed else 0
+
+
 def run_child(job: str, data: Path, args: argparse.Namespace, result: Path | None = None) -> dict:
     """Run ``job`` in a fresh interpreter, in ``--workdir`` (nothing lands in the repo)."""
     command = [
@@ -333,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = [] if args.only_big else compare(args)
     if args.big:
         outcomes += big(args)
-    failed = [outcome.name for outcome in outcomes if not outcome.passed]
-    print(f"\n{'all checks PASS' if not failed else 'FAIL: ' + ', '.join(failed)}")
-    return 1 if failed else 0
+    return exit_status(outcomes)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-from bench_rfm import Outcome, memory_mb, summarizer
+from bench_rfm import Outcome, exit_status, memory_mb, summarizer
 from synthetic import DEFAULT, customers_for_rows, ensure_data
 
 WORKDIR = Path("/tmp/clvlab-bench")
@@ -291,9 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.big:
         outcomes += big(args)
-    failed = [outcome.name for outcome in outcomes if not outcome.passed]
-    print(f"\n{'all checks PASS' if not failed else 'FAIL: ' + ', '.join(failed)}")
-    return 1 if failed else 0
+    return exit_status(outcomes)
 
 
 if __name__ == "__main__":

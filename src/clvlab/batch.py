@@ -44,7 +44,7 @@ import pandas as pd
 from clvlab.data import DataReport, read_links
 from clvlab.data.datasets import is_packaged_source, load_packaged
 from clvlab.data.identity import GROUP_ID, SOURCE_ID, LinkSource, link_groups
-from clvlab.data.io import TransactionSource, arrow_to_pandas, parquet_glob
+from clvlab.data.io import TransactionSource, arrow_to_pandas, parquet_glob, sql_string
 from clvlab.data.validate import require_columns
 from clvlab.errors import ClvlabError, DataError
 from clvlab.features.rfm import DateLike
@@ -318,8 +318,9 @@ class _Source:
             pd.DataFrame(columns=list(self.columns)), {"customer id": id_name}, self.where
         )
         self.id_column = _quote(id_name)
-        self.id_text = self._id_text(self.columns[id_name])
-        self.key = self._key()
+        self.id_type = self.columns[id_name]
+        #: SQL for the id as text and for the part a row hashes to (see :meth:`plan`).
+        self.id_text = self.key = ""
 
     def __enter__(self) -> _Source:
         return self
@@ -338,12 +339,12 @@ class _Source:
             if not Path(text).exists():
                 raise DataError(f"transactions file not found: {text}")
             # All columns as text, as clvlab.read_transactions reads CSV: "00042" stays "00042".
-            return f"read_csv('{_sql_text(text)}', header = true, all_varchar = true)", True
-        pattern = _sql_text(parquet_glob(text))
-        files = [row[0] for row in self._query(f"SELECT file FROM glob('{pattern}')").fetchall()]
+            return f"read_csv({sql_string(text)}, header = true, all_varchar = true)", True
+        pattern = sql_string(parquet_glob(text))
+        files = [row[0] for row in self._query(f"SELECT file FROM glob({pattern})").fetchall()]
         if not files:
             raise DataError(f"{text}: no Parquet file matches")
-        listed = ", ".join(f"'{_sql_text(file)}'" for file in sorted(files))
+        listed = ", ".join(sql_string(file) for file in sorted(files))
         return f"read_parquet([{listed}])", False
 
     def _query(self, sql: str) -> duckdb.DuckDBPyConnection:
@@ -386,18 +387,24 @@ class _Source:
         return f"SELECT * REPLACE ({self.id_text} AS {self.id_column}) FROM {self.relation}"
 
     def plan(self, parts: int) -> None:
-        """Get ready to read ``parts`` parts: split a copy of the source when scanning it once
-        per part would cost more (many parts, or CSV, which is parsed on every scan). Parts
-        scored at once share the cores: each query gets its share of DuckDB's threads."""
-        if parts > 1 and (parts > SCAN_PARTITIONS or self.csv) and self._split is None:
+        """Get ready to read ``parts`` parts (nothing to do for one: the source is read as
+        :func:`clvlab.score` reads it). The id's text and the hash of each row's part are
+        decided; a copy of the source is split when scanning it once per part would cost
+        more (many parts, or CSV, which is parsed on every scan); and parts scored at once
+        share the cores: each query gets its share of DuckDB's threads."""
+        if parts == 1:
+            return
+        self.id_text = self._id_text(self.id_type)
+        self.key = self._key()
+        if (parts > SCAN_PARTITIONS or self.csv) and self._split is None:
             self._split = make_folder(self.workdir, ".clvlab-parts-")
-            self.con.execute(f"SET temp_directory = '{_sql_text(str(self._split / 'spill'))}'")
+            self.con.execute(f"SET temp_directory = {sql_string(str(self._split / 'spill'))}")
             self._query(
                 f"COPY (SELECT *, {self.key} % {parts} AS {_BUCKET} FROM ({self._rows()})) "
-                f"TO '{_sql_text(str(self._split / 'parts'))}' "
+                f"TO {sql_string(str(self._split / 'parts'))} "
                 f"(FORMAT parquet, PARTITION_BY ({_BUCKET}))"
             )
-        if parts > 1 and self.workers > 1:
+        if self.workers > 1:
             self.threads = max(1, _cores() // min(self.workers, parts))
             self.con.execute(f"SET threads = {self.threads}")
 
@@ -434,8 +441,8 @@ class _Source:
             folder = self._split / "parts" / f"{_BUCKET}={number}"
             if not folder.exists():
                 return None
-            files = _sql_text(str(folder / "*.parquet"))
-            query = f"SELECT * FROM read_parquet('{files}', hive_partitioning = false)"
+            files = sql_string(str(folder / "*.parquet"))
+            query = f"SELECT * FROM read_parquet({files}, hive_partitioning = false)"
         try:
             table = self._cursor().sql(query).to_arrow_table()
         except duckdb.Error as exc:
@@ -462,10 +469,6 @@ def _cores() -> int:
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_text(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def _write_part(table: pd.DataFrame, folder: Path, number: int, csv: bool) -> Path:

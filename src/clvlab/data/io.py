@@ -132,8 +132,8 @@ def load_table(source: TransactionSource, what: str = "transactions") -> tuple[p
     try:
         if files != where or _is_glob(where):  # DuckDB reads the Parquet files together
             with duckdb.connect() as con:
-                table = con.sql(f"SELECT * FROM read_parquet('{_sql_text(files)}')")
-                return arrow_to_pandas(table.to_arrow_table()), where
+                table = con.sql("SELECT * FROM read_parquet(?)", params=[files]).to_arrow_table()
+                return arrow_to_pandas(table), where
         if suffix == ".parquet":
             return arrow_to_pandas(pq.read_table(where)), where
         if suffix in {".csv", ".txt", ".gz"}:
@@ -150,9 +150,10 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(integer_object_nulls=True)
 
 
-def _sql_text(text: str) -> str:
-    """``text`` inside a single-quoted SQL string."""
-    return text.replace("'", "''")
+def sql_string(text: str) -> str:
+    """``text`` as a single-quoted SQL string literal (for statements that take no
+    parameters, such as ``COPY`` and views)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _is_glob(text: str) -> bool:

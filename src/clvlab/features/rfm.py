@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 
 from clvlab.config import UNIT_DAYS
-from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, parquet_glob
+from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, parquet_glob, sql_string
 from clvlab.errors import DataError
 
 Freq = Literal["D", "W", "M"]
@@ -223,10 +223,11 @@ def _session(
     request). With a limit, a new connection gets it.
     """
     if memory_limit:
-        with tempfile.TemporaryDirectory(prefix="clvlab-duckdb-") as spill:
-            config = {"temp_directory": spill, "memory_limit": memory_limit}
-            with duckdb.connect(config=config) as con:
-                yield con, _create_views(con, transactions, threads)
+        with (
+            tempfile.TemporaryDirectory(prefix="clvlab-duckdb-") as spill,
+            _connect(spill, memory_limit) as con,
+        ):
+            yield con, _create_views(con, transactions, threads)
         return
     con = _thread_connection()
     try:
@@ -247,8 +248,20 @@ class _ThreadConnection:
     def __init__(self) -> None:
         self.pid = os.getpid()
         spill = tempfile.mkdtemp(prefix="clvlab-duckdb-")
-        self.con = duckdb.connect(config={"temp_directory": spill})
+        self.con = _connect(spill)
         weakref.finalize(self, _close, self.con, spill)
+
+
+def _connect(spill: str, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection spilling to ``spill``, with the session's settings."""
+    config = {"temp_directory": spill}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    con = duckdb.connect(config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    # Results are sorted explicitly; not keeping scan order saves memory out of core.
+    con.execute("SET preserve_insertion_order = false")
+    return con
 
 
 def _close(con: duckdb.DuckDBPyConnection, spill: str) -> None:
@@ -269,16 +282,13 @@ def _create_views(
 ) -> bool:
     """Views ``raw`` (the transactions as given) and ``tx`` (ids as text, naive timestamps);
     whether the transactions have amounts."""
-    con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET threads = {int(threads)}" if threads else "RESET threads")
-    # Results are sorted explicitly; not keeping scan order saves memory out of core.
-    con.execute("SET preserve_insertion_order = false")
     if isinstance(transactions, pd.DataFrame):
         con.register("raw_frame", transactions)
         con.execute("CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM raw_frame")
     else:
-        files = parquet_glob(transactions).replace("'", "''")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM read_parquet('{files}')")
+        files = sql_string(parquet_glob(transactions))
+        con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM read_parquet({files})")
     columns = {row[0] for row in con.execute("DESCRIBE raw").fetchall()}
     missing = {CUSTOMER_ID, DATE} - columns
     if missing:
