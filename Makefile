@@ -9,17 +9,20 @@ STAMP  := $(VENV)/.installed
 .PHONY: train test lint lock clean
 
 $(STAMP): pyproject.toml requirements.lock
-	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "clvlab needs Python 3.11+")'
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "clvlab needs Python 3.11+")'
+	@echo "Setting up $(VENV): the pinned dependencies of requirements.lock (about 1 minute, once)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --progress-bar off -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+	@echo "Set up $(VENV) ($$($(BIN)/clvlab --version))."
 
 train: $(STAMP)
 	$(BIN)/clvlab train
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	@echo "Running the test suite (about 3 minutes; the slowest tests are listed at the end)..."
+	$(BIN)/python -m pytest --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

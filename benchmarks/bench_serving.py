@@ -1,4 +1,4 @@
-"""Serving latency: ``clvlab serve`` (``mlflow models serve``) answering one customer.
+"""Serving latency: ``clvlab serve`` answering one customer.
 
 The goal (issue 7): the median latency of a single-customer request is under 50 ms on this
 machine (2 cores). The script
@@ -7,20 +7,21 @@ machine (2 cores). The script
    to 1998-06-30) in a fresh folder under ``--workdir`` with its own SQLite store and
    registers it as ``bench-serving`` (its first version: the champion), or takes a local
    model folder with ``--model``;
-2. starts ``clvlab serve bench-serving`` (``mlflow models serve -m
-   models:/bench-serving@champion --env-manager local``), or ``clvlab serve <folder>``, on a
-   free local port and waits for ``GET /ping``;
+2. starts ``clvlab serve bench-serving`` (clvlab's server on ``models:/bench-serving@champion``:
+   FastAPI on uvicorn, scoring in ``--workers`` worker processes), or ``clvlab serve
+   <folder>``, on a free local port and waits for ``GET /ping``;
 3. sends ``--warmup`` requests, then ``--requests`` timed ones over one keep-alive connection,
    each ``{"dataframe_split": ..., "params": {"as_of": "1998-06-30", "horizon_days": 365}}``
    with all the transactions (3 to 10 rows) of one CDNOW customer drawn at random (seeded);
    a latency is from sending the request to reading the whole answer (the payload is
    serialized before the clock starts);
 4. prints the median, p90 and max in ms and PASS/FAIL against the goal, and stops the server
-   (its whole process group) whatever happens.
+   (SIGTERM to it, which stops its workers; then its whole process group, in case) whatever
+   happens.
 
-With ``--breakdown`` it also times, in this process and on the same customers, what the server
-does for a request: parsing the JSON against the signature, the pyfunc's predict (schema
-enforcement + ``clvlab.score``), and inside ``clvlab.score`` the reading, the cleaning,
+With ``--breakdown`` it also times, in this process and on the same customers, what a worker
+does for a request (:func:`clvlab.tracking.invocations.answer`: the JSON body to a DataFrame,
+``clvlab.score``, the answer's JSON), and inside ``clvlab.score`` the reading, the cleaning,
 ``rfm`` (DuckDB) and ``CLVModel.predict``.
 
 The exit status is 1 if the goal is missed.
@@ -35,6 +36,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -63,8 +65,8 @@ STARTUP_TIMEOUT_S = 120
 
 
 def train(workdir: Path) -> tuple[Path, str]:
-    """Train and register in a fresh folder with its own store; the model folder and the
-    store's URI."""
+    """Train and register in a fresh folder with its own store; the folder and the store's
+    URI."""
     import clvlab
 
     folder = Path(tempfile.mkdtemp(prefix="serving-", dir=workdir))
@@ -73,8 +75,8 @@ def train(workdir: Path) -> tuple[Path, str]:
     os.environ["MLFLOW_TRACKING_URI"] = store
     os.chdir(folder)
     try:
-        result = clvlab.train(CONFIG, register=NAME)
-        return Path(result.local_path).resolve(), store
+        clvlab.train(CONFIG, register=NAME)
+        return folder, store
     finally:
         os.chdir(previous_cwd)
         if previous_uri is None:
@@ -89,11 +91,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model: str, store: str, port: int, log_path: Path) -> subprocess.Popen:
-    """``clvlab serve MODEL`` in its own process group (the uvicorn it runs goes with it)."""
+def start_server(
+    model: str, store: str, port: int, log_path: Path, workers: int | None
+) -> subprocess.Popen:
+    """``clvlab serve MODEL`` in its own process group (its workers go with it)."""
+    command = [str(CLVLAB), "serve", model, "--port", str(port)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            [str(CLVLAB), "serve", model, "--port", str(port)],
+            command,
             cwd=log_path.parent,
             env={**os.environ, "MLFLOW_TRACKING_URI": store},
             stdin=subprocess.DEVNULL,
@@ -122,6 +129,12 @@ def wait_until_up(process: subprocess.Popen, port: int, log_path: Path) -> float
 
 
 def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM to the server (it stops its workers and exits), then to anything left in its
+    process group, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, sig)
@@ -185,23 +198,15 @@ def median_ms(function, inputs: list) -> float:
     return float(np.median(times))
 
 
-def breakdown(model_folder: Path, frames: list[pd.DataFrame], bodies: list[bytes], params: dict):
+def breakdown(model, frames: list[pd.DataFrame], bodies: list[bytes], params: dict):
     """Median ms of each step of a request, run in this process on the same customers."""
     import dataclasses
-    import logging
-
-    import mlflow
-    from mlflow.pyfunc.scoring_server import _parse_json_data
 
     import clvlab
     from clvlab.data import CleaningPolicy, clean_transactions
     from clvlab.scoring import _read
+    from clvlab.tracking.invocations import answer, records_json
 
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    pyfunc = mlflow.pyfunc.load_model(str(model_folder))
-    model = pyfunc.unwrap_python_model().model
-    schema = pyfunc.metadata.get_input_schema()
-    parsed = [_parse_json_data(body, pyfunc.metadata, schema).data for body in bodies]
     read = [_read(frame, model)[0] for frame in frames]
     policy = dataclasses.replace(CleaningPolicy(**model.cleaning), cancellation_prefix=None)
     clean = [clean_transactions(frame, policy=policy)[0] for frame in read]
@@ -210,36 +215,55 @@ def breakdown(model_folder: Path, frames: list[pd.DataFrame], bodies: list[bytes
         for frame in clean
     ]
     horizon = params["horizon_days"]
+    tables = [
+        clvlab.score(model, frame, as_of=params["as_of"], horizon_days=horizon) for frame in frames
+    ]
     steps = {
-        "JSON payload to DataFrame (signature types)": (
-            lambda body: _parse_json_data(body, pyfunc.metadata, schema),
+        "a worker's answer (JSON body in, JSON scores out)": (
+            lambda body: answer(model, body),
             bodies,
         ),
-        "pyfunc predict (schema enforcement + clvlab.score)": (
-            lambda data: pyfunc.predict(data, params=params),
-            parsed,
+        "  JSON body to DataFrame": (
+            lambda body: pd.DataFrame(**json.loads(body)["dataframe_split"]),
+            bodies,
         ),
-        "clvlab.score": (
+        "  clvlab.score": (
             lambda frame: clvlab.score(model, frame, as_of=params["as_of"], horizon_days=horizon),
             frames,
         ),
-        "  read_transactions (scoring._read)": (lambda frame: _read(frame, model), frames),
-        "  clean_transactions": (lambda frame: clean_transactions(frame, policy=policy), read),
-        "  rfm (DuckDB)": (
+        "    read_transactions (scoring._read)": (lambda frame: _read(frame, model), frames),
+        "    clean_transactions": (lambda frame: clean_transactions(frame, policy=policy), read),
+        "    rfm (DuckDB)": (
             lambda frame: clvlab.rfm(
                 frame, params["as_of"], freq="D", freq_multiplier=model.unit_days
             ),
             clean,
         ),
-        "  CLVModel.predict": (
+        "    CLVModel.predict": (
             lambda summary: model.predict(summary, horizon_days=horizon),
             summaries,
         ),
+        "  score table to JSON records": (records_json, tables),
     }
     for function, inputs in steps.values():  # warm-up
         for item in inputs[:5]:
             function(item)
     return {name: median_ms(function, inputs) for name, (function, inputs) in steps.items()}
+
+
+def load(served: str, store: str):
+    """The served model, loaded as ``clvlab serve`` loads it."""
+    from clvlab.tracking.serving import load_served_model
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = store
+    try:
+        return load_served_model(served)[0]
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,21 +275,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--as-of", default="1998-06-30")
     parser.add_argument("--horizon-days", type=float, default=365.0)
+    parser.add_argument("--workers", type=int, help="the server's --workers (default: its own)")
     parser.add_argument("--breakdown", action="store_true", help="time each step in-process")
     args = parser.parse_args(argv)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.model:
-        model_folder = args.model.resolve()
-        served = str(model_folder)
+        if not (args.model / "MLmodel").is_file():
+            sys.exit(f"{args.model} is not a model folder (no MLmodel file)")
+        served = str(args.model.resolve())
+        folder = args.workdir
         store = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{args.workdir / 'mlflow.db'}"
     else:
         start = time.perf_counter()
-        model_folder, store = train(args.workdir)
+        folder, store = train(args.workdir)
         served = NAME
         print(f"trained and registered {NAME} in {time.perf_counter() - start:.1f} s")
-    if not (model_folder / "MLmodel").is_file():
-        sys.exit(f"{model_folder} is not a model folder (no MLmodel file)")
 
     params = {"as_of": args.as_of, "horizon_days": args.horizon_days}
     frames = customers(args.warmup + args.requests, args.seed)
@@ -273,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [len(frame) for frame in frames[args.warmup :]]
 
     port = free_port()
-    log_path = model_folder.parent / "server.log"
-    process = start_server(served, store, port, log_path)
+    log_path = folder / f"server-{port}.log"
+    process = start_server(served, store, port, log_path, args.workers)
     try:
         startup = wait_until_up(process, port, log_path)
         print(f"server up on port {port} in {startup:.1f} s (log: {log_path})")
@@ -295,9 +320,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.breakdown:
         n = min(len(frames) - args.warmup, 100)
-        steps = breakdown(
-            model_folder, frames[args.warmup :][:n], bodies[args.warmup :][:n], params
-        )
+        model = load(served, store)
+        steps = breakdown(model, frames[args.warmup :][:n], bodies[args.warmup :][:n], params)
         print(f"\nin-process breakdown (median ms over {n} of the same customers):")
         for name, value in steps.items():
             print(f"  {name:<55} {value:7.1f}")

@@ -13,6 +13,8 @@ def _private_mlflow_store(tmp_path_factory: pytest.TempPathFactory):
     store = tmp_path_factory.mktemp("mlflow-session")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+        # clvlab's default store (used when a test unsets MLFLOW_TRACKING_URI): never ~/.clvlab.
+        patch.setenv("CLVLAB_HOME", str(store / "clvlab-home"))
         patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
         patch.setenv("DO_NOT_TRACK", "true")
         yield

@@ -35,6 +35,16 @@ def running(
     """Run ``command`` in its own process group until ``url + health`` answers 200, yield
     ``url``, then stop the whole group. Fails the test with the server's log if it exits or
     does not answer within :data:`STARTUP_TIMEOUT_S`."""
+    with started(command, url=url, health=health, cwd=cwd, env=env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def started(
+    command: list[str], *, url: str, health: str, cwd: Path, env: dict[str, str]
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """As :func:`running`, yielding ``(url, process)``; the test may stop the process
+    itself (the rest of its group is stopped anyway)."""
     env = {**env, "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"}
     log_path = cwd / f"server-{url.rsplit(':', 1)[-1]}.log"
     with open(log_path, "wb") as log:
@@ -61,7 +71,7 @@ def running(
                 waited = f"no answer on {url}{health} in {STARTUP_TIMEOUT_S} s"
                 pytest.fail(f"{waited}:\n{_tail(log_path)}")
             time.sleep(0.2)
-        yield url
+        yield url, process
     finally:
         _stop(process)
 
@@ -78,6 +88,11 @@ def _stop(process: subprocess.Popen) -> None:
             break
         except subprocess.TimeoutExpired:
             continue
+
+
+def log(url: str, cwd: Path) -> str:
+    """What the server started on ``url`` in ``cwd`` has printed so far."""
+    return (cwd / f"server-{url.rsplit(':', 1)[-1]}.log").read_text(errors="replace")
 
 
 def _tail(path: Path, chars: int = 4000) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import stat
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvlab import CLVModel, DataError, score
+from clvlab import ClvlabWarning, CLVModel, DataError, score
 from clvlab.batch import MANIFEST, SCAN_PARTITIONS, score_to_file
 from clvlab.errors import ClvlabError
 from clvlab.outputs import umask
@@ -300,3 +301,159 @@ def test_the_cli_default_is_the_librarys():
     from clvlab import batch, cli
 
     assert cli.DEFAULT_PARTITION_ROWS == batch.DEFAULT_PARTITION_ROWS
+
+
+SMALL = pd.DataFrame(
+    {
+        "customer_id": ["a", "a", "b", "c", "d", "a"],
+        "date": [f"1997-{day}" for day in ("01-01", "02-01", "12-01", "01-05", "01-09", "07-02")],
+        "amount": [10.0, 12.0, 3.0, -4.0, 0.5, 8.0],
+    }
+)
+
+
+def test_as_of_before_the_first_transaction_of_every_part_is_an_error(model, tmp_path):
+    path = tmp_path / "s.parquet"
+    for rows in (2, 100):  # 3 parts, 1 part
+        with pytest.raises(
+            DataError,
+            match=r"as_of 1996-12-31 is before the first transaction "
+            r"\(1997-01-01\)",
+        ):
+            score_to_file(model, SMALL, path, as_of="1996-12-31", partition_rows=rows)
+        assert list(tmp_path.iterdir()) == []
+    # Before some parts' first transaction only: their customers get the reason.
+    result = score_to_file(model, SMALL, path, as_of="1997-01-01", partition_rows=2)
+    assert result.partitions == 3 and result.reasons == {NO_HISTORY: 2, ALL_EXCLUDED: 1}
+
+
+def test_rows_after_as_of_are_counted_over_all_parts(model, tmp_path):
+    path = tmp_path / "s.parquet"
+    result = score_to_file(model, SMALL, path, as_of="1997-06-30", partition_rows=2, workers=2)
+    # 6 rows: c's return dropped; after 1997-06-30 a's 07-02 and b's 12-01; kept a's two
+    # and d's one, of customers a and d.
+    report = result.data_report
+    assert result.partitions == 3 and report["rows_read"] == 6
+    assert report["excluded.returns_dropped"] == 1 and report["excluded.after_as_of"] == 2
+    assert report["rows_kept"] == 3 and report["customers"] == 2
+    assert report["last_date"] == "1997-02-01 00:00:00"
+    assert json.loads((path / MANIFEST).read_text())["data_report"] == report
+    assert report == score(model, SMALL, as_of="1997-06-30").attrs["data_report"]
+
+
+@pytest.mark.parametrize(
+    ("as_of", "expected"),
+    [
+        ("1997-06-30", "1997-06-30"),
+        ("1997-06-30T08:00+02:00", "1997-06-30 06:00"),
+        (pd.Timestamp("1997-06-30 12:00"), "1997-06-30 12:00"),
+        (dt.date(1997, 6, 30), "1997-06-30"),
+    ],
+)
+def test_iso_dates_and_date_objects_are_taken(model, tmp_path, as_of, expected):
+    result = score_to_file(model, SMALL, tmp_path / "s.csv", as_of=as_of, partition_rows=2)
+    assert result.as_of == pd.Timestamp(expected)
+
+
+@pytest.mark.parametrize("as_of", ["06/30/1997", "1997-6-30", "2", 2])
+def test_other_dates_are_errors_before_anything_is_read_or_written(model, tmp_path, as_of):
+    with pytest.raises(DataError, match=r"is not a date: give it as YYYY-MM-DD") as info:
+        score_to_file(model, tmp_path / "none.csv", tmp_path / "s.parquet", as_of=as_of)
+    assert str(info.value).startswith(f"as_of {as_of!r}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_horizon_beyond_the_maximum_is_an_error(model, tmp_path):
+    from clvlab.scoring import MAX_HORIZON_DAYS
+
+    for days in (MAX_HORIZON_DAYS + 1, 1e9):
+        with pytest.raises(DataError, match=f"at most {MAX_HORIZON_DAYS}"):
+            score_to_file(model, SMALL, tmp_path / "s.parquet", horizon_days=days)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_columns_can_be_named_for_batch_scoring(model, tmp_path):
+    expected = score(model, SMALL, as_of="1997-06-30")
+    other = SMALL.rename(columns={"customer_id": "client", "date": "when", "amount": "paid"})
+    other["when"] = pd.to_datetime(other["when"]).dt.strftime("%d.%m.%Y")
+    source = tmp_path / "other.parquet"
+    other.to_parquet(source)
+    names = {"customer_id": "client", "date": "when", "amount": "paid", "date_format": "%d.%m.%Y"}
+    for rows in (2, 100):
+        path = tmp_path / f"s{rows}.parquet"
+        score_to_file(model, source, path, as_of="1997-06-30", partition_rows=rows, **names)
+        assert_same_scores(read_scores(path), expected)
+
+
+# The clvlab score command: the same checks, exit status 2 and nothing written.
+
+
+@pytest.fixture
+def cli_files(model, tmp_path):
+    """The model as a JSON file and SMALL as a CSV with other column names."""
+    model.save(tmp_path / "model.json")
+    other = SMALL.rename(columns={"customer_id": "client", "date": "when", "amount": "paid"})
+    other["when"] = pd.to_datetime(other["when"]).dt.strftime("%d/%m/%Y")
+    other.to_csv(tmp_path / "other.csv", index=False)
+    SMALL.to_csv(tmp_path / "tx.csv", index=False)
+    return tmp_path
+
+
+def clvlab_score(folder, *args: str) -> int:
+    from clvlab.cli import main
+
+    model = str(folder / "model.json")
+    return main(["score", "--model", model, "--output", str(folder / "out.parquet"), *args])
+
+
+@pytest.mark.parametrize("as_of", ["01/02/1998", "1998-1-2", "2", "yesterday"])
+def test_cli_rejects_dates_not_in_iso_8601(cli_files, capsys, as_of):
+    tx = str(cli_files / "tx.csv")
+    assert clvlab_score(cli_files, "--transactions", tx, "--as-of", as_of) == 2
+    error = capsys.readouterr().err
+    assert f"as_of {as_of!r} is not a date: give it as YYYY-MM-DD" in error
+    assert not (cli_files / "out.parquet").exists()
+
+
+def test_cli_as_of_before_the_data_horizon_and_future_dates(cli_files, capsys):
+    tx = str(cli_files / "tx.csv")
+    assert clvlab_score(cli_files, "--transactions", tx, "--as-of", "1996-01-01") == 2
+    assert "before the first transaction (1997-01-01)" in capsys.readouterr().err
+    assert clvlab_score(cli_files, "--transactions", tx, "--horizon", "1e9") == 2
+    assert "at most 36525" in capsys.readouterr().err
+    assert not (cli_files / "out.parquet").exists()
+    future = str(dt.date.today() + dt.timedelta(days=30))
+    with pytest.warns(ClvlabWarning, match=f"as_of {future} is after today"):
+        assert clvlab_score(cli_files, "--transactions", tx, "--as-of", future) == 0
+
+
+def test_cli_reports_rows_after_as_of(cli_files, capsys):
+    tx = str(cli_files / "tx.csv")
+    assert clvlab_score(cli_files, "--transactions", tx, "--as-of", "1997-06-30") == 0
+    out = capsys.readouterr().out
+    assert 'Rows excluded: {"excluded.returns_dropped": 1, "excluded.after_as_of": 2}' in out
+
+
+def test_cli_names_the_columns(model, cli_files, capsys):
+    other = str(cli_files / "other.csv")
+    assert clvlab_score(cli_files, "--transactions", other) == 2
+    error = capsys.readouterr().err
+    assert "missing customer id column 'customer_id'" in error
+    assert "clvlab score --customer-id COL --date COL --amount COL" in error
+    assert not (cli_files / "out.parquet").exists()
+    names = ["--customer-id", "client", "--date", "when", "--amount", "paid"]
+    names += ["--date-format", "%d/%m/%Y", "--as-of", "1997-06-30"]
+    assert clvlab_score(cli_files, "--transactions", other, *names) == 0
+    expected = score(model, SMALL, as_of="1997-06-30")
+    assert_same_scores(read_scores(cli_files / "out.parquet"), expected)
+
+
+def test_the_cli_help_names_the_librarys_horizon_limit(capsys):
+    from clvlab import cli
+    from clvlab.scoring import MAX_HORIZON_DAYS
+
+    with pytest.raises(SystemExit):
+        cli.main(["score", "--help"])
+    assert f"horizon in days, at most {MAX_HORIZON_DAYS}" in " ".join(
+        capsys.readouterr().out.split()
+    )

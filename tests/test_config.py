@@ -57,6 +57,10 @@ def test_unknown_key_is_named(tmp_path):
             r"holdout_end \(2020-01-01\) must be after calibration_end",
         ),
         ({"scoring": {"annual_discount_rate": -0.1}}, r"scoring\.annual_discount_rate"),
+        (
+            {"scoring": {"horizon_days": 36_526}},
+            r"scoring\.horizon_days: Input should be less than or equal to 36525",
+        ),
         ({"name": "has space"}, r"name: String should match pattern"),
     ],
 )

@@ -64,7 +64,7 @@ def env(workdir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def trained(workdir: Path, env: dict[str, str]) -> dict:
-    done = run(["train", "--report", "report.json"], workdir, env)
+    done = run(["train", "--report", "report.json", "--export", "models/cdnow"], workdir, env)
     assert done.returncode == 0, done.stderr
     assert re.search(r"MLflow UI: \S*mlflow ui --backend-store-uri sqlite:///", done.stdout)
     assert "purchases_mae" in done.stdout
@@ -154,7 +154,7 @@ def test_score_with_logged_model_uri(trained, workdir, env):
         assert scores[column].between(0, 1).all()
     assert (scores["expected_purchases"] >= 0).all() and (scores["expected_spend"] > 0).all()
     assert (scores["clv"] <= scores["expected_revenue"] + 1e-9).all()
-    assert (scores["model_version"] == trained["run_id"]).all()
+    assert (scores["model_version"] == f"runs:/{trained['run_id']}/model").all()
 
 
 def test_local_export_and_csv_output_score_the_same(trained, workdir, env):
@@ -231,7 +231,12 @@ def test_batch_scoring_by_registry_alias_over_a_parquet_glob(trained, workdir, e
     assert "a folder of 4 Parquet files" in done.stdout
     written = pd.read_parquet(workdir / "batch.parquet").sort_values("customer_id")
     expected = clvlab.score(trained["model_uri"], workdir / "cdnow.csv", as_of="1998-06-30")
-    pd.testing.assert_frame_equal(written.reset_index(drop=True), expected, check_dtype=False)
+    assert set(written["model_version"]) == {f"models:/cdnow-batch/{version.version}"}
+    pd.testing.assert_frame_equal(
+        written.drop(columns="model_version").reset_index(drop=True),
+        expected.drop(columns="model_version"),
+        check_dtype=False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -304,7 +309,7 @@ def test_python_api_reproduces_published_bgnbd_on_cdnow_sample(in_tmp):
     assert isinstance(result.metrics, pd.DataFrame)
     assert set(result.metrics.columns) >= HOLDOUT_METRICS
     assert result.model_uri == f"runs:/{result.run_id}/model"
-    assert (in_tmp / "models" / "cdnow_sample" / "MLmodel").is_file()
+    assert result.local_path is None and not (in_tmp / "models").exists()  # none asked for
     scores = clvlab.score(result.model_uri, "lifetimes:CDNOW_sample", horizon_days=52 * 7)
     assert len(scores) == 2_357
     same = clvlab.score(result.model, "lifetimes:CDNOW_sample", horizon_days=52 * 7)
@@ -321,7 +326,8 @@ def test_count_only_data_trains_and_scores_without_spend(in_tmp, cdnow_sample):
             "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
             "time_unit": "D",
             "models": {"purchases": "bgnbd"},  # pinned: BG/NBD scores every target
-        }
+        },
+        export=in_tmp / "visits-model",
     )
     assert result.model.spend is None and result.model.name == "bgnbd"
     assert result.model.label() == "bgnbd"
@@ -429,7 +435,7 @@ def test_mbgnbd_fitted_by_lifetimes_trains_saves_and_scores(in_tmp):
     for name, value in {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614}.items():
         assert fitted[f"mbgnbd.{name}"] == pytest.approx(value, rel=2e-3), name
     assert result.model.name == "mbgnbd_gamma_gamma"
-    reloaded = clvlab.load_model(result.local_path)
+    reloaded = clvlab.load_model(result.model_uri)
     assert type(reloaded.purchases).__name__ == "ModifiedBetaGeo"
     assert reloaded.discounting == "monthly"
     scores = clvlab.score(result.model_uri, "lifetimes:CDNOW_sample")
@@ -452,7 +458,7 @@ def test_pareto_nbd_trains_saves_and_scores(in_tmp):
         assert fitted[f"pareto_nbd.{name}"] == pytest.approx(value, rel=2e-3), name
     assert result.model.name == "pareto_nbd_gamma_gamma"
     assert result.metrics.iloc[0].notna().all()
-    reloaded = clvlab.load_model(result.local_path)
+    reloaded = clvlab.load_model(result.model_uri)
     assert type(reloaded.purchases).__name__ == "ParetoNBD"
     scores = clvlab.score(result.model_uri, "lifetimes:CDNOW_sample")
     assert len(scores) == 2_357 and scores[SCORE_COLUMNS].notna().all().all()
@@ -464,5 +470,5 @@ def test_pareto_nbd_trains_saves_and_scores(in_tmp):
 def test_file_store_uri_is_a_clear_config_error(in_tmp, monkeypatch, store):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
-    with pytest.raises(clvlab.ConfigError, match=re.escape("sqlite:///mlflow.db")):
+    with pytest.raises(clvlab.ConfigError, match="is a folder, and MLflow no longer accepts"):
         clvlab.train(ROOT / "configs" / "cdnow.yaml")

@@ -14,10 +14,12 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, in_tmp: Path):
+def test_notebook_runs(path: Path, in_tmp: Path, monkeypatch: pytest.MonkeyPatch):
     # A copy of the project's configs beside a copy of the notebook, so that nothing the
-    # notebook writes (MLflow store, model export) lands in the repository.
+    # notebook writes lands in the repository; clvlab's default store in a private home.
     shutil.copytree(ROOT / "configs", in_tmp / "configs")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv("CLVLAB_HOME", str(in_tmp / "home"))
     (in_tmp / "notebooks").mkdir()
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -41,4 +43,8 @@ def test_notebook_runs(path: Path, in_tmp: Path):
         if "image/png" in output.get("data", {})
     ]
     assert images, "the holdout plot was not shown"
-    assert (in_tmp / "models" / "cdnow" / "MLmodel").is_file()
+    # One store, wherever the notebook runs from: clvlab's default, not notebooks/mlruns.
+    assert (in_tmp / "home" / "mlruns" / "mlflow.db").is_file()
+    assert not list(in_tmp.glob("**/mlruns/**/mlflow.db"))[1:]
+    assert not (in_tmp / "notebooks" / "mlruns").exists()
+    assert not (in_tmp / "models").exists(), "training exported a model it was not asked to"

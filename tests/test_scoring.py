@@ -1,10 +1,14 @@
+import dataclasses
+import datetime as dt
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from clvlab import CLVModel, DataError, score
+from clvlab import ClvlabWarning, CLVModel, DataError, score
 from clvlab.outputs import write_json, write_table
-from clvlab.scoring import NO_HISTORY, SCORE_COLUMNS
+from clvlab.scoring import MAX_HORIZON_DAYS, NO_HISTORY, SCORE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +100,96 @@ def test_writers_by_extension(tmp_path):
     assert '"auc": null' in (tmp_path / "r.json").read_text()
     with pytest.raises(Exception, match=r"\.parquet or \.csv"):
         write_table(table, tmp_path / "a.xlsx")
+
+
+@pytest.mark.parametrize(
+    "as_of",
+    ["1997-04-01", "1997-04-01T23:59", "1997-04-01 10:00:00Z", dt.date(1997, 4, 1)],
+)
+def test_as_of_in_iso_8601_or_a_date_object(model, as_of):
+    table = score(model, TRANSACTIONS.dropna(), as_of=as_of)
+    # Purchases on the as-of day count whatever its time: a's T is 90 days in weeks.
+    assert table.set_index("customer_id").loc["a", "T"] == pytest.approx(90 / 7)
+
+
+@pytest.mark.parametrize("as_of", ["04/01/1997", "1997-4-1", "2", 2, "1997-04-01Z"])
+def test_as_of_in_another_format_is_an_error_naming_it(model, as_of):
+    with pytest.raises(DataError, match="is not a date: give it as YYYY-MM-DD") as info:
+        score(model, TRANSACTIONS.dropna(), as_of=as_of)
+    assert str(info.value).startswith(f"as_of {as_of!r}")
+
+
+def test_as_of_before_the_first_transaction_is_an_error(model):
+    tx = TRANSACTIONS.dropna()
+    with pytest.raises(DataError, match=r"before the first transaction \(1997-01-01\)"):
+        score(model, tx, as_of="1996-12-31")
+    with pytest.raises(DataError, match="give an as_of on or after 1997-01-01"):
+        score(model, tx, as_of="1996-12-31T23:59")
+    first_day = score(model, tx, as_of="1997-01-01").set_index("customer_id")
+    assert first_day["reason"].isna().tolist() == [True, False, False]  # a, then b, c later
+
+
+def test_as_of_after_today_warns(model):
+    tomorrow = dt.date.today() + dt.timedelta(days=2)
+    with pytest.warns(ClvlabWarning, match=f"as_of {tomorrow} is after today.*leave as_of out"):
+        score(model, TRANSACTIONS.dropna(), as_of=str(tomorrow))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClvlabWarning)
+        score(model, TRANSACTIONS.dropna(), as_of=dt.date.today())
+
+
+def test_rows_after_as_of_are_counted_in_the_data_report(model):
+    tx = pd.concat(
+        [TRANSACTIONS, pd.DataFrame({"cid": ["a", "b"], "day": ["1997-04-01 18:00", "1997-04-02"]})]
+    ).assign(value=lambda frame: frame["value"].fillna(1.0))
+    with pytest.warns(ClvlabWarning, match="1 transaction rows have no customer id"):
+        report = score(model, tx, as_of="1997-04-01").attrs["data_report"]
+    # 8 rows: 1 without an id; after 1997-04-01 (whole day): b's 04-02 and c's 06-01. Kept:
+    # a's four (one at 18:00 on the as-of day) and b's 01-15, from customers a and b.
+    assert report["rows_read"] == 8
+    assert report["excluded.missing_customer_id"] == 1 and report["excluded.after_as_of"] == 2
+    assert report["rows_kept"] == 5 and report["customers"] == 2
+    assert report["last_date"] == "1997-04-01 18:00:00"
+    excluded = sum(v for k, v in report.items() if k.startswith("excluded."))
+    assert report["rows_read"] == report["rows_kept"] + excluded
+    everything = score(model, tx.dropna(), as_of="1997-06-01").attrs["data_report"]
+    assert everything["excluded.after_as_of"] == 0 and everything["rows_kept"] == 7
+
+
+def test_horizon_has_a_maximum(model):
+    tx = TRANSACTIONS.dropna()
+    with pytest.raises(DataError, match=f"at most {MAX_HORIZON_DAYS} \\(100 years\\)"):
+        score(model, tx, horizon_days=MAX_HORIZON_DAYS + 1)
+    with pytest.raises(DataError, match=r"at most 36525.*got 1000000000.0"):
+        score(model, tx, horizon_days=1e9)
+    assert score(model, tx, horizon_days=MAX_HORIZON_DAYS)["clv"].notna().all()
+
+
+def test_columns_can_be_named_when_scoring(model):
+    expected = score(model, TRANSACTIONS.dropna(), as_of="1997-04-01")
+    other = TRANSACTIONS.dropna().rename(columns={"cid": "client", "day": "when", "value": "paid"})
+    other["when"] = pd.to_datetime(other["when"]).dt.strftime("%d/%m/%Y")
+    with pytest.raises(DataError, match=r"missing customer id column .*--customer-id COL"):
+        score(model, other)
+    table = score(
+        model,
+        other,
+        as_of="1997-04-01",
+        customer_id="client",
+        date="when",
+        amount="paid",
+        date_format="%d/%m/%Y",
+    )
+    pd.testing.assert_frame_equal(table, expected)
+    # A DataFrame with the canonical names needs no names but those that differ.
+    canonical = other.rename(columns={"client": "customer_id", "paid": "amount"})
+    named = score(model, canonical, as_of="1997-04-01", date="when", date_format="%d/%m/%Y")
+    pd.testing.assert_frame_equal(named, expected)
+    with pytest.raises(DataError, match=r"customer_id must be the name of a column"):
+        score(model, other, customer_id="")
+
+
+def test_a_count_only_model_reads_no_amount(model):
+    count_only = dataclasses.replace(model, spend=None)
+    with pytest.raises(DataError, match=r"count-only.*leave out the amount column 'value'"):
+        score(count_only, TRANSACTIONS.dropna(), amount="value")

@@ -1,29 +1,38 @@
-"""`clvlab serve` (`mlflow models serve -m models:/NAME@champion`) answers a JSON payload of
-customers' transactions with their scores.
+"""`clvlab serve` (clvlab's own server: FastAPI on uvicorn, scoring in worker processes)
+answers a JSON payload of customers' transactions with their scores, within a deadline.
 
-One model is trained on the CDNOW sample (a few seconds), registered as ``srv`` (its first
-version becomes the champion) and served once for the module by ``clvlab serve srv``, which
-runs the venv's ``mlflow models serve --env-manager local``, on a free local port. Every wait
-is bounded (server start-up, each request), and the server's process group is always stopped.
+One model is trained on the CDNOW sample (a few seconds) and registered as ``srv`` (its first
+version becomes the champion). ``clvlab serve srv --workers 2 --timeout 2`` is started once
+for the module on a free local port; the tests of start-up errors and of stopping run their
+own ``clvlab serve``. Every wait is bounded (start-up, each request, each stop), and every
+server's process group is always stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
+import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import requests
 
 import clvlab
 import servers
 from clvlab.scoring import NO_HISTORY, SCORE_COLUMNS
-from clvlab.tracking import serving
+from clvlab.tracking.serving import model_uri
 
 # The installed console script, as a user runs it.
 CLVLAB = [str(Path(sys.executable).with_name("clvlab"))]
@@ -37,67 +46,92 @@ AS_OF, HORIZON_DAYS = "1998-06-30", 365
 PARAMS = {"as_of": AS_OF, "horizon_days": HORIZON_DAYS}
 COLUMNS = ["customer_id", "date", "amount"]
 REQUEST_TIMEOUT_S = 30
+#: The module server's --timeout: a request is answered within this many seconds.
+SERVER_TIMEOUT_S = 2
+#: Distinct customers in a request that takes well over SERVER_TIMEOUT_S to score (about 7 s
+#: on 2 cores).
+SLOW_CUSTOMERS = 300_000
 TEXT_COLUMNS = ["customer_id", "model", "model_version", "reason"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Path, Path]]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Path]]:
     """A model trained in a private folder and store and registered as ``srv`` (its first
-    version, so the champion): (TrainResult, model folder, workdir)."""
+    version, so the champion): (the registered model as loaded back, workdir)."""
     workdir = tmp_path_factory.mktemp("serving")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+        patch.setenv("MLFLOW_TRACKING_URI", _store(workdir))
         result = clvlab.train(CONFIG, register="srv")
-        model_folder = Path(result.local_path).resolve()
+        served = clvlab.load_model("models:/srv@champion")
     assert result.registry.promoted
-    assert (model_folder / "MLmodel").is_file()
-    yield result, model_folder, workdir
+    yield served, workdir
+
+
+def _store(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    return {**os.environ, "MLFLOW_TRACKING_URI": _store(workdir)}
 
 
 @pytest.fixture(scope="module")
-def server(trained) -> Iterator[str]:
-    """The base URL of ``clvlab serve srv``: ``mlflow models serve -m models:/srv@champion
-    --env-manager local`` on a free port."""
-    _, _, workdir = trained
+def server_process(trained) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``clvlab serve srv --workers 2 --timeout 2`` on a free port: (base URL, process)."""
+    _, workdir = trained
     port = servers.free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
-    with servers.running(
-        [*CLVLAB, "serve", "srv", "--port", str(port)],
+    command = [*CLVLAB, "serve", "srv", "--port", str(port), "--workers", "2"]
+    with servers.started(
+        [*command, "--timeout", str(SERVER_TIMEOUT_S)],
         url=f"http://127.0.0.1:{port}",
         health="/ping",
         cwd=workdir,
-        env=env,
-    ) as url:
-        yield url
+        env=_env(workdir),
+    ) as started:
+        yield started
 
 
-def test_serve_runs_mlflow_on_the_registered_champion(trained, monkeypatch):
-    _, model_folder, workdir = trained
-    command = serving.serve_command("srv", port=5123)
-    assert Path(command[0]).name == "mlflow"
-    assert command[1:] == [
-        "models",
-        "serve",
-        "-m",
-        "models:/srv@champion",
-        "--env-manager",
-        "local",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        "5123",
-    ]
-    assert serving.model_uri(str(model_folder)) == str(model_folder)
-    assert serving.model_uri("runs:/abc/model") == "runs:/abc/model"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
-    serving.check_registered("srv")  # the champion exists
-    with pytest.raises(clvlab.ClvlabError, match="no version of registered model 'srv' has the"):
-        serving.check_registered("srv", alias="retired")
+@pytest.fixture(scope="module")
+def server(server_process) -> str:
+    """The base URL of the module's server."""
+    return server_process[0]
 
 
-def _post(url: str, payload: dict) -> requests.Response:
-    return requests.post(f"{url}/invocations", json=payload, timeout=REQUEST_TIMEOUT_S)
+@pytest.fixture(scope="module")
+def slow_body() -> bytes:
+    """A request of SLOW_CUSTOMERS customers with one purchase each (about 10 MB)."""
+    data = [[f"c{i}", f"1997-01-{1 + i % 28:02d}", 10.0 + i % 7] for i in range(SLOW_CUSTOMERS)]
+    payload = {"dataframe_split": {"columns": COLUMNS, "data": data}, "params": PARAMS}
+    return json.dumps(payload).encode()
+
+
+@pytest.fixture(scope="module")
+def transactions(cdnow_sample: pd.DataFrame) -> pd.DataFrame:
+    return cdnow_sample[COLUMNS]
+
+
+@pytest.fixture(scope="module")
+def one(transactions: pd.DataFrame) -> pd.DataFrame:
+    """Customer 1's transactions (several)."""
+    frame = transactions[transactions["customer_id"] == "1"].reset_index(drop=True)
+    assert len(frame) > 1
+    return frame
+
+
+def _post(url: str, payload: dict | bytes, timeout: float = REQUEST_TIMEOUT_S):
+    if isinstance(payload, bytes):
+        return requests.post(f"{url}/invocations", data=payload, timeout=timeout)
+    return requests.post(f"{url}/invocations", json=payload, timeout=timeout)
+
+
+def _strict_json(response: requests.Response) -> dict:
+    """The body parsed as strict JSON: NaN or Infinity fail the test."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"the answer is not strict JSON: it has {constant}")
+
+    return json.loads(response.text, parse_constant=refuse)
 
 
 def _payload(transactions: pd.DataFrame, params: dict | None = None) -> dict:
@@ -106,15 +140,20 @@ def _payload(transactions: pd.DataFrame, params: dict | None = None) -> dict:
         [customer, date.isoformat(), amount]
         for customer, date, amount in transactions[COLUMNS].itertuples(index=False)
     ]
-    return {
-        "dataframe_split": {"columns": COLUMNS, "data": data},
-        "params": PARAMS if params is None else params,
-    }
+    payload: dict = {"dataframe_split": {"columns": COLUMNS, "data": data}}
+    if params is not None:
+        payload["params"] = params
+    return payload
+
+
+def _scores(response: requests.Response) -> dict:
+    assert response.status_code == 200, response.text
+    return _strict_json(response)
 
 
 def _assert_scores_equal(predictions: list[dict], expected: pd.DataFrame) -> None:
     """The answer's records against a score table, column by column (JSON types: strings,
-    numbers, NaN or null for a missing prediction, null for no reason)."""
+    numbers, null for a missing prediction or no reason)."""
     assert all(list(row) == SCORE_COLUMNS for row in predictions)
     assert len(predictions) == len(expected)
     for column in SCORE_COLUMNS:
@@ -123,6 +162,7 @@ def _assert_scores_equal(predictions: list[dict], expected: pd.DataFrame) -> Non
             want = [None if pd.isna(v) else str(v) for v in expected[column]]
             assert values == want, column
         else:
+            assert not any(isinstance(v, float) and math.isnan(v) for v in values), column
             np.testing.assert_allclose(
                 np.asarray([math.nan if v is None else v for v in values], dtype=float),
                 expected[column].to_numpy(dtype=float, na_value=np.nan),
@@ -132,24 +172,56 @@ def _assert_scores_equal(predictions: list[dict], expected: pd.DataFrame) -> Non
             )
 
 
-@pytest.fixture(scope="module")
-def transactions(cdnow_sample: pd.DataFrame) -> pd.DataFrame:
-    return cdnow_sample[COLUMNS]
+def _error(response: requests.Response, status: int = 400) -> str:
+    assert response.status_code == status, (response.status_code, response.text)
+    body = _strict_json(response)
+    assert set(body) == {"error_code", "message"}
+    # An error of the request's own, not "an unexpected error" with the cause in a stack trace.
+    assert "unexpected error" not in body["message"]
+    assert "\n" not in body["message"]
+    return body["message"]
 
 
-def test_one_customer(server, trained, transactions):
-    result, _, _ = trained
-    one = transactions[transactions["customer_id"] == "1"].reset_index(drop=True)
-    assert len(one) > 1
-    response = _post(server, _payload(one))
-    assert response.status_code == 200, response.text
-    expected = clvlab.score(result.model, one, as_of=AS_OF, horizon_days=HORIZON_DAYS)
-    _assert_scores_equal(response.json()["predictions"], expected)
-    assert response.json()["predictions"][0]["reason"] is None
+def test_model_uri_names_the_registered_alias_or_keeps_a_uri(tmp_path):
+    assert model_uri("srv") == "models:/srv@champion"
+    assert model_uri("srv", "challenger") == "models:/srv@challenger"
+    assert model_uri(str(tmp_path)) == str(tmp_path)
+    assert model_uri("runs:/abc/model") == "runs:/abc/model"
+    with pytest.raises(clvlab.ClvlabError, match="no model folder 'models/nowhere'"):
+        model_uri("models/nowhere")
+
+
+def test_ping_health_and_version(server):
+    for path in ("/ping", "/health"):
+        assert requests.get(f"{server}{path}", timeout=REQUEST_TIMEOUT_S).status_code == 200
+    version = requests.get(f"{server}/version", timeout=REQUEST_TIMEOUT_S)
+    assert version.status_code == 200 and version.text == clvlab.__version__
+
+
+def test_one_customer(server, trained, one):
+    served, _ = trained
+    body = _scores(_post(server, _payload(one, PARAMS)))
+    expected = clvlab.score(served, one, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    _assert_scores_equal(body["predictions"], expected)
+    assert body["predictions"][0]["reason"] is None
+    assert body["as_of"] == AS_OF and body["as_of_source"] == "params.as_of"
+    assert body["horizon_days"] == HORIZON_DAYS
+
+
+def test_dataframe_records_and_the_models_horizon(server, trained, one):
+    served, _ = trained
+    records = [
+        {"customer_id": c, "date": d.isoformat(), "amount": a}
+        for c, d, a in one.itertuples(index=False)
+    ]
+    response = _post(server, {"dataframe_records": records, "params": {"as_of": AS_OF}})
+    body = _scores(response)
+    _assert_scores_equal(body["predictions"], clvlab.score(served, one, as_of=AS_OF))
+    assert body["horizon_days"] == served.horizon_days
 
 
 def test_several_customers(server, trained, transactions):
-    result, _, _ = trained
+    served, _ = trained
     counts = transactions.groupby("customer_id").size()
     chosen = [
         *counts[counts == 1].index[:2],  # a single purchase: frequency 0
@@ -157,34 +229,66 @@ def test_several_customers(server, trained, transactions):
         counts.idxmax(),
     ]
     several = transactions[transactions["customer_id"].isin(chosen)]
-    # A customer whose only purchase is after as_of keeps a row, with NaN scores and a reason.
+    body = _scores(_post(server, _payload(several, PARAMS)))
+    expected = clvlab.score(served, several, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    assert len(expected) == len(chosen)
+    _assert_scores_equal(body["predictions"], expected)
+
+
+def test_a_customer_that_cannot_be_scored_is_strict_json_null(server, trained, one):
+    """(d) A customer whose only purchase is after as_of keeps a row: null scores, a reason;
+    the answer has no NaN (``_strict_json`` refuses it)."""
+    served, _ = trained
     late = pd.DataFrame(
         {"customer_id": ["late"], "date": [pd.Timestamp("1998-07-15")], "amount": [10.0]}
-    ).astype(several.dtypes.to_dict())
-    several = pd.concat([several, late], ignore_index=True)
-    response = _post(server, _payload(several))
-    assert response.status_code == 200, response.text
-    expected = clvlab.score(result.model, several, as_of=AS_OF, horizon_days=HORIZON_DAYS)
-    assert len(expected) == len(chosen) + 1
-    predictions = response.json()["predictions"]
-    _assert_scores_equal(predictions, expected)
-    assert {row["customer_id"]: row["reason"] for row in predictions}["late"] == NO_HISTORY
+    ).astype(one.dtypes.to_dict())
+    both = pd.concat([one, late], ignore_index=True)
+    response = _post(server, _payload(both, PARAMS))
+    assert "NaN" not in response.text
+    predictions = {row["customer_id"]: row for row in _scores(response)["predictions"]}
+    assert predictions["late"]["reason"] == NO_HISTORY
+    assert predictions["late"]["p_alive"] is None and predictions["late"]["clv"] is None
+    expected = clvlab.score(served, both, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    _assert_scores_equal(list(predictions.values()), expected)
 
 
-def test_params_default_to_last_transaction_and_model_horizon(server, trained, transactions):
-    result, _, _ = trained
-    one = transactions[transactions["customer_id"] == "1"].reset_index(drop=True)
-    response = _post(server, _payload(one, params={}))
-    assert response.status_code == 200, response.text
-    _assert_scores_equal(response.json()["predictions"], clvlab.score(result.model, one))
+def test_without_as_of_the_request_date_is_used_and_said(server, trained, one):
+    """(f) No params.as_of: scored as of today, and the answer says so."""
+    served, _ = trained
+    before = pd.Timestamp.now().normalize()
+    body = _scores(_post(server, _payload(one, params={"horizon_days": HORIZON_DAYS})))
+    after = pd.Timestamp.now().normalize()
+    assert body["as_of"] in {before.date().isoformat(), after.date().isoformat()}
+    assert body["as_of_source"] == "request date (default; pass params.as_of)"
+    expected = clvlab.score(served, one, as_of=body["as_of"], horizon_days=HORIZON_DAYS)
+    _assert_scores_equal(body["predictions"], expected)
+    # Not the last transaction date, which clvlab.score would default to.
+    assert not np.allclose(
+        [row["T"] for row in body["predictions"]],
+        clvlab.score(served, one, horizon_days=HORIZON_DAYS)["T"],
+    )
 
 
-def _error(response: requests.Response) -> str:
-    assert response.status_code == 400, (response.status_code, response.text)
-    body = response.json()
-    # An error of the request's own, not "an unexpected error" with the cause in a stack trace.
-    assert "unexpected error" not in body["message"]
-    return body["message"]
+def test_huge_horizon_is_a_400_at_once(server):
+    """(a) A horizon of 1e9 days is refused before any scoring, not computed for minutes."""
+    payload = {
+        "dataframe_split": {"columns": COLUMNS, "data": [["1", "1997-01-01", 29.33]]},
+        "params": {"as_of": AS_OF, "horizon_days": 1e9},
+    }
+    start = time.monotonic()
+    response = _post(server, payload)
+    assert time.monotonic() - start < 2
+    assert "horizon_days" in _error(response)
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_unknown_param_is_a_400_naming_the_known_ones(server, one):
+    """(e) A misspelled param is not dropped silently."""
+    response = _post(server, _payload(one, params={"as_of": AS_OF, "horizon": 90}))
+    message = _error(response)
+    assert "unknown params ['horizon']" in message
+    assert "as_of" in message and "horizon_days" in message
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
 def test_missing_date_column_is_a_400_naming_it(server, transactions):
@@ -210,7 +314,7 @@ def test_bad_date_is_a_400_naming_column_and_value(server, bad_date):
         "params": PARAMS,
     }
     message = _error(_post(server, payload))
-    assert "column date" in message and bad_date in message
+    assert "column 'date'" in message and bad_date in message
 
 
 @pytest.mark.parametrize(
@@ -219,6 +323,8 @@ def test_bad_date_is_a_400_naming_column_and_value(server, bad_date):
         ({"as_of": "1998-13-45"}, "as_of '1998-13-45' is not a date: give it as YYYY-MM-DD"),
         ({"as_of": AS_OF, "horizon_days": -5}, "horizon_days must be a positive number"),
         ({"as_of": AS_OF, "horizon_days": 0}, "horizon_days must be a positive number"),
+        ({"as_of": AS_OF, "horizon_days": True}, "horizon_days must be a positive number"),
+        ([AS_OF], '"params" must be an object'),
     ],
 )
 def test_bad_params_are_a_400_with_clvlabs_message(server, params, expected):
@@ -243,10 +349,169 @@ def test_data_clvlab_rejects_is_a_400_with_its_message(server, data, expected):
     assert expected in _error(_post(server, payload))
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"dataframe_split": ', "the request body is not JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"inputs": [1]}', "unknown fields ['inputs']"),
+        (b'{"params": {}}', "0 table fields"),
+        (b'{"dataframe_split": {"columns": ["customer_id"], "data": [1]}}', "list of rows"),
+        (b'{"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}', "cannot be read"),
+        (b'{"dataframe_records": [1]}', "list of objects"),
+    ],
+)
+def test_a_body_that_is_not_a_request_is_a_400(server, body, expected):
+    response = _post(server, body)
+    assert expected in _error(response)
+    assert response.json()["error_code"] == "BAD_REQUEST"
+
+
+def test_slow_request_is_cut_at_the_timeout_while_others_are_answered(
+    server_process, trained, one, slow_body
+):
+    """(b) A request that takes longer than --timeout to score is answered 504 at the
+    deadline and its worker replaced; a request sent meanwhile is answered by the other
+    worker at once, and so are those sent afterwards."""
+    served, _ = trained
+    server, process = server_process
+    workers = set(psutil.Process(process.pid).children())
+    assert len(workers) == 2
+    expected = clvlab.score(served, one, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    slow: dict[str, object] = {}
+
+    def send_slow() -> None:
+        start = time.monotonic()
+        slow["response"] = _post(server, slow_body)
+        slow["seconds"], slow["done"] = time.monotonic() - start, time.monotonic()
+
+    thread = threading.Thread(target=send_slow)
+    thread.start()
+    try:
+        time.sleep(0.5)  # the slow request is being scored
+        start = time.monotonic()
+        quick = _post(server, _payload(one, PARAMS))
+        quick_seconds, quick_done = time.monotonic() - start, time.monotonic()
+    finally:
+        thread.join(REQUEST_TIMEOUT_S)
+    assert not thread.is_alive()
+    _assert_scores_equal(_scores(quick)["predictions"], expected)
+    assert quick_seconds < SERVER_TIMEOUT_S / 2
+    assert quick_done < slow["done"]
+
+    message = _error(slow["response"], status=504)
+    assert f"limit of {SERVER_TIMEOUT_S} s" in message and "--timeout" in message
+    assert SERVER_TIMEOUT_S - 0.5 < slow["seconds"] < SERVER_TIMEOUT_S + 3
+
+    for _ in range(3):
+        _assert_scores_equal(_scores(_post(server, _payload(one, PARAMS)))["predictions"], expected)
+    # The late worker was killed, and a new one takes its place.
+    assert sum(worker.is_running() for worker in workers) == 1
+    deadline = time.monotonic() + 60
+    while len(psutil.Process(process.pid).children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    now = set(psutil.Process(process.pid).children())
+    assert len(now) == 2 and len(now & workers) == 1
+
+
 def test_server_still_answers_after_errors(server, trained, transactions):
-    result, _, _ = trained
-    one = transactions[transactions["customer_id"] == "2"].reset_index(drop=True)
-    response = _post(server, _payload(one))
-    assert response.status_code == 200, response.text
-    expected = clvlab.score(result.model, one, as_of=AS_OF, horizon_days=HORIZON_DAYS)
-    _assert_scores_equal(response.json()["predictions"], expected)
+    served, _ = trained
+    two = transactions[transactions["customer_id"] == "2"].reset_index(drop=True)
+    body = _scores(_post(server, _payload(two, PARAMS)))
+    expected = clvlab.score(served, two, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    _assert_scores_equal(body["predictions"], expected)
+
+
+def test_sigterm_stops_the_server_and_its_workers(trained, one, slow_body):
+    """(c) SIGTERM to the ``clvlab serve`` process alone (not its group), while a request is
+    being scored, ends it (status 0) and every worker process within seconds. This server
+    scores a request without as_of as of its last transaction (--as-of-default)."""
+    served, workdir = trained
+    port = servers.free_port()
+    command = [*CLVLAB, "serve", "srv", "--port", str(port), "--workers", "2", "--timeout", "2"]
+    with servers.started(
+        [*command, "--as-of-default", "last-transaction"],
+        url=f"http://127.0.0.1:{port}",
+        health="/ping",
+        cwd=workdir,
+        env=_env(workdir),
+    ) as (url, process):
+        body = _scores(_post(url, _payload(one)))
+        last = one["date"].max()
+        assert body["as_of"] == last.date().isoformat()
+        assert body["as_of_source"].startswith("last transaction date in the request")
+        _assert_scores_equal(body["predictions"], clvlab.score(served, one, as_of=last))
+        log = servers.log(url, workdir).splitlines()
+        assert log[0] == f"Serving models:/srv@champion (version 1) on {url} (Ctrl-C stops)"
+
+        workers = psutil.Process(process.pid).children(recursive=True)
+        assert len(workers) == 2
+        in_flight = threading.Thread(target=_post_ignoring_errors, args=(url, slow_body))
+        in_flight.start()
+        time.sleep(0.5)
+        start = time.monotonic()
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            assert process.wait(timeout=15) == 0
+            _, alive = psutil.wait_procs(workers, timeout=5)
+            assert not alive, alive
+            # Nor any other process it started (the late worker's successor, say).
+            deadline = time.monotonic() + 5
+            while _group(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _group(process.pid)
+            assert time.monotonic() - start < 10
+        finally:
+            in_flight.join(REQUEST_TIMEOUT_S)
+
+
+def _group(pgid: int) -> list[psutil.Process]:
+    """The live processes of process group ``pgid``."""
+    members = []
+    for candidate in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(candidate.pid) == pgid and candidate.status() != psutil.STATUS_ZOMBIE:
+                members.append(candidate)
+    return members
+
+
+def _post_ignoring_errors(url: str, body: bytes) -> None:
+    with contextlib.suppress(requests.RequestException):  # the server may close it as it stops
+        _post(url, body)
+
+
+def _serve_and_fail(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [*CLVLAB, "serve", *args],
+        cwd=workdir,
+        env=_env(workdir),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert done.stdout == ""  # nothing printed before the error ("Serving ..." comes later)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("clvlab serve: error: ")
+    return done
+
+
+def test_port_in_use_is_one_line_naming_port_and_process(trained):
+    """(g) Another process listening on the port: one line naming the port and its pid."""
+    _, workdir = trained
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _serve_and_fail(workdir, "srv", "--port", str(port))
+    assert f"port {port} on 127.0.0.1 is in use by process {os.getpid()} (" in done.stderr
+    assert "pick another with --port" in done.stderr
+
+
+def test_unknown_alias_is_one_line_and_nothing_is_served(trained):
+    """(h) The model is looked up before anything is printed."""
+    _, workdir = trained
+    done = _serve_and_fail(workdir, "srv", "--alias", "retired", "--port", str(servers.free_port()))
+    assert "no version of registered model 'srv' has the alias 'retired'" in done.stderr

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from clvlab.errors import ClvlabError, ConfigError, DataError
+from clvlab.errors import ClvlabError, ClvlabWarning, ConfigError, DataError
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "CLVModel",
     "CleaningPolicy",
     "ClvlabError",
+    "ClvlabWarning",
     "ConfigError",
     "DataError",
     "GammaGamma",

@@ -13,8 +13,9 @@ the parts being scored, one per worker:
   temporary folder beside the output, which DuckDB does in a streaming way.
 
 The output is written to a temporary name beside the target and renamed into place, so it is
-never half-written. A new file replaces an old one in one rename; otherwise the old output
-is renamed aside first, so a crash between the two renames leaves it there
+never half-written (:func:`clvlab.outputs.publish`). A new file replaces an old one in one
+rename; otherwise the old output is renamed aside first and put back if the new one cannot
+be put in place, so only a crash between the two renames leaves it beside the target
 (``.NAME.old-*``) rather than in place:
 
 - a ``.parquet`` target is one file when there is one part, else a folder of one Parquet file
@@ -30,7 +31,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,13 +49,15 @@ from clvlab.data.validate import require_columns
 from clvlab.errors import ClvlabError, DataError
 from clvlab.features.rfm import DateLike
 from clvlab.models.clv import CLVModel
-from clvlab.outputs import make_folder, write_json
+from clvlab.outputs import make_folder, publish, write_json
 from clvlab.scoring import (
     SCORE_COLUMNS,
     PreparedTransactions,
     as_model,
     check_arguments,
+    check_as_of,
     check_customer_ids,
+    column_names,
     prepare,
     read_columns,
     score_prepared,
@@ -90,7 +92,8 @@ class BatchResult:
     model: str
     """The model column: which model gave each target."""
     data_report: dict[str, Any]
-    """What cleaning did, summed over the parts (see :class:`clvlab.data.DataReport`)."""
+    """Every row read, kept or excluded (by a cleaning step, or ``excluded.after_as_of``),
+    summed over the parts (see :class:`clvlab.data.DataReport`)."""
 
     @property
     def unscored(self) -> int:
@@ -121,6 +124,10 @@ def score_to_file(
     partition_rows: int = DEFAULT_PARTITION_ROWS,
     workers: int | None = None,
     progress: bool | None = None,
+    customer_id: str | None = None,
+    date: str | None = None,
+    amount: str | None = None,
+    date_format: str | None = None,
 ) -> BatchResult:
     """Score every customer in ``transactions`` into ``output``, one part at a time.
 
@@ -130,7 +137,8 @@ def score_to_file(
         As for :func:`clvlab.score`. ``transactions`` may be a CSV file, Parquet data (a file,
         a folder or a glob such as ``"dir/*.parquet"``), a packaged data set or a DataFrame.
         Without ``as_of`` the data is read twice when it has several parts: once to find the
-        last transaction date, once to score.
+        last transaction date, once to score. An ``as_of`` before the first transaction of
+        every part is an error, found once the parts are scored (nothing is written then).
     output
         A ``.parquet`` or ``.csv`` path (see the module docstring for the layout).
     partition_rows
@@ -141,6 +149,9 @@ def score_to_file(
         Python's lock); by default one per CPU core.
     progress
         Show a progress bar; by default when standard error is a terminal.
+    customer_id, date, amount, date_format
+        As for :func:`clvlab.score`: read the transactions by these column names (and date
+        format) instead of those the model was trained with.
 
     Returns
     -------
@@ -151,10 +162,12 @@ def score_to_file(
     ------
     ClvlabError
         If ``output`` has another extension or is a folder clvlab did not write, or as
-        :func:`clvlab.score` for bad arguments or data. Nothing is written then.
+        :func:`clvlab.score` for bad arguments (a date not in ISO 8601, a horizon out of
+        range, an ``as_of`` before the data) or data. Nothing is written then.
     """
-    model = as_model(model)
     as_of, horizon_days = check_arguments(as_of, horizon_days)
+    names = column_names(customer_id=customer_id, date=date, amount=amount, date_format=date_format)
+    model = as_model(model)
     target = _check_output(Path(output))
     if partition_rows < 1:
         raise ClvlabError(f"partition_rows must be a positive number of rows, got {partition_rows}")
@@ -163,7 +176,7 @@ def score_to_file(
         raise ClvlabError(f"workers must be a positive number, got {workers}")
     links = None if identity_links is None else read_links(identity_links)
     show = sys.stderr.isatty() if progress is None else progress
-    with _Source(transactions, model, links, target.parent, workers) as source:
+    with _Source(transactions, model, links, target.parent, workers, names) as source:
         parts = max(1, math.ceil(source.rows / partition_rows))
         source.plan(parts)
         with _progress(parts * (2 if as_of is None and parts > 1 else 1), show) as bar:
@@ -189,7 +202,10 @@ def _score_parts(
         prepared = source.prepared(number, parts)
         result = _PartResult(None if prepared is None else prepared.report)
         if prepared is not None and not _no_ids(prepared.report):
-            scores = score_prepared(model, prepared, as_of, horizon_days, source.threads)
+            result.first_date = prepared.first_date
+            scores, result.report = score_prepared(
+                model, prepared, as_of, horizon_days, source.threads
+            )
             result.path = _write_part(scores, staging, number, csv)
             result.customers = len(scores)
             result.reasons = scores["reason"].value_counts().to_dict()
@@ -202,6 +218,8 @@ def _score_parts(
         done = source.map(score_part, parts)
         report = DataReport.combine([part.report for part in done if part.report is not None])
         check_customer_ids(report, stacklevel=4)  # warns at the caller of score_to_file
+        firsts = [part.first_date for part in done if part.first_date is not None]
+        check_as_of(as_of, min(firsts) if firsts else None)
         files = [part.path for part in done if part.path is not None]
         reasons: dict[str, int] = {}
         for part in done:
@@ -225,7 +243,7 @@ def _score_parts(
             result.files = [target / path.name for path in files]
             write_json(result.to_dict(), staging / MANIFEST)
             built = staging
-        _publish(built, target)
+        publish(built, target)
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -236,6 +254,7 @@ class _PartResult:
     """What scoring one part gave (a part's scores stay on disk, not in memory)."""
 
     report: DataReport | None
+    first_date: pd.Timestamp | None = None
     path: Path | None = None
     customers: int = 0
     reasons: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -277,10 +296,13 @@ class _Source:
         links: pd.DataFrame | None,
         workdir: Path,
         workers: int,
+        names: dict[str, str] | None = None,
     ) -> None:
         self.transactions = transactions
         self.where = "transactions" if isinstance(transactions, pd.DataFrame) else str(transactions)
         self.model = model
+        #: Column names given for scoring (see :func:`clvlab.scoring.read_columns`).
+        self.names = names
         self.links = links
         self.workdir = workdir
         self.workers = workers
@@ -313,7 +335,7 @@ class _Source:
             raise DataError(f"{self.where}: no transactions (the table has no rows).")
         self.columns = {row[0]: row[1] for row in described}
         in_frame = list(self.columns) if isinstance(source, pd.DataFrame) else None
-        id_name = read_columns(self.model, in_frame)["customer_id"]
+        id_name = read_columns(self.model, in_frame, self.names)["customer_id"]
         require_columns(
             pd.DataFrame(columns=list(self.columns)), {"customer id": id_name}, self.where
         )
@@ -414,9 +436,9 @@ class _Source:
         prepared once and kept."""
         if parts > 1:
             rows = self._part(number, parts)
-            return None if rows is None else prepare(self.model, rows, self.links)
+            return None if rows is None else prepare(self.model, rows, self.links, self.names)
         if self._whole is None:
-            self._whole = prepare(self.model, self.transactions, self.links)
+            self._whole = prepare(self.model, self.transactions, self.links, self.names)
         return self._whole
 
     def map(self, work: Callable[[int], _T], parts: int) -> list[_T]:
@@ -504,21 +526,6 @@ def _check_output(target: Path) -> Path:
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     return target
-
-
-def _publish(built: Path, target: Path) -> None:
-    """Move the finished file or folder ``built`` to ``target``, replacing what was there.
-
-    A file replaces a file in one atomic rename. Otherwise the old output is first renamed
-    aside and removed after the new one is in place.
-    """
-    if not target.exists() or (built.is_file() and target.is_file()):
-        os.replace(built, target)
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, aside / target.name)
-    os.replace(built, target)
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextmanager

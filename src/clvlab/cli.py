@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
+from clvlab import __version__
 from clvlab.errors import ClvlabError
 
 #: Keep in step with clvlab.batch.DEFAULT_PARTITION_ROWS (not imported: --help stays fast).
@@ -23,6 +26,18 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clvlab",
         description="Customer lifetime value: train BTYD models, track them in MLflow, score.",
+    )
+    parser.add_argument("--version", action="version", version=f"clvlab {__version__}")
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking store for this command (default: MLFLOW_TRACKING_URI, else the "
+        "config's tracking.uri, else ~/.clvlab/mlruns/mlflow.db)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show MLflow's own log lines and download bars, and full warnings",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -42,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--report", type=Path, help="also write the backtest (metrics, champions) as JSON"
+    )
+    train.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="also save the model to this local folder (default: the config's "
+        "tracking.export_dir, else no local copy; `clvlab export` copies a registered version)",
     )
     train.add_argument(
         "--register",
@@ -69,11 +91,38 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="transactions: a CSV file, or Parquet (a file, a folder or a glob: 'dir/*.parquet')",
     )
-    score.add_argument("--as-of", help="score as of this date (default: last transaction date)")
     score.add_argument(
-        "--horizon", type=float, metavar="DAYS", help="horizon in days (default: the model's)"
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="score as of this date, ISO 8601 (a time may follow: YYYY-MM-DDTHH:MM); "
+        "purchases after it are ignored and counted (default: last transaction date)",
+    )
+    score.add_argument(
+        "--horizon",
+        type=float,
+        metavar="DAYS",
+        help="horizon in days, at most 36525 (default: the model's)",
     )
     score.add_argument("--output", required=True, type=Path, help="output .parquet or .csv")
+    score.add_argument(
+        "--customer-id",
+        metavar="COL",
+        help="column of the customer ids (default: the one the model was trained with)",
+    )
+    score.add_argument(
+        "--date", metavar="COL", help="column of the dates (default: the model's, as above)"
+    )
+    score.add_argument(
+        "--amount",
+        metavar="COL",
+        help="column of the amounts, in place of the model's amount or quantity and price",
+    )
+    score.add_argument(
+        "--date-format",
+        metavar="FMT",
+        help="strftime format of the dates, e.g. '%%d/%%m/%%Y', or ISO8601 "
+        "(default: the model's; inferred if it has none)",
+    )
     score.add_argument(
         "--identity-links",
         metavar="FILE",
@@ -96,6 +145,16 @@ def _parser() -> argparse.ArgumentParser:
         help="show a progress bar (default: when standard error is a terminal)",
     )
 
+    export = commands.add_parser(
+        "export",
+        help="copy a registered model version to a local folder",
+        description="Copy NAME@ALIAS (default alias: champion) or any model URI from the "
+        "tracking store to DIR, replacing an earlier copy atomically. The folder scores "
+        "offline (`clvlab score --model DIR`), and its scores name the registry version.",
+    )
+    export.add_argument("model", help="NAME, NAME@ALIAS, models:/NAME/VERSION or runs:/RUN/model")
+    export.add_argument("folder", type=Path, help="local folder to write, e.g. models/cdnow")
+
     models = commands.add_parser(
         "models",
         help="list a registered model's versions",
@@ -116,17 +175,47 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="serve a registered model over HTTP (mlflow models serve)",
-        description="Run `mlflow models serve -m models:/NAME@ALIAS --env-manager local` in "
-        "this environment. POST /invocations with a JSON payload of transactions "
-        '(dataframe_split or dataframe_records; params "as_of", "horizon_days") answers their '
-        "customers' scores; GET /ping answers 200 once the model is loaded.",
+        help="serve a registered model over HTTP",
+        description="Serve the model over HTTP with clvlab's own server (FastAPI on uvicorn, "
+        "in this process). POST /invocations with the JSON of `mlflow models serve` "
+        '(dataframe_split or dataframe_records, optional params "as_of" and "horizon_days", '
+        "nothing else) answers the customers' score rows with the as_of and horizon used; "
+        "missing numbers are null. Each request is scored in one of --workers worker "
+        "processes and answered within --timeout seconds (waiting for a free worker "
+        "included), else with HTTP 504 (or 503), and its worker is replaced. GET /ping and "
+        "/health answer 200 while the server can score, GET /version clvlab's version. "
+        "SIGTERM or Ctrl-C stops the server and its workers (requests in flight get up to "
+        "--timeout to finish).",
     )
     serve.add_argument("name", help="registered model name (or a model URI or folder)")
     serve.add_argument("--alias", default="champion", help="version alias (default: champion)")
     serve.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
-    serve.add_argument("--workers", type=int, help="server worker processes (MLflow's default)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes, each scoring one request at a time and holding the model "
+        "(about 300 MB each; default: CPU cores)",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a request not answered within SECONDS of its arrival gets HTTP 504 (503 if no "
+        "worker became free) and its worker is restarted (default: 30)",
+    )
+    serve.add_argument(
+        "--as-of-default",
+        choices=["today", "last-transaction"],
+        default="today",
+        help="as_of of a request without params.as_of: the request date (default) or the "
+        "last transaction date in the request",
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request on standard error"
+    )
     return parser
 
 
@@ -136,7 +225,7 @@ def _train(args: argparse.Namespace) -> None:
     from clvlab.tracking import ui_command
     from clvlab.training import train
 
-    result = train(args.config, register=args.register)
+    result = train(args.config, register=args.register, export=args.export)
     if args.report:
         from clvlab.outputs import write_json
 
@@ -166,7 +255,9 @@ def _train(args: argparse.Namespace) -> None:
         f"\nData: {report['rows_kept']:,} of {report['rows_read']:,} rows kept, "
         f"{report['customers']:,} customers"
     )
-    print(f"Run:   {result.run_id}\nModel: {result.model_uri}\nLocal: {result.local_path}")
+    print(f"Run:   {result.run_id}\nModel: {result.model_uri}")
+    if result.local_path is not None:
+        print(f"Local: {result.local_path}")
     if result.registry is not None:
         print(result.registry.to_text())
     if args.report:
@@ -187,6 +278,10 @@ def _score(args: argparse.Namespace) -> None:
         partition_rows=args.partition_rows,
         workers=args.workers,
         progress=args.progress,
+        customer_id=args.customer_id,
+        date=args.date,
+        amount=args.amount,
+        date_format=args.date_format,
     )
     layout = (
         f"a folder of {len(result.files)} Parquet files" if result.output.is_dir() else "one file"
@@ -202,6 +297,13 @@ def _score(args: argparse.Namespace) -> None:
     if excluded:
         print(f"Rows excluded: {json.dumps(excluded)}")
     print(f"Model: {result.model}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from clvlab.tracking import export_registered
+
+    uri, folder = export_registered(args.model, args.folder)
+    print(f"Exported {uri} -> {folder}")
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -223,19 +325,74 @@ def _promote(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from clvlab.tracking.serving import model_uri, serve
+    import math
 
-    uri = model_uri(args.name, args.alias)
-    print(f"Serving {uri} on http://{args.host}:{args.port} (Ctrl-C stops)")
-    serve(args.name, alias=args.alias, host=args.host, port=args.port, workers=args.workers)
+    from clvlab.tracking.server import ModelServer
+    from clvlab.tracking.serving import load_served_model
+
+    if args.workers is not None and args.workers < 1:
+        raise ClvlabError(f"--workers must be at least 1, got {args.workers}")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ClvlabError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    # The model is loaded and the port taken before anything is printed.
+    model, served = load_served_model(args.name, args.alias)
+    server = ModelServer(
+        model,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        timeout=args.timeout,
+        as_of_default=args.as_of_default,
+        access_log=args.access_log,
+    )
+    print(f"Serving {served} on {server.url} (Ctrl-C stops)", flush=True)
+    server.run()
+
+
+def _quiet(*, verbose: bool) -> None:
+    """Show clvlab's progress on standard error; keep MLflow's INFO lines and download bars
+    for ``--verbose``; print each warning on one line."""
+    import logging
+
+    from clvlab.progress import StageHandler
+
+    progress = logging.getLogger("clvlab.progress")
+    if not any(isinstance(h, StageHandler) for h in progress.handlers):
+        progress.addHandler(StageHandler(sys.stderr, terminal=sys.stderr.isatty()))
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+    if verbose:
+        return
+    # MLflow sets its loggers' level when it is imported, from MLFLOW_LOGGING_LEVEL.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("alembic", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    line: str | None = None,
+) -> str:
+    """``clvlab: warning: <message>``: the message only, not the source line that raised it."""
+    text = " ".join(str(message).split())
+    return f"clvlab: warning: {text}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clvlab`` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
+    _quiet(verbose=args.verbose)
     commands = {
         "train": _train,
         "score": _score,
+        "export": _export,
         "models": _models,
         "promote": _promote,
         "serve": _serve,

@@ -22,6 +22,9 @@ from clvlab.errors import ConfigError
 
 #: Length of one time unit in days. "M" is the average Gregorian month, as in lifetimes.
 UNIT_DAYS: dict[str, float] = {"D": 1.0, "W": 7.0, "M": 30.436875}
+#: The longest scoring horizon, in days (100 years): a longer one is surely a mistake, and
+#: its discounting sums would take minutes. Every scoring entry point checks it.
+MAX_HORIZON_DAYS = 36_525
 
 
 class _Strict(BaseModel):
@@ -131,7 +134,7 @@ class ModelsConfig(_Strict):
 class ScoringConfig(_Strict):
     """Defaults for scoring: horizon and discounting."""
 
-    horizon_days: float = Field(default=365.0, gt=0)
+    horizon_days: float = Field(default=365.0, gt=0, le=MAX_HORIZON_DAYS)
     annual_discount_rate: float = Field(default=0.10, ge=0.0, lt=1.0)
     discounting: Literal["continuous", "monthly"] = Field(
         default="continuous",
@@ -179,8 +182,17 @@ class RegistryConfig(_Strict):
 class TrackingConfig(_Strict):
     """Where runs and local model exports go."""
 
+    uri: str | None = Field(
+        default=None,
+        description="MLflow tracking store; MLFLOW_TRACKING_URI wins over it, and without "
+        "either runs go to ~/.clvlab/mlruns/mlflow.db (see clvlab.tracking.store).",
+    )
     experiment: str | None = Field(default=None, description="Defaults to the run's name.")
-    export_dir: str = Field(default="models", description="Local model exports, per run name.")
+    export_dir: str | None = Field(
+        default=None,
+        description="Also export the model to <export_dir>/<name>/; null: no local export "
+        "(clvlab export NAME DIR copies a registered version).",
+    )
 
 
 class RunConfig(_Strict):

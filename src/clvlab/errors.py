@@ -11,3 +11,7 @@ class DataError(ClvlabError, ValueError):
 
 class ConfigError(ClvlabError, ValueError):
     """A run config is missing, malformed or has a wrong key or value."""
+
+
+class ClvlabWarning(UserWarning):
+    """Something the user may want to fix, though clvlab could go on (e.g. a future as_of)."""

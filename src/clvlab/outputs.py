@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -74,3 +75,24 @@ def make_folder(parent: Path, prefix: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     folder.chmod(0o777 & ~umask())
     return folder
+
+
+def publish(built: Path, target: Path) -> None:
+    """Move the finished file or folder ``built`` to ``target``, replacing what was there.
+
+    A file replaces a file in one atomic rename. Otherwise the old output is first renamed
+    aside, and removed only once the new one is in place; if putting the new one in place
+    fails, the old one is put back, so ``target`` is never lost.
+    """
+    if not target.exists() or (built.is_file() and target.is_file()):
+        os.replace(built, target)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, aside / target.name)
+    try:
+        os.replace(built, target)
+    except BaseException:
+        os.replace(aside / target.name, target)
+        raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)

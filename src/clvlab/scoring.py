@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from clvlab.config import MAX_HORIZON_DAYS
 from clvlab.data import (
     AMOUNT,
     CUSTOMER_ID,
@@ -24,7 +27,7 @@ from clvlab.data import (
 from clvlab.data.clean import DataReport
 from clvlab.data.identity import LinkSource
 from clvlab.data.io import TransactionSource
-from clvlab.errors import DataError
+from clvlab.errors import ClvlabWarning, DataError
 from clvlab.features.rfm import DateLike, as_timestamp, rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.clv import PREDICTION_COLUMNS, CLVModel
@@ -44,6 +47,10 @@ SCORE_COLUMNS = [
 
 NO_HISTORY = "no transaction on or before as_of"
 ALL_EXCLUDED = "every transaction excluded by cleaning (see the data report)"
+#: The data report's step (``excluded.after_as_of``) that counts the rows after ``as_of``.
+AFTER_AS_OF = "after_as_of"
+#: The columns whose names scoring can be given (:func:`score`'s keyword arguments).
+COLUMN_ROLES = ("customer_id", "date", "amount", "date_format")
 _READ_ROLES = ("customer_id", "date", "amount", "quantity", "price", "date_format", "timezone")
 
 
@@ -54,6 +61,10 @@ def score(
     as_of: DateLike | None = None,
     horizon_days: float | None = None,
     identity_links: LinkSource | None = None,
+    customer_id: str | None = None,
+    date: str | None = None,
+    amount: str | None = None,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Score every customer in ``transactions``.
 
@@ -64,38 +75,62 @@ def score(
         local model folder / ``clv_model.json``.
     transactions
         A DataFrame or a CSV/Parquet path, with the column names the model was trained on or
-        the canonical ``customer_id, date[, amount]``.
+        the canonical ``customer_id, date[, amount]`` (or those named by ``customer_id``,
+        ``date`` and ``amount``).
     as_of
-        The date the scores are for; transactions after it are ignored. Defaults to the last
+        The date the scores are for, an ISO 8601 string (``"1998-06-30"``, optionally with a
+        time and a zone: see :func:`clvlab.features.rfm.as_timestamp`) or a date/time object.
+        Purchases on its day count; later rows are ignored and counted in the data report
+        (``excluded.after_as_of``). It must not be before the first transaction (after
+        cleaning); after today it gives a :class:`clvlab.ClvlabWarning`. Defaults to the last
         transaction date.
     horizon_days
         Horizon of ``p_churn``, ``expected_purchases``, ``expected_revenue`` and ``clv``, a
-        positive number of days; defaults to the model's.
+        positive number of days up to :data:`MAX_HORIZON_DAYS` (100 years); defaults to the
+        model's.
     identity_links
         Pairs of ids known to be one person (see :func:`clvlab.data.read_links`): the
         transactions are mapped to one canonical id per person first, so the table has one
         row per person.
+    customer_id, date, amount, date_format
+        Read the transactions by these column names (and this ``strftime`` format of the
+        dates, or ``"ISO8601"``) instead of those the model was trained with (the
+        ``clvlab score`` options ``--customer-id``, ``--date``, ``--amount`` and
+        ``--date-format``). ``amount`` replaces a trained quantity and price; a count-only
+        model reads no amount.
 
     Returns
     -------
     pandas.DataFrame
         One row per customer id in the input (:data:`SCORE_COLUMNS`), sorted by id. RFM
         columns are in the model's time unit. A customer who cannot be scored keeps a row with
-        NaN predictions and the ``reason``; spend columns are NaN for a count-only model. Rows
-        without a customer id are excluded and reported in a warning and in
-        ``.attrs["data_report"]``.
+        NaN predictions and the ``reason``; spend columns are NaN for a count-only model.
+        ``.attrs["data_report"]`` counts every row read: kept, or excluded by a cleaning step
+        or as after ``as_of`` (:class:`clvlab.data.DataReport`'s ``to_dict``). Rows without a
+        customer id are excluded and also reported in a warning.
+
+    Raises
+    ------
+    DataError
+        If an argument is not valid (a date not in ISO 8601, a horizon out of range, an empty
+        column name), ``as_of`` is before the first transaction, or the transactions cannot be
+        read or have no customer id; the message says which and how to fix it.
 
     See Also
     --------
     clvlab.batch.score_to_file : the same for data larger than memory, written to a file.
     """
-    model = as_model(model)
     as_of, horizon_days = check_arguments(as_of, horizon_days)
-    prepared = prepare(model, transactions, identity_links)
+    names = column_names(customer_id=customer_id, date=date, amount=amount, date_format=date_format)
+    model = as_model(model)
+    prepared = prepare(model, transactions, identity_links, names)
     check_customer_ids(prepared.report)
-    return score_prepared(
-        model, prepared, prepared.last_date if as_of is None else as_of, horizon_days
-    )
+    if as_of is None:
+        as_of = prepared.last_date
+    else:
+        check_as_of(as_of, prepared.first_date)
+    table, _ = score_prepared(model, prepared, as_of, horizon_days)
+    return table
 
 
 def as_model(model: CLVModel | str | Path) -> CLVModel:
@@ -108,20 +143,80 @@ def as_model(model: CLVModel | str | Path) -> CLVModel:
 
 
 def check_arguments(
-    as_of: DateLike | None, horizon_days: float | None
+    as_of: DateLike | None, horizon_days: float | None, *, stacklevel: int = 3
 ) -> tuple[pd.Timestamp | None, float | None]:
-    """``as_of`` as a timestamp and ``horizon_days`` as a positive float (None stays None)."""
+    """``as_of`` as a timestamp and ``horizon_days`` as a float (None stays None), checked
+    once for every way of scoring (:func:`score`, :func:`clvlab.batch.score_to_file`, the
+    CLI, the served model).
+
+    ``as_of`` must be an ISO 8601 string or a date/time object (see
+    :func:`clvlab.features.rfm.as_timestamp`); a day after today gives a
+    :class:`clvlab.ClvlabWarning` (at ``stacklevel`` as in :func:`warnings.warn`, counted
+    from here). ``horizon_days`` must be a positive number of days up to
+    :data:`MAX_HORIZON_DAYS`. Otherwise a :class:`DataError` says what is wrong.
+    """
     if horizon_days is not None:
         try:
             days = float(horizon_days)
         except (TypeError, ValueError):
             days = math.nan
-        if not (math.isfinite(days) and days > 0):
+        if isinstance(horizon_days, bool) or not (0 < days <= MAX_HORIZON_DAYS):
             raise DataError(
-                f"horizon_days must be a positive number of days (e.g. 365), got {horizon_days!r}"
+                f"horizon_days must be a positive number of days, at most {MAX_HORIZON_DAYS} "
+                f"(100 years), e.g. 365; got {horizon_days!r}"
             )
         horizon_days = days
-    return (None if as_of is None else as_timestamp(as_of, "as_of")), horizon_days
+    if as_of is None:
+        return None, horizon_days
+    stamp = as_timestamp(as_of, "as_of")
+    today = max(dt.date.today(), dt.datetime.now(dt.UTC).date())  # whichever is later
+    if stamp.date() > today:
+        warnings.warn(
+            f"as_of {_day(stamp)} is after today ({today}): its scores assume no purchase "
+            "until then; check the date, or leave as_of out to score as of the last transaction",
+            ClvlabWarning,
+            stacklevel=stacklevel,
+        )
+    return stamp, horizon_days
+
+
+def check_as_of(as_of: pd.Timestamp, first_date: pd.Timestamp | None) -> None:
+    """Raise if ``as_of`` is before ``first_date``, the first transaction after cleaning
+    (None when cleaning kept none): then no customer would have a purchase to be scored on."""
+    if first_date is not None and first_date >= day_after(as_of):
+        raise DataError(
+            f"as_of {_day(as_of)} is before the first transaction ({_day(first_date)}), so no "
+            f"customer could be scored; give an as_of on or after {first_date.date()}, or none "
+            "to score as of the last transaction"
+        )
+
+
+def day_after(as_of: pd.Timestamp) -> pd.Timestamp:
+    """The first instant after ``as_of``'s day. Scores work in whole days: a purchase on the
+    as-of day counts whatever its time, as in :func:`clvlab.rfm` with ``freq="D"``."""
+    return as_of.normalize() + pd.Timedelta(days=1)
+
+
+def _day(stamp: pd.Timestamp) -> str:
+    """A timestamp as a date when it is midnight, else in full."""
+    return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
+
+
+def column_names(**names: str | None) -> dict[str, str]:
+    """The column names given for scoring (roles of :data:`COLUMN_ROLES`; None: not given),
+    checked to be non-empty strings."""
+    given = {role: name for role, name in names.items() if name is not None}
+    for role, name in given.items():
+        if role not in COLUMN_ROLES:
+            raise TypeError(f"unknown column role {role!r}; expected one of {COLUMN_ROLES}")
+        if not isinstance(name, str) or not name.strip():
+            what = (
+                "a strftime format of the dates, such as '%d/%m/%Y' (or 'ISO8601')"
+                if role == "date_format"
+                else "the name of a column of the transactions"
+            )
+            raise DataError(f"{role} must be {what}, got {name!r}")
+    return given
 
 
 def check_customer_ids(report: DataReport, *, warn: bool = True, stacklevel: int = 3) -> None:
@@ -133,6 +228,7 @@ def check_customer_ids(report: DataReport, *, warn: bool = True, stacklevel: int
     if missing_ids and warn:
         warnings.warn(
             f"{missing_ids} transaction rows have no customer id and were not scored",
+            ClvlabWarning,
             stacklevel=stacklevel,
         )
 
@@ -155,14 +251,21 @@ class PreparedTransactions:
             raise DataError("every transaction was excluded by cleaning; nothing to score")
         return self.canonical[DATE].max()
 
+    @property
+    def first_date(self) -> pd.Timestamp | None:
+        """The first transaction date after cleaning (None if cleaning kept no row)."""
+        return None if self.canonical.empty else self.canonical[DATE].min()
+
 
 def prepare(
     model: CLVModel,
     transactions: TransactionSource,
     identity_links: LinkSource | None = None,
+    names: dict[str, str] | None = None,
 ) -> PreparedTransactions:
-    """Read ``transactions`` as the model was trained on them, resolve identities, clean."""
-    frame, invoice = _read(transactions, model)
+    """Read ``transactions`` as the model was trained on them (or by the column ``names``
+    given for scoring, see :func:`read_columns`), resolve identities, clean."""
+    frame, invoice = _read(transactions, model, names)
     if identity_links is not None:
         frame, _, _ = resolve_identities(frame, read_links(identity_links))
     policy = CleaningPolicy(**model.cleaning)
@@ -187,14 +290,17 @@ def score_prepared(
     as_of: pd.Timestamp,
     horizon_days: float | None,
     threads: int | None = None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, DataReport]:
     """The score table (see :func:`score`) of prepared transactions at ``as_of``
-    (``threads``: DuckDB's, as in :func:`clvlab.rfm`)."""
+    (``threads``: DuckDB's, as in :func:`clvlab.rfm`), and the data report with the rows
+    after ``as_of`` excluded (also the table's ``.attrs["data_report"]``)."""
     canonical = prepared.canonical
     summary = rfm(canonical, as_of, freq="D", freq_multiplier=model.unit_days, threads=threads)
     gbm_inputs = {}
-    seen = canonical[canonical[DATE] < as_of.normalize() + pd.Timedelta(days=1)]
-    if model.gbm is not None and len(seen):
+    on_time = (canonical[DATE] < day_after(as_of)).to_numpy()
+    report = _report_at(prepared.report, canonical, on_time, len(summary))
+    if model.gbm is not None and on_time.any():
+        seen = canonical[on_time]
         covariates = customer_covariates(seen, model.covariates) if model.covariates else None
         gbm_inputs = {
             "history": PurchaseDays.from_transactions(seen),
@@ -206,26 +312,41 @@ def score_prepared(
     if "monetary_value" not in table:
         table["monetary_value"] = float("nan")
     table["reason"] = pd.Series(pd.NA, index=table.index, dtype="string")
-    unscored = _unscored(canonical, summary.index, as_of, prepared.excluded)
+    unscored = _unscored(canonical.loc[~on_time, CUSTOMER_ID], summary.index, prepared.excluded)
     if len(unscored):  # rfm's summary is sorted by id; the few unscored rows are merged in
         table = pd.concat([table, unscored.to_frame()]).sort_index()
     table["model"] = model.label(horizon_days, gbm_inputs=bool(gbm_inputs))
     table["model_version"] = model.version
     table = table.rename_axis(CUSTOMER_ID).reset_index()[SCORE_COLUMNS]
-    table.attrs["data_report"] = prepared.report.to_dict()
-    return table
+    table.attrs["data_report"] = report.to_dict()
+    return table, report
 
 
-def _unscored(
-    canonical: pd.DataFrame, summarized: pd.Index, as_of: pd.Timestamp, excluded: pd.Index
-) -> pd.Series:
+def _report_at(
+    report: DataReport, canonical: pd.DataFrame, on_time: np.ndarray, customers: int
+) -> DataReport:
+    """The cleaning ``report`` of the ``canonical`` rows with those after as-of (not
+    ``on_time``) excluded too, as step :data:`AFTER_AS_OF`: rows read = rows kept + rows
+    excluded still holds, and the rows kept are those scored, of ``customers`` customers."""
+    after = len(on_time) - int(on_time.sum())
+    steps = {**report.steps, AFTER_AS_OF: after}
+    if not after:
+        return dataclasses.replace(report, steps=steps)
+    dates = canonical.loc[on_time, DATE]
+    return dataclasses.replace(
+        report,
+        steps=steps,
+        rows_kept=len(dates),
+        customers=customers,
+        first_date=str(dates.min()) if len(dates) else "",
+        last_date=str(dates.max()) if len(dates) else "",
+    )
+
+
+def _unscored(later_ids: pd.Series, summarized: pd.Index, excluded: pd.Index) -> pd.Series:
     """The reason for each customer without a summary: every transaction excluded by
-    cleaning, or none on or before ``as_of``."""
-    if as_of == as_of.normalize():  # a date covers its whole day, as in rfm
-        late = canonical[DATE] >= as_of + pd.Timedelta(days=1)
-    else:
-        late = canonical[DATE] > as_of
-    only_later = pd.Index(canonical.loc[late, CUSTOMER_ID].unique()).difference(summarized)
+    cleaning, or none on or before as-of (``later_ids``: the ids of the rows after it)."""
+    only_later = pd.Index(later_ids.unique()).difference(summarized)
     reasons = pd.concat(
         [
             pd.Series(NO_HISTORY, index=only_later, dtype="string"),
@@ -235,10 +356,20 @@ def _unscored(
     return reasons.rename("reason").rename_axis(CUSTOMER_ID)
 
 
-def read_columns(model: CLVModel, source_columns: Sequence[str] | None = None) -> dict[str, Any]:
-    """The columns to read transactions by (:func:`clvlab.read_transactions`' arguments):
-    those the model was trained on, or the canonical ones when ``source_columns`` (a
-    DataFrame's columns) lack the trained customer id column but have the canonical one."""
+def read_columns(
+    model: CLVModel,
+    source_columns: Sequence[str] | None = None,
+    names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The columns to read transactions by (:func:`clvlab.read_transactions`' arguments).
+
+    Those the model was trained on, or the canonical ones when ``source_columns`` (a
+    DataFrame's columns) lack the trained customer id column and no customer id column is
+    named; then the ``names`` given for scoring (roles of :data:`COLUMN_ROLES`) in their
+    place. A named ``amount`` replaces a trained quantity and price; a count-only model
+    reads no amount, so naming one is an error.
+    """
+    names = names or {}
     columns = {role: model.columns.get(role) for role in _READ_ROLES}
     columns["customer_id"] = columns["customer_id"] or CUSTOMER_ID
     columns["date"] = columns["date"] or DATE
@@ -246,7 +377,11 @@ def read_columns(model: CLVModel, source_columns: Sequence[str] | None = None) -
         columns.update(amount=None, quantity=None, price=None)
     elif not columns["quantity"]:
         columns["amount"] = columns["amount"] or AMOUNT
-    if source_columns is not None and columns["customer_id"] not in source_columns:
+    if (
+        source_columns is not None
+        and "customer_id" not in names
+        and columns["customer_id"] not in source_columns
+    ):
         columns.update(
             customer_id=CUSTOMER_ID,
             date=DATE,
@@ -254,17 +389,27 @@ def read_columns(model: CLVModel, source_columns: Sequence[str] | None = None) -
             price=None,
             amount=AMOUNT if model.spend is not None else None,
         )
-    return columns
+    if "amount" in names:
+        if model.spend is None:
+            raise DataError(
+                f"the model is count-only (it has no spend model) and reads no amount: "
+                f"leave out the amount column {names['amount']!r} (--amount)"
+            )
+        columns.update(quantity=None, price=None)
+    return {**columns, **names}
 
 
-def _read(transactions: TransactionSource, model: CLVModel) -> tuple[pd.DataFrame, str | None]:
-    """Read as in training, or by the canonical names when a DataFrame has those instead.
+def _read(
+    transactions: TransactionSource, model: CLVModel, names: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, str | None]:
+    """Read as in training (or by the ``names`` given, see :func:`read_columns`), or by the
+    canonical names when a DataFrame has those instead.
 
     Returns the transactions and the invoice column (None when the model has none or the
     transactions do not carry it: then the invoice steps of the cleaning policy are skipped).
     """
     in_frame = transactions.columns if isinstance(transactions, pd.DataFrame) else None
     # All columns stay until cleaning: exact duplicates are judged on the whole source row.
-    frame = read_transactions(transactions, **read_columns(model, in_frame))
+    frame = read_transactions(transactions, **read_columns(model, in_frame, names))
     invoice = model.columns.get("invoice")
     return frame, invoice if invoice in frame.columns else None

@@ -23,6 +23,8 @@ from clvlab.evaluation.backtest import BacktestResult, backtest, gbm_from_config
 from clvlab.features import rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.clv import BTYD, GBM, TARGETS, CLVModel, fit_clv_model, fit_purchase_model
+from clvlab.progress import stage
+from clvlab.tracking.store import check_tracking_store, tracking_uri
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -55,7 +57,7 @@ class TrainResult:
     figure
         The backtest figure.
     local_path
-        The local model export under ``models/``.
+        The local model export (``export``, or ``tracking.export_dir``), or None.
     tags
         Provenance: clvlab version, git commit, data and config fingerprints.
     registry
@@ -72,7 +74,7 @@ class TrainResult:
     params: dict[str, dict[str, float]]
     data_report: dict[str, Any]
     figure: Figure
-    local_path: Path
+    local_path: Path | None
     tags: dict[str, str]
     registry: Decision | None
     config: RunConfig = field(repr=False)
@@ -94,7 +96,10 @@ class TrainResult:
 
 
 def train(
-    config: str | Path | dict[str, Any] | RunConfig, *, register: str | None = None
+    config: str | Path | dict[str, Any] | RunConfig,
+    *,
+    register: str | None = None,
+    export: str | Path | None = None,
 ) -> TrainResult:
     """Run the training job described by a run config.
 
@@ -106,7 +111,8 @@ def train(
     is then fitted on all data up to the holdout end with each target's champion (or, with
     ``models.purchases`` naming a BTYD model, that model for every target), and logged to
     MLflow with the config, data report, metrics of every candidate (one nested run each),
-    the backtest figure and report; it is also exported to ``<tracking.export_dir>/<name>/``.
+    the backtest figure and report. It is exported to a local folder only when asked
+    (``export``, or ``<tracking.export_dir>/<name>/`` when the config sets it).
 
     Parameters
     ----------
@@ -116,40 +122,53 @@ def train(
         Register the model under this name in the MLflow model registry, with the alias
         ``challenger``; ``champion`` moves to it only if it beats the current champion by the
         config's ``registry`` rule (see :func:`clvlab.tracking.registry.register`).
+    export
+        Also save the model to this local folder (replacing an earlier export atomically).
     """
     from clvlab import tracking
 
     config = load_config(config)
-    tracking.check_tracking_store()
+    check_tracking_store(config.tracking.uri)
     data = config.data
-    # All columns stay until cleaning: exact duplicates are judged on the whole source row.
-    transactions = read_transactions(data.source, **data.columns())
+    with stage("read") as step:
+        # All columns stay until cleaning: exact duplicates are judged on the whole row.
+        transactions = read_transactions(data.source, **data.columns())
+        step.summary = f"{len(transactions):,} rows from {data.source}"
     identity: dict[str, int] = {}
     if data.identity_links:
-        transactions, _, resolved = resolve_identities(
-            transactions, read_links(data.identity_links)
-        )
-        identity = {f"identity.{key}": value for key, value in resolved.to_dict().items()}
+        with stage("resolve identities") as step:
+            transactions, _, resolved = resolve_identities(
+                transactions, read_links(data.identity_links)
+            )
+            identity = {f"identity.{key}": value for key, value in resolved.to_dict().items()}
+            step.summary = ", ".join(f"{key} {value:,}" for key, value in identity.items())
     end = pd.Timestamp(config.split.holdout_end)
-    transactions, report = clean_transactions(
-        transactions, policy=config.cleaning, invoice=data.invoice, until=end
-    )
+    with stage("clean") as step:
+        transactions, report = clean_transactions(
+            transactions, policy=config.cleaning, invoice=data.invoice, until=end
+        )
+        step.summary = (
+            f"{report.rows_kept:,} of {report.rows_read:,} rows kept, "
+            f"{report.customers:,} customers"
+        )
     static_columns = list(config.models.gbm.static_columns)
     customers = customer_covariates(transactions, static_columns) if static_columns else None
 
     result = backtest(transactions, config, customers=customers)
     sources, btyd_champions, chosen = _choice(result, config)
-    summary = rfm(transactions, end, freq="D", freq_multiplier=config.unit_days)
-    primary = btyd_champions["purchases"]
-    model, excluded = fit_clv_model(summary, config, primary)
-    alternatives = {
-        name: fit_purchase_model(summary, name, config)
-        for name in sorted(set(btyd_champions.values()) - {primary})
-    }
-    gbm = None
-    if GBM in sources.values():
-        gbm = gbm_from_config(config, result.windows["holdout"].days)
-        gbm.fit(PurchaseDays.from_transactions(transactions), end, customers)
+    with stage("refit the champions on all data") as step:
+        summary = rfm(transactions, end, freq="D", freq_multiplier=config.unit_days)
+        primary = btyd_champions["purchases"]
+        model, excluded = fit_clv_model(summary, config, primary)
+        alternatives = {
+            name: fit_purchase_model(summary, name, config)
+            for name in sorted(set(btyd_champions.values()) - {primary})
+        }
+        gbm = None
+        if GBM in sources.values():
+            gbm = gbm_from_config(config, result.windows["holdout"].days)
+            gbm.fit(PurchaseDays.from_transactions(transactions), end, customers)
+        step.summary = ", ".join(f"{target}={name}" for target, name in chosen.items())
     model = dataclasses.replace(
         model,
         champions=sources,
@@ -184,27 +203,42 @@ def train(
     example_columns = [CUSTOMER_ID, DATE] + ([AMOUNT] if AMOUNT in transactions else [])
     example = transactions[example_columns + list(model.covariates)].head(5)
 
-    tags = tracking.provenance(config, transactions)
-    run_id, model_uri, experiment_id = tracking.log_run(
-        config,
-        data_report=data_report,
-        backtest=result,
-        champion_metrics=champion_metrics,
-        fitted_params=params,
-        model=model,
-        input_example=example,
-        tags=tags,
-    )
-    local_path = tracking.export_model(
-        model, Path(config.tracking.export_dir) / config.name, example, config, tags
-    )
+    with stage("log the run to MLflow") as step:
+        tags = tracking.provenance(config, transactions)
+        run_id, model_uri, experiment_id = tracking.log_run(
+            config,
+            data_report=data_report,
+            backtest=result,
+            champion_metrics=champion_metrics,
+            fitted_params=params,
+            model=model,
+            input_example=example,
+            tags=tags,
+        )
+        step.summary = f"run {run_id} in {tracking_uri(config.tracking.uri)}"
+    if export is None and config.tracking.export_dir is not None:
+        export = Path(config.tracking.export_dir) / config.name
+    local_path = None
+    if export is not None:
+        with stage("export") as step:
+            local_path = tracking.export_model(model, export, example, config, tags)
+            step.summary = str(local_path)
     decision = None
     if register:
         from clvlab.tracking.registry import register as register_model
 
-        decision = register_model(
-            model_uri, register, run_id=run_id, config=config, metrics=champion_metrics, tags=tags
-        )
+        with stage(f"register as {register}") as step:
+            decision = register_model(
+                model_uri,
+                register,
+                run_id=run_id,
+                config=config,
+                metrics=champion_metrics,
+                tags=tags,
+            )
+            step.summary = f"version {decision.version}, champion " + (
+                "moved to it" if decision.promoted else "kept"
+            )
     return TrainResult(
         model=model,
         run_id=run_id,

@@ -1,5 +1,7 @@
+import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
@@ -12,6 +14,7 @@ from clvlab import (
     read_transactions,
     rfm,
 )
+from clvlab.features.rfm import as_timestamp
 
 
 @pytest.mark.parametrize(("freq", "multiplier"), [("D", 1), ("D", 7), ("W", 1)])
@@ -245,3 +248,63 @@ def test_each_thread_keeps_one_connection_and_its_spill_folder_goes_with_the_thr
     (first, spill), (second, _) = seen
     assert first is second  # one connection per thread, reused
     assert not Path(spill).exists()  # removed when the thread ended
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1998-06-30", "1998-06-30 00:00"),
+        (" 1998-06-30 ", "1998-06-30 00:00"),
+        ("1998-06-30T10:15", "1998-06-30 10:15"),
+        ("1998-06-30 10:15:30.25", "1998-06-30 10:15:30.25"),
+        ("1998-06-30T10:15Z", "1998-06-30 10:15"),
+        ("1998-06-30T10:15:00+02:00", "1998-06-30 08:15"),  # to UTC, then naive
+        ("1998-06-30T10:15-0500", "1998-06-30 15:15"),
+        (dt.date(1998, 6, 30), "1998-06-30 00:00"),
+        (
+            dt.datetime(1998, 6, 30, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "1998-06-29 23:00",
+        ),
+        (pd.Timestamp("1998-06-30 12:00"), "1998-06-30 12:00"),
+        (np.datetime64("1998-06-30"), "1998-06-30 00:00"),
+    ],
+)
+def test_date_arguments_in_iso_8601_or_as_date_objects(value, expected):
+    stamp = as_timestamp(value, "as_of")
+    assert stamp == pd.Timestamp(expected) and stamp.tzinfo is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "01/02/1998",
+        "1998-1-2",
+        "2",
+        "19980630",
+        "1998/06/30",
+        "30-06-1998",
+        "1998-02-30",
+        "1998-06-30Z",
+        "1998-06-30T25:00",
+        "yesterday",
+        "",
+        2,
+        19980630,
+        1.5,
+        True,
+        pd.NaT,
+    ],
+)
+def test_other_date_arguments_are_errors_naming_the_value_and_the_format(value):
+    with pytest.raises(DataError) as info:
+        as_timestamp(value, "cutoff")
+    assert str(info.value).startswith(f"cutoff {value!r} is not a date: give it as YYYY-MM-DD")
+
+
+def test_rfm_and_calibration_holdout_take_iso_dates_only():
+    tx = pd.DataFrame({"customer_id": ["a"], "date": pd.to_datetime(["2021-01-04"])})
+    with pytest.raises(DataError, match=r"as_of '01/02/2021' is not a date"):
+        rfm(tx, "01/02/2021")
+    with pytest.raises(DataError, match=r"end '2021-2-1' is not a date"):
+        calibration_holdout(tx, "2021-01-10", "2021-2-1")
+    assert rfm(tx, "2021-01-10T12:00+01:00").loc["a", "T"] == 6

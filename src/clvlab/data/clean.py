@@ -46,7 +46,10 @@ class CleaningPolicy:
 
 @dataclass
 class DataReport:
-    """What happened to the rows on their way to the model."""
+    """What happened to the rows on their way to the model: ``rows_read == rows_kept +
+    sum(steps.values())``, and ``customers``, ``first_date`` and ``last_date`` describe the
+    rows kept. Scoring adds the step ``after_as_of``: the cleaned rows after the as-of date,
+    which no score uses."""
 
     rows_read: int = 0
     steps: dict[str, int] = field(default_factory=dict)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 
 from clvlab.errors import DataError
@@ -17,8 +19,10 @@ def examples(values: pd.Series, limit: int = _EXAMPLES) -> str:
 
 
 _COLUMN_FIX = (
-    "Rename the column or set the name in the run config's data section "
-    "(data.customer_id / data.date / data.amount)."
+    "Rename the column, or name the columns to read: in the run config's data section "
+    "(data.customer_id / data.date / data.amount) to train; with clvlab score --customer-id "
+    "COL --date COL --amount COL (customer_id=, date=, amount= from Python) to score a model "
+    "trained with other names."
 )
 
 
@@ -51,10 +55,16 @@ def parse_dates(
     19970101 are read as ``%Y%m%d`` when no format is given.
     """
     zone = timezone or "UTC"
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return _naive(values, zone, where)
-    if pd.api.types.is_datetime64_dtype(values):
-        return values
+    if pd.api.types.is_datetime64_any_dtype(values):
+        missing = values.isna()
+        if missing.any():
+            raise DataError(
+                f"{where}: {int(missing.sum())} of {len(values)} rows of date column {column!r} "
+                f"have no date (NaT): {examples(values[missing])}. Fix or remove those rows."
+            )
+        return (
+            _naive(values, zone, where) if isinstance(values.dtype, pd.DatetimeTZDtype) else values
+        )
     if pd.api.types.is_integer_dtype(values):
         values = values.astype(str)
         date_format = date_format or "%Y%m%d"
@@ -64,8 +74,9 @@ def parse_dates(
         how = f"with format {date_format!r}" if date_format else "as dates"
         raise DataError(
             f"{where}: {int(bad.sum())} of {len(values)} rows of date column {column!r} cannot be "
-            f"read {how}: {examples(values[bad])}. Fix or remove those rows, or set "
-            "data.date_format in the run config (e.g. '%Y-%m-%d')."
+            f"read {how}: {examples(values[bad])}. Fix or remove those rows, or give the "
+            "format (e.g. '%Y-%m-%d'): data.date_format in the run config to train; clvlab "
+            "score --date-format FMT (date_format= from Python) to score."
         )
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         return _naive(parsed, zone, where)
@@ -75,9 +86,19 @@ def parse_dates(
 def _to_datetime(values: pd.Series, date_format: str | None, column: str, where: str) -> pd.Series:
     def parse(subset: pd.Series, fmt: str | None) -> pd.Series:
         try:
-            return pd.to_datetime(subset, format=fmt, errors="coerce")
+            parsed = pd.to_datetime(subset, format=fmt, errors="coerce")
         except ValueError:  # offsets that differ between rows can only be compared in UTC
             return pd.to_datetime(subset, format=fmt, errors="coerce", utc=True)
+        lost = (parsed.isna() & subset.notna()).to_numpy()
+        if isinstance(parsed.dtype, pd.DatetimeTZDtype) and lost.any():
+            # Datetime objects whose offset differs from the first one's come back NaT (strings
+            # raise instead): those too are read in UTC, the rows read already stay as read.
+            aware = lost.copy()
+            aware[lost] = [_has_offset(value) for value in subset.to_numpy()[lost]]
+            if aware.any():
+                utc = pd.to_datetime(subset, format=fmt, errors="coerce", utc=True)
+                return utc.where(aware | ~lost & parsed.notna().to_numpy())
+        return parsed
 
     try:
         parsed = parse(values, date_format)
@@ -91,6 +112,10 @@ def _to_datetime(values: pd.Series, date_format: str | None, column: str, where:
     except (ValueError, TypeError) as exc:  # a format pandas cannot even try
         raise DataError(f"{where}: cannot parse date column {column!r}: {exc}") from None
     return parsed
+
+
+def _has_offset(value: object) -> bool:
+    return isinstance(value, dt.datetime) and value.utcoffset() is not None
 
 
 def _naive(values: pd.Series, zone: str, where: str) -> pd.Series:

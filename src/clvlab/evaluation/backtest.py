@@ -34,6 +34,7 @@ from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.clv import GBM, fit_clv_model
 from clvlab.models.gbm import GBMPredictor, InsufficientHistoryError
 from clvlab.models.historical import HISTORICAL, historical_predictions
+from clvlab.progress import stage
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -235,17 +236,21 @@ def _evaluate(
     summary = calibration.rename(columns=lambda c: c.removesuffix("_cal"))
     predictions = {}
     for name in btyd_candidates(config):
-        model, _ = fit_clv_model(summary, config, name)
-        predictions[model.name] = holdout_predictions(model, calibration)
-        predictions[model.name].attrs.update(
-            purchase_model=name, model=model, calibration=calibration
-        )
+        with stage(f"backtest on the {window.name} window: {name}") as step:
+            model, _ = fit_clv_model(summary, config, name)
+            predictions[model.name] = holdout_predictions(model, calibration)
+            predictions[model.name].attrs.update(
+                purchase_model=name, model=model, calibration=calibration
+            )
+            step.summary = f"{len(calibration):,} customers"
     naive = historical_predictions(summary, config.unit_days, window.days)
     predictions[HISTORICAL] = beside_actuals(naive, calibration)
     if config.models.gbm.enabled:
-        gbm = _gbm_predictions(purchases, customers, config, window, horizon_days, skipped)
-        if gbm is not None:
-            predictions[GBM] = beside_actuals(gbm.reindex(calibration.index), calibration)
+        with stage(f"backtest on the {window.name} window: {GBM}") as step:
+            gbm = _gbm_predictions(purchases, customers, config, window, horizon_days, skipped)
+            if gbm is not None:
+                predictions[GBM] = beside_actuals(gbm.reindex(calibration.index), calibration)
+            step.summary = "trained" if gbm is not None else "skipped (see the report)"
     return predictions
 
 

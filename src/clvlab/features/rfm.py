@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -46,12 +48,17 @@ from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, parquet_glob, sql_string
 from clvlab.errors import DataError
 
 Freq = Literal["D", "W", "M"]
-DateLike = str | dt.date | pd.Timestamp
+#: A date argument: an ISO 8601 string (see :func:`as_timestamp`) or a date/time object.
+DateLike = str | dt.date | pd.Timestamp | np.datetime64
 Transactions = pd.DataFrame | str | Path
 
 _TRUNC = {"D": "day", "W": "week", "M": "month"}
 _STRINGS = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
 _CONNECTIONS = threading.local()
+#: YYYY-MM-DD, optionally with a time (after "T" or a space) and then a zone (Z or an offset).
+_ISO_DATE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
 
 
 def rfm(
@@ -71,7 +78,9 @@ def rfm(
         Canonical transactions (``customer_id``, ``date``, optionally ``amount``): a DataFrame
         or Parquet files (path, folder or glob).
     as_of
-        End of the observation period; transactions in later periods are ignored.
+        End of the observation period; transactions in later periods are ignored. An ISO 8601
+        string (``"1998-06-30"``, see :func:`as_timestamp`) or a date/time object; anything
+        else is a :class:`DataError`.
     freq
         Period to which dates are floored: ``"D"``, ``"W"`` or ``"M"``.
     freq_multiplier
@@ -107,7 +116,8 @@ def calibration_holdout(
 
     As lifetimes' ``calibration_and_holdout_data``: the calibration summary (columns suffixed
     ``_cal``) covers transactions up to ``cutoff``; the holdout covers those after ``cutoff``
-    up to ``end``, for customers seen in calibration only.
+    up to ``end``, for customers seen in calibration only. ``cutoff`` and ``end`` are ISO
+    8601 strings (``"1997-09-30"``, see :func:`as_timestamp`) or date/time objects.
 
     Returns
     -------
@@ -161,12 +171,18 @@ def _summary_sql(
     # differs in the last bits from run to run; a compensated one is (all but) exactly
     # rounded, so the same data give the same summary.
     value = f"fsum({AMOUNT})" if has_amount else "NULL"
-    # Mean of the repeat periods = (all periods - the first) / (count - 1).
+    # Mean of the repeat periods: the sum over the periods after the first, not the sum of all
+    # less the first, which loses the repeats to rounding when the first is far larger.
     money = (
-        ", CASE WHEN count(*) > 1 THEN (fsum(value) - arg_min(value, period)) / (count(*) - 1)"
+        ", CASE WHEN count(*) > 1 THEN fsum(value) FILTER (WHERE period > first) / (count(*) - 1)"
         " ELSE 0 END AS monetary_value"
         if has_amount
         else ""
+    )
+    periods = (
+        f"(SELECT *, min(period) OVER (PARTITION BY {CUSTOMER_ID}) AS first FROM periods)"
+        if has_amount
+        else "periods"
     )
     return f"""
         WITH periods AS (
@@ -180,7 +196,7 @@ def _summary_sql(
                date_diff('day', min(period), max(period)) / {divisor} AS recency,
                date_diff('day', min(period), DATE '{as_of_period.date()}') / {divisor} AS T
                {money}
-        FROM periods
+        FROM {periods}
         GROUP BY {CUSTOMER_ID}
         ORDER BY {CUSTOMER_ID}
     """
@@ -325,12 +341,33 @@ def _period(freq: str, freq_multiplier: float) -> tuple[str, float]:
 
 
 def as_timestamp(value: DateLike, name: str = "date") -> pd.Timestamp:
-    """``value`` as a timezone-naive timestamp (UTC if it has a zone), or a :class:`DataError`
-    that names the argument ``name``."""
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        stamp = pd.NaT
+    """A date argument as a timezone-naive timestamp, or a :class:`DataError` that names the
+    argument ``name``, the value and the format.
+
+    Strings must be ISO 8601: ``YYYY-MM-DD``, optionally with a time ``THH:MM[:SS[.fraction]]``
+    (or after a space), optionally followed by ``Z`` or an offset such as ``+02:00``. Nothing
+    is guessed: ``"01/02/1998"``, ``"1998-1-2"``, ``"2"`` and numbers are errors. ``datetime``,
+    ``date``, :class:`pandas.Timestamp` and :class:`numpy.datetime64` values are taken as
+    they are. A value with a zone or offset is converted to UTC and made naive.
+    """
+    stamp = pd.NaT
+    if isinstance(value, str):
+        text = value.strip()
+        if _ISO_DATE.fullmatch(text):
+            stamp = _parse(text)
+    elif isinstance(value, dt.date | np.datetime64):  # datetime and Timestamp are dates too
+        stamp = _parse(value)
     if stamp is pd.NaT:
-        raise DataError(f"{name} {value!r} is not a date: give it as YYYY-MM-DD") from None
+        raise DataError(
+            f"{name} {value!r} is not a date: give it as YYYY-MM-DD (ISO 8601; a time may "
+            "follow: YYYY-MM-DDTHH:MM[:SS], then optionally Z or an offset such as +02:00)"
+        )
     return stamp.tz_convert(None) if stamp.tzinfo else stamp
+
+
+def _parse(value: str | dt.date | np.datetime64) -> pd.Timestamp:
+    """``pd.Timestamp(value)``, or NaT when it is no valid date (2021-02-30, out of range)."""
+    try:
+        return pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError):
+        return pd.NaT

@@ -1,25 +1,31 @@
 """Everything that talks to MLflow: runs, the pyfunc model, loading models back.
 
-The tracking store is ``MLFLOW_TRACKING_URI`` when set; otherwise a SQLite store in
-``mlruns/`` under the current directory (the project folder when run from the README); MLflow
-keeps the artifacts beside it, in ``mlruns/<experiment id>/``.
+Which tracking store is used is decided in :mod:`clvlab.tracking.store`: ``MLFLOW_TRACKING_URI``,
+else the run config's ``tracking.uri``, else ``~/.clvlab/mlruns/mlflow.db``, wherever clvlab is
+run from.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
+import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import pandas as pd
 
-from clvlab.errors import ClvlabError, ConfigError
+from clvlab.errors import ClvlabError
 from clvlab.models.clv import CLVModel
+from clvlab.outputs import publish
+from clvlab.tracking.store import (
+    describe_store,
+    experiment_id,
+    tracking_uri,
+    use_tracking_store,
+)
 
 if TYPE_CHECKING:
     from clvlab.config import RunConfig
@@ -31,7 +37,10 @@ _PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 _PACKAGE_SOURCE = Path(__file__).resolve().parents[1]
 _MODEL_ARTIFACT = "clv_model.json"
 _CONFIG_ARTIFACT = "run_config.yaml"
-_LOCAL_STORE = "mlruns"
+#: Written into a model folder exported from the registry: which version it is.
+_SOURCE_FILE = "clvlab_source.json"
+#: The registry alias that marks the version in use.
+CHAMPION = "champion"
 #: Third-party packages a scoring environment needs, pinned to the versions that trained the
 #: model.
 _REQUIREMENTS = [
@@ -46,38 +55,6 @@ _REQUIREMENTS = [
     "pydantic",
     "pyyaml",
 ]
-
-
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else the project-local SQLite store."""
-    configured = os.environ.get("MLFLOW_TRACKING_URI")
-    if configured:
-        return configured
-    return f"sqlite:///{(Path.cwd() / _LOCAL_STORE / 'mlflow.db').as_posix()}"
-
-
-def check_tracking_store() -> None:
-    """Raise ConfigError if ``MLFLOW_TRACKING_URI`` names a plain folder: MLflow 3 refuses
-    its file store unless ``MLFLOW_ALLOW_FILE_STORE`` is set, so say how to fix it before
-    any work is done."""
-    uri = tracking_uri()
-    scheme = urlparse(uri).scheme
-    is_folder = scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":/", ":\\"))
-    if is_folder and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
-        raise ConfigError(
-            f"MLFLOW_TRACKING_URI={uri!r} is a folder, and MLflow no longer accepts a file "
-            "store. Use a database store, e.g. MLFLOW_TRACKING_URI=sqlite:///mlflow.db, or "
-            "unset it for clvlab's local store in ./mlruns (or set MLFLOW_ALLOW_FILE_STORE=true)."
-        )
-
-
-def _use_tracking_store() -> None:
-    import mlflow
-
-    check_tracking_store()
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        (Path.cwd() / _LOCAL_STORE).mkdir(exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri())
 
 
 def _column_type(column: pd.Series) -> str:
@@ -198,7 +175,8 @@ def log_run(
     (``holdout.<metric>``), the provenance ``tags`` (see :func:`provenance`) and the pyfunc
     model.
 
-    ``model.version`` is set to the run id before the model is logged.
+    ``model.version`` is set to the model's URI, ``runs:/<run_id>/model``, before it is
+    logged.
 
     Returns
     -------
@@ -206,11 +184,11 @@ def log_run(
     """
     import mlflow
 
-    _use_tracking_store()
-    experiment_id = mlflow.set_experiment(config.experiment_name).experiment_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name=config.name) as run:
+    use_tracking_store(config.tracking.uri, create=True)
+    experiment = experiment_id(config.experiment_name, config.tracking.uri)
+    with mlflow.start_run(experiment_id=experiment, run_name=config.name) as run:
         run_id = run.info.run_id
-        model.version = run_id
+        model.version = f"runs:/{run_id}/model"
         mlflow.log_params(config.to_flat_dict())
         mlflow.log_params(
             {
@@ -232,12 +210,12 @@ def log_run(
         mlflow.log_dict(backtest.report(), "backtest_report.json")
         for name, figure in backtest.figures.items():
             mlflow.log_figure(figure, name)
-        _log_candidates(backtest, experiment_id)
+        _log_candidates(backtest, experiment)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch) / "model"
             _write_model(model, folder, input_example, config, tags)
             mlflow.log_artifacts(str(folder), artifact_path="model")
-    return run_id, f"runs:/{run_id}/model", experiment_id
+    return run_id, f"runs:/{run_id}/model", experiment
 
 
 def _log_candidates(backtest: BacktestResult, experiment_id: str) -> None:
@@ -280,18 +258,89 @@ def export_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         _write_model(model, staging / "model", input_example, config, tags)
-        retired = staging / "previous"
-        if target.exists():
-            target.rename(retired)
-        (staging / "model").rename(target)
+        publish(staging / "model", target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
+def export_registered(model: str, folder: str | Path, alias: str = CHAMPION) -> tuple[str, Path]:
+    """Copy a logged or registered model to a local folder, replacing any previous export
+    atomically.
+
+    Parameters
+    ----------
+    model
+        A registered model's name (``NAME`` or ``NAME@ALIAS``; the alias defaults to
+        ``alias``), or any MLflow model URI (``models:/NAME/3``, ``runs:/RUN_ID/model``).
+    folder
+        The local folder to write; :func:`load_model` and ``clvlab score --model`` read it.
+
+    Returns
+    -------
+    (uri, folder)
+        The exact model URI copied (``models:/NAME/VERSION`` for a registered model) and
+        the folder written.
+    """
+    import mlflow
+
+    uri = resolve_model_uri(model, alias)
+    target = Path(folder).resolve()
+    if target.exists() and not (target / "MLmodel").is_file():
+        raise ClvlabError(
+            f"{target} exists and is not a model folder (no MLmodel file): choose another "
+            "folder, or remove it"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        try:
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging / "model"))
+        except Exception as exc:  # MLflow raises many types for a missing model
+            raise ClvlabError(_not_found(uri, exc)) from None
+        (staging / "model" / _SOURCE_FILE).write_text(json.dumps({"model_uri": uri}) + "\n")
+        publish(staging / "model", target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return uri, target
+
+
+def resolve_model_uri(model: str | Path, alias: str = CHAMPION) -> str:
+    """The exact MLflow URI of ``model``: ``NAME`` or ``NAME@ALIAS`` and ``models:/NAME@ALIAS``
+    become ``models:/NAME/VERSION`` (looked up in the tracking store); other URIs and
+    folders stay as they are."""
+    text = str(model)
+    if Path(text).exists() or "://" in text or text.startswith("runs:/"):
+        return text
+    name = text.removeprefix("models:/")
+    if text.startswith("models:/") and "@" not in name:
+        return text  # models:/NAME/VERSION
+    name, _, wanted = name.partition("@")
+    wanted = wanted or alias
+    import mlflow
+
+    use_tracking_store()
+    try:
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, wanted).version
+    except Exception:  # MLflow raises many types for a missing name or alias
+        raise ClvlabError(
+            f"no version of registered model {name!r} has the alias {wanted!r} in the "
+            f"tracking store {describe_store(tracking_uri())}; `clvlab models {name}` lists "
+            f"its versions, `clvlab train --register {name}` registers one, and "
+            "MLFLOW_TRACKING_URI or clvlab --tracking-uri points at another store"
+        ) from None
+    return f"models:/{name}/{version}"
+
+
 def load_model(uri: str | Path) -> CLVModel:
-    """Load a CLV model from an MLflow model URI (``runs:/...``, ``models:/NAME@alias``), a
-    local model folder written by :func:`export_model`, or a ``clv_model.json`` file."""
+    """Load a CLV model from an MLflow model URI (``runs:/...``, ``models:/NAME@alias``,
+    ``models:/NAME/VERSION``), a local model folder written by :func:`export_model` or
+    :func:`export_registered`, or a ``clv_model.json`` file.
+
+    The model's ``version`` (the score table's ``model_version``) says where it came from:
+    ``models:/NAME/VERSION`` for a registered model (also when exported from the registry),
+    else ``runs:/RUN_ID/model``.
+    """
     path = Path(uri)
     if path.suffix == ".json" and path.is_file():
         return CLVModel.load(path)
@@ -299,12 +348,32 @@ def load_model(uri: str | Path) -> CLVModel:
         raise ClvlabError(f"{path} is not a model folder (no MLmodel file in it)")
     import mlflow
 
-    _use_tracking_store()
+    if path.exists():  # a folder needs no tracking store
+        exact = str(path)
+        source = path / _SOURCE_FILE
+        registered = json.loads(source.read_text())["model_uri"] if source.is_file() else None
+    else:
+        use_tracking_store()
+        exact = resolve_model_uri(str(uri))
+        registered = exact if exact.startswith("models:/") else None
     try:
-        loaded = mlflow.pyfunc.load_model(str(uri))
+        loaded = mlflow.pyfunc.load_model(exact)
     except Exception as exc:  # MLflow raises many types for a bad URI; report them alike
-        raise ClvlabError(f"cannot load model {str(uri)!r}: {exc}") from None
-    return loaded.unwrap_python_model().model
+        raise ClvlabError(_not_found(exact, exc)) from None
+    model: CLVModel = loaded.unwrap_python_model().model
+    if registered is not None:
+        model.version = registered
+    return model
+
+
+def _not_found(uri: str, error: Exception) -> str:
+    """Why ``uri`` could not be loaded, and in which store it was looked for."""
+    store = describe_store(tracking_uri())
+    where = "" if Path(uri).exists() else f" from the tracking store {store}"
+    return (
+        f"cannot load model {uri!r}{where}: {str(error).splitlines()[0]}. Point at the store "
+        "that has it with MLFLOW_TRACKING_URI=... or clvlab --tracking-uri URI"
+    )
 
 
 def ui_command(experiment_id: str, run_id: str) -> str:

@@ -19,14 +19,15 @@ import pandas as pd
 
 from clvlab.errors import ClvlabError
 from clvlab.evaluation.backtest import HIGHER_IS_BETTER
-from clvlab.tracking import _use_tracking_store
+from clvlab.tracking import CHAMPION
+from clvlab.tracking.store import describe_store, use_tracking_store
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from clvlab.config import RunConfig
 
-CHAMPION, CHALLENGER = "champion", "challenger"
+CHALLENGER = "challenger"
 _METRIC_TAG = "holdout."
 _WINDOW_TAG = "clvlab.holdout_window"
 
@@ -103,7 +104,7 @@ def register(
     """
     import mlflow
 
-    _use_tracking_store()
+    use_tracking_store(config.tracking.uri)
     client = mlflow.MlflowClient()
     window = f"{config.split.calibration_end}..{config.split.holdout_end}"
     version = str(mlflow.register_model(model_uri, name).version)
@@ -132,7 +133,7 @@ def promote(name: str, version: str, *, reason: str, by: str | None = None) -> s
 
     if not reason.strip():
         raise ClvlabError("say why the version is promoted (--reason)")
-    _use_tracking_store()
+    use_tracking_store()
     client = mlflow.MlflowClient()
     try:
         client.get_model_version(name, str(version))
@@ -150,13 +151,14 @@ def versions(name: str) -> pd.DataFrame:
     and the last promotion's author and reason. Newest first."""
     import mlflow
 
-    _use_tracking_store()
+    uri = use_tracking_store()
     client = mlflow.MlflowClient()
     try:
         registered = client.get_registered_model(name)
     except mlflow.exceptions.MlflowException:
         raise ClvlabError(
-            f"no registered model named {name!r} in {mlflow.get_tracking_uri()}"
+            f"no registered model named {name!r} in the tracking store {describe_store(uri)}; "
+            "MLFLOW_TRACKING_URI or clvlab --tracking-uri points at another store"
         ) from None
     aliases: dict[str, list[str]] = {}
     for alias, version in (registered.aliases or {}).items():

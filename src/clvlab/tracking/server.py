@@ -1,0 +1,236 @@
+"""clvlab's model server: ``clvlab serve`` runs it in its own process (FastAPI on uvicorn).
+
+Endpoints:
+
+- ``POST /invocations``: the JSON of ``mlflow models serve`` (``dataframe_split`` or
+  ``dataframe_records``, optional ``params`` ``as_of`` and ``horizon_days``), answered with
+  the customers' score rows and the ``as_of``/``horizon_days`` used (see
+  :mod:`clvlab.tracking.invocations`);
+- ``GET /ping`` and ``GET /health``: 200 while the server can score;
+- ``GET /version``: clvlab's version.
+
+Each request is scored in one of a pool of worker processes (:mod:`clvlab.tracking.workers`)
+and answered within ``timeout`` seconds, or 503/504: an expensive request costs one worker,
+which is replaced, and never the server. The event loop only reads requests and hands their
+bytes over. SIGTERM or Ctrl-C stops the server: requests in flight get up to ``timeout``
+seconds to finish, then the workers are stopped and the process exits with status 0.
+
+The model's MLflow pyfunc form (:mod:`clvlab.tracking.pyfunc_model`) is unchanged: ``mlflow
+models serve`` can still serve it, without these limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import gc
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from clvlab import __version__
+from clvlab.errors import ClvlabError
+from clvlab.models.clv import CLVModel
+from clvlab.tracking.invocations import AsOfDefault
+from clvlab.tracking.workers import WorkerPool
+
+#: Seconds a request may take, from its arrival to its answer (``clvlab serve --timeout``).
+DEFAULT_TIMEOUT_S = 30.0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for the server, or a ClvlabError in one line: the
+    port is in use (by which process, when it can be found), or the address is not usable.
+
+    The server is started on this socket, so no other process can take the port between
+    the check and the start.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise ClvlabError(
+            f"cannot listen on {host!r}: {err}; use --host 127.0.0.1 (this machine only) or "
+            "--host 0.0.0.0 (every interface)"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise ClvlabError(
+                f"port {port} on {host} is in use{_user_of(port)}; pick another with --port"
+            ) from None
+        if err.errno == errno.EACCES:
+            raise ClvlabError(
+                f"cannot listen on port {port} on {host}: permission denied (ports below 1024 "
+                "need privileges); pick another with --port"
+            ) from None
+        raise ClvlabError(
+            f"cannot listen on {host} port {port}: {err.strerror or err}; check --host and --port"
+        ) from None
+    return sock
+
+
+def _user_of(port: int) -> str:
+    """`` by process PID (COMMAND)`` for the process listening on ``port``, if psutil can
+    see it; else ``""``."""
+    import psutil
+
+    try:
+        listening = [
+            connection.pid
+            for connection in psutil.net_connections(kind="tcp")
+            if connection.laddr
+            and connection.laddr.port == port
+            and connection.status == psutil.CONN_LISTEN
+            and connection.pid
+        ]
+        if not listening:
+            return ""
+        process = psutil.Process(listening[0])
+        command = " ".join(process.cmdline()) or process.name()
+    except (psutil.Error, OSError):
+        return ""
+    if len(command) > 80:
+        command = command[:77] + "..."
+    return f" by process {process.pid} ({command})"
+
+
+def create_app(pool: WorkerPool) -> FastAPI:
+    """The FastAPI application answering with ``pool`` (started); closes it on shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # After the requests in flight are answered: stop the workers (a blocking wait).
+        await asyncio.get_running_loop().run_in_executor(None, pool.close)
+
+    app = FastAPI(
+        title="clvlab", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan
+    )
+
+    @app.get("/ping")
+    @app.get("/health")
+    async def ping() -> Response:
+        return Response("\n", status_code=200 if pool.alive else 503)
+
+    @app.get("/version")
+    async def version() -> Response:
+        return PlainTextResponse(__version__)
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        status, body = await pool.invoke(await request.body())
+        return Response(body, status_code=status, media_type="application/json")
+
+    return app
+
+
+class ModelServer:
+    """A model server bound to its port, with its workers running; :meth:`run` serves until
+    SIGTERM or Ctrl-C.
+
+    Parameters
+    ----------
+    model
+        The model to serve.
+    host, port
+        Where to listen (see :func:`listen`).
+    workers
+        Worker processes: requests scored at once (default: the number of CPUs).
+    timeout
+        Seconds from a request's arrival to its answer, waiting for a free worker included;
+        a request still being scored then is answered 504 and its worker is replaced.
+    as_of_default
+        ``as_of`` of a request without one: ``"today"`` or ``"last-transaction"``.
+    access_log
+        Log every request on standard error (uvicorn's access log).
+    """
+
+    def __init__(
+        self,
+        model: CLVModel,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        workers: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        as_of_default: AsOfDefault = "today",
+        access_log: bool = False,
+    ) -> None:
+        self.host, self.port, self.access_log = host, port, access_log
+        self.pool = WorkerPool(
+            model,
+            workers=_cpu_count() if workers is None else workers,
+            timeout=timeout,
+            as_of_default=as_of_default,
+        )
+        self._socket: socket.socket | None = listen(host, port)
+        try:
+            self.pool.start()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def run(self) -> None:
+        """Serve until SIGTERM or Ctrl-C, then stop the workers and return."""
+        import uvicorn
+
+        if self._socket is None:
+            raise ClvlabError("the server was closed")
+        config = uvicorn.Config(
+            create_app(self.pool),
+            log_level="warning",
+            access_log=self.access_log,
+            lifespan="on",
+            # A stop waits for the requests in flight, which end by their deadline anyway.
+            timeout_graceful_shutdown=int(self.pool.timeout) + 1,
+        )
+        server = uvicorn.Server(config)
+        # What is loaded by now (MLflow, pandas, the model) lives as long as the process: the
+        # collector skips it from here on, which keeps its pauses short and the exit quick
+        # (tearing it down took about a second).
+        gc.freeze()
+
+        def stop(signum: int, frame: Any) -> None:
+            server.should_exit = True
+
+        # uvicorn handles SIGINT and SIGTERM while it runs, then raises the signal again for
+        # the handler it found: this one, so that a stop ends the process normally (status
+        # 0), and a signal that comes before uvicorn listens for it still stops the server.
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server.run(sockets=[self._socket])
+        finally:
+            self.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def close(self) -> None:
+        """Stop the workers and release the port (done by :meth:`run` when it returns)."""
+        self.pool.close()
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
