@@ -83,7 +83,7 @@ def test_coarse_to_fine_fit_equals_direct_fit(cdnow, model):
 
     real_polish = base.polish
     with mock.patch.object(base, "polish", spy):
-        large = model().fit(cdnow, weights=np.full(len(cdnow), 50.0))
+        large = model().fit(cdnow, sample_weight=np.full(len(cdnow), 50.0))
     assert len(polished) == 1 and polished[0] is not None and polished[0].converged
     assert large.converged_
     pd.testing.assert_series_equal(large.params_, direct.params_, rtol=1e-7)
@@ -94,12 +94,12 @@ def test_coarse_to_fine_fit_equals_direct_fit(cdnow, model):
 def test_coarse_to_fine_with_penalty_and_degenerate_data(cdnow):
     weights = np.full(len(cdnow), 50.0)
     direct = BetaGeo(penalizer_coef=0.01).fit(cdnow)
-    large = BetaGeo(penalizer_coef=0.01).fit(cdnow, weights=weights)
+    large = BetaGeo(penalizer_coef=0.01).fit(cdnow, sample_weight=weights)
     # lifetimes' BG/NBD penalty is on the mean log-likelihood: weights do not change it
     pd.testing.assert_series_equal(large.params_, direct.params_, rtol=1e-7)
     one_timers = pd.DataFrame({"frequency": 0.0, "recency": 0.0, "T": np.linspace(1, 52, 500)})
     with pytest.warns(BTYDConvergenceWarning):
-        model = BetaGeo().fit(one_timers, weights=np.full(500, 1000.0))
+        model = BetaGeo().fit(one_timers, sample_weight=np.full(500, 1000.0))
     assert np.isfinite(model.params_).all() and np.isfinite(model.log_likelihood_)
 
 
@@ -107,8 +107,8 @@ def test_fit_is_reproducible(cdnow):
     weights = np.full(len(cdnow), 50.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        first = BetaGeo().fit(cdnow, weights=weights)
-        second = BetaGeo().fit(cdnow, weights=weights)
+        first = BetaGeo().fit(cdnow, sample_weight=weights)
+        second = BetaGeo().fit(cdnow, sample_weight=weights)
     pd.testing.assert_series_equal(first.params_, second.params_, rtol=0)
 
 

@@ -160,11 +160,24 @@ def test_ignores_non_repeat_buyers_and_their_spend(cdnow: pd.DataFrame, fitted: 
 def test_weights_equal_repeated_rows(cdnow: pd.DataFrame, fitted: GammaGamma) -> None:
     repeat = cdnow[cdnow["frequency"] > 0]
     doubled = pd.concat([repeat, repeat])
-    weighted = GammaGamma().fit(repeat, weights=np.full(len(repeat), 2.0))
+    weighted = GammaGamma().fit(repeat, sample_weight=np.full(len(repeat), 2.0))
     plain = GammaGamma().fit(doubled)
     np.testing.assert_allclose(weighted.params_, plain.params_, rtol=1e-6)
     np.testing.assert_allclose(weighted.params_, fitted.params_, rtol=1e-5)
     assert weighted.log_likelihood_ == pytest.approx(2 * fitted.log_likelihood_, rel=1e-9)
+
+
+def test_deprecated_weights_argument_warns_and_equals_sample_weight(cdnow: pd.DataFrame) -> None:
+    repeat = cdnow[cdnow["frequency"] > 0]
+    w = np.arange(len(repeat)) % 3 + 1.0
+    new = GammaGamma().fit(repeat, sample_weight=w)
+    deprecated = r"GammaGamma\.fit: .*weights.*use sample_weight"
+    with pytest.warns(FutureWarning, match=deprecated) as record:
+        old = GammaGamma().fit(repeat, weights=w)
+    assert record[0].filename == __file__  # the warning points at the caller
+    assert old.to_dict() == new.to_dict()
+    with pytest.raises(ConfigError, match="sample_weight only"):
+        GammaGamma().fit(repeat, sample_weight=w, weights=w)
 
 
 # --- gradient -------------------------------------------------------------------------------

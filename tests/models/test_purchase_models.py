@@ -203,10 +203,25 @@ def test_predictions_equal_lifetimes_on_all_customers(
 def test_weights_equal_repeated_rows(spec: Spec, cdnow: pd.DataFrame) -> None:
     counts = cdnow.groupby(COLUMNS).size().rename("n").reset_index()
     for penalizer in (0.0, 0.5):
-        weighted = spec.cls(penalizer).fit(counts, weights=counts["n"].to_numpy())
+        weighted = spec.cls(penalizer).fit(counts, sample_weight=counts["n"].to_numpy())
         plain = spec.cls(penalizer).fit(cdnow)
         np.testing.assert_allclose(weighted.params_, plain.params_, rtol=1e-6)
         assert weighted.log_likelihood_ == pytest.approx(plain.log_likelihood_, abs=1e-6)
+
+
+def test_deprecated_weights_argument_warns_and_equals_sample_weight(
+    spec: Spec, cdnow: pd.DataFrame
+) -> None:
+    counts = cdnow.groupby(COLUMNS).size().rename("n").reset_index()
+    n = counts["n"].to_numpy()
+    new = spec.cls().fit(counts, sample_weight=n)
+    deprecated = rf"{spec.name}\.fit: .*weights.*use sample_weight"
+    with pytest.warns(FutureWarning, match=deprecated) as record:
+        old = spec.cls().fit(counts, weights=n)
+    assert record[0].filename == __file__  # the warning points at the caller
+    assert old.to_dict() == new.to_dict()
+    with pytest.raises(ConfigError, match="sample_weight only"):
+        spec.cls().fit(counts, sample_weight=n, weights=n)
 
 
 # --- predictions: shapes, purity, the PMF --------------------------------------------------
@@ -570,7 +585,7 @@ def test_invalid_rfm_message_names_rows_and_fix(spec: Spec) -> None:
 )
 def test_invalid_weights_raise_data_error(spec: Spec, weights: list[float], message: str) -> None:
     with pytest.raises(DataError, match=rf"{spec.name}\.fit: .*weights.*{message}"):
-        spec.cls().fit(_rfm(), weights=np.array(weights))
+        spec.cls().fit(_rfm(), sample_weight=np.array(weights))
 
 
 def test_negative_penalizer_rejected(spec: Spec, cdnow: pd.DataFrame) -> None:

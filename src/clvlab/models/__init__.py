@@ -1,4 +1,14 @@
-"""Models of customer value: BTYD purchase (BG/NBD) and spend (Gamma-Gamma) models."""
+"""Models of customer value.
+
+* :mod:`clvlab.models.btyd`: clvlab's BTYD models, the purchase-and-dropout models BG/NBD,
+  MBG/NBD and Pareto/NBD and the Gamma-Gamma spend model (:mod:`~clvlab.models.engines` fits
+  them with clvlab's engine or lifetimes');
+* :mod:`clvlab.models.gbm`: LightGBM predictors of purchases, revenue and churn over a horizon;
+* :mod:`clvlab.models.historical`: the naive historical formula, the baseline;
+* :mod:`clvlab.models.clv`: the scorable CLV model, which takes each target from its champion.
+
+``BetaGeo`` and ``GammaGamma`` are re-exported here.
+"""
 
 from clvlab.models.btyd import BetaGeo, GammaGamma
 

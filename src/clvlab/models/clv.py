@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from clvlab.features.windows import PurchaseDays
     from clvlab.models.gbm import GBMPredictor
 
-#: Columns of the score table's prediction part, in order (DESIGN.md).
+#: Columns of the score table's prediction part, in its order (after the customer's RFM
+#: summary, before the model's name and version).
 PREDICTION_COLUMNS = [
     "p_alive",
     "p_churn",

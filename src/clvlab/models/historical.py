@@ -1,8 +1,9 @@
 """The naive historical formula, the baseline every model must beat.
 
-CLV = average value x purchases per period x periods: each customer's past repeat-purchase
-rate is carried forward unchanged, with no dropout and no shrinkage. Churn is the chance of no
-purchase within the horizon if purchases came as a Poisson process at that rate.
+Revenue in the horizon = average value x purchases per period x periods (the naive CLV
+formula, undiscounted): each customer's past repeat-purchase rate is carried forward
+unchanged, with no dropout and no shrinkage. Churn is the chance of no purchase within the
+horizon if purchases came as a Poisson process at that rate.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@
 * :class:`ParetoNBD` — Pareto/NBD: dropout in continuous time (Schmittlein, Morrison &
   Colombo 1987).
 * :class:`GammaGamma` — spend per transaction (Colombo & Jiang 1999; Fader, Hardie & Lee 2005).
+
+The three purchase-and-dropout models share their interface (``fit`` and the predictions) in
+:class:`PurchaseModel`; every model is a :class:`BTYDEstimator` (fitting, fitted state, JSON).
 """
 
 from typing import Any
@@ -16,9 +19,10 @@ from clvlab.models.btyd.beta_geo import BetaGeo
 from clvlab.models.btyd.gamma_gamma import GammaGamma
 from clvlab.models.btyd.modified_beta_geo import ModifiedBetaGeo
 from clvlab.models.btyd.pareto_nbd import ParetoNBD
+from clvlab.models.btyd.purchase import PurchaseModel
 
 #: Purchase-and-dropout models by their name in a run config (``models.purchases``).
-PURCHASE_MODELS: dict[str, type[BTYDEstimator]] = {
+PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
     "bgnbd": BetaGeo,
     "mbgnbd": ModifiedBetaGeo,
     "pareto_nbd": ParetoNBD,
@@ -42,5 +46,6 @@ __all__ = [
     "GammaGamma",
     "ModifiedBetaGeo",
     "ParetoNBD",
+    "PurchaseModel",
     "estimator_from_dict",
 ]

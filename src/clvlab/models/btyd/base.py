@@ -3,17 +3,21 @@
 Every model here is fitted the same way:
 
 1. validate the RFM table (:func:`validate_rfm`) and compress it to its distinct rows with
-   counts (:func:`compress_rows`); weights multiply the counts;
+   counts (:func:`compress`); ``sample_weight`` multiplies the counts;
 2. minimise the mean negative log-likelihood plus lifetimes' L2 penalty over the
    log-parameters with L-BFGS-B and the model's exact analytic gradient, from a data-driven
    start and, if that run fails or ends on a bound, from a few other starts
-   (:func:`minimize_with_restarts`);
-3. take standard errors from the inverse of a finite-difference Hessian of the total
-   objective (:func:`standard_errors`), mapped to natural parameters with the delta method.
+   (:func:`minimize_with_restarts`); on large data a model with an exact Hessian (BG/NBD,
+   MBG/NBD) is first fitted on a subsample and then polished by Newton steps on all of it
+   (:class:`FitProblem`, :func:`polish`);
+3. take standard errors from the inverse Hessian of the total objective (the exact one where
+   the model has it, else central differences of the gradient; :func:`standard_errors`),
+   mapped to natural parameters with the delta method.
 
 The optimizer works on ``u = log(theta) - offset``: the offset is a model-chosen scale (the
-longest customer age for BG/NBD, the mean spend for Gamma-Gamma) that makes the search box
-``u in [-15, 15]`` and the start points independent of the data's time or money unit.
+longest customer age for the time scales of the purchase models, the mean spend for
+Gamma-Gamma) that makes the search box ``u in [-15, 15]`` and the start points independent of
+the data's time or money unit.
 """
 
 from __future__ import annotations
@@ -169,32 +173,62 @@ def validate_rfm(
     return table
 
 
-def validate_weights(weights: object, n_rows: int, model: str) -> np.ndarray:
-    """Return ``weights`` as a float array of length ``n_rows`` (ones when None).
+def validate_sample_weight(sample_weight: object, n_rows: int, model: str) -> np.ndarray:
+    """Return ``sample_weight`` as a float array of length ``n_rows`` (ones when None).
 
     Raises
     ------
     clvlab.errors.DataError
         Wrong length, negative, NaN or infinite weights, or all weights zero.
     """
-    if weights is None:
+    if sample_weight is None:
         return np.ones(n_rows)
-    w = np.asarray(weights, dtype=float).reshape(-1)
+    w = np.asarray(sample_weight, dtype=float).reshape(-1)
     if w.shape[0] != n_rows:
         raise DataError(
-            f"{model}.fit: weights has {w.shape[0]} entries but the RFM table has {n_rows} "
-            "rows; pass one weight per row."
+            f"{model}.fit: sample_weight has {w.shape[0]} weights but the RFM table has "
+            f"{n_rows} rows; pass one weight per row."
         )
     bad = ~np.isfinite(w) | (w < 0)
     if bad.any():
         where = np.flatnonzero(bad)[:5].tolist()
         raise DataError(
-            f"{model}.fit: {int(bad.sum())} weights are negative, NaN or infinite (positions "
-            f"{where}); weights must be finite and >= 0."
+            f"{model}.fit: {int(bad.sum())} sample weights are negative, NaN or infinite "
+            f"(positions {where}); sample_weight must be finite and >= 0."
         )
     if w.sum() <= 0:
-        raise DataError(f"{model}.fit: all weights are zero; at least one row must count.")
+        raise DataError(f"{model}.fit: all sample weights are zero; at least one row must count.")
     return w
+
+
+#: Default of ``fit``'s deprecated ``weights`` argument, telling "not passed" from None.
+WEIGHTS_NOT_PASSED = "deprecated"
+
+
+def renamed_sample_weight(sample_weight: object, weights: object, model: str) -> object:
+    """``sample_weight``, or the value of its deprecated name ``weights`` if that was passed.
+
+    ``fit``'s ``weights`` was renamed ``sample_weight`` (scikit-learn's name); the old name
+    works, with a FutureWarning, for one more release.
+
+    Raises
+    ------
+    clvlab.errors.ConfigError
+        Both names were passed.
+    """
+    if isinstance(weights, str) and weights == WEIGHTS_NOT_PASSED:
+        return sample_weight
+    if sample_weight is not None:
+        raise ConfigError(
+            f"{model}.fit: pass the weights as sample_weight only; weights is its deprecated name."
+        )
+    warnings.warn(
+        f"{model}.fit: the weights argument is deprecated and will be removed in the next "
+        "release; use sample_weight instead.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return weights
 
 
 def check_frequency(frame: pd.DataFrame, column: str = "frequency") -> None:
@@ -349,7 +383,7 @@ def times_since_first_purchase(t: object) -> np.ndarray:
 
 
 def purchase_histories_to_fit(
-    rfm: object, weights: object, model: str, unidentified: str
+    rfm: object, sample_weight: object, model: str, unidentified: str
 ) -> tuple[CompressedRows, float]:
     """The validated, compressed ``frequency, recency, T`` rows of ``rfm`` and the time
     scale of the fit (the longest age ``max(T)``, 1 when it is 0).
@@ -358,7 +392,7 @@ def purchase_histories_to_fit(
     ``unidentified`` (the parameters named in the warning) are not identified.
     """
     table = validate_purchase_history(rfm, model)
-    w = validate_weights(weights, len(table), model)
+    w = validate_sample_weight(sample_weight, len(table), model)
     rows = compress([table[c].to_numpy() for c in PURCHASE_HISTORY_COLUMNS], w)
     if not (rows.column(0) > 0).any():
         warnings.warn(
@@ -373,14 +407,14 @@ def purchase_histories_to_fit(
     return rows, max_age if max_age > 0 else 1.0
 
 
-def compress(columns: Sequence[np.ndarray], weights: np.ndarray) -> CompressedRows:
+def compress(columns: Sequence[np.ndarray], sample_weight: np.ndarray) -> CompressedRows:
     """Collapse identical rows into one row each with the summed weight as its count.
 
     Small whole numbers (e.g. days) are their own codes; other values are hash-factorized;
     then the combined codes are factorized: nothing is sorted. Rows come in order of first
     appearance; rows with a zero total weight are dropped.
     """
-    weights = np.asarray(weights, dtype=float)
+    weights = np.asarray(sample_weight, dtype=float)
     key = np.zeros(len(weights), dtype=np.int64)
     size = 1
     all_codes: list[np.ndarray] = []
@@ -408,14 +442,16 @@ def compress(columns: Sequence[np.ndarray], weights: np.ndarray) -> CompressedRo
     return CompressedRows([c[representative] for c in all_codes], all_values, counts[counts > 0])
 
 
-def compress_rows(columns: Sequence[np.ndarray], weights: np.ndarray) -> tuple[np.ndarray, ...]:
+def compress_rows(
+    columns: Sequence[np.ndarray], sample_weight: np.ndarray
+) -> tuple[np.ndarray, ...]:
     """Collapse identical rows into one row each with the summed weight as its count.
 
     Parameters
     ----------
     columns
         Equal-length 1-D arrays (e.g. frequency, recency, T).
-    weights
+    sample_weight
         Weight of every row.
 
     Returns
@@ -424,7 +460,7 @@ def compress_rows(columns: Sequence[np.ndarray], weights: np.ndarray) -> tuple[n
         The distinct values of each column followed by the counts, rows with a zero count
         dropped, in order of first appearance.
     """
-    rows = compress(columns, weights)
+    rows = compress(columns, sample_weight)
     return (*(rows.column(j) for j in range(len(rows.codes))), rows.counts)
 
 
@@ -693,7 +729,8 @@ class BTYDEstimator(BaseEstimator):
     params_ : pandas.Series
         Fitted parameters.
     log_likelihood_ : float
-        Total log-likelihood of the data at ``params_`` (weights applied, no penalty).
+        Total log-likelihood of the data at ``params_`` (sample weights applied, no
+        penalty).
     stderr_ : pandas.Series
         Standard errors of ``params_``: square roots of the diagonal of the inverse Hessian
         of the total negative log-likelihood (plus the penalty times the total weight, when

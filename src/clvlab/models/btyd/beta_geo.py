@@ -26,27 +26,21 @@ BG/NBD customer with those parameters.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from functools import partial
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from scipy.special import betainc, betaln, digamma, expit, gammaln, hyp2f1, xlogy
 
-from clvlab.errors import DataError
 from clvlab.models.btyd.base import (
-    BTYDEstimator,
     CompressedRows,
     FitProblem,
     as_float_arrays,
     check_nonnegative,
-    history_arrays,
-    purchase_histories_to_fit,
     thin_counts,
-    times_since_first_purchase,
 )
 from clvlab.models.btyd.beta_geo_likelihood import GroupedHistories
+from clvlab.models.btyd.purchase import PurchaseModel, check_counts
 
 #: Size (total weight) of the subsample fitted first when the data are much larger.
 _COARSE_CUSTOMERS = 20_000.0
@@ -58,7 +52,7 @@ _NODES = np.array([-2.0, -1.0, 1.0, 2.0])
 _NODE_WEIGHTS = np.array([-1.0, 4.0, 4.0, -1.0]) / 6.0
 
 
-def _log_alive_odds(
+def _log_dropout_odds(
     r: float,
     alpha: float,
     a: float,
@@ -68,19 +62,22 @@ def _log_alive_odds(
     T: np.ndarray,
     initial_dropout: bool = False,
 ) -> np.ndarray:
-    r"""Log odds of "dropped out after the last purchase" vs "alive at T".
+    r"""Log odds :math:`D` of "dropped out at the last purchase" vs "alive at T".
 
-    BG/NBD (``initial_dropout=False``):
+    With :math:`s = 1` for MBG/NBD (``initial_dropout=True``) and 0 for BG/NBD, a customer
+    with :math:`x` repeat purchases has had :math:`x + s` dropout chances, and
 
     .. math::
-        D = \ln a - \ln(b + x - 1) + (r + x) \ln\frac{\alpha + T}{\alpha + t_x}
+        D = \ln\frac{P(\text{dropped out} \mid x, t_x, T)}{P(\text{alive} \mid x, t_x, T)}
+        = \ln a - \ln(b + x + s - 1) + (r + x) \ln\frac{\alpha + T}{\alpha + t_x}
 
-    for :math:`x > 0` and :math:`-\infty` for :math:`x = 0` (no dropout chance yet), so that
-    :math:`P(\text{alive}) = 1 / (1 + e^{D})`. MBG/NBD (``initial_dropout=True``) has
-    :math:`\ln(b + x)` instead of :math:`\ln(b + x - 1)`, for every :math:`x` (with
-    :math:`t_x = 0` when :math:`x = 0`): the ratio of :math:`E[p (1-p)^{x}]` (dropped at the
-    last of :math:`x + 1` chances) to :math:`E[(1-p)^{x+1}]` (survived all) is
-    :math:`a / (b + x)`.
+    where :math:`x + s > 0`, and :math:`D = -\infty` where :math:`x + s = 0` (a BG/NBD
+    customer without repeat purchases has had no chance to drop out); so
+    :math:`P(\text{alive}) = 1 / (1 + e^D)`. The first two terms are the log of
+    :math:`E[p (1-p)^{x+s-1}] / E[(1-p)^{x+s}] = a / (b + x + s - 1)` (dropped out at the last
+    chance vs survived them all), the last one that of the purchase densities
+    :math:`\lambda^x e^{-\lambda t_x}` and :math:`\lambda^x e^{-\lambda T}` averaged over
+    :math:`\lambda \sim \mathrm{Gamma}(r, \alpha)`.
     """
     shift = 1.0 if initial_dropout else 0.0
     chances = x + shift
@@ -96,19 +93,23 @@ def _negative_log_likelihood(
     frequency: np.ndarray,
     recency: np.ndarray,
     T: np.ndarray,
-    weights: np.ndarray | None,
+    sample_weight: np.ndarray | None,
     initial_dropout: bool,
 ) -> tuple[float, np.ndarray]:
-    r"""NLL and gradient of BG/NBD (``initial_dropout=False``) or MBG/NBD (``True``).
+    r"""Total negative log-likelihood of BG/NBD (``initial_dropout=False``) or MBG/NBD
+    (``True``) and its gradient w.r.t. the log-parameters.
 
-    With :math:`s = 1` for MBG/NBD and 0 for BG/NBD, :math:`b_s = b + x + s`,
+    With :math:`s = 1` for MBG/NBD and 0 for BG/NBD, :math:`b_s = b + x + s`, both models'
+    likelihoods (:func:`negative_log_likelihood` and
+    :func:`clvlab.models.btyd.modified_beta_geo.negative_log_likelihood`) are, in log space,
 
     .. math::
         \ln L = \ln\frac{\Gamma(r + x)}{\Gamma(r)} + \ln\frac{B(a, b_s)}{B(a, b)}
         - r \ln\Big(1 + \frac{T}{\alpha}\Big) - x \ln(\alpha + T) + \ln(1 + e^{D})
 
-    with :math:`D` from :func:`_log_alive_odds`. With :math:`d = e^D / (1 + e^D)` (the
-    posterior probability of having dropped out) and :math:`\psi` the digamma function:
+    with :math:`D` from :func:`_log_dropout_odds` (the second term of the paper's likelihood
+    is the first times :math:`e^D`). With :math:`d = e^D / (1 + e^D)` (the posterior
+    probability of having dropped out) and :math:`\psi` the digamma function:
 
     .. math::
         \partial_r \ln L &= \psi(r+x) - \psi(r) - \ln(1 + T/\alpha)
@@ -120,15 +121,31 @@ def _negative_log_likelihood(
 
     (:math:`d = 0` where :math:`D = -\infty`), and :math:`\partial_{\ln\theta} = \theta\,
     \partial_\theta`.
+
+    Parameters
+    ----------
+    log_params
+        ``log([r, alpha, a, b])``.
+    frequency, recency, T
+        Customer data :math:`x, t_x, T` (1-D arrays of equal length).
+    sample_weight
+        Weight (e.g. count) of each row; ones when None.
+    initial_dropout
+        Whether customers can also drop out right after the first purchase (MBG/NBD).
+
+    Returns
+    -------
+    tuple of (float, numpy.ndarray)
+        :math:`-\sum_i w_i \ln L_i` and its gradient w.r.t. ``log_params``.
     """
     r, alpha, a, b = np.exp(np.asarray(log_params, dtype=float))
     x = np.asarray(frequency, dtype=float)
     t_x = np.asarray(recency, dtype=float)
     T = np.asarray(T, dtype=float)
-    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+    w = np.ones_like(x) if sample_weight is None else np.asarray(sample_weight, dtype=float)
     shift = 1.0 if initial_dropout else 0.0
 
-    odds = _log_alive_odds(r, alpha, a, b, x, t_x, T, initial_dropout)
+    odds = _log_dropout_odds(r, alpha, a, b, x, t_x, T, initial_dropout)
     dropped = expit(odds)
     log_ratio = np.log1p((T - t_x) / (alpha + t_x))
     b_post = b + x + shift
@@ -161,7 +178,7 @@ def negative_log_likelihood(
     frequency: np.ndarray,
     recency: np.ndarray,
     T: np.ndarray,
-    weights: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     r"""Total negative BG/NBD log-likelihood and its gradient w.r.t. the log-parameters.
 
@@ -174,41 +191,10 @@ def negative_log_likelihood(
         + \delta_{x > 0} \frac{B(a + 1, b + x - 1)}{B(a, b)}
           \frac{\Gamma(r + x)\, \alpha^r}{\Gamma(r)\, (\alpha + t_x)^{r + x}}
 
-    evaluated in log space as
-
-    .. math::
-        \ln L = \ln\frac{\Gamma(r + x)}{\Gamma(r)} + \ln\frac{B(a, b + x)}{B(a, b)}
-        - r \ln\Big(1 + \frac{T}{\alpha}\Big) - x \ln(\alpha + T) + \ln(1 + e^{D})
-
-    with :math:`D` from :func:`_log_alive_odds` (:math:`B(a+1, b+x-1) / B(a, b+x) =
-    a / (b+x-1)`). With :math:`s = e^D / (1 + e^D)` (the posterior probability of having
-    dropped out) and :math:`\psi` the digamma function, the partial derivatives are
-
-    .. math::
-        \partial_r \ln L &= \psi(r+x) - \psi(r) - \ln(1 + T/\alpha)
-            + s \ln\frac{\alpha + T}{\alpha + t_x} \\
-        \partial_\alpha \ln L &= \frac{r T / \alpha - x}{\alpha + T}
-            - s \frac{(r + x)(T - t_x)}{(\alpha + T)(\alpha + t_x)} \\
-        \partial_a \ln L &= \psi(a+b) - \psi(a+b+x) + s / a \\
-        \partial_b \ln L &= \psi(b+x) - \psi(b) + \psi(a+b) - \psi(a+b+x) - s / (b+x-1)
-
-    and :math:`\partial_{\ln\theta} = \theta\, \partial_\theta`.
-
-    Parameters
-    ----------
-    log_params
-        ``log([r, alpha, a, b])``.
-    frequency, recency, T
-        Customer data :math:`x, t_x, T` (1-D arrays of equal length).
-    weights
-        Count (or weight) of each row; ones when None.
-
-    Returns
-    -------
-    tuple of (float, numpy.ndarray)
-        :math:`-\sum_i w_i \ln L_i` and its gradient w.r.t. ``log_params``.
+    This is :func:`_negative_log_likelihood` with ``initial_dropout=False``, which documents
+    the arguments, the result and how it is evaluated.
     """
-    return _negative_log_likelihood(log_params, frequency, recency, T, weights, False)
+    return _negative_log_likelihood(log_params, frequency, recency, T, sample_weight, False)
 
 
 def _expected_purchases_if_alive(
@@ -314,8 +300,8 @@ def _log_purchase_pmf_if_alive(
     return np.logaddexp(first, np.where(n > 0, second, -np.inf))
 
 
-class BetaGeo(BTYDEstimator):
-    """BG/NBD model of repeat purchasing and dropout (Fader, Hardie & Lee 2005).
+class BetaGeo(PurchaseModel):
+    r"""BG/NBD model of repeat purchasing and dropout (Fader, Hardie & Lee 2005).
 
     Parameters
     ----------
@@ -329,15 +315,38 @@ class BetaGeo(BTYDEstimator):
     params_ : pandas.Series
         ``r, alpha`` (gamma prior of the purchase rate; alpha in the time unit of the data)
         and ``a, b`` (beta prior of the dropout probability).
-    log_likelihood_ : float
-        Total log-likelihood (weights applied, without penalty).
-    stderr_ : pandas.Series
-        Standard errors from the inverse Hessian of the negative log-likelihood (delta
-        method from the log-parameters); NaN where the Hessian is singular.
-    converged_ : bool
-        Whether the optimizer converged.
-    n_iter_ : int
-        Iterations of the retained optimizer run.
+    log_likelihood_, stderr_, converged_, n_iter_
+        The outcome of the fit, as in :class:`~clvlab.models.btyd.base.BTYDEstimator`.
+
+    Notes
+    -----
+    The predictions (FHL 2005; Fader & Hardie 2006, "Deriving the conditional PMF of the
+    BG/NBD model"), with :math:`z = t / (\alpha + T + t)`:
+
+    .. math::
+        P(\text{alive} \mid x, t_x, T) &= \Big[1 + \delta_{x>0} \frac{a}{b + x - 1}
+            \Big(\frac{\alpha + T}{\alpha + t_x}\Big)^{r + x}\Big]^{-1} \\
+        E[X(T, T+t) \mid x, t_x, T] &= P(\text{alive})\, \frac{a + b + x - 1}{a - 1}
+            \Big[1 - \Big(\frac{\alpha + T}{\alpha + T + t}\Big)^{r + x}
+            {}_2F_1(r + x, b + x; a + b + x - 1; z)\Big] \\
+        P(X(T, T+t) = 0 \mid x, t_x, T) &= 1 - P(\text{alive}) + P(\text{alive})
+            \Big(\frac{\alpha + T}{\alpha + T + t}\Big)^{r + x} \\
+        P(X(T, T+t) = n \mid x, t_x, T) &= \delta_{n0}\,(1 - P(\text{alive}))
+            + P(\text{alive})\, P_{\text{new}}(n \mid r + x, \alpha + T, a, b + x)
+
+    (the expectation is FHL eq. 10). Dropout happens only at purchases, so a customer alive
+    at :math:`T` makes no purchase in the window with probability :math:`E[e^{-\lambda t}]`
+    under the posterior :math:`\lambda \sim \mathrm{Gamma}(r + x, \alpha + T)`; and alive at
+    :math:`T` he behaves like a new customer with the posterior parameters, whence
+    :math:`P_{\text{new}}(n \mid r, \alpha, a, b)`, FHL eq. (8): the probability that a new
+    customer makes :math:`n` repeat purchases in :math:`(0, t]`. For a new customer
+    (:math:`x = t_x = T = 0`) the expectation is FHL eq. (9) and
+    :math:`P(X(t) = 0) = (\alpha / (\alpha + t))^r`.
+
+    The expectation is evaluated by a transformation of the hypergeometric function that
+    stays accurate for any :math:`x` (:func:`_expected_purchases_if_alive`), and eq. (8)'s
+    finite sum as a regularized incomplete beta function in log space
+    (:func:`_log_purchase_pmf_if_alive`).
 
     Examples
     --------
@@ -349,49 +358,11 @@ class BetaGeo(BTYDEstimator):
     PARAM_NAMES = ("r", "alpha", "a", "b")
     #: Whether customers can also drop out right after their first purchase (MBG/NBD).
     _INITIAL_DROPOUT: ClassVar[bool] = False
+    _UNIDENTIFIED = "the dropout parameters a, b"
 
-    def fit(
-        self,
-        rfm: pd.DataFrame,
-        weights: np.ndarray | None = None,
-        *,
-        at: Mapping[str, float] | None = None,
-    ) -> Self:
-        """Fit the model by maximum likelihood.
-
-        Parameters
-        ----------
-        rfm : pandas.DataFrame
-            One row per customer with ``frequency`` (repeat purchases, whole numbers >= 0),
-            ``recency`` (time of the last repeat purchase since the first purchase, 0 when
-            frequency is 0) and ``T`` (time from the first purchase to the end of
-            observation), in any one time unit. Other columns are ignored.
-        weights : array-like, optional
-            Weight (e.g. count) of each row; all ones when None.
-        at : mapping, optional
-            Parameters by name at which to take the fitted state instead of optimising
-            (used to carry another engine's optimum, e.g. lifetimes').
-
-        Returns
-        -------
-        BetaGeo
-            ``self``, fitted.
-
-        Warns
-        -----
-        clvlab.models.btyd.BTYDConvergenceWarning
-            The optimizer did not converge, a parameter ended on its search bound or the
-            Hessian is singular (parameters not identified by the data).
-
-        Raises
-        ------
-        clvlab.errors.DataError
-            Missing columns, NaN/infinite values, negative or non-integer frequency,
-            negative recency, recency > T, or recency > 0 with frequency 0.
-        """
-        rows, time_scale = purchase_histories_to_fit(
-            rfm, weights, type(self).__name__, "the dropout parameters a, b"
-        )
+    def _problem_for(self, rows: CompressedRows, time_scale: float) -> FitProblem:
+        """The fit on the grouped likelihood with its exact Hessian; on large data a coarse
+        problem on a subsample first (see :class:`~clvlab.models.btyd.base.FitProblem`)."""
         x, counts = rows.column(0), rows.counts
         starts = _start_points(x, rows.column(2) / time_scale, counts)
 
@@ -410,30 +381,27 @@ class BetaGeo(BTYDEstimator):
         thinned = thin_counts(counts, _COARSE_CUSTOMERS)
         if thinned is not None:
             problem.coarse = problem_for(rows.subset(thinned > 0, thinned[thinned > 0]))
-        self._fit_problem(problem, at)
-        return self
+        return problem
 
     # -- model pieces on validated arrays -------------------------------------------------
 
     def _log_dropout_odds(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        """Log odds of "dropped out" vs "alive at T" (:func:`_log_alive_odds`)."""
+        """:func:`_log_dropout_odds` at the fitted parameters."""
         r, alpha, a, b = self._fitted_params()
-        return _log_alive_odds(r, alpha, a, b, x, t_x, T, self._INITIAL_DROPOUT)
+        return _log_dropout_odds(r, alpha, a, b, x, t_x, T, self._INITIAL_DROPOUT)
 
     def _b_if_alive(self) -> float:
         """``b`` of the posterior of p given alive, before adding x (b, or b + 1 in MBG)."""
         return self._fitted_params()[3] + (1.0 if self._INITIAL_DROPOUT else 0.0)
 
-    def _expected(self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        """:meth:`expected_purchases` on validated arrays."""
+    def _expected_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """:func:`_expected_purchases_if_alive` at the fitted parameters."""
         r, alpha, a, _ = self._fitted_params()
-        alive = expit(-self._log_dropout_odds(x, t_x, T))
-        return alive * _expected_purchases_if_alive(r, alpha, a, self._b_if_alive(), t, x, T)
+        return _expected_purchases_if_alive(r, alpha, a, self._b_if_alive(), t, x, T)
 
     def _no_purchase(
         self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
-        """:meth:`p_churn` on validated arrays."""
         r, alpha, _, _ = self._fitted_params()
         odds = self._log_dropout_odds(x, t_x, T)
         alive, dropped = expit(-odds), expit(odds)
@@ -444,7 +412,6 @@ class BetaGeo(BTYDEstimator):
     def _pmf(
         self, n: np.ndarray, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
-        """:meth:`p_purchases` on validated arrays (``n = 0`` is :meth:`p_churn`)."""
         r, alpha, a, _ = self._fitted_params()
         log_alive = -np.logaddexp(0.0, self._log_dropout_odds(x, t_x, T))
         log_if_alive = _log_purchase_pmf_if_alive(r, alpha, a, self._b_if_alive(), n, t, x, T)
@@ -452,173 +419,11 @@ class BetaGeo(BTYDEstimator):
 
     # -- predictions -------------------------------------------------------------------
 
-    def p_alive(self, frequency: object, recency: object, T: object) -> np.ndarray:
-        r"""Probability that a customer with history :math:`(x, t_x, T)` is alive at T.
-
-        .. math::
-            P(\text{alive} \mid x, t_x, T) = \Big[1 + \delta_{x>0} \frac{a}{b + x - 1}
-            \Big(\frac{\alpha + T}{\alpha + t_x}\Big)^{r + x}\Big]^{-1}
-
-        Parameters
-        ----------
-        frequency, recency, T : float or array-like
-            Customer histories (broadcast against each other).
-
-        Returns
-        -------
-        numpy.ndarray
-            Probabilities, in the broadcast shape of the inputs.
-        """
-        x, t_x, age = history_arrays(frequency, recency, T)
-        return expit(-self._log_dropout_odds(x, t_x, age))
-
-    def expected_purchases(
-        self, t: object, frequency: object, recency: object, T: object
-    ) -> np.ndarray:
-        r"""Expected number of purchases in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
-
-        FHL (2005) eq. (10):
-
-        .. math::
-            E[X(T, T+t) \mid x, t_x, T] = P(\text{alive} \mid x, t_x, T)\,
-            \frac{a + b + x - 1}{a - 1}\Big[1 - \Big(\frac{\alpha + T}{\alpha + T + t}
-            \Big)^{r + x} {}_2F_1\Big(r + x, b + x; a + b + x - 1;
-            \frac{t}{\alpha + T + t}\Big)\Big]
-
-        Parameters
-        ----------
-        t : float or array-like
-            Length of the prediction window, in the time unit of the data.
-        frequency, recency, T : float or array-like
-            Customer histories.
-
-        Returns
-        -------
-        numpy.ndarray
-            Expected purchases, in the broadcast shape of the inputs.
-        """
-        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
-        return self._expected(horizon, x, t_x, age)
-
-    def p_churn(self, t: object, frequency: object, recency: object, T: object) -> np.ndarray:
-        r"""Probability of no purchase in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
-
-        Dropout happens only at purchases (in MBG/NBD also right after the first one), so a
-        customer alive at T makes no purchase in the window with probability
-        :math:`E[e^{-\lambda t}]` under the posterior
-        :math:`\lambda \sim \mathrm{Gamma}(r + x, \alpha + T)`, and one who dropped out makes
-        none:
-
-        .. math::
-            P = 1 - P(\text{alive}) + P(\text{alive})
-            \Big(\frac{\alpha + T}{\alpha + T + t}\Big)^{r + x}
-
-        with :math:`P(\text{alive})` from :meth:`p_alive`.
-
-        Parameters
-        ----------
-        t : float or array-like
-            Length of the window.
-        frequency, recency, T : float or array-like
-            Customer histories.
-
-        Returns
-        -------
-        numpy.ndarray
-            Probabilities, in the broadcast shape of the inputs.
-        """
-        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
-        return self._no_purchase(horizon, x, t_x, age)
-
-    def p_purchases(
-        self, n: object, t: object, frequency: object, recency: object, T: object
-    ) -> np.ndarray:
-        r"""Probability of exactly ``n`` purchases in :math:`(T, T + t]` given the history.
-
-        Fader & Hardie, "Deriving the conditional PMF of the BG/NBD model" (2006):
-
-        .. math::
-            P(X(T, T+t) = n \mid x, t_x, T) = \delta_{n=0}\,(1 - P(\text{alive}))
-            + P(\text{alive})\, P_{\text{new}}(n \mid r + x, \alpha + T, a, b_x)
-
-        where :math:`P_{\text{new}}` is FHL (2005) eq. (8) for a new customer with the
-        posterior parameters, :math:`b_x = b + x` (BG/NBD; :math:`b + x + 1` in MBG/NBD) and
-        :math:`P(\text{alive})` from :meth:`p_alive`. The finite sum of eq. (8) is evaluated
-        as a regularized incomplete beta function and the rest in log space (see
-        :func:`_log_purchase_pmf_if_alive`), so the result is accurate for large ``n`` and
-        ``frequency``. ``n = 0`` gives :meth:`p_churn`.
-
-        Parameters
-        ----------
-        n : int or array-like of int
-            Number of purchases, whole numbers >= 0.
-        t : float or array-like
-            Length of the window.
-        frequency, recency, T : float or array-like
-            Customer histories (all inputs broadcast against each other).
-
-        Returns
-        -------
-        numpy.ndarray
-            Probabilities, in the broadcast shape of the inputs.
-
-        Raises
-        ------
-        clvlab.errors.DataError
-            ``n`` negative or not a whole number, or invalid histories.
-        """
-        count, horizon, x, t_x, age = history_arrays(frequency, recency, T, n=n, t=t)
-        _check_counts(count)
-        return self._pmf(count, horizon, x, t_x, age)
-
-    def expected_purchases_new_customer(self, t: object) -> np.ndarray:
-        r"""Expected repeat purchases in :math:`(0, t]` of a new customer.
-
-        FHL (2005) eq. (9):
-
-        .. math::
-            E[X(t)] = \frac{a + b - 1}{a - 1}\Big[1 - \Big(\frac{\alpha}{\alpha + t}\Big)^r
-            {}_2F_1\Big(r, b; a + b - 1; \frac{t}{\alpha + t}\Big)\Big]
-
-        Parameters
-        ----------
-        t : float or array-like
-            Time since the first purchase.
-
-        Returns
-        -------
-        numpy.ndarray
-            Expected purchases, in the shape of ``t``.
-        """
-        horizon = times_since_first_purchase(t)
-        zero = np.zeros_like(horizon)
-        return self._expected(horizon, zero, zero, zero)
-
-    def p_no_purchase_new_customer(self, t: object) -> np.ndarray:
-        r"""Probability that a new customer makes no repeat purchase in :math:`(0, t]`.
-
-        FHL (2005) eq. (8) with :math:`x = 0`:
-        :math:`P(X(t) = 0) = (\alpha / (\alpha + t))^r`.
-
-        Parameters
-        ----------
-        t : float or array-like
-            Time since the first purchase.
-
-        Returns
-        -------
-        numpy.ndarray
-            Probabilities, in the shape of ``t``.
-        """
-        horizon = times_since_first_purchase(t)
-        zero = np.zeros_like(horizon)
-        return self._no_purchase(horizon, zero, zero, zero)
-
     def p_purchases_new_customer(self, n: object, t: object) -> np.ndarray:
         r"""Probability that a new customer makes exactly ``n`` repeat purchases in (0, t].
 
-        FHL (2005) eq. (8) (for MBG/NBD: lifetimes' ``ModifiedBetaGeoFitter``'s version),
-        i.e. :meth:`p_purchases` for a customer with :math:`x = t_x = T = 0`.
+        :meth:`p_purchases` for a customer with :math:`x = t_x = T = 0`: FHL (2005) eq. (8)
+        (for MBG/NBD: lifetimes' ``ModifiedBetaGeoFitter``'s version).
 
         Parameters
         ----------
@@ -639,19 +444,9 @@ class BetaGeo(BTYDEstimator):
         """
         count, horizon = as_float_arrays(n=n, t=t)
         check_nonnegative(n=count, t=horizon)
-        _check_counts(count)
+        check_counts(count)
         zero = np.zeros_like(horizon)
         return self._pmf(count, horizon, zero, zero, zero)
-
-
-def _check_counts(n: np.ndarray) -> None:
-    """Raise DataError unless the (already non-negative) purchase counts are whole numbers."""
-    fractional = n != np.round(n)
-    if fractional.any():
-        raise DataError(
-            f"n has {int(fractional.sum())} non-integer value(s), e.g. "
-            f"{n[fractional][:5].tolist()}; n counts purchases and must be a whole number >= 0."
-        )
 
 
 def _start_points(x: np.ndarray, T_scaled: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 r"""The BG/NBD and MBG/NBD likelihood on grouped data, with exact gradient and Hessian.
 
-:func:`clvlab.models.btyd.beta_geo.negative_log_likelihood` documents the likelihood row by
-row. Fitting a million customers needs it faster than that: of its terms
+:func:`clvlab.models.btyd.beta_geo._negative_log_likelihood` evaluates and documents the
+likelihood row by row. Fitting a million customers needs it faster than that: of its terms
 
 .. math::
     \ln L = \underbrace{\ln\frac{\Gamma(r + x)}{\Gamma(r)}

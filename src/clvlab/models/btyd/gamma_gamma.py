@@ -22,6 +22,7 @@ customers with :math:`x > 0`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -29,13 +30,15 @@ from scipy.special import digamma, gammaln
 
 from clvlab.errors import DataError
 from clvlab.models.btyd.base import (
+    WEIGHTS_NOT_PASSED,
     BTYDEstimator,
     FitProblem,
     check_frequency,
     compress_rows,
     raise_for_rows,
+    renamed_sample_weight,
     validate_rfm,
-    validate_weights,
+    validate_sample_weight,
 )
 
 _COLUMNS = ("frequency", "monetary_value")
@@ -45,7 +48,7 @@ def negative_log_likelihood(
     log_params: np.ndarray,
     frequency: np.ndarray,
     monetary_value: np.ndarray,
-    weights: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     r"""Total negative Gamma-Gamma log-likelihood and its gradient w.r.t. the log-parameters.
 
@@ -78,8 +81,8 @@ def negative_log_likelihood(
         ``log([p, q, v])``.
     frequency, monetary_value
         :math:`x > 0` and :math:`m > 0` of each repeat buyer.
-    weights
-        Count (or weight) of each row; ones when None.
+    sample_weight
+        Weight (e.g. count) of each row; ones when None.
 
     Returns
     -------
@@ -89,7 +92,7 @@ def negative_log_likelihood(
     p, q, v = np.exp(np.asarray(log_params, dtype=float))
     x = np.asarray(frequency, dtype=float)
     m = np.asarray(monetary_value, dtype=float)
-    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+    w = np.ones_like(x) if sample_weight is None else np.asarray(sample_weight, dtype=float)
 
     px = p * x
     total = m * x
@@ -128,15 +131,9 @@ class GammaGamma(BTYDEstimator):
         ``p`` (shape of the transaction values), ``q, v`` (shape and rate of the gamma prior
         of the per-customer rate ``nu``; the mean spend per transaction across customers is
         ``p * v / (q - 1)``).
-    log_likelihood_ : float
-        Total log-likelihood of the repeat buyers' data (weights applied, without penalty).
-    stderr_ : pandas.Series
-        Standard errors from the inverse Hessian of the negative log-likelihood (delta
-        method from the log-parameters); NaN where the Hessian is singular.
-    converged_ : bool
-        Whether the optimizer converged.
-    n_iter_ : int
-        Iterations of the retained optimizer run.
+    log_likelihood_, stderr_, converged_, n_iter_
+        The outcome of the fit, as in :class:`~clvlab.models.btyd.base.BTYDEstimator`; the
+        log-likelihood is that of the repeat buyers' mean spends.
     """
 
     PARAM_NAMES = ("p", "q", "v")
@@ -144,10 +141,11 @@ class GammaGamma(BTYDEstimator):
     def fit(
         self,
         rfm: pd.DataFrame,
-        weights: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
         *,
         at: Mapping[str, float] | None = None,
-    ) -> GammaGamma:
+        weights: object = WEIGHTS_NOT_PASSED,
+    ) -> Self:
         """Fit the model by maximum likelihood on the repeat buyers (``frequency > 0``).
 
         Parameters
@@ -156,16 +154,19 @@ class GammaGamma(BTYDEstimator):
             One row per customer with ``frequency`` (repeat purchases) and
             ``monetary_value`` (mean value of the repeat purchases). Rows with frequency 0
             are ignored (their monetary_value may be anything, even NaN).
-        weights : array-like, optional
+        sample_weight : array-like, optional
             Weight (e.g. count) of each row; all ones when None.
         at : mapping, optional
             Parameters by name at which to take the fitted state instead of optimising
             (used to carry another engine's optimum, e.g. lifetimes').
+        weights : array-like, optional
+            Deprecated name of ``sample_weight``: still accepted, with a FutureWarning,
+            until the next release.
 
         Returns
         -------
-        GammaGamma
-            ``self``, fitted.
+        self
+            The model, fitted.
 
         Warns
         -----
@@ -179,9 +180,10 @@ class GammaGamma(BTYDEstimator):
             Missing columns, invalid frequency, a repeat buyer with a missing or
             non-positive monetary_value, or no repeat buyer at all.
         """
+        sample_weight = renamed_sample_weight(sample_weight, weights, "GammaGamma")
         table = validate_rfm(rfm, _COLUMNS, "GammaGamma", allow_nan=("monetary_value",))
         check_frequency(table)
-        w = validate_weights(weights, len(table), "GammaGamma")
+        w = validate_sample_weight(sample_weight, len(table), "GammaGamma")
         repeat = table["frequency"].to_numpy() > 0
         m = table["monetary_value"].to_numpy()
         raise_for_rows(

@@ -56,23 +56,14 @@ derivative of the integrand (the parameter dependence of the split point cancels
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy.special import digamma, expit, exprel, gammaln, logsumexp
 
-from clvlab.errors import DataError
-from clvlab.models.btyd.base import (
-    BTYDEstimator,
-    FitProblem,
-    as_float_arrays,
-    check_nonnegative,
-    history_arrays,
-    purchase_histories_to_fit,
-    times_since_first_purchase,
-)
+from clvlab.models.btyd.base import CompressedRows, FitProblem
+from clvlab.models.btyd.purchase import PurchaseModel
 
 #: Largest argument of the hypergeometric series; beyond it the integral is done by
 #: quadrature (see the module docstring).
@@ -616,7 +607,7 @@ def _log_integral(
     return out.value, grad
 
 
-def _log_dead_odds(
+def _log_dropout_odds(
     params: tuple[float, float, float, float],
     x: np.ndarray,
     t_x: np.ndarray,
@@ -660,7 +651,7 @@ class _Histories:
     x: np.ndarray
     t_x: np.ndarray
     T: np.ndarray
-    weights: np.ndarray
+    sample_weight: np.ndarray
     pairs: _Pairs
     x_values: np.ndarray
     x_index: np.ndarray
@@ -669,10 +660,14 @@ class _Histories:
 
     @classmethod
     def build(
-        cls, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, weights: np.ndarray | None
+        cls, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, sample_weight: np.ndarray | None
     ) -> _Histories:
         x, t_x, T = (np.asarray(a, dtype=float).reshape(-1) for a in (x, t_x, T))
-        w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float).reshape(-1)
+        w = (
+            np.ones_like(x)
+            if sample_weight is None
+            else np.asarray(sample_weight, dtype=float).reshape(-1)
+        )
         x_values, x_index = np.unique(x, return_inverse=True)
         T_values, T_index = np.unique(T, return_inverse=True)
         return cls(x, t_x, T, w, _Pairs.build(x, t_x, T), x_values, x_index, T_values, T_index)
@@ -706,8 +701,8 @@ class _Histories:
     def nll(self, log_params: np.ndarray) -> tuple[float, np.ndarray]:
         r, alpha, s, beta = (float(v) for v in np.exp(np.asarray(log_params, dtype=float)))
         ll, grad = self.terms((r, alpha, s, beta))
-        total_grad = grad @ self.weights * np.array([r, alpha, s, beta])
-        return -float(self.weights @ ll), -total_grad
+        total_grad = grad @ self.sample_weight * np.array([r, alpha, s, beta])
+        return -float(self.sample_weight @ ll), -total_grad
 
 
 def negative_log_likelihood(
@@ -715,7 +710,7 @@ def negative_log_likelihood(
     frequency: np.ndarray,
     recency: np.ndarray,
     T: np.ndarray,
-    weights: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     r"""Total negative Pareto/NBD log-likelihood and its gradient w.r.t. the log-parameters.
 
@@ -732,7 +727,7 @@ def negative_log_likelihood(
         \ln L = \ln\frac{\Gamma(r + x)}{\Gamma(r)} - r \ln\Big(1 + \frac{T}{\alpha}\Big)
         - x \ln(\alpha + T) - s \ln\Big(1 + \frac{T}{\beta}\Big) + \ln(1 + R)
 
-    with :math:`R` from :func:`_log_dead_odds` (see the module docstring for :math:`I`).
+    with :math:`R` from :func:`_log_dropout_odds` (see the module docstring for :math:`I`).
     With :math:`\pi = R / (1 + R)` (the posterior probability of having dropped out) the
     partial derivatives are
 
@@ -755,15 +750,15 @@ def negative_log_likelihood(
         ``log([r, alpha, s, beta])``.
     frequency, recency, T
         Customer data :math:`x, t_x, T` (1-D arrays of equal length).
-    weights
-        Count (or weight) of each row; ones when None.
+    sample_weight
+        Weight (e.g. count) of each row; ones when None.
 
     Returns
     -------
     tuple of (float, numpy.ndarray)
         :math:`-\sum_i w_i \ln L_i` and its gradient w.r.t. ``log_params``.
     """
-    return _Histories.build(frequency, recency, T, weights).nll(log_params)
+    return _Histories.build(frequency, recency, T, sample_weight).nll(log_params)
 
 
 # --------------------------------------------------------------------------------------
@@ -814,8 +809,8 @@ def _log_pmf_integral(
 # --------------------------------------------------------------------------------------
 
 
-class ParetoNBD(BTYDEstimator):
-    """Pareto/NBD model of repeat purchasing and dropout (Schmittlein, Morrison & Colombo 1987).
+class ParetoNBD(PurchaseModel):
+    r"""Pareto/NBD model of repeat purchasing and dropout (Schmittlein, Morrison & Colombo 1987).
 
     Parameters
     ----------
@@ -824,23 +819,64 @@ class ParetoNBD(BTYDEstimator):
         to the *total* negative log-likelihood (lifetimes' ParetoNBDFitter divides the
         weighted sum by the mean weight, i.e. sums over customers; its BG/NBD fitter uses the
         mean instead), with alpha and beta measured in units of the longest customer age
-        ``max(T)`` as lifetimes does. With weights, the total is the weighted sum, so a
-        weighted fit equals the fit of the expanded rows.
+        ``max(T)`` as lifetimes does. With sample weights, the total is the weighted sum, so
+        a weighted fit equals the fit of the expanded rows.
 
     Attributes
     ----------
     params_ : pandas.Series
         ``r, alpha`` (gamma prior of the purchase rate) and ``s, beta`` (gamma prior of the
         dropout rate); alpha and beta in the time unit of the data.
-    log_likelihood_ : float
-        Total log-likelihood (weights applied, without penalty).
-    stderr_ : pandas.Series
-        Standard errors from the inverse Hessian of the negative log-likelihood (delta
-        method from the log-parameters); NaN where the Hessian is singular.
-    converged_ : bool
-        Whether the optimizer converged.
-    n_iter_ : int
-        Iterations of the retained optimizer run.
+    log_likelihood_, stderr_, converged_, n_iter_
+        The outcome of the fit, as in :class:`~clvlab.models.btyd.base.BTYDEstimator`.
+
+    Notes
+    -----
+    With :math:`I` the integral of the module docstring, the probability of being alive is
+    (FHL 2005 eq. 11, :math:`A_0 = (r + s + x)\, I(t_x, T)`)
+
+    .. math::
+        P(\text{alive} \mid x, t_x, T) = \Big[1 + s\, (\alpha + T)^{r + x} (\beta + T)^s\,
+        I(t_x, T)\Big]^{-1},
+
+    and given alive at :math:`T`, :math:`\lambda \sim \mathrm{Gamma}(r + x, \alpha + T)` and
+    :math:`\mu \sim \mathrm{Gamma}(s, \beta + T)`. The expected purchases (FHL eq. 12, note 009
+    eq. 41; :math:`E[X \mid \lambda, \mu] = \frac{\lambda}{\mu}(1 - e^{-\mu t})`) are
+
+    .. math::
+        E[X(T, T+t) \mid x, t_x, T] = P(\text{alive})\, \frac{(r + x)(\beta + T)}
+        {(\alpha + T)(s - 1)} \Big[1 - \Big(\frac{\beta + T}{\beta + T + t}\Big)^{s - 1}\Big],
+
+    evaluated as :math:`\frac{r + x}{\alpha + T} (\beta + T)\, \ell\,
+    \frac{1 - e^{-(s-1)\ell}}{(s - 1)\ell}`, :math:`\ell = \ln(1 + t / (\beta + T))`, which is
+    continuous at :math:`s = 1`. A customer alive at :math:`T` buys nothing in the window if
+    his remaining lifetime :math:`\tau \sim \mathrm{Exp}(\mu)` passes without a purchase,
+    :math:`E_\tau[e^{-\lambda \min(\tau, t)}] = e^{-(\lambda + \mu) t} + \int_0^t \mu
+    e^{-(\lambda + \mu)\tau} d\tau`, so
+
+    .. math::
+        P(X(T, T+t) = 0 \mid \text{alive}) = \Big(\frac{\alpha + T}{\alpha + T + t}\Big)^{r + x}
+        \Big(\frac{\beta + T}{\beta + T + t}\Big)^{s}
+        + s\, (\alpha + T)^{r + x} (\beta + T)^s\, I(T, T + t)
+
+    (the second term, dropout inside the window before any purchase, is missing from the
+    naive formula). For :math:`n` purchases (Fader & Hardie note 028), either the customer
+    survives the window (Poisson(:math:`\lambda t`) purchases) or dies at :math:`\tau < t`
+    after Poisson(:math:`\lambda \tau`) purchases; with :math:`m = r + x`,
+    :math:`a_0 = \alpha + T`, :math:`b_0 = \beta + T`:
+
+    .. math::
+        P(X = n \mid \text{alive}) = \frac{\Gamma(m + n)}{\Gamma(m)\, n!}\Big[
+        \frac{t^n a_0^m}{(a_0 + t)^{m + n}} \Big(\frac{b_0}{b_0 + t}\Big)^s
+        + s\, a_0^m b_0^s \int_0^t \frac{\tau^n\, d\tau}
+        {(a_0 + \tau)^{m + n} (b_0 + \tau)^{s + 1}}\Big],
+
+    whose integral (positive integrand, log-concave in :math:`\ln \tau`) is evaluated by
+    quadrature in log space, which, unlike the note's alternating finite sum of
+    hypergeometric terms, is stable for any ``n``. A new customer (:math:`x = t_x = T = 0`) is
+    alive: his expected purchases are note 009 eq. (27),
+    :math:`\frac{r \beta}{\alpha (s - 1)}[1 - (\frac{\beta}{\beta + t})^{s - 1}]`, and his
+    probability of no purchase the likelihood of :math:`x = 0` on :math:`(0, t]`.
 
     Examples
     --------
@@ -849,55 +885,17 @@ class ParetoNBD(BTYDEstimator):
     """
 
     PARAM_NAMES = ("r", "alpha", "s", "beta")
+    _UNIDENTIFIED = "the purchase and dropout rates"
 
-    def fit(
-        self,
-        rfm: pd.DataFrame,
-        weights: np.ndarray | None = None,
-        *,
-        at: Mapping[str, float] | None = None,
-    ) -> ParetoNBD:
-        """Fit the model by maximum likelihood.
-
-        Parameters
-        ----------
-        rfm : pandas.DataFrame
-            One row per customer with ``frequency`` (repeat purchases, whole numbers >= 0),
-            ``recency`` (time of the last repeat purchase since the first purchase, 0 when
-            frequency is 0) and ``T`` (time from the first purchase to the end of
-            observation), in any one time unit. Other columns are ignored.
-        weights : array-like, optional
-            Weight (e.g. count) of each row; all ones when None.
-        at : mapping, optional
-            Parameters by name at which to take the fitted state instead of optimising
-            (used to carry another engine's optimum, e.g. lifetimes').
-
-        Returns
-        -------
-        ParetoNBD
-            ``self``, fitted.
-
-        Warns
-        -----
-        clvlab.models.btyd.BTYDConvergenceWarning
-            The optimizer did not converge, a parameter ended on its search bound or the
-            Hessian is singular (parameters not identified by the data).
-
-        Raises
-        ------
-        clvlab.errors.DataError
-            Missing columns, NaN/infinite values, negative or non-integer frequency,
-            negative recency, recency > T, or recency > 0 with frequency 0.
-        """
-        rows, time_scale = purchase_histories_to_fit(
-            rfm, weights, "ParetoNBD", "the purchase and dropout rates"
-        )
+    def _problem_for(self, rows: CompressedRows, time_scale: float) -> FitProblem:
+        """The fit on the compressed histories, penalized as lifetimes does (see
+        ``penalizer_coef``)."""
         x, t_x, T = (rows.column(j) for j in range(3))
         counts = rows.counts
         histories = _Histories.build(x, t_x, T, counts)
         total_weight = float(counts.sum())
         log_scale = math.log(time_scale)
-        problem = FitProblem(
+        return FitProblem(
             nll=histories.nll,
             total_weight=total_weight,
             log_offset=np.array([0.0, log_scale, 0.0, log_scale]),
@@ -906,158 +904,40 @@ class ParetoNBD(BTYDEstimator):
             / math.sqrt(total_weight),
             starts=_start_points(x, T / time_scale, counts),
         )
-        self._fit_problem(problem, at)
-        return self
 
-    # -- predictions -------------------------------------------------------------------
+    # -- model pieces on validated arrays -------------------------------------------------
 
-    def _log_dead_odds(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    def _log_dropout_odds(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """:func:`_log_dropout_odds` at the fitted parameters, in the shape of ``x``."""
         params = self._fitted_params()
         shape = x.shape
-        odds, _ = _log_dead_odds(params, x.reshape(-1), t_x.reshape(-1), T.reshape(-1))
+        odds, _ = _log_dropout_odds(params, x.reshape(-1), t_x.reshape(-1), T.reshape(-1))
         return odds.reshape(shape)
 
-    def p_alive(self, frequency: object, recency: object, T: object) -> np.ndarray:
-        r"""Probability that a customer with history :math:`(x, t_x, T)` is alive at T.
-
-        FHL (2005) eq. (11):
-
-        .. math::
-            P(\text{alive} \mid x, t_x, T) = \Big[1 + \frac{s}{r + s + x}
-            (\alpha + T)^{r + x} (\beta + T)^s A_0\Big]^{-1}
-
-        Parameters
-        ----------
-        frequency, recency, T : float or array-like
-            Customer histories (broadcast against each other).
-
-        Returns
-        -------
-        numpy.ndarray
-            Probabilities, in the broadcast shape of the inputs.
-        """
-        x, t_x, age = history_arrays(frequency, recency, T)
-        return expit(-self._log_dead_odds(x, t_x, age))
-
-    def expected_purchases(
-        self, t: object, frequency: object, recency: object, T: object
-    ) -> np.ndarray:
-        r"""Expected number of purchases in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
-
-        FHL (2005) eq. (12) / note 009 eq. (41): given alive at T, :math:`\lambda \sim
-        \mathrm{Gamma}(r + x, \alpha + T)` and :math:`\mu \sim \mathrm{Gamma}(s, \beta + T)`,
-        and :math:`E[X \mid \lambda, \mu] = \frac{\lambda}{\mu}(1 - e^{-\mu t})`, so
-
-        .. math::
-            E[X(T, T+t) \mid x, t_x, T] = P(\text{alive})\, \frac{(r + x)(\beta + T)}
-            {(\alpha + T)(s - 1)} \Big[1 - \Big(\frac{\beta + T}{\beta + T + t}\Big)^{s - 1}
-            \Big],
-
-        evaluated as :math:`\frac{r + x}{\alpha + T} (\beta + T)\, \ell\,
-        \frac{1 - e^{-(s-1)\ell}}{(s - 1)\ell}`, :math:`\ell = \ln(1 + t / (\beta + T))`,
-        which is continuous at :math:`s = 1`.
-
-        Parameters
-        ----------
-        t : float or array-like
-            Length of the prediction window, in the time unit of the data.
-        frequency, recency, T : float or array-like
-            Customer histories.
-
-        Returns
-        -------
-        numpy.ndarray
-            Expected purchases, in the broadcast shape of the inputs.
-        """
+    def _expected_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """:func:`_expected_purchases_if_alive` at the fitted parameters."""
         r, alpha, s, beta = self._fitted_params()
-        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
-        alive = expit(-self._log_dead_odds(x, t_x, age))
-        return alive * _expected_if_alive(r, alpha, s, beta, horizon, x, age)
+        return _expected_purchases_if_alive(r, alpha, s, beta, t, x, T)
 
-    def p_churn(self, t: object, frequency: object, recency: object, T: object) -> np.ndarray:
-        r"""Probability of no purchase in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
-
-        A customer alive at T with rates :math:`\lambda, \mu` buys nothing in the window
-        if the remaining lifetime :math:`\tau \sim \mathrm{Exp}(\mu)` passes without a
-        purchase: :math:`E_\tau[e^{-\lambda \min(\tau, t)}] = e^{-(\lambda + \mu) t} +
-        \int_0^t \mu e^{-(\lambda + \mu)\tau} d\tau`. Averaged over the posterior
-        :math:`\lambda \sim \mathrm{Gamma}(r + x, \alpha + T)`,
-        :math:`\mu \sim \mathrm{Gamma}(s, \beta + T)`:
-
-        .. math::
-            P_0 = \Big(\frac{\alpha + T}{\alpha + T + t}\Big)^{r + x}
-            \Big(\frac{\beta + T}{\beta + T + t}\Big)^{s}
-            + s\, (\alpha + T)^{r + x} (\beta + T)^s\, I(T, T + t)
-
-        (the second term is the dropout inside the window before any purchase; it is
-        missing from the naive formula with only the first term), and
-        :math:`P = 1 - P(\text{alive}) + P(\text{alive})\, P_0`.
-
-        Parameters
-        ----------
-        t : float or array-like
-            Length of the window.
-        frequency, recency, T : float or array-like
-            Customer histories.
-
-        Returns
-        -------
-        numpy.ndarray
-            Probabilities, in the broadcast shape of the inputs.
-        """
-        params = self._fitted_params()
-        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
-        alive = expit(-self._log_dead_odds(x, t_x, age))
-        return 1.0 - alive * -np.expm1(_log_no_purchase_if_alive(params, horizon, x, age))
-
-    def p_purchases(
-        self, n: object, t: object, frequency: object, recency: object, T: object
+    def _no_purchase(
+        self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
-        r"""Probability of exactly ``n`` purchases in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
-
-        Fader & Hardie note 028 (conditional PMF). Given alive at T with rates
-        :math:`\lambda, \mu`, either the customer survives the window (probability
-        :math:`e^{-\mu t}`, Poisson(:math:`\lambda t`) purchases) or dies at
-        :math:`\tau < t` after Poisson(:math:`\lambda \tau`) purchases. Averaging over the
-        posterior (:math:`m = r + x`, :math:`a_0 = \alpha + T`, :math:`b_0 = \beta + T`):
-
-        .. math::
-            P(X = n \mid \text{alive}) = \frac{\Gamma(m + n)}{\Gamma(m)\, n!}\Big[
-            \frac{t^n a_0^m}{(a_0 + t)^{m + n}} \Big(\frac{b_0}{b_0 + t}\Big)^s
-            + s\, a_0^m b_0^s \int_0^t \frac{\tau^n\, d\tau}
-            {(a_0 + \tau)^{m + n} (b_0 + \tau)^{s + 1}}\Big]
-
-        and :math:`P(X = n) = \delta_{n0} (1 - P(\text{alive})) + P(\text{alive})
-        P(X = n \mid \text{alive})`. The integral (positive integrand, log-concave in
-        :math:`\ln \tau`) is evaluated by quadrature in log space, which, unlike the
-        note's alternating finite sum of hypergeometric terms, is stable for any ``n``.
-
-        Parameters
-        ----------
-        n : int or array-like
-            Number of purchases (whole numbers >= 0).
-        t : float or array-like
-            Length of the window.
-        frequency, recency, T : float or array-like
-            Customer histories (all inputs broadcast against each other).
-
-        Returns
-        -------
-        numpy.ndarray
-            Probabilities, in the broadcast shape of the inputs.
-        """
         params = self._fitted_params()
-        r, alpha, s, beta = params
-        count, horizon, x, t_x, age = as_float_arrays(
-            n=n, t=t, frequency=frequency, recency=recency, T=T
-        )
-        check_nonnegative(n=count)
-        if (count != np.round(count)).any():
-            raise DataError("n must hold whole numbers of purchases.")
-        horizon, x, t_x, age = history_arrays(x, t_x, age, t=horizon)
-        shape = count.shape
-        count, horizon, x, t_x, age = (a.reshape(-1) for a in (count, horizon, x, t_x, age))
-        alive = expit(-self._log_dead_odds(x, t_x, age))
+        alive = expit(-self._log_dropout_odds(x, t_x, T))
+        return 1.0 - alive * -np.expm1(_log_no_purchase_if_alive(params, t, x, T))
+
+    def _no_purchase_new_customer(self, t: np.ndarray) -> np.ndarray:
+        # Alive for sure: the probability itself, not one minus its complement.
+        zero = np.zeros_like(t)
+        return np.exp(_log_no_purchase_if_alive(self._fitted_params(), t, zero, zero))
+
+    def _pmf(
+        self, n: np.ndarray, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        r, alpha, s, beta = self._fitted_params()
+        shape = n.shape
+        count, horizon, x, t_x, age = (a.reshape(-1) for a in (n, t, x, t_x, T))
+        alive = expit(-self._log_dropout_odds(x, t_x, age))
         m, a0, b0 = r + x, alpha + age, beta + age
         log_front = gammaln(m + count) - gammaln(m) - gammaln(count + 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1082,56 +962,8 @@ class ParetoNBD(BTYDEstimator):
         out = alive * if_alive + np.where(count == 0, 1.0 - alive, 0.0)
         return np.clip(out, 0.0, 1.0).reshape(shape)
 
-    def expected_purchases_new_customer(self, t: object) -> np.ndarray:
-        r"""Expected repeat purchases in :math:`(0, t]` of a new customer.
 
-        Note 009 eq. (27):
-
-        .. math::
-            E[X(t)] = \frac{r \beta}{\alpha (s - 1)}\Big[1 - \Big(\frac{\beta}{\beta + t}
-            \Big)^{s - 1}\Big]
-
-        Parameters
-        ----------
-        t : float or array-like
-            Time since the first purchase.
-
-        Returns
-        -------
-        numpy.ndarray
-            Expected purchases, in the shape of ``t``.
-        """
-        r, alpha, s, beta = self._fitted_params()
-        horizon = times_since_first_purchase(t)
-        zero = np.zeros_like(horizon)
-        return _expected_if_alive(r, alpha, s, beta, horizon, zero, zero)
-
-    def p_no_purchase_new_customer(self, t: object) -> np.ndarray:
-        r"""Probability that a new customer makes no repeat purchase in :math:`(0, t]`.
-
-        The likelihood of :math:`x = 0` on :math:`(0, t]`:
-
-        .. math::
-            P(X(t) = 0) = \Big(\frac{\alpha}{\alpha + t}\Big)^r
-            \Big(\frac{\beta}{\beta + t}\Big)^s + s\, \alpha^r \beta^s\, I(0, t)
-
-        Parameters
-        ----------
-        t : float or array-like
-            Time since the first purchase.
-
-        Returns
-        -------
-        numpy.ndarray
-            Probabilities, in the shape of ``t``.
-        """
-        params = self._fitted_params()
-        horizon = times_since_first_purchase(t)
-        zero = np.zeros_like(horizon)
-        return np.exp(_log_no_purchase_if_alive(params, horizon, zero, zero))
-
-
-def _expected_if_alive(
+def _expected_purchases_if_alive(
     r: float, alpha: float, s: float, beta: float, t: np.ndarray, x: np.ndarray, T: np.ndarray
 ) -> np.ndarray:
     """Expected purchases in (T, T + t] given x and alive at T (no P(alive) factor)."""
@@ -1148,7 +980,7 @@ def _log_no_purchase_if_alive(
     shape = t.shape
     t, x, T = (np.asarray(a, dtype=float).reshape(-1) for a in (t, x, T))
     # Same structure as the likelihood with (t_x, T) -> (T, T + t).
-    odds, _ = _log_dead_odds(params, x, T, T + t)
+    odds, _ = _log_dropout_odds(params, x, T, T + t)
     out = -(r + x) * np.log1p(t / (alpha + T)) - s * np.log1p(t / (beta + T))
     out = out + np.logaddexp(0.0, odds)
     return np.minimum(out, 0.0).reshape(shape)

@@ -1,0 +1,294 @@
+r"""What the purchase-and-dropout models (BG/NBD, MBG/NBD, Pareto/NBD) share: ``fit`` and the
+predictions, validated and documented once.
+
+Every prediction rests on one fact of these models: a customer's future depends on the past
+only through being alive at :math:`T` and the posterior of his rates given that, so each one is
+:math:`P(\text{alive} \mid x, t_x, T)` times the same prediction for a customer known to be
+alive (plus, for "no purchase", the customers who dropped out). A model supplies its
+likelihood and its formulas through a few small methods, and states the formulas in the Notes
+of its class docstring:
+
+* ``_problem_for``: the optimisation problem of a compressed data set;
+* ``_log_dropout_odds``: the log odds :math:`D` of having dropped out by :math:`T`, so that
+  :math:`P(\text{alive}) = 1 / (1 + e^D)`;
+* ``_expected_if_alive``, ``_no_purchase`` and ``_pmf``: the other predictions, on
+  validated arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from clvlab.errors import DataError
+from clvlab.models.btyd.base import (
+    WEIGHTS_NOT_PASSED,
+    BTYDEstimator,
+    CompressedRows,
+    FitProblem,
+    history_arrays,
+    purchase_histories_to_fit,
+    renamed_sample_weight,
+    times_since_first_purchase,
+)
+
+
+class PurchaseModel(BTYDEstimator):
+    """Base of the purchase-and-dropout models: fitting on an RFM table and the predictions.
+
+    Parameters and attributes are those of
+    :class:`~clvlab.models.btyd.base.BTYDEstimator`; each model documents its parameters
+    (``params_``) and formulas in its own class docstring.
+    """
+
+    #: What the data leave unidentified when no customer made a repeat purchase (for the
+    #: warning of :meth:`fit`).
+    _UNIDENTIFIED: ClassVar[str] = "the parameters"
+
+    def fit(
+        self,
+        rfm: pd.DataFrame,
+        sample_weight: np.ndarray | None = None,
+        *,
+        at: Mapping[str, float] | None = None,
+        weights: object = WEIGHTS_NOT_PASSED,
+    ) -> Self:
+        """Fit the model by maximum likelihood.
+
+        Parameters
+        ----------
+        rfm : pandas.DataFrame
+            One row per customer with ``frequency`` (repeat purchases, whole numbers >= 0),
+            ``recency`` (time of the last repeat purchase since the first purchase, 0 when
+            frequency is 0) and ``T`` (time from the first purchase to the end of
+            observation), in any one time unit. Other columns are ignored.
+        sample_weight : array-like, optional
+            Weight (e.g. count) of each row; all ones when None.
+        at : mapping, optional
+            Parameters by name at which to take the fitted state instead of optimising
+            (used to carry another engine's optimum, e.g. lifetimes').
+        weights : array-like, optional
+            Deprecated name of ``sample_weight``: still accepted, with a FutureWarning,
+            until the next release.
+
+        Returns
+        -------
+        self
+            The model, fitted.
+
+        Warns
+        -----
+        clvlab.models.btyd.BTYDConvergenceWarning
+            The optimizer did not converge, a parameter ended on its search bound or the
+            Hessian is singular (parameters not identified by the data).
+
+        Raises
+        ------
+        clvlab.errors.DataError
+            Missing columns, NaN/infinite values, negative or non-integer frequency,
+            negative recency, recency > T, or recency > 0 with frequency 0.
+        """
+        name = type(self).__name__
+        sample_weight = renamed_sample_weight(sample_weight, weights, name)
+        rows, time_scale = purchase_histories_to_fit(rfm, sample_weight, name, self._UNIDENTIFIED)
+        self._fit_problem(self._problem_for(rows, time_scale), at)
+        return self
+
+    # -- what each model supplies ------------------------------------------------------
+
+    def _problem_for(self, rows: CompressedRows, time_scale: float) -> FitProblem:
+        """The fit of the compressed ``frequency, recency, T`` rows, with times in units of
+        ``time_scale`` for the start points and the penalty."""
+        raise NotImplementedError
+
+    def _log_dropout_odds(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """Log odds of "dropped out by T" vs "alive at T" on validated arrays."""
+        raise NotImplementedError
+
+    def _expected_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """Expected purchases in (T, T + t] of a customer alive at T, on validated arrays."""
+        raise NotImplementedError
+
+    def _no_purchase(
+        self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`p_churn` on validated arrays."""
+        raise NotImplementedError
+
+    def _no_purchase_new_customer(self, t: np.ndarray) -> np.ndarray:
+        """:meth:`p_no_purchase_new_customer` on validated arrays."""
+        zero = np.zeros_like(t)
+        return self._no_purchase(t, zero, zero, zero)
+
+    def _pmf(
+        self, n: np.ndarray, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`p_purchases` on validated arrays."""
+        raise NotImplementedError
+
+    def _expected(self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """:meth:`expected_purchases` on validated arrays."""
+        alive = expit(-self._log_dropout_odds(x, t_x, T))
+        return alive * self._expected_if_alive(t, x, T)
+
+    # -- predictions -------------------------------------------------------------------
+
+    def p_alive(self, frequency: object, recency: object, T: object) -> np.ndarray:
+        r"""Probability that a customer with history :math:`(x, t_x, T)` is alive at T.
+
+        :math:`P(\text{alive} \mid x, t_x, T) = 1 / (1 + e^D)`, with :math:`D` the log odds
+        of having dropped out by :math:`T` given the history; the model's formula is in the
+        Notes of its class docstring.
+
+        Parameters
+        ----------
+        frequency, recency, T : float or array-like
+            Customer histories (broadcast against each other).
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities, in the broadcast shape of the inputs.
+        """
+        x, t_x, age = history_arrays(frequency, recency, T)
+        return expit(-self._log_dropout_odds(x, t_x, age))
+
+    def expected_purchases(
+        self, t: object, frequency: object, recency: object, T: object
+    ) -> np.ndarray:
+        r"""Expected number of purchases in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
+
+        .. math::
+            E[X(T, T+t) \mid x, t_x, T] = P(\text{alive} \mid x, t_x, T)\,
+            E[X(T, T+t) \mid x, T, \text{alive at } T]
+
+        (a customer who dropped out buys nothing); the model's formula is in the Notes of its
+        class docstring.
+
+        Parameters
+        ----------
+        t : float or array-like
+            Length of the prediction window, in the time unit of the data.
+        frequency, recency, T : float or array-like
+            Customer histories.
+
+        Returns
+        -------
+        numpy.ndarray
+            Expected purchases, in the broadcast shape of the inputs.
+        """
+        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
+        return self._expected(horizon, x, t_x, age)
+
+    def p_churn(self, t: object, frequency: object, recency: object, T: object) -> np.ndarray:
+        r"""Probability of no purchase in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
+
+        .. math::
+            P(X(T, T+t) = 0 \mid x, t_x, T) = 1 - P(\text{alive})
+            + P(\text{alive})\, P(X(T, T+t) = 0 \mid x, T, \text{alive at } T)
+
+        with :math:`P(\text{alive})` from :meth:`p_alive`; the model's formula is in the
+        Notes of its class docstring.
+
+        Parameters
+        ----------
+        t : float or array-like
+            Length of the window.
+        frequency, recency, T : float or array-like
+            Customer histories.
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities, in the broadcast shape of the inputs.
+        """
+        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
+        return self._no_purchase(horizon, x, t_x, age)
+
+    def p_purchases(
+        self, n: object, t: object, frequency: object, recency: object, T: object
+    ) -> np.ndarray:
+        r"""Probability of exactly ``n`` purchases in :math:`(T, T + t]` given the history.
+
+        .. math::
+            P(X(T, T+t) = n \mid x, t_x, T) = \delta_{n0}\,(1 - P(\text{alive}))
+            + P(\text{alive})\, P(X(T, T+t) = n \mid x, T, \text{alive at } T)
+
+        with :math:`P(\text{alive})` from :meth:`p_alive`; ``n = 0`` gives :meth:`p_churn`.
+        The model's formula is in the Notes of its class docstring; it is evaluated so that
+        the result stays accurate for large ``n`` and ``frequency``.
+
+        Parameters
+        ----------
+        n : int or array-like of int
+            Number of purchases, whole numbers >= 0.
+        t : float or array-like
+            Length of the window.
+        frequency, recency, T : float or array-like
+            Customer histories (all inputs broadcast against each other).
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities, in the broadcast shape of the inputs.
+
+        Raises
+        ------
+        clvlab.errors.DataError
+            ``n`` negative or not a whole number, or invalid histories.
+        """
+        count, horizon, x, t_x, age = history_arrays(frequency, recency, T, n=n, t=t)
+        check_counts(count)
+        return self._pmf(count, horizon, x, t_x, age)
+
+    def expected_purchases_new_customer(self, t: object) -> np.ndarray:
+        r"""Expected repeat purchases in :math:`(0, t]` of a new customer.
+
+        :meth:`expected_purchases` for a customer with :math:`x = t_x = T = 0` (the model's
+        formula is in the Notes of its class docstring).
+
+        Parameters
+        ----------
+        t : float or array-like
+            Time since the first purchase.
+
+        Returns
+        -------
+        numpy.ndarray
+            Expected purchases, in the shape of ``t``.
+        """
+        horizon = times_since_first_purchase(t)
+        zero = np.zeros_like(horizon)
+        return self._expected(horizon, zero, zero, zero)
+
+    def p_no_purchase_new_customer(self, t: object) -> np.ndarray:
+        r"""Probability that a new customer makes no repeat purchase in :math:`(0, t]`.
+
+        :meth:`p_churn` for a customer with :math:`x = t_x = T = 0` (the model's formula is
+        in the Notes of its class docstring).
+
+        Parameters
+        ----------
+        t : float or array-like
+            Time since the first purchase.
+
+        Returns
+        -------
+        numpy.ndarray
+            Probabilities, in the shape of ``t``.
+        """
+        return self._no_purchase_new_customer(times_since_first_purchase(t))
+
+
+def check_counts(n: np.ndarray) -> None:
+    """Raise DataError unless the (already non-negative) purchase counts are whole numbers."""
+    fractional = n != np.round(n)
+    if fractional.any():
+        raise DataError(
+            f"n has {int(fractional.sum())} non-integer value(s), e.g. "
+            f"{n[fractional][:5].tolist()}; n counts purchases and must hold whole numbers >= 0."
+        )
