@@ -7,7 +7,8 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -82,17 +83,36 @@ def publish(built: Path, target: Path) -> None:
 
     A file replaces a file in one atomic rename. Otherwise the old output is first renamed
     aside, and removed only once the new one is in place; if putting the new one in place
-    fails, the old one is put back, so ``target`` is never lost.
+    fails, the old one is put back, so ``target`` is never lost. Processes publishing into
+    the same folder at once take turns (a lock on the folder), so the last one wins whole.
     """
-    if not target.exists() or (built.is_file() and target.is_file()):
-        os.replace(built, target)
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, aside / target.name)
+    with _folder_lock(target.parent):
+        if not target.exists() or (built.is_file() and target.is_file()):
+            os.replace(built, target)
+            return
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, aside / target.name)
+        try:
+            os.replace(built, target)
+        except BaseException:
+            os.replace(aside / target.name, target)
+            raise
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock (``flock``) on ``folder`` while the block runs; nothing is
+    left behind, and a crashed holder releases it. Without ``fcntl`` (Windows), no lock."""
     try:
-        os.replace(built, target)
-    except BaseException:
-        os.replace(aside / target.name, target)
-        raise
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
     finally:
-        shutil.rmtree(aside, ignore_errors=True)
+        os.close(handle)  # closing releases the lock

@@ -10,8 +10,15 @@ window (metrics of different windows are not comparable, and the decision says s
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
+import os
+import random
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +35,8 @@ if TYPE_CHECKING:
     from clvlab.config import RunConfig
 
 CHALLENGER = "challenger"
+#: The registered model whose existence is the lock on a model's aliases (:func:`registry_lock`).
+LOCK_SUFFIX = ".clvlab-lock"
 _METRIC_TAG = "holdout."
 _WINDOW_TAG = "clvlab.holdout_window"
 
@@ -114,12 +123,18 @@ def register(
         **{f"{_METRIC_TAG}{k}": repr(float(v)) for k, v in metrics.items()},
     }.items():
         client.set_model_version_tag(name, version, key, value)
-    client.set_registered_model_alias(name, CHALLENGER, version)
 
-    current = _alias_version(client, name, CHAMPION)
-    decision = _decide(client, name, version, current, metrics, window, config)
-    if decision.promoted:
-        _move_champion(client, name, version, by="clvlab train (automatic)", why=decision.reason)
+    # Registrations running at once each get their version; their aliases move one at a time.
+    with registry_lock(client, name):
+        newest = _alias_version(client, name, CHALLENGER)
+        if newest is None or int(newest) < int(version):
+            client.set_registered_model_alias(name, CHALLENGER, version)
+        current = _alias_version(client, name, CHAMPION)
+        decision = _decide(client, name, version, current, metrics, window, config)
+        if decision.promoted:
+            _move_champion(
+                client, name, version, by="clvlab train (automatic)", why=decision.reason
+            )
     client.log_dict(run_id, asdict(decision), "registry_decision.json")
     client.set_tag(run_id, "clvlab.registry", f"{name} version {version}")
     client.set_tag(run_id, "clvlab.registry_decision", "promoted" if decision.promoted else "kept")
@@ -141,8 +156,9 @@ def promote(name: str, version: str, *, reason: str, by: str | None = None) -> s
         raise ClvlabError(
             f"registered model {name!r} has no version {version}; see `clvlab models {name}`"
         ) from None
-    previous = _alias_version(client, name, CHAMPION)
-    _move_champion(client, name, str(version), by=by or getpass.getuser(), why=reason)
+    with registry_lock(client, name):
+        previous = _alias_version(client, name, CHAMPION)
+        _move_champion(client, name, str(version), by=by or getpass.getuser(), why=reason)
     return previous
 
 
@@ -242,6 +258,64 @@ def _move_champion(client: MlflowClient, name: str, version: str, *, by: str, wh
         "clvlab.previous_champion": previous or "",
     }.items():
         client.set_model_version_tag(name, version, key, value)
+
+
+@contextmanager
+def registry_lock(
+    client: MlflowClient, name: str, *, timeout_s: float = 120.0, stale_s: float = 600.0
+) -> Iterator[None]:
+    """Hold the lock on ``name``'s aliases: one registration or promotion at a time decides
+    and moves them, wherever it runs.
+
+    The lock is a registered model ``<name>.clvlab-lock``: the store creates a name only once
+    (a unique key in its database, on a tracking server too), so creating it is an atomic
+    test-and-set. It is deleted on release; one older than ``stale_s`` seconds is left over by
+    a crashed process and is taken over.
+
+    Raises
+    ------
+    ClvlabError
+        If the lock is still held after ``timeout_s`` seconds.
+    """
+    from mlflow.exceptions import MlflowException
+
+    lock = f"{name}{LOCK_SUFFIX}"
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.create_registered_model(lock, tags={"clvlab.lock_holder": holder})
+            break
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = client.get_registered_model(lock)
+        except MlflowException:
+            continue  # released in between: try again at once
+        age_s = time.time() - held.creation_timestamp / 1000
+        if age_s > stale_s:
+            _delete_lock(client, lock)
+            continue
+        if time.monotonic() > deadline:
+            raise ClvlabError(
+                f"the aliases of registered model {name!r} are locked by "
+                f"{(held.tags or {}).get('clvlab.lock_holder', 'another process')} since "
+                f"{age_s:.0f} s ago; if no `clvlab train --register {name}` or `clvlab promote` "
+                f"is running, delete the registered model {lock!r}"
+            )
+        time.sleep(random.uniform(0.05, 0.25))
+    try:
+        yield
+    finally:
+        _delete_lock(client, lock)
+
+
+def _delete_lock(client: MlflowClient, lock: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):
+        client.delete_registered_model(lock)
 
 
 def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
