@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with Python 3.11+ and make:
 #   make train   bootstrap .venv and run `clvlab train` on configs/cdnow.yaml
-#   make test    bootstrap .venv, lint, and run the whole test suite
+#   make test    bootstrap .venv, lint (ruff, mypy), and run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -27,6 +27,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Re-resolve the pinned versions (after changing dependencies in pyproject.toml).
 lock:

@@ -7,8 +7,9 @@ cleaned as in configs/online_retail.yaml) this script
    GammaGammaFitter for revenue) on the calibration summary and predicts the holdout:
    expected purchases, P(no purchase in the holdout) (Pareto/NBD; lifetimes' BG/NBD and
    MBG/NBD have no such method, so 1 - P(alive) is their churn score), expected revenue;
-2. runs ``clvlab.evaluation.backtest`` with the data set's config: every candidate, champions
-   chosen on the validation window before the holdout;
+2. runs ``clvlab.evaluation.backtest`` with the data set's config (as the training job builds
+   its settings): every candidate, champions chosen on the validation window before the
+   holdout;
 3. prints lifetimes' best value of each metric (best in hindsight, on the holdout itself) next
    to clvlab's champion for that target, and checks the goals of issue 6: clvlab never worse
    on purchases MAE and churn ROC-AUC; on Online Retail better by at least 10 % on purchases
@@ -122,7 +123,9 @@ def lifetimes_metrics(config, transactions: pd.DataFrame) -> pd.DataFrame:
 
 def compare(name: str) -> list[tuple[str, bool]]:
     """Run both sides on one data set, print the table, return the checks."""
-    from clvlab.evaluation.backtest import HIGHER_IS_BETTER, backtest
+    from clvlab.evaluation.backtest import backtest
+    from clvlab.evaluation.metrics import METRICS
+    from clvlab.training import backtest_settings
 
     config, transactions = load(name)
     if transactions is None:
@@ -133,7 +136,7 @@ def compare(name: str) -> list[tuple[str, bool]]:
     theirs = lifetimes_metrics(config, transactions)
     lifetimes_s = time.perf_counter() - began
     began = time.perf_counter()
-    result = backtest(transactions, config, figures=False)
+    result = backtest(transactions, backtest_settings(config))
     clvlab_s = time.perf_counter() - began
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print("\nlifetimes (holdout):")
@@ -154,7 +157,7 @@ def compare(name: str) -> list[tuple[str, bool]]:
     for target, metric in config.selection.as_dict().items():
         if target not in result.champions or metric not in theirs:
             continue
-        higher = metric in HIGHER_IS_BETTER
+        higher = METRICS[metric].greater_is_better
         best = theirs[metric].max() if higher else theirs[metric].min()
         champion = result.champions[target]
         ours = result.metrics.loc[champion, metric]

@@ -138,7 +138,8 @@ def register_model(data: Path, as_of: str, workdir: Path) -> dict:
 
     from clvlab import load_config, rfm
     from clvlab.models.clv import fit_clv_model
-    from clvlab.tracking import export_model
+    from clvlab.serving import export_model
+    from clvlab.training import model_settings
 
     frame = pd.read_parquet(data)
     ids = frame["customer_id"].drop_duplicates().sample(100_000, random_state=0)
@@ -156,7 +157,7 @@ def register_model(data: Path, as_of: str, workdir: Path) -> dict:
             },
         }
     )
-    model, _ = fit_clv_model(summary, config, "bgnbd")
+    model, _ = fit_clv_model(summary, "bgnbd", **model_settings(config))
     folder = workdir / "bench_score_model"
     shutil.rmtree(folder, ignore_errors=True)
     export_model(model, folder, frame.head(20))

@@ -20,7 +20,7 @@ machine (2 cores). The script
    happens.
 
 With ``--breakdown`` it also times, in this process and on the same customers, what a worker
-does for a request (:func:`clvlab.tracking.invocations.answer`: the JSON body to a DataFrame,
+does for a request (:func:`clvlab.serving.invocations.answer`: the JSON body to a DataFrame,
 ``clvlab.score``, the answer's JSON), and inside ``clvlab.score`` the reading, the cleaning,
 ``rfm`` (DuckDB) and ``CLVModel.predict``.
 
@@ -205,7 +205,7 @@ def breakdown(model, frames: list[pd.DataFrame], bodies: list[bytes], params: di
     import clvlab
     from clvlab.data import CleaningPolicy, clean_transactions
     from clvlab.scoring import _read
-    from clvlab.tracking.invocations import answer, records_json
+    from clvlab.serving.invocations import answer, records_json
 
     read = [_read(frame, model)[0] for frame in frames]
     policy = dataclasses.replace(CleaningPolicy(**model.cleaning), cancellation_prefix=None)
@@ -253,7 +253,7 @@ def breakdown(model, frames: list[pd.DataFrame], bodies: list[bytes], params: di
 
 def load(served: str, store: str):
     """The served model, loaded as ``clvlab serve`` loads it."""
-    from clvlab.tracking.serving import load_served_model
+    from clvlab.serving.served import load_served_model
 
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = store

@@ -245,8 +245,8 @@ def test_parts_without_rows_or_without_ids_are_skipped(model, tmp_path):
 
 
 def test_ids_read_alike_in_every_part(model, tmp_path):
-    """Integer ids with missing values keep every digit; float ids are rendered as for the
-    whole column, whichever part they land in."""
+    """Integer ids with missing values keep every digit (and their Int64 dtype); float ids are
+    rendered as for the whole column, whichever part they land in."""
     big = 2**53 + 1  # not a float
     ids = pd.array([big, big - 1, big, None, 7, 7], dtype="Int64")
     dates = ["1997-01-01", "1997-01-02", "1997-03-01", "1997-01-01", "1997-01-04", "1997-02-04"]
@@ -257,9 +257,10 @@ def test_ids_read_alike_in_every_part(model, tmp_path):
         with pytest.warns(UserWarning, match="1 transaction rows have no customer id"):
             score_to_file(model, path, tmp_path / "s.parquet", partition_rows=rows)
         written = read_scores(tmp_path / "s.parquet")
-        assert sorted(written["customer_id"]) == sorted(["7", str(big), str(big - 1)])
+        assert written["customer_id"].dtype == "Int64"
+        assert written["customer_id"].tolist() == [7, big - 1, big]
     with pytest.warns(UserWarning):
-        assert sorted(score(model, path)["customer_id"]) == sorted(written["customer_id"])
+        assert score(model, path)["customer_id"].tolist() == [7, big - 1, big]
 
     floats = pd.DataFrame(
         {"customer_id": [1.0, 2.0, 2.5, 1.0], "date": dates[:4], "amount": [1.0, 2.0, 3.0, 4.0]}
@@ -457,3 +458,73 @@ def test_the_cli_help_names_the_librarys_horizon_limit(capsys):
     assert f"horizon in days, at most {MAX_HORIZON_DAYS}" in " ".join(
         capsys.readouterr().out.split()
     )
+
+
+# Ids keep the type they came in (issue 14, item 5): in every part file, Parquet or CSV.
+
+BIG = 2**53 + 1  # not a float
+#: SMALL with int64 ids: a -> BIG, b -> 10 (only after as_of), c -> 9 (only a return), d -> 100.
+INT_SMALL = SMALL.assign(customer_id=np.array([BIG, BIG, 10, 9, 100, BIG], dtype=np.int64))
+
+
+@pytest.mark.parametrize("source", ["frame", "parquet"])
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+@pytest.mark.parametrize("rows", [2, 100], ids=["3 parts", "1 part"])
+def test_integer_ids_stay_integers_in_every_file(model, tmp_path, source, suffix, rows):
+    transactions = INT_SMALL
+    if source == "parquet":
+        transactions = tmp_path / "tx.parquet"
+        INT_SMALL.to_parquet(transactions)
+    expected = score(model, INT_SMALL, as_of="1997-06-30")
+    assert expected["customer_id"].tolist() == [9, 10, 100, BIG]
+    path = tmp_path / f"scores{suffix}"
+    result = score_to_file(model, transactions, path, as_of="1997-06-30", partition_rows=rows)
+    assert result.partitions == (3 if rows == 2 else 1)
+    if suffix == ".csv":
+        written = pd.read_csv(path)  # pandas reads the ids back as integers, every digit
+        assert written["customer_id"].dtype == "int64"
+    else:
+        for file in result.files:  # one dtype in every part, ids in numeric order in each
+            ids = pd.read_parquet(file)["customer_id"]
+            assert ids.dtype == "int64" and ids.is_monotonic_increasing
+        if rows == 2:
+            manifest = json.loads((path / MANIFEST).read_text())
+            assert manifest["files"] == [file.name for file in result.files]
+            assert manifest["customers"] == 4
+        written = pd.read_parquet(path)
+    written = written.sort_values("customer_id", ignore_index=True)
+    assert written["customer_id"].tolist() == [9, 10, 100, BIG]
+    assert written.merge(INT_SMALL, on="customer_id")["customer_id"].nunique() == 4
+    assert_same_scores(written, expected)
+
+
+def test_nullable_ids_stay_nullable_in_every_part(model, tmp_path):
+    frame = INT_SMALL.assign(customer_id=pd.array([BIG, BIG, 10, None, 100, BIG], "Int64"))
+    with pytest.warns(UserWarning, match="1 transaction rows have no customer id"):
+        expected = score(model, frame, as_of="1997-06-30")
+    assert expected["customer_id"].dtype == "Int64"
+    path = tmp_path / "s.parquet"
+    with pytest.warns(UserWarning, match="1 transaction rows have no customer id"):
+        result = score_to_file(model, frame, path, as_of="1997-06-30", partition_rows=2)
+    assert result.partitions == 3 and result.data_report["excluded.missing_customer_id"] == 1
+    dtypes = {str(pd.read_parquet(file)["customer_id"].dtype) for file in result.files}
+    assert dtypes == {"Int64"}
+    assert_same_scores(read_scores(path), expected)
+
+
+def test_linked_integer_ids_across_parts_keep_their_dtype(model, cdnow_master, tmp_path):
+    numbered = cdnow_master.assign(customer_id=cdnow_master["customer_id"].astype("int64"))
+    ids = numbered["customer_id"].unique()
+    pairs = np.random.default_rng(0).choice(ids, size=(300, 2), replace=False)
+    links = pd.DataFrame({"id_a": pairs[:, 0], "id_b": pairs[:, 1]})
+    expected = score(model, numbered, as_of=AS_OF, identity_links=links)
+    assert expected["customer_id"].dtype == "int64"
+    assert expected["customer_id"].is_monotonic_increasing
+    path = tmp_path / "s.parquet"
+    result = score_to_file(
+        model, numbered, path, as_of=AS_OF, identity_links=links, partition_rows=15_000
+    )
+    assert result.partitions == 5
+    dtypes = {str(pd.read_parquet(file)["customer_id"].dtype) for file in result.files}
+    assert dtypes == {"int64"}
+    assert_same_scores(read_scores(path), expected)

@@ -62,6 +62,13 @@ def test_unknown_key_is_named(tmp_path):
             r"scoring\.horizon_days: Input should be less than or equal to 36525",
         ),
         ({"name": "has space"}, r"name: String should match pattern"),
+        # Metric names are checked against the metric registry (clvlab.evaluation.metrics).
+        (
+            {"selection": {"churn": "churn_auc"}},
+            r"selection\.churn: Input should be 'purchases_mae', .* or "
+            r"'revenue_top_decile_capture' \(got 'churn_auc'\)",
+        ),
+        ({"registry": {"metrics": ["purchases_spearman"]}}, r"registry\.metrics\.0: Input"),
     ],
 )
 def test_wrong_values_are_named(change, message):

@@ -8,7 +8,7 @@ import pytest
 
 from clvlab import ClvlabWarning, CLVModel, DataError, score
 from clvlab.outputs import write_json, write_table
-from clvlab.scoring import MAX_HORIZON_DAYS, NO_HISTORY, SCORE_COLUMNS
+from clvlab.scoring import ALL_EXCLUDED, MAX_HORIZON_DAYS, NO_HISTORY, SCORE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +193,102 @@ def test_a_count_only_model_reads_no_amount(model):
     count_only = dataclasses.replace(model, spend=None)
     with pytest.raises(DataError, match=r"count-only.*leave out the amount column 'value'"):
         score(count_only, TRANSACTIONS.dropna(), amount="value")
+
+
+# Ids keep the type they came in (issue 14, item 5).
+
+INT_TRANSACTIONS = pd.DataFrame(
+    {
+        "cid": [100, 100, 9, 10, 10, 7, 100],
+        "day": [
+            "1997-01-01",
+            "1997-02-01",
+            "1997-01-15",
+            "1997-01-03",
+            "1997-02-03",
+            "1997-06-01",  # 7: only after as_of
+            "1997-03-01",
+        ],
+        "value": [10.0, 20.0, 5.0, -3.0, -4.0, 7.0, 30.0],  # 10: only returns
+    }
+)
+
+
+def test_integer_ids_stay_integers_and_join_the_users_tables(model):
+    table = score(model, INT_TRANSACTIONS, as_of="1997-04-01")
+    assert table["customer_id"].dtype == "int64"
+    # Numeric order (string order would put 10 and 100 before 7 and 9).
+    assert table["customer_id"].tolist() == [7, 9, 10, 100]
+    reasons = table.set_index("customer_id")["reason"]
+    assert reasons[7] == NO_HISTORY and reasons[10] == ALL_EXCLUDED
+    assert reasons[[9, 100]].isna().all()
+    customers = pd.DataFrame({"customer_id": np.array([100, 9, 10, 7]), "name": list("wxyz")})
+    joined = table.merge(customers, on="customer_id", validate="one_to_one")
+    assert joined.set_index("customer_id")["name"].to_dict() == {7: "z", 9: "x", 10: "y", 100: "w"}
+    # The same customers under string ids: strings, in string order, "007" not "7".
+    as_text = INT_TRANSACTIONS.assign(cid=INT_TRANSACTIONS["cid"].map("{:03d}".format))
+    text_table = score(model, as_text, as_of="1997-04-01")
+    assert pd.api.types.is_string_dtype(text_table["customer_id"])
+    assert text_table["customer_id"].tolist() == ["007", "009", "010", "100"]
+    numbers = ["frequency", "recency", "T", "p_alive", "clv"]
+    pd.testing.assert_frame_equal(text_table[numbers], table[numbers])
+
+
+def test_int64_ids_beyond_2_to_the_53_keep_every_digit(model):
+    big = [2**53 + 1, 2**53 + 2, 2**63 - 1, -(2**63)]
+    tx = pd.DataFrame(
+        {
+            "cid": np.array(big + big, dtype=np.int64),
+            "day": ["1997-01-01"] * 4 + ["1997-02-01"] * 4,
+            "value": 10.0,
+        }
+    )
+    table = score(model, tx, as_of="1997-04-01")
+    assert table["customer_id"].dtype == "int64"
+    assert table["customer_id"].tolist() == sorted(big)
+    assert table["reason"].isna().all()
+
+
+def test_nullable_ids_stay_nullable_and_rows_without_one_are_counted(model):
+    tx = INT_TRANSACTIONS.assign(cid=pd.array([100, 100, 9, None, None, 2**53 + 1, 100], "Int64"))
+    with pytest.warns(ClvlabWarning, match="2 transaction rows have no customer id"):
+        table = score(model, tx, as_of="1997-04-01")
+    assert table["customer_id"].dtype == "Int64"
+    assert table["customer_id"].tolist() == [9, 100, 2**53 + 1]
+    assert table["customer_id"].notna().all()
+    assert table.attrs["data_report"]["excluded.missing_customer_id"] == 2
+
+
+def test_float_and_mixed_ids_are_text_as_before(model):
+    """Only integer dtypes come back as numbers: whole floats (ints with missing values read as
+    floats) are rendered without ".0", other floats and mixed types as text."""
+    base = INT_TRANSACTIONS.head(4)
+    ids = {
+        "int64": ([100, 100, 9, 7], [7, 9, 100]),
+        "whole floats": ([100.0, 100.0, 9.0, 7.0], ["100", "7", "9"]),
+        "floats": ([100.5, 100.5, 9.0, 7.0], ["100.5", "7.0", "9.0"]),
+        "mixed": ([100, 100, "9", 7], ["100", "7", "9"]),
+    }
+    for what, (values, expected) in ids.items():
+        column = pd.Series(values, dtype=object if what == "mixed" else None)
+        table = score(model, base.assign(cid=column), as_of="1997-04-01")
+        assert table["customer_id"].tolist() == expected, what
+        numeric = pd.api.types.is_integer_dtype(table["customer_id"])
+        assert numeric == (what == "int64"), what
+
+
+def test_linked_integer_ids_keep_their_dtype(model):
+    """The canonical id of linked ids (the one with the earliest purchase) is an id of the
+    transactions, so it keeps their integer dtype."""
+    tx = pd.DataFrame(
+        {
+            "cid": [2**53 + 1, 2**53 + 1, 5, 5, 40],
+            "day": ["1997-01-10", "1997-02-10", "1997-01-02", "1997-03-01", "1997-01-20"],
+            "value": [10.0, 20.0, 5.0, 7.0, 3.0],
+        }
+    )
+    links = pd.DataFrame({"id_a": [5, 40], "id_b": [2**53 + 1, 123]})  # 123: never bought
+    table = score(model, tx, as_of="1997-04-01", identity_links=links)
+    assert table["customer_id"].dtype == "int64"
+    assert table["customer_id"].tolist() == [5, 40]  # 5's first purchase is the earliest
+    assert table.set_index("customer_id").loc[5, "frequency"] == 3

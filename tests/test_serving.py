@@ -32,7 +32,7 @@ import requests
 import clvlab
 import servers
 from clvlab.scoring import NO_HISTORY, SCORE_COLUMNS
-from clvlab.tracking.serving import model_uri
+from clvlab.serving.served import model_uri
 
 # The installed console script, as a user runs it.
 CLVLAB = [str(Path(sys.executable).with_name("clvlab"))]
@@ -515,3 +515,55 @@ def test_unknown_alias_is_one_line_and_nothing_is_served(trained):
     _, workdir = trained
     done = _serve_and_fail(workdir, "srv", "--alias", "retired", "--port", str(servers.free_port()))
     assert "no version of registered model 'srv' has the alias 'retired'" in done.stderr
+
+
+# Ids are answered in the type sent (issue 14, item 5).
+
+
+def _rows(transactions: pd.DataFrame, customer_id: object) -> list[list]:
+    """``dataframe_split`` rows of transactions under another (JSON) customer id."""
+    return [[customer_id, d.isoformat(), a] for d, a in transactions[["date", "amount"]].values]
+
+
+def test_numeric_ids_are_answered_as_numbers(server, trained, one):
+    served, _ = trained
+    big = 2**53 + 1  # not a float
+    data = _rows(one, big) + _rows(one.head(1), 7) + [[None, "1997-01-01", 1.0]]
+    split = {"dataframe_split": {"columns": COLUMNS, "data": data}, "params": PARAMS}
+    records = {"dataframe_records": [dict(zip(COLUMNS, row, strict=True)) for row in data]}
+    records["params"] = PARAMS
+    as_text = {"dataframe_split": {"columns": COLUMNS, "data": _rows(one, str(big))}}
+    as_text["params"] = PARAMS
+    expected = clvlab.score(served, one, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    for payload in (split, records):  # with a row without an id: pandas would read floats
+        predictions = _scores(_post(server, payload))["predictions"]
+        ids = [row["customer_id"] for row in predictions]
+        assert ids == [7, big] and all(type(i) is int for i in ids)
+        assert predictions[1]["p_alive"] == pytest.approx(expected["p_alive"].iloc[0], rel=1e-9)
+    # String ids are answered as strings.
+    predictions = _scores(_post(server, as_text))["predictions"]
+    assert [row["customer_id"] for row in predictions] == [str(big)]
+
+
+def test_the_pyfunc_model_takes_integer_ids(trained, one, monkeypatch):
+    """The signature declares customer_id of any type: MLflow passes integer ids through,
+    and the score table gives them back as integers."""
+    import mlflow
+
+    from clvlab.tracking.store import use_tracking_store
+
+    served, workdir = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store(workdir))
+    use_tracking_store()
+    pyfunc = mlflow.pyfunc.load_model("models:/srv@champion")
+    inputs = {spec["name"]: spec["type"] for spec in pyfunc.metadata.get_input_schema().to_dict()}
+    assert inputs["customer_id"] == "any"
+    big = 2**53 + 1
+    numbered = pd.concat([one.assign(customer_id=big), one.head(1).assign(customer_id=7)])
+    predicted = pyfunc.predict(numbered, params=PARAMS)
+    assert predicted["customer_id"].dtype == "int64"
+    assert predicted["customer_id"].tolist() == [7, big]
+    expected = clvlab.score(served, one, as_of=AS_OF, horizon_days=HORIZON_DAYS)
+    assert predicted["clv"].iloc[1] == pytest.approx(expected["clv"].iloc[0], rel=1e-12)
+    as_text = pyfunc.predict(one, params=PARAMS)
+    assert as_text["customer_id"].tolist() == ["1"]

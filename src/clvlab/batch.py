@@ -4,8 +4,9 @@
 customer's rows land in one part (chosen by a hash of the id, or of the id's group when
 identity links are given), so each part is read, cleaned and scored on its own as
 :func:`clvlab.score` scores the whole: the same rows, values and reasons. The ids are read
-alike in every part (a float id column is rendered as for the whole column). Memory holds
-the parts being scored, one per worker:
+alike in every part (a float id column is rendered as for the whole column), and every part
+gives them back in the dtype :func:`clvlab.score` gives for the whole source (integer ids
+stay integers). Memory holds the parts being scored, one per worker:
 
 - up to :data:`SCAN_PARTITIONS` parts, each part is a filtered scan of the source (DuckDB
   reads Parquet fast and in parallel, so scanning a few times costs less than a copy);
@@ -19,8 +20,9 @@ be put in place, so only a crash between the two renames leaves it beside the ta
 (``.NAME.old-*``) rather than in place:
 
 - a ``.parquet`` target is one file when there is one part, else a folder of one Parquet file
-  per part (``part-00000.parquet``, ...; rows sorted by customer id within each), with a
-  manifest ``_clvlab_scores.json``. pandas, DuckDB and Spark read the folder as one table;
+  per part (``part-00000.parquet``, ...; rows sorted by customer id within each, integer ids
+  in numeric order), with a manifest ``_clvlab_scores.json``. pandas, DuckDB and Spark read
+  the folder as one table;
 - a ``.csv`` target is always one file.
 """
 
@@ -36,15 +38,24 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from clvlab.data import DataReport, read_links
 from clvlab.data.datasets import is_packaged_source, load_packaged
 from clvlab.data.identity import GROUP_ID, SOURCE_ID, LinkSource, link_groups
-from clvlab.data.io import TransactionSource, arrow_to_pandas, parquet_glob, sql_string
+from clvlab.data.io import (
+    IdDtype,
+    TransactionSource,
+    arrow_to_pandas,
+    id_dtype,
+    parquet_glob,
+    sql_string,
+)
 from clvlab.data.validate import require_columns
 from clvlab.errors import ClvlabError, DataError
 from clvlab.features.rfm import DateLike
@@ -70,6 +81,17 @@ SCAN_PARTITIONS = 8
 #: The manifest of a multi-part output folder.
 MANIFEST = "_clvlab_scores.json"
 _BUCKET = "__clvlab_part"
+#: DuckDB's integer types, as NumPy reads them.
+_DUCKDB_INTEGERS = {
+    "TINYINT": "int8",
+    "SMALLINT": "int16",
+    "INTEGER": "int32",
+    "BIGINT": "int64",
+    "UTINYINT": "uint8",
+    "USMALLINT": "uint16",
+    "UINTEGER": "uint32",
+    "UBIGINT": "uint64",
+}
 _T = TypeVar("_T")
 
 
@@ -208,7 +230,8 @@ def _score_parts(
             )
             result.path = _write_part(scores, staging, number, csv)
             result.customers = len(scores)
-            result.reasons = scores["reason"].value_counts().to_dict()
+            # The reason column has the string dtype: its values (the keys) are str.
+            result.reasons = cast(dict[str, int], scores["reason"].value_counts().to_dict())
             if scores["reason"].isna().any():  # the label of a part with scored customers
                 result.label = scores["model"].iloc[0]
         bar.update(1)
@@ -324,6 +347,7 @@ class _Source:
         source = self.transactions
         if isinstance(source, str | Path) and is_packaged_source(source):
             source = load_packaged(str(source))
+        self._frame = source if isinstance(source, pd.DataFrame) else None
         if isinstance(source, pd.DataFrame):
             self._register("source_frame", source)
             self.relation, self.csv = "source_frame", False
@@ -339,10 +363,13 @@ class _Source:
         require_columns(
             pd.DataFrame(columns=list(self.columns)), {"customer id": id_name}, self.where
         )
+        self.id_name = id_name
         self.id_column = _quote(id_name)
         self.id_type = self.columns[id_name]
         #: SQL for the id as text and for the part a row hashes to (see :meth:`plan`).
         self.id_text = self.key = ""
+        #: The dtype every part gives the ids back in (see :meth:`_id_dtype`).
+        self.id_dtype: IdDtype = None
 
     def __enter__(self) -> _Source:
         return self
@@ -394,6 +421,34 @@ class _Source:
         ).fetchall()[0][0]
         return f"CAST(CAST({column} AS HUGEINT) AS VARCHAR)" if whole else text
 
+    def _id_dtype(self) -> IdDtype:
+        """The dtype :func:`clvlab.score` gives the whole source's ids back in (see
+        :func:`clvlab.data.io.id_dtype`). Parts read their ids as text, so it is decided here,
+        once, and every part file has it."""
+        if self._frame is not None:
+            return id_dtype(self._frame[self.id_name])
+        if self.csv:  # read as text
+            return None
+        # The id column's dtype as clvlab.read_transactions reads the Parquet data: with
+        # pyarrow and pandas' metadata (an Int64 dtype, say) for one file, with DuckDB for
+        # several (integers as NumPy integers; anything else is text for id_dtype).
+        text = str(self.transactions)
+        if parquet_glob(text) == text and not any(char in text for char in "*?["):
+            empty = arrow_to_pandas(pq.read_schema(text).empty_table())
+            dtype = empty[self.id_name].dtype
+        else:
+            dtype = np.dtype(_DUCKDB_INTEGERS.get(self.id_type, object))
+        if not isinstance(dtype, np.dtype) or dtype.kind not in "iu":
+            return id_dtype(pd.Series([], dtype=dtype))
+        # Integers with missing values are read as Python integers: Int64 if they fit.
+        missing, low, high = self._query(
+            f"SELECT count(*) - count({self.id_column}), min({self.id_column}), "
+            f"max({self.id_column}) FROM {self.relation}"
+        ).fetchall()[0]
+        if not missing:
+            return dtype
+        return id_dtype(pd.Series([low, high, None], dtype=object))
+
     def _key(self) -> str:
         """SQL for the hash that assigns a row to a part: of its id, or of its id's group."""
         if self.links is None:
@@ -416,6 +471,7 @@ class _Source:
         share the cores: each query gets its share of DuckDB's threads."""
         if parts == 1:
             return
+        self.id_dtype = self._id_dtype()
         self.id_text = self._id_text(self.id_type)
         self.key = self._key()
         if (parts > SCAN_PARTITIONS or self.csv) and self._split is None:
@@ -436,7 +492,10 @@ class _Source:
         prepared once and kept."""
         if parts > 1:
             rows = self._part(number, parts)
-            return None if rows is None else prepare(self.model, rows, self.links, self.names)
+            if rows is None:
+                return None
+            prepared = prepare(self.model, rows, self.links, self.names)
+            return dataclasses.replace(prepared, id_dtype=self.id_dtype)
         if self._whole is None:
             self._whole = prepare(self.model, self.transactions, self.links, self.names)
         return self._whole

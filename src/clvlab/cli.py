@@ -327,8 +327,8 @@ def _promote(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import math
 
-    from clvlab.tracking.server import ModelServer
-    from clvlab.tracking.serving import load_served_model
+    from clvlab.serving.served import load_served_model
+    from clvlab.serving.server import ModelServer
 
     if args.workers is not None and args.workers < 1:
         raise ClvlabError(f"--workers must be at least 1, got {args.workers}")

@@ -12,13 +12,22 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from clvlab.data.clean import CleaningPolicy
 from clvlab.errors import ConfigError
+from clvlab.evaluation.metrics import SELECTION_METRICS
 
 #: Length of one time unit in days. "M" is the average Gregorian month, as in lifetimes.
 UNIT_DAYS: dict[str, float] = {"D": 1.0, "W": 7.0, "M": 30.436875}
@@ -142,15 +151,20 @@ class ScoringConfig(_Strict):
     )
 
 
-SelectionMetric = Literal[
-    "purchases_mae",
-    "purchases_rmse",
-    "churn_roc_auc",
-    "churn_brier",
-    "revenue_mae",
-    "revenue_normalized_gini",
-    "revenue_top_decile_capture",
-]
+def _selection_metric(value: Any) -> Any:
+    """A metric name the registry offers for selection (``SELECTION_METRICS``)."""
+    if value not in SELECTION_METRICS:
+        names = [repr(name) for name in SELECTION_METRICS]
+        expected = f"{', '.join(names[:-1])} or {names[-1]}"
+        raise PydanticCustomError(
+            "metric_name", "Input should be {expected}", {"expected": expected}
+        )
+    return value
+
+
+#: A metric that may choose champions and decide promotions: a name of the metric registry
+#: (:data:`clvlab.evaluation.metrics.METRICS`) whose ``selects`` is true.
+SelectionMetric = Annotated[str, BeforeValidator(_selection_metric)]
 
 
 class SelectionConfig(_Strict):

@@ -8,7 +8,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -21,12 +21,11 @@ from clvlab.data import (
     CleaningPolicy,
     clean_transactions,
     read_links,
-    read_transactions,
     resolve_identities,
 )
 from clvlab.data.clean import DataReport
 from clvlab.data.identity import LinkSource
-from clvlab.data.io import TransactionSource
+from clvlab.data.io import IdDtype, TransactionSource, read_canonical, restore_ids
 from clvlab.errors import ClvlabWarning, DataError
 from clvlab.features.rfm import DateLike, as_timestamp, rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
@@ -102,9 +101,17 @@ def score(
     Returns
     -------
     pandas.DataFrame
-        One row per customer id in the input (:data:`SCORE_COLUMNS`), sorted by id. RFM
-        columns are in the model's time unit. A customer who cannot be scored keeps a row with
-        NaN predictions and the ``reason``; spend columns are NaN for a count-only model.
+        One row per customer id in the input (:data:`SCORE_COLUMNS`), sorted by id. The ids
+        keep the input's dtype, so the table joins the user's tables on ``customer_id``:
+        integer ids stay integers (int64 stays int64, a nullable Int64 stays Int64; every
+        digit kept) and are sorted in numeric order; other ids (strings, floats, mixed types)
+        are text, as :func:`clvlab.read_transactions` reads them (a whole float without its
+        ".0"), sorted in string order; so are the ids of a table that
+        :func:`clvlab.read_transactions` returned (give the file or the original table to
+        keep integer ids). With ``identity_links`` the canonical ids are ids of the
+        transactions, so they keep that dtype too. RFM columns are in the model's time
+        unit. A customer who cannot be scored keeps a row with NaN predictions and the
+        ``reason``; spend columns are NaN for a count-only model.
         ``.attrs["data_report"]`` counts every row read: kept, or excluded by a cleaning step
         or as after ``as_of`` (:class:`clvlab.data.DataReport`'s ``to_dict``). Rows without a
         customer id are excluded and also reported in a warning.
@@ -233,6 +240,14 @@ def check_customer_ids(report: DataReport, *, warn: bool = True, stacklevel: int
         )
 
 
+class _GBMInputs(TypedDict, total=False):
+    """:meth:`CLVModel.predict`'s inputs of the GBM (none when the model has no GBM)."""
+
+    history: PurchaseDays
+    as_of: pd.Timestamp
+    covariates: pd.DataFrame | None
+
+
 @dataclasses.dataclass
 class PreparedTransactions:
     """Transactions read and cleaned as the model was trained, ready to be scored."""
@@ -243,6 +258,9 @@ class PreparedTransactions:
     excluded: pd.Index
     #: What cleaning did.
     report: DataReport
+    #: The dtype the score table gives the (text) ids back in: the input id column's (see
+    #: :func:`clvlab.data.io.id_dtype`); None: text.
+    id_dtype: IdDtype = None
 
     @property
     def last_date(self) -> pd.Timestamp:
@@ -265,8 +283,10 @@ def prepare(
 ) -> PreparedTransactions:
     """Read ``transactions`` as the model was trained on them (or by the column ``names``
     given for scoring, see :func:`read_columns`), resolve identities, clean."""
-    frame, invoice = _read(transactions, model, names)
+    frame, invoice, id_dtype = _read(transactions, model, names)
     if identity_links is not None:
+        # A group's canonical id is the id with its earliest transaction (all transactions
+        # have a date), so it is an id of the transactions and keeps their id dtype.
         frame, _, _ = resolve_identities(frame, read_links(identity_links))
     policy = CleaningPolicy(**model.cleaning)
     if invoice is None:
@@ -281,7 +301,7 @@ def prepare(
     if removing:
         seen = pd.Index(frame[CUSTOMER_ID].dropna().unique(), name=CUSTOMER_ID)
         excluded = seen.difference(pd.Index(canonical[CUSTOMER_ID].unique()))
-    return PreparedTransactions(canonical, excluded, report)
+    return PreparedTransactions(canonical, excluded, report, id_dtype)
 
 
 def score_prepared(
@@ -296,7 +316,7 @@ def score_prepared(
     after ``as_of`` excluded (also the table's ``.attrs["data_report"]``)."""
     canonical = prepared.canonical
     summary = rfm(canonical, as_of, freq="D", freq_multiplier=model.unit_days, threads=threads)
-    gbm_inputs = {}
+    gbm_inputs: _GBMInputs = {}
     on_time = (canonical[DATE] < day_after(as_of)).to_numpy()
     report = _report_at(prepared.report, canonical, on_time, len(summary))
     if model.gbm is not None and on_time.any():
@@ -318,6 +338,9 @@ def score_prepared(
     table["model"] = model.label(horizon_days, gbm_inputs=bool(gbm_inputs))
     table["model_version"] = model.version
     table = table.rename_axis(CUSTOMER_ID).reset_index()[SCORE_COLUMNS]
+    if prepared.id_dtype is not None:  # ids in the input's dtype, in its (numeric) order
+        table[CUSTOMER_ID] = restore_ids(table[CUSTOMER_ID], prepared.id_dtype)
+        table = table.sort_values(CUSTOMER_ID, kind="stable", ignore_index=True)
     table.attrs["data_report"] = report.to_dict()
     return table, report
 
@@ -358,7 +381,7 @@ def _unscored(later_ids: pd.Series, summarized: pd.Index, excluded: pd.Index) ->
 
 def read_columns(
     model: CLVModel,
-    source_columns: Sequence[str] | None = None,
+    source_columns: Sequence[str] | pd.Index | None = None,
     names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The columns to read transactions by (:func:`clvlab.read_transactions`' arguments).
@@ -401,15 +424,16 @@ def read_columns(
 
 def _read(
     transactions: TransactionSource, model: CLVModel, names: dict[str, str] | None = None
-) -> tuple[pd.DataFrame, str | None]:
+) -> tuple[pd.DataFrame, str | None, IdDtype]:
     """Read as in training (or by the ``names`` given, see :func:`read_columns`), or by the
     canonical names when a DataFrame has those instead.
 
-    Returns the transactions and the invoice column (None when the model has none or the
-    transactions do not carry it: then the invoice steps of the cleaning policy are skipped).
+    Returns the transactions, the invoice column (None when the model has none or the
+    transactions do not carry it: then the invoice steps of the cleaning policy are skipped)
+    and the dtype to give the ids back in (see :func:`clvlab.data.io.read_canonical`).
     """
     in_frame = transactions.columns if isinstance(transactions, pd.DataFrame) else None
     # All columns stay until cleaning: exact duplicates are judged on the whole source row.
-    frame = read_transactions(transactions, **read_columns(model, in_frame, names))
+    frame, id_dtype = read_canonical(transactions, **read_columns(model, in_frame, names))
     invoice = model.columns.get("invoice")
-    return frame, invoice if invoice in frame.columns else None
+    return frame, invoice if invoice in frame.columns else None, id_dtype

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,21 @@ from clvlab.data import (
     read_transactions,
     resolve_identities,
 )
-from clvlab.evaluation.backtest import BacktestResult, backtest, gbm_from_config
+from clvlab.evaluation import plots
+from clvlab.evaluation.backtest import BacktestResult, BacktestSettings, backtest
+from clvlab.evaluation.metrics import METRICS
 from clvlab.features import rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
-from clvlab.models.clv import BTYD, GBM, TARGETS, CLVModel, fit_clv_model, fit_purchase_model
+from clvlab.models.clv import (
+    BTYD,
+    GBM,
+    TARGETS,
+    CLVModel,
+    TargetSource,
+    fit_clv_model,
+    fit_purchase_model,
+)
+from clvlab.models.gbm import GBMPredictor
 from clvlab.progress import stage
 from clvlab.tracking.store import check_tracking_store, tracking_uri
 
@@ -126,13 +138,23 @@ def train(
         Also save the model to this local folder (replacing an earlier export atomically).
     """
     from clvlab import tracking
+    from clvlab.serving import packaging
 
     config = load_config(config)
     check_tracking_store(config.tracking.uri)
     data = config.data
     with stage("read") as step:
         # All columns stay until cleaning: exact duplicates are judged on the whole row.
-        transactions = read_transactions(data.source, **data.columns())
+        transactions = read_transactions(
+            data.source,
+            customer_id=data.customer_id,
+            date=data.date,
+            amount=data.amount,
+            quantity=data.quantity,
+            price=data.price,
+            date_format=data.date_format,
+            timezone=data.timezone,
+        )
         step.summary = f"{len(transactions):,} rows from {data.source}"
     identity: dict[str, int] = {}
     if data.identity_links:
@@ -154,31 +176,38 @@ def train(
     static_columns = list(config.models.gbm.static_columns)
     customers = customer_covariates(transactions, static_columns) if static_columns else None
 
-    result = backtest(transactions, config, customers=customers)
-    sources, btyd_champions, chosen = _choice(result, config)
+    settings = backtest_settings(config)
+    result = backtest(transactions, settings, customers=customers)
+    figures = _figures(result, transactions, config)
+    kinds, btyd_champions, chosen = _choice(result, config)
     with stage("refit the champions on all data") as step:
         summary = rfm(transactions, end, freq="D", freq_multiplier=config.unit_days)
         primary = btyd_champions["purchases"]
-        model, excluded = fit_clv_model(summary, config, primary)
-        alternatives = {
-            name: fit_purchase_model(summary, name, config)
+        engine, penalizer = settings.engine, settings.penalizer_coef
+        model, excluded = fit_clv_model(
+            summary, primary, engine=engine, penalizer_coef=penalizer, **model_settings(config)
+        )
+        btyd_models = {primary: model.purchases} | {
+            name: fit_purchase_model(summary, name, engine=engine, penalizer_coef=penalizer)
             for name in sorted(set(btyd_champions.values()) - {primary})
         }
         gbm = None
-        if GBM in sources.values():
-            gbm = gbm_from_config(config, result.windows["holdout"].days)
+        if GBM in kinds.values():
+            gbm = gbm_predictor(config, result.windows["holdout"].days)
             gbm.fit(PurchaseDays.from_transactions(transactions), end, customers)
         step.summary = ", ".join(f"{target}={name}" for target, name in chosen.items())
+    targets = [*kinds, *(target for target in btyd_champions if target not in kinds)]
     model = dataclasses.replace(
         model,
-        champions=sources,
-        btyd_champions=btyd_champions,
-        alternatives=alternatives,
+        sources={
+            target: TargetSource(kinds.get(target, BTYD), btyd_models[btyd_champions[target]])
+            for target in targets
+        },
         gbm=gbm,
         covariates=tuple(static_columns) if gbm is not None else (),
     )
 
-    calibration_customers = len(next(iter(result.predictions["holdout"].values())))
+    calibration_customers = len(next(iter(result.candidates["holdout"].values())).predictions)
     data_report = {
         **identity,
         **report.to_dict(),
@@ -189,39 +218,46 @@ def train(
     params = {
         "calibration": {
             key: value
-            for frame in result.predictions["holdout"].values()
-            if "model" in frame.attrs
-            for key, value in _fitted_params(frame.attrs["model"]).items()
+            for candidate in result.candidates["holdout"].values()
+            if isinstance(candidate.model, CLVModel)
+            for key, value in _fitted_params(candidate.model).items()
         },
         "full": _fitted_params(model),
     }
     champion_metrics = {
-        metric: float(result.metrics.loc[chosen[metric.split("_")[0]], metric])
+        metric: float(result.metrics[metric].loc[chosen[METRICS[metric].target]])
         for metric in result.metrics.columns
-        if metric.split("_")[0] in chosen
+        if METRICS[metric].target in chosen
     }
     example_columns = [CUSTOMER_ID, DATE] + ([AMOUNT] if AMOUNT in transactions else [])
     example = transactions[example_columns + list(model.covariates)].head(5)
 
     with stage("log the run to MLflow") as step:
         tags = tracking.provenance(config, transactions)
-        run_id, model_uri, experiment_id = tracking.log_run(
-            config,
-            data_report=data_report,
-            backtest=result,
-            champion_metrics=champion_metrics,
-            fitted_params=params,
-            model=model,
-            input_example=example,
-            tags=tags,
-        )
+        with tracking.start_run(config) as run, tempfile.TemporaryDirectory() as scratch:
+            model.version = run.model_uri  # the score table's model_version
+            folder = Path(scratch) / "model"
+            packaging.write_model(model, folder, example, config, tags)
+            tracking.log_run(
+                run,
+                config,
+                data_report=data_report,
+                backtest=result,
+                figures=figures,
+                champion_metrics=champion_metrics,
+                fitted_params=params,
+                model_label=model.label(),
+                model_folder=folder,
+                tags=tags,
+            )
+        run_id, model_uri, experiment_id = run.run_id, run.model_uri, run.experiment_id
         step.summary = f"run {run_id} in {tracking_uri(config.tracking.uri)}"
     if export is None and config.tracking.export_dir is not None:
         export = Path(config.tracking.export_dir) / config.name
     local_path = None
     if export is not None:
         with stage("export") as step:
-            local_path = tracking.export_model(model, export, example, config, tags)
+            local_path = packaging.export_model(model, export, example, config, tags)
             step.summary = str(local_path)
     decision = None
     if register:
@@ -249,7 +285,7 @@ def train(
         champion_metrics=champion_metrics,
         params=params,
         data_report=data_report,
-        figure=result.figures["backtest.png"],
+        figure=figures["backtest.png"],
         local_path=local_path,
         tags=tags,
         registry=decision,
@@ -257,12 +293,70 @@ def train(
     )
 
 
+def backtest_settings(config: RunConfig) -> BacktestSettings:
+    """The backtest a run config describes (its ``split``, ``time_unit``, ``models`` and
+    ``selection``): the BTYD candidates ``models.candidates`` and the model
+    ``models.purchases`` pins if it is not among them, and the GBM candidate unless
+    ``models.gbm.enabled`` is false."""
+    models = config.models
+    candidates: list[str] = list(models.candidates)
+    if models.purchases not in ("champion", *candidates):
+        candidates.append(models.purchases)
+    holdout_days = (config.split.holdout_end - config.split.calibration_end).days
+    return BacktestSettings(
+        calibration_end=config.split.calibration_end,
+        holdout_end=config.split.holdout_end,
+        time_unit=config.time_unit,
+        candidates=tuple(candidates),
+        selection=config.selection.as_dict(),
+        engine=models.engine,
+        penalizer_coef=models.penalizer_coef,
+        gbm=gbm_predictor(config, holdout_days) if models.gbm.enabled else None,
+        static_columns=tuple(models.gbm.static_columns),
+    )
+
+
+def gbm_predictor(config: RunConfig, horizon_days: float) -> GBMPredictor:
+    """An unfitted :class:`GBMPredictor` with the run config's settings (``models.gbm``,
+    ``time_unit``), for ``horizon_days``."""
+    settings = config.models.gbm
+    return GBMPredictor(
+        horizon_days,
+        unit_days=config.unit_days,
+        windows=settings.windows_days,
+        origin_step_days=settings.origin_step_days,
+        max_origins=settings.max_origins,
+        min_history_days=settings.min_history_days,
+        hybrid=settings.hybrid,
+        learning_rate=settings.learning_rate,
+        num_leaves=settings.num_leaves,
+        min_child_samples=settings.min_child_samples,
+        n_estimators=settings.n_estimators,
+        early_stopping_rounds=settings.early_stopping_rounds,
+        random_state=settings.seed,
+    )
+
+
+def model_settings(config: RunConfig) -> dict[str, Any]:
+    """The scoring model's settings from a run config: :class:`CLVModel`'s ``time_unit``,
+    ``horizon_days``, ``annual_discount_rate``, ``discounting``, and how the transactions
+    were read (``columns``) and cleaned (``cleaning``), to be applied again when scoring."""
+    return {
+        "time_unit": config.time_unit,
+        "horizon_days": config.scoring.horizon_days,
+        "annual_discount_rate": config.scoring.annual_discount_rate,
+        "discounting": config.scoring.discounting,
+        "columns": {**config.data.columns(), "invoice": config.data.invoice},
+        "cleaning": dataclasses.asdict(config.cleaning),
+    }
+
+
 def _choice(
     result: BacktestResult, config: RunConfig
 ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """What the scoring model uses, per target: the source (``"btyd"``, ``"gbm"``,
-    ``"historical"``), the BTYD purchase model, and the backtest candidate whose holdout
-    metrics are the scoring model's."""
+    """What the scoring model uses, per target: the kind of its source (``"btyd"``,
+    ``"gbm"``, ``"historical"``), its BTYD purchase model (every target), and the backtest
+    candidate whose holdout metrics are the scoring model's."""
     names = {key: name for name, key in result.btyd_candidates.items()}
     pinned = config.models.purchases
     if pinned != "champion":
@@ -280,11 +374,27 @@ def _choice(
     default = result.btyd_candidates[next(iter(result.btyd_candidates))]
     for target in TARGETS:
         btyd_champions.setdefault(target, btyd_champions.get("purchases", default))
-    sources = {
+    kinds = {
         target: BTYD if candidate in result.btyd_candidates else candidate
         for target, candidate in result.champions.items()
     }
-    return sources, btyd_champions, dict(result.champions)
+    return kinds, btyd_champions, dict(result.champions)
+
+
+def _figures(
+    result: BacktestResult, transactions: pd.DataFrame, config: RunConfig
+) -> dict[str, Figure]:
+    """The backtest's figures (:func:`clvlab.evaluation.plots.backtest_figures`)."""
+    holdout = result.windows["holdout"]
+    return plots.backtest_figures(
+        {name: candidate.predictions for name, candidate in result.candidates["holdout"].items()},
+        result.tracking_curves(transactions),
+        start=holdout.start,
+        end=holdout.end,
+        time_unit=config.time_unit,
+        unit_days=config.unit_days,
+        run_name=config.name,
+    )
 
 
 def _fitted_params(model: CLVModel) -> dict[str, float]:

@@ -4,8 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvlab.evaluation import metrics
+from clvlab import load_config
+from clvlab.evaluation import metrics, plots
 from clvlab.evaluation.backtest import backtest, choose_champions
+from clvlab.models.btyd import ParetoNBD
+from clvlab.models.clv import CLVModel
+from clvlab.training import backtest_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ONLINE_RETAIL = ROOT.parent / "shared" / "data" / "online_retail.parquet"
@@ -13,7 +17,7 @@ ONLINE_RETAIL = ROOT.parent / "shared" / "data" / "online_retail.parquet"
 
 @pytest.fixture(scope="module")
 def cdnow_backtest(cdnow_master):
-    return backtest(cdnow_master, ROOT / "configs" / "cdnow.yaml")
+    return backtest(cdnow_master, backtest_settings(load_config(ROOT / "configs" / "cdnow.yaml")))
 
 
 def test_cdnow_holdout_metrics_are_the_known_ones(cdnow_backtest):
@@ -46,12 +50,43 @@ def test_cdnow_champions_come_from_a_shortened_validation_window(cdnow_backtest)
         "revenue": table["revenue_mae"].idxmin(),
     }
     assert set(result.champions.values()) == {"pareto_nbd_gamma_gamma"}
-    assert set(result.figures) == {"backtest.png"}
     deciles = result.deciles["pareto_nbd_gamma_gamma"]
     assert deciles["customers"].sum() == 23_570
     assert deciles["share_of_actual"].sum() == pytest.approx(1.0)
     report = result.report()
     assert report["champions"] == result.champions and report["skipped"] == result.skipped
+
+
+def test_each_candidate_is_a_typed_result(cdnow_backtest, cdnow_master):
+    result = cdnow_backtest
+    assert set(result.candidates) == {"validation", "holdout"}
+    holdout = result.candidates["holdout"]
+    assert list(holdout) == list(result.metrics.index)
+    pareto = holdout["pareto_nbd_gamma_gamma"]
+    assert pareto.purchase_model == "pareto_nbd" and isinstance(pareto.model, CLVModel)
+    assert isinstance(pareto.model.purchases, ParetoNBD)
+    assert pareto.metrics == result.metrics.loc["pareto_nbd_gamma_gamma"].to_dict()
+    assert len(pareto.predictions) == len(pareto.calibration) == 23_570
+    historical = holdout["historical"]
+    assert historical.model is None and historical.purchase_model is None
+    assert result.btyd_candidates == {
+        name: c.purchase_model for name, c in holdout.items() if c.purchase_model
+    }
+    # The figure is drawn from plain inputs: the predictions and the BTYD tracking curves.
+    curves = result.tracking_curves(cdnow_master)
+    assert set(curves) == set(result.btyd_candidates)
+    window = result.windows["holdout"]
+    figures = plots.backtest_figures(
+        {name: c.predictions for name, c in holdout.items()},
+        curves,
+        start=window.start,
+        end=window.end,
+        time_unit="W",
+        unit_days=7.0,
+        run_name="cdnow",
+    )
+    assert set(figures) == {"backtest.png"}
+    assert figures["backtest.png"].get_suptitle() == "cdnow: holdout 1997-09-30 to 1998-06-30"
 
 
 def test_choose_champions_by_rule():

@@ -18,7 +18,7 @@ from clvlab.models.btyd import (
     base,
     beta_geo_likelihood,
 )
-from clvlab.models.btyd.beta_geo import _negative_log_likelihood
+from clvlab.models.btyd.beta_geo import family_negative_log_likelihood
 from clvlab.models.btyd.beta_geo_likelihood import GroupedHistories
 
 POINTS = [
@@ -42,7 +42,9 @@ def test_grouped_likelihood_equals_row_by_row(cdnow, initial_dropout, log_params
     weights = np.random.default_rng(3).integers(1, 5, len(cdnow)).astype(float)
     grouped = GroupedHistories.build(base.compress(columns, weights), initial_dropout)
     value, grad, hess = grouped.nll(log_params, hessian=True)
-    row_value, row_grad = _negative_log_likelihood(log_params, *columns, weights, initial_dropout)
+    row_value, row_grad = family_negative_log_likelihood(
+        log_params, *columns, weights, initial_dropout
+    )
     assert value == pytest.approx(row_value, rel=1e-13)
     np.testing.assert_allclose(grad, row_grad, rtol=1e-10, atol=1e-9)
     plain_value, plain_grad = grouped.nll(log_params)

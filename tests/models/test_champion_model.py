@@ -2,6 +2,7 @@
 formula, and the BTYD stand-in when the GBM cannot answer."""
 
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -12,9 +13,10 @@ import clvlab
 import simulators
 from clvlab import BetaGeo, CLVModel, GammaGamma, ParetoNBD, rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
+from clvlab.models.clv import TargetSource
 from clvlab.models.gbm import GBMPredictor
 from clvlab.models.historical import historical_predictions
-from clvlab.tracking import export_model
+from clvlab.serving import export_model
 
 HORIZON = 90
 AS_OF = pd.Timestamp("2023-01-02") + pd.Timedelta(days=449)
@@ -41,15 +43,18 @@ def model(inputs):
     summary = inputs["summary"]
     gbm = GBMPredictor(HORIZON, unit_days=1.0, n_estimators=300)
     gbm.fit(inputs["history"], AS_OF, inputs["covariates"])
+    bgnbd, pareto = BetaGeo().fit(summary), ParetoNBD().fit(summary)
     return CLVModel(
-        purchases=BetaGeo().fit(summary),
+        purchases=bgnbd,
         spend=GammaGamma().fit(summary[summary["frequency"] > 0]),
         time_unit="D",
         horizon_days=HORIZON,
         name="bgnbd_gamma_gamma",
-        champions={"purchases": "gbm", "churn": "gbm", "revenue": "historical"},
-        btyd_champions={"purchases": "bgnbd", "churn": "pareto_nbd", "revenue": "bgnbd"},
-        alternatives={"pareto_nbd": ParetoNBD().fit(summary)},
+        sources={
+            "purchases": TargetSource("gbm", bgnbd),
+            "churn": TargetSource("gbm", pareto),
+            "revenue": TargetSource("historical", bgnbd),
+        },
         gbm=gbm,
         covariates=("segment",),
     )
@@ -95,7 +100,8 @@ def test_each_target_comes_from_its_champion(model, inputs):
     np.testing.assert_allclose(out["expected_purchases"], gbm["expected_purchases"])
     np.testing.assert_allclose(out["p_churn"], gbm["p_churn"])
     # P(alive) from the churn target's BTYD model (Pareto/NBD), spend from Gamma-Gamma.
-    pareto = model.alternatives["pareto_nbd"]
+    pareto = model.source("churn").btyd
+    assert model.purchase_models() == {"bgnbd": model.purchases, "pareto_nbd": pareto}
     np.testing.assert_allclose(out["p_alive"], pareto.p_alive(x, t_x, age))
     np.testing.assert_allclose(
         out["expected_spend"], model.spend.expected_spend(x, summary["monetary_value"])
@@ -116,9 +122,7 @@ def test_another_horizon_uses_the_btyd_champions_and_says_so(model, inputs):
     np.testing.assert_allclose(
         out["expected_purchases"], model.purchases.expected_purchases(30, x, t_x, age)
     )
-    np.testing.assert_allclose(
-        out["p_churn"], model.alternatives["pareto_nbd"].p_churn(30, x, t_x, age)
-    )
+    np.testing.assert_allclose(out["p_churn"], model.source("churn").btyd.p_churn(30, x, t_x, age))
     historical = historical_predictions(inputs["summary"], 1.0, 30)
     np.testing.assert_allclose(out["expected_revenue"], historical["expected_revenue"])
     assert model.label(30) == (
@@ -139,6 +143,19 @@ def test_json_round_trip_predicts_the_same(model, inputs):
     again = CLVModel.from_dict(state)
     pd.testing.assert_frame_equal(predict(again, inputs), predict(model, inputs))
     assert again.label(30) == model.label(30)
+    assert again.source("churn").btyd_name == "pareto_nbd"
+    assert again.source("revenue").btyd is again.purchases  # one fitted model per name
+
+
+def test_sources_name_one_fitted_model_per_purchase_model(model):
+    with pytest.raises(clvlab.ClvlabError, match="two fitted bgnbd models"):
+        CLVModel(
+            purchases=model.purchases,
+            spend=None,
+            sources={"churn": TargetSource("btyd", BetaGeo())},
+        )
+    with pytest.raises(clvlab.ClvlabError, match="not 'lightgbm'"):
+        TargetSource("lightgbm", model.purchases)
 
 
 def test_score_and_pyfunc_use_the_champions(model, simulated, tmp_path):
@@ -163,3 +180,46 @@ def test_score_and_pyfunc_use_the_champions(model, simulated, tmp_path):
 def test_scoring_without_the_covariate_column_is_a_clear_error(model, simulated):
     with pytest.raises(clvlab.DataError, match=r"static covariate column\(s\) \['segment'\]"):
         clvlab.score(model, simulated.drop(columns="segment"), as_of=AS_OF)
+
+
+#: A model saved by clvlab before TargetSource (format 2: the three maps champions,
+#: btyd_champions and alternatives), with its predictions then, for a few customers whose
+#: transactions are beside it: GBM, historical and BTYD sources, Pareto/NBD for churn.
+SAVED = Path(__file__).with_name("data")
+
+
+def test_a_model_saved_in_format_2_loads_and_predicts_as_then():
+    document = json.loads((SAVED / "clv_model_v2.json").read_text())
+    assert document["format"] == "clvlab.CLVModel/2"
+    model = CLVModel.from_dict(document)
+    assert model.source("purchases") == TargetSource("gbm", model.purchases)
+    assert model.source("churn").kind == "gbm" and model.source("churn").btyd_name == "pareto_nbd"
+    assert model.source("revenue") == TargetSource("historical", model.purchases)
+    # Saved again, it is the same document, so older clvlab versions read it too.
+    assert json.loads(json.dumps(model.to_dict())) == document
+
+    transactions = pd.read_csv(
+        SAVED / "clv_model_v2_transactions.csv", parse_dates=["date"], dtype={"customer_id": str}
+    )
+    expected = pd.read_csv(SAVED / "clv_model_v2_predictions.csv", dtype={"customer_id": str})
+    as_of = pd.Timestamp("2023-01-02") + pd.Timedelta(days=449)
+    summary = rfm(transactions, as_of, freq="D", freq_multiplier=7)
+    inputs = {
+        "history": PurchaseDays.from_transactions(transactions),
+        "as_of": as_of,
+        "covariates": customer_covariates(transactions, ["segment"]),
+    }
+    for (horizon, with_history), then in expected.groupby(
+        ["horizon_days", "with_history"], sort=False
+    ):
+        now = model.predict(
+            summary.loc[then["customer_id"]], horizon, **(inputs if with_history else {})
+        )
+        pd.testing.assert_frame_equal(
+            now,
+            then.set_index("customer_id")[now.columns],
+            check_index_type=False,
+            check_names=False,
+            rtol=1e-12,
+        )
+        assert model.label(horizon, gbm_inputs=with_history) == then["label"].iloc[0]

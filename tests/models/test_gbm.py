@@ -12,6 +12,9 @@ from clvlab.models.gbm import GBMPredictor, InsufficientHistoryError
 
 HORIZON = 90
 CUTOFF = pd.Timestamp("2023-01-02") + pd.Timedelta(days=449)  # 90 days of data after it
+#: A small booster keeps these unit tests fast (4 origins, a faster learning rate: about 250
+#: trees in all); the default-sized GBM is trained end to end on Online Retail.
+SMALL = {"unit_days": 1.0, "max_origins": 4, "learning_rate": 0.15}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def simulated():
 @pytest.fixture(scope="module")
 def fitted(simulated):
     _, days, covariates = simulated
-    return GBMPredictor(HORIZON, unit_days=1.0).fit(days, CUTOFF, covariates)
+    return GBMPredictor(HORIZON, **SMALL).fit(days, CUTOFF, covariates)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,10 @@ def predictions(simulated, fitted):
 def test_trains_on_rolling_origins_before_the_horizon(fitted):
     # The latest origin leaves a full horizon of labels before the training end.
     assert fitted.origins_[-1] == str((CUTOFF - pd.Timedelta(days=HORIZON)).date())
-    assert len(fitted.origins_) == 12 and fitted.train_end_ == str(CUTOFF.date())
+    assert len(fitted.origins_) == SMALL["max_origins"]
+    assert fitted.train_end_ == str(CUTOFF.date())
+    steps = np.diff(pd.to_datetime(fitted.origins_)) / pd.Timedelta(days=1)
+    assert (steps == GBMPredictor(HORIZON).origin_step_days).all()
     assert set(fitted.boosters_) == {"purchases", "revenue", "churn"}
     assert {"segment", "btyd_expected_purchases", "btyd_p_alive"} <= set(fitted.feature_names_)
 
@@ -86,7 +92,7 @@ def test_revenue_tracks_rate_times_spend(simulated, predictions):
 
 def test_deterministic_and_survives_a_json_round_trip(simulated, fitted, predictions):
     _, days, covariates = simulated
-    again = GBMPredictor(HORIZON, unit_days=1.0).fit(days, CUTOFF, covariates)
+    again = GBMPredictor(HORIZON, **SMALL).fit(days, CUTOFF, covariates)
     pd.testing.assert_frame_equal(again.predict(days, CUTOFF, covariates), predictions)
     restored = GBMPredictor.from_dict(json.loads(json.dumps(fitted.to_dict())))
     pd.testing.assert_frame_equal(restored.predict(days, CUTOFF, covariates), predictions)

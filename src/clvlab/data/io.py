@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,6 +20,8 @@ from clvlab.errors import DataError
 CUSTOMER_ID, DATE, AMOUNT = "customer_id", "date", "amount"
 
 TransactionSource = str | Path | pd.DataFrame
+#: The dtype customer ids are given back in (see :func:`id_dtype`); None: as text.
+IdDtype = np.dtype | pd.api.extensions.ExtensionDtype | None
 
 
 def read_transactions(
@@ -58,7 +62,8 @@ def read_transactions(
     pandas.DataFrame
         ``customer_id`` (string; missing ids stay missing for cleaning to count), ``date``
         (timezone-naive timestamp), ``amount`` (float64) unless count-only, then the kept
-        columns, in the order read.
+        columns, in the order read. (:func:`read_canonical` also says which dtype a score
+        table gives the ids back in.)
 
     Raises
     ------
@@ -66,6 +71,34 @@ def read_transactions(
         If the source cannot be read, is empty, lacks a column, or has unparsable dates or
         non-numeric amounts. The message names the column, the number of rows and examples.
     """
+    return read_canonical(
+        source,
+        customer_id=customer_id,
+        date=date,
+        amount=amount,
+        quantity=quantity,
+        price=price,
+        date_format=date_format,
+        timezone=timezone,
+        keep=keep,
+    )[0]
+
+
+def read_canonical(
+    source: TransactionSource,
+    *,
+    customer_id: str = CUSTOMER_ID,
+    date: str = DATE,
+    amount: str | None = AMOUNT,
+    quantity: str | None = None,
+    price: str | None = None,
+    date_format: str | None = None,
+    timezone: str | None = None,
+    keep: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, IdDtype]:
+    """:func:`read_transactions`' table, and the dtype to give its ids back in when they
+    leave clvlab (a score table): :func:`id_dtype` of the id column as read. Inside clvlab
+    ids are text; this is how scoring returns them in the type they came in."""
     frame, where = load_table(source)
     if frame.empty:
         raise DataError(f"{where}: no transactions (the table has no rows).")
@@ -89,7 +122,7 @@ def read_transactions(
     )
     if amount is not None:
         canonical[AMOUNT] = parse_amounts(frame[amount], amount, where)
-    elif quantity is not None:
+    elif quantity is not None and price is not None:  # both or neither (checked above)
         canonical[AMOUNT] = parse_amounts(frame[quantity], quantity, where) * parse_amounts(
             frame[price], price, where
         )
@@ -100,7 +133,7 @@ def read_transactions(
                 "name; rename it or leave it out with keep=[...]"
             )
         canonical[column] = frame[column].to_numpy()
-    return canonical.reset_index(drop=True)
+    return canonical.reset_index(drop=True), id_dtype(frame[customer_id])
 
 
 def parquet_glob(source: str | Path, what: str = "transactions") -> str:
@@ -164,7 +197,51 @@ def as_customer_ids(values: pd.Series) -> pd.Series:
     """Ids as strings; missing ids stay missing (cleaning counts and drops them)."""
     if pd.api.types.is_float_dtype(values):
         whole = values.dropna()
-        if (whole == whole.round()).all():
+        if (whole.abs() < math.inf).all() and (whole == whole.round()).all():
             # Integers stored as floats because of missing values: 17850.0 -> "17850".
-            return values.astype("Int64").astype("string")
+            if (whole.abs() < 2.0**63).all():
+                return values.astype("Int64").astype("string")
+            # Beyond int64 (1e20), every digit, as batch scoring reads them (HUGEINT).
+            return values.map(lambda v: str(int(v)), na_action="ignore").astype("string")
     return values.astype("string")
+
+
+def id_dtype(values: pd.Series) -> IdDtype:
+    """The dtype ids read from ``values`` are given back in (see :func:`restore_ids`), or
+    None when they stay text.
+
+    Integer ids keep their dtype (int64 stays int64, nullable Int64 stays Int64), so that a
+    score table joins the user's own tables on ``customer_id``. An object column of Python
+    or NumPy integers (Parquet integers with missing values are read so, to keep every digit)
+    gives Int64 when it has missing ids, int64 otherwise, if they fit. Anything else (strings,
+    floats, booleans, mixed types) is text, as :func:`as_customer_ids` renders it.
+    """
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return None
+    if pd.api.types.is_integer_dtype(dtype):
+        return dtype
+    if not pd.api.types.is_object_dtype(dtype):
+        return None
+    present = values.dropna()
+    if (
+        len(present)
+        and pd.api.types.infer_dtype(present, skipna=False) == "integer"
+        and min(present) >= -(2**63)
+        and max(present) < 2**63
+    ):
+        return pd.Int64Dtype() if len(present) < len(values) else np.dtype(np.int64)
+    return None
+
+
+def restore_ids(ids: pd.Series, dtype: IdDtype) -> pd.Series:
+    """Text ids (as :func:`as_customer_ids` wrote them) back in ``dtype``, exactly: every
+    digit of an int64 above 2**53 is kept (the text is parsed, never passed through a
+    float). ``dtype`` None returns the ids as they are."""
+    if dtype is None:
+        return ids
+    text = ids.astype(pd.StringDtype("pyarrow"))
+    if isinstance(dtype, np.dtype):  # parsed by Arrow into the nullable twin, then unboxed
+        twin = ("UInt" + dtype.name[4:]) if dtype.kind == "u" else ("Int" + dtype.name[3:])
+        return text.astype(pd.api.types.pandas_dtype(twin)).astype(dtype)
+    return text.astype(dtype)

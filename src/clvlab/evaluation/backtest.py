@@ -2,45 +2,113 @@
 
 Two windows of the same data:
 
-- the **holdout**: the config's ``calibration_end`` to ``holdout_end`` (``H`` days). It is only
+- the **holdout**: ``calibration_end`` to ``holdout_end`` (``H`` days). It is only
   reported: candidates are fitted on the data up to ``calibration_end`` and scored on it.
 - the **validation** window: the ``H`` days before ``calibration_end``, with candidates fitted
   on the data before it. Champions are chosen here, one per target (purchases, churn,
-  revenue), by the metric the config names. When the history before the holdout is shorter
+  revenue), by the metric the settings name. When the history before the holdout is shorter
   than ``2 H``, the validation window is shortened to half of that history, and said so.
 
 The candidates: each BTYD purchase model (with Gamma-Gamma when there are amounts), the
 LightGBM predictors of :mod:`clvlab.models.gbm` trained for exactly ``H`` days, and the naive
 historical formula (each customer's past repeat-purchase rate and mean spend carried
 forward: average value x purchases per period x periods; churn as a Poisson zero at that
-rate). A GBM
-that the data cannot train for ``H`` days, or that the validation window cannot judge for
-``H`` days, is skipped with the reason.
+rate). A GBM that the data cannot train for ``H`` days, or that the validation window cannot
+judge for ``H`` days, is skipped with the reason.
+
+What to compare and how to choose is a :class:`BacktestSettings`; the training job builds it
+from the run config (:func:`clvlab.training.backtest_settings`). Each candidate's result is a
+:class:`CandidateResult`; drawing them is :func:`clvlab.evaluation.plots.backtest_figures`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from clvlab.config import RunConfig, load_config
-from clvlab.errors import DataError
+from clvlab.config import UNIT_DAYS
+from clvlab.errors import ConfigError, DataError
 from clvlab.evaluation import metrics
-from clvlab.evaluation.holdout import beside_actuals, holdout_metrics, holdout_predictions
+from clvlab.evaluation.holdout import (
+    beside_actuals,
+    holdout_metrics,
+    holdout_predictions,
+    holdout_tracking,
+)
 from clvlab.features.rfm import calibration_holdout
 from clvlab.features.windows import PurchaseDays, customer_covariates
-from clvlab.models.clv import GBM, fit_clv_model
+from clvlab.models.btyd import PURCHASE_MODELS
+from clvlab.models.clv import GBM, CLVModel, fit_clv_model
+from clvlab.models.engines import Engine
 from clvlab.models.gbm import GBMPredictor, InsufficientHistoryError
 from clvlab.models.historical import HISTORICAL, historical_predictions
 from clvlab.progress import stage
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
-#: Selection metrics for which higher is better (for the others lower is).
-HIGHER_IS_BETTER = {"churn_roc_auc", "revenue_normalized_gini", "revenue_top_decile_capture"}
+@dataclass(frozen=True)
+class BacktestSettings:
+    """What :func:`backtest` compares and how it chooses champions.
+
+    :func:`clvlab.training.backtest_settings` builds them from a run config (its ``split``,
+    ``time_unit``, ``models`` and ``selection``).
+
+    Attributes
+    ----------
+    calibration_end, holdout_end
+        The holdout: candidates are fitted on the data up to ``calibration_end`` (its whole
+        day) and judged on the days after it up to ``holdout_end``.
+    time_unit
+        ``"D"``, ``"W"`` or ``"M"``: the unit of the BTYD models' time.
+    candidates
+        The BTYD purchase models compared (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``), each
+        with Gamma-Gamma when there are amounts.
+    selection
+        Target (``purchases``, ``churn``, ``revenue``) -> the metric that chooses its
+        champion (a selecting metric of :data:`clvlab.evaluation.metrics.METRICS`).
+    engine, penalizer_coef
+        Who fits the BTYD models (``"clvlab"`` or ``"lifetimes"``) and their L2 penalty.
+    gbm
+        An unfitted :class:`GBMPredictor` with the GBM candidate's settings (each window
+        trains a copy for the holdout's length), or None: no GBM candidate.
+    static_columns
+        Transaction columns the GBM takes static covariates from when :func:`backtest` is not
+        given ``customers``.
+    """
+
+    calibration_end: dt.date | pd.Timestamp | str
+    holdout_end: dt.date | pd.Timestamp | str
+    time_unit: str
+    candidates: tuple[str, ...]
+    selection: Mapping[str, str]
+    engine: Engine = "clvlab"
+    penalizer_coef: float = 0.0
+    gbm: GBMPredictor | None = None
+    static_columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.time_unit not in UNIT_DAYS:
+            raise ConfigError(f"time_unit must be one of {list(UNIT_DAYS)}, not {self.time_unit!r}")
+        unknown = [name for name in self.candidates if name not in PURCHASE_MODELS]
+        if unknown or not self.candidates:
+            raise ConfigError(
+                f"candidates must name BTYD purchase models of {list(PURCHASE_MODELS)}; "
+                f"got {list(self.candidates)}"
+            )
+        for target, metric in self.selection.items():
+            if metric not in metrics.SELECTION_METRICS:
+                raise ConfigError(
+                    f"selection of {target}: {metric!r} is not a selecting metric; choose one "
+                    f"of {list(metrics.SELECTION_METRICS)}"
+                )
+
+    @property
+    def unit_days(self) -> float:
+        """Length of one :attr:`time_unit` in days."""
+        return UNIT_DAYS[self.time_unit]
 
 
 @dataclass(frozen=True)
@@ -55,6 +123,38 @@ class Window:
     @property
     def days(self) -> int:
         return int((self.end - self.start).days)
+
+
+@dataclass
+class CandidateResult:
+    """One candidate of a backtest on one window.
+
+    Attributes
+    ----------
+    name
+        ``"bgnbd_gamma_gamma"`` (``"bgnbd"`` for count-only data) and the like for a BTYD
+        candidate, ``"gbm"`` or ``"historical"``.
+    predictions
+        Per-customer predictions next to the actuals (the frame of
+        :func:`clvlab.evaluation.holdout.holdout_predictions`).
+    metrics
+        Its metrics (:func:`clvlab.evaluation.holdout.holdout_metrics` of ``predictions``).
+    model
+        The fitted model: a :class:`CLVModel` for a BTYD candidate, the
+        :class:`GBMPredictor`, None for the historical formula.
+    purchase_model
+        A BTYD candidate's purchase model (``"bgnbd"``, ...), else None.
+    calibration
+        The window's calibration summary (:func:`clvlab.calibration_holdout`'s output, the
+        same for every candidate of the window): what was fitted on and judged against.
+    """
+
+    name: str
+    predictions: pd.DataFrame = field(repr=False)
+    metrics: dict[str, float]
+    model: CLVModel | GBMPredictor | None = field(repr=False)
+    purchase_model: str | None
+    calibration: pd.DataFrame = field(repr=False)
 
 
 @dataclass
@@ -79,13 +179,13 @@ class BacktestResult:
         Candidate -> why it was not evaluated.
     notes
         Other things the reader must know (a shortened validation window, ...).
-    predictions
-        Window name -> candidate -> per-customer predictions next to the actuals.
+    windows
+        ``"validation"`` and ``"holdout"``.
+    candidates
+        Window name -> candidate name -> its :class:`CandidateResult`.
     deciles
         Candidate -> decile table of the holdout (by predicted revenue, or purchases for
         count-only data).
-    figures
-        File name -> matplotlib figure.
     """
 
     metrics: pd.DataFrame
@@ -96,9 +196,8 @@ class BacktestResult:
     skipped: dict[str, str]
     notes: list[str]
     windows: dict[str, Window]
-    predictions: dict[str, dict[str, pd.DataFrame]] = field(repr=False)
+    candidates: dict[str, dict[str, CandidateResult]] = field(repr=False)
     deciles: dict[str, pd.DataFrame] = field(repr=False)
-    figures: dict[str, Figure] = field(repr=False, default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         """A JSON-friendly summary (what ``--report`` writes)."""
@@ -119,13 +218,29 @@ class BacktestResult:
             },
         }
 
+    def tracking_curves(self, transactions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Cumulative purchases over the holdout, actual and predicted by each BTYD candidate
+        (:func:`clvlab.evaluation.holdout.holdout_tracking`), by candidate name.
+
+        Parameters
+        ----------
+        transactions
+            The transactions the backtest was run on.
+        """
+        window = self.windows["holdout"]
+        after = transactions[transactions["date"] >= window.start + pd.Timedelta(days=1)]
+        return {
+            name: holdout_tracking(candidate.model, candidate.calibration, after, window.start)
+            for name, candidate in self.candidates["holdout"].items()
+            if isinstance(candidate.model, CLVModel)
+        }
+
 
 def backtest(
     transactions: pd.DataFrame,
-    config: RunConfig | dict[str, Any] | str,
+    settings: BacktestSettings,
     *,
     customers: pd.DataFrame | None = None,
-    figures: bool = True,
 ) -> BacktestResult:
     """Score every candidate on the validation window and the holdout; choose champions on the
     validation window only.
@@ -134,22 +249,20 @@ def backtest(
     ----------
     transactions
         Canonical, cleaned transactions (see :func:`clvlab.clean_transactions`).
-    config
-        The run config (its ``split``, ``time_unit``, ``models`` and ``selection``).
+    settings
+        The holdout, the candidates and the selection rule (for a run config:
+        :func:`clvlab.training.backtest_settings`).
     customers
         Static covariates indexed by ``customer_id``; by default those named in
-        ``models.gbm.static_columns``, taken from the transactions.
-    figures
-        Whether to draw the figures.
+        ``settings.static_columns``, taken from the transactions.
     """
-    config = load_config(config)
-    cutoff = pd.Timestamp(config.split.calibration_end)
-    end = pd.Timestamp(config.split.holdout_end)
+    cutoff = pd.Timestamp(settings.calibration_end)
+    end = pd.Timestamp(settings.holdout_end)
     if transactions.empty:
         raise DataError("no transactions to backtest")
     purchases = PurchaseDays.from_transactions(transactions)
-    if customers is None and config.models.gbm.static_columns:
-        customers = customer_covariates(transactions, config.models.gbm.static_columns)
+    if customers is None and settings.static_columns:
+        customers = customer_covariates(transactions, settings.static_columns)
     holdout = Window("holdout", cutoff, end)
     notes: list[str] = []
     validation = _validation_window(holdout, purchases.start, notes)
@@ -157,26 +270,25 @@ def backtest(
     results = {}
     for window in (validation, holdout):
         results[window.name] = _evaluate(
-            transactions, purchases, customers, config, window, holdout.days, skipped
+            transactions, purchases, customers, settings, window, holdout.days, skipped
         )
-    tables = {name: _table(preds) for name, preds in results.items()}
-    rule = config.selection.as_dict()
+    tables = {name: _table(candidates) for name, candidates in results.items()}
+    rule = dict(settings.selection)
     btyd_candidates = {
-        name: frame.attrs["purchase_model"]
-        for name, frame in results["holdout"].items()
-        if "purchase_model" in frame.attrs
+        name: candidate.purchase_model
+        for name, candidate in results["holdout"].items()
+        if candidate.purchase_model is not None
     }
     champions = choose_champions(tables["validation"], rule)
     btyd_champions = choose_champions(tables["validation"].loc[list(btyd_candidates)], rule)
-    has_revenue = purchases.has_amount
+    value = "revenue" if purchases.has_amount else "purchases"
     deciles = {
         name: metrics.decile_table(
-            frame["actual_revenue" if has_revenue else "actual_purchases"],
-            frame["predicted_revenue" if has_revenue else "predicted_purchases"],
+            candidate.predictions[f"actual_{value}"], candidate.predictions[f"predicted_{value}"]
         )
-        for name, frame in results["holdout"].items()
+        for name, candidate in results["holdout"].items()
     }
-    result = BacktestResult(
+    return BacktestResult(
         metrics=tables["holdout"],
         validation_metrics=tables["validation"],
         champions=champions,
@@ -185,14 +297,9 @@ def backtest(
         skipped=skipped,
         notes=notes,
         windows={"validation": validation, "holdout": holdout},
-        predictions=results,
+        candidates=results,
         deciles=deciles,
     )
-    if figures:
-        from clvlab.evaluation.plots import backtest_figures
-
-        result.figures = backtest_figures(result, transactions, config)
-    return result
 
 
 def choose_champions(table: pd.DataFrame, rule: dict[str, str]) -> dict[str, str]:
@@ -202,7 +309,8 @@ def choose_champions(table: pd.DataFrame, rule: dict[str, str]) -> dict[str, str
         if metric not in table or table[metric].isna().all():
             continue
         column = table[metric]
-        champions[target] = str(column.idxmax() if metric in HIGHER_IS_BETTER else column.idxmin())
+        best = column.idxmax() if metrics.METRICS[metric].greater_is_better else column.idxmin()
+        champions[target] = str(best)
     return champions
 
 
@@ -222,46 +330,62 @@ def _evaluate(
     transactions: pd.DataFrame,
     purchases: PurchaseDays,
     customers: pd.DataFrame | None,
-    config: RunConfig,
+    settings: BacktestSettings,
     window: Window,
     horizon_days: int,
     skipped: dict[str, str],
-) -> dict[str, pd.DataFrame]:
-    """Per-customer predictions and actuals of every candidate on one window (a BTYD
-    candidate's purchase model name, fitted :class:`CLVModel` and the calibration summary in
-    its frame's ``attrs``, the last two for the tracking plot)."""
+) -> dict[str, CandidateResult]:
+    """Every candidate fitted before ``window`` and judged on it."""
     calibration = calibration_holdout(
-        transactions, window.start, window.end, freq="D", freq_multiplier=config.unit_days
+        transactions, window.start, window.end, freq="D", freq_multiplier=settings.unit_days
     )
     summary = calibration.rename(columns=lambda c: c.removesuffix("_cal"))
-    predictions = {}
-    for name in btyd_candidates(config):
+    candidates: dict[str, CandidateResult] = {}
+
+    def add(
+        name: str,
+        predictions: pd.DataFrame,
+        model: CLVModel | GBMPredictor | None,
+        purchase_model: str | None = None,
+    ) -> None:
+        candidates[name] = CandidateResult(
+            name, predictions, holdout_metrics(predictions), model, purchase_model, calibration
+        )
+
+    for name in settings.candidates:
         with stage(f"backtest on the {window.name} window: {name}") as step:
-            model, _ = fit_clv_model(summary, config, name)
-            predictions[model.name] = holdout_predictions(model, calibration)
-            predictions[model.name].attrs.update(
-                purchase_model=name, model=model, calibration=calibration
+            model, _ = fit_clv_model(
+                summary,
+                name,
+                engine=settings.engine,
+                penalizer_coef=settings.penalizer_coef,
+                time_unit=settings.time_unit,
             )
+            add(model.name, holdout_predictions(model, calibration), model, name)
             step.summary = f"{len(calibration):,} customers"
-    naive = historical_predictions(summary, config.unit_days, window.days)
-    predictions[HISTORICAL] = beside_actuals(naive, calibration)
-    if config.models.gbm.enabled:
+    naive = historical_predictions(summary, settings.unit_days, window.days)
+    add(HISTORICAL, beside_actuals(naive, calibration), None)
+    if settings.gbm is not None:
         with stage(f"backtest on the {window.name} window: {GBM}") as step:
-            gbm = _gbm_predictions(purchases, customers, config, window, horizon_days, skipped)
-            if gbm is not None:
-                predictions[GBM] = beside_actuals(gbm.reindex(calibration.index), calibration)
-            step.summary = "trained" if gbm is not None else "skipped (see the report)"
-    return predictions
+            fitted = _fit_gbm(purchases, customers, settings.gbm, window, horizon_days, skipped)
+            if fitted is not None:
+                gbm, predicted = fitted
+                add(GBM, beside_actuals(predicted.reindex(calibration.index), calibration), gbm)
+            step.summary = "trained" if fitted is not None else "skipped (see the report)"
+    return candidates
 
 
-def _gbm_predictions(
+def _fit_gbm(
     purchases: PurchaseDays,
     customers: pd.DataFrame | None,
-    config: RunConfig,
+    template: GBMPredictor,
     window: Window,
     horizon_days: int,
     skipped: dict[str, str],
-) -> pd.DataFrame | None:
+) -> tuple[GBMPredictor, pd.DataFrame] | None:
+    """A copy of ``template`` trained for ``horizon_days`` on the data up to the window's
+    start, and its predictions for the window; None (and why, in ``skipped``) when it cannot
+    be trained or judged."""
     if window.days != horizon_days:
         _skip(
             skipped,
@@ -269,49 +393,20 @@ def _gbm_predictions(
             f"the horizon it is trained for ({horizon_days} days)",
         )
         return None
-    model = gbm_from_config(config, horizon_days)
+    model = template.clone(horizon_days=horizon_days)
     try:
         model.fit(purchases, window.start, customers)
     except InsufficientHistoryError as error:
         _skip(skipped, f"{window.name} window: {error}")
         return None
-    return model.predict(purchases, window.start, customers)
+    return model, model.predict(purchases, window.start, customers)
 
 
 def _skip(skipped: dict[str, str], reason: str) -> None:
     skipped[GBM] = f"{skipped[GBM]}; {reason}" if GBM in skipped else reason
 
 
-def btyd_candidates(config: RunConfig) -> list[str]:
-    """The BTYD purchase models of the backtest: ``models.candidates``, and the model
-    ``models.purchases`` pins if it is not among them."""
-    names = list(config.models.candidates)
-    if config.models.purchases not in ("champion", *names):
-        names.append(config.models.purchases)
-    return names
-
-
-def gbm_from_config(config: RunConfig, horizon_days: float) -> GBMPredictor:
-    """A :class:`GBMPredictor` with the config's settings, for ``horizon_days``."""
-    settings = config.models.gbm
-    return GBMPredictor(
-        horizon_days,
-        unit_days=config.unit_days,
-        windows=settings.windows_days,
-        origin_step_days=settings.origin_step_days,
-        max_origins=settings.max_origins,
-        min_history_days=settings.min_history_days,
-        hybrid=settings.hybrid,
-        learning_rate=settings.learning_rate,
-        num_leaves=settings.num_leaves,
-        min_child_samples=settings.min_child_samples,
-        n_estimators=settings.n_estimators,
-        early_stopping_rounds=settings.early_stopping_rounds,
-        random_state=settings.seed,
-    )
-
-
-def _table(predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    table = pd.DataFrame({name: holdout_metrics(frame) for name, frame in predictions.items()}).T
+def _table(candidates: dict[str, CandidateResult]) -> pd.DataFrame:
+    table = pd.DataFrame({name: candidate.metrics for name, candidate in candidates.items()}).T
     table.index.name = "candidate"
     return table

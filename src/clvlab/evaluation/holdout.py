@@ -58,7 +58,8 @@ def beside_actuals(predicted: pd.DataFrame, calibration: pd.DataFrame) -> pd.Dat
 
 
 def holdout_metrics(predictions: pd.DataFrame) -> dict[str, float]:
-    """Metrics of :func:`holdout_predictions`' output.
+    """Metrics of :func:`holdout_predictions`' output: every metric of the registry
+    :data:`clvlab.evaluation.metrics.METRICS` whose columns it has.
 
     Returns
     -------
@@ -67,25 +68,7 @@ def holdout_metrics(predictions: pd.DataFrame) -> dict[str, float]:
         ``churn_roc_auc``, ``churn_brier`` and, with revenue, ``revenue_mae``,
         ``revenue_normalized_gini``, ``revenue_spearman`` and ``revenue_top_decile_capture``.
     """
-    actual, predicted = predictions["actual_purchases"], predictions["predicted_purchases"]
-    churned, p_churn = predictions["actual_churn"], predictions["p_churn"]
-    result = {
-        "purchases_mae": metrics.mae(actual, predicted),
-        "purchases_rmse": metrics.rmse(actual, predicted),
-        "purchases_bias_pct": metrics.bias_pct(actual, predicted),
-        "purchases_spearman": metrics.spearman(actual, predicted),
-        "churn_roc_auc": metrics.roc_auc(churned, p_churn),
-        "churn_brier": metrics.brier(churned, p_churn),
-    }
-    if "actual_revenue" in predictions:
-        revenue, predicted_revenue = predictions["actual_revenue"], predictions["predicted_revenue"]
-        result["revenue_mae"] = metrics.mae(revenue, predicted_revenue)
-        result["revenue_normalized_gini"] = metrics.normalized_gini(revenue, predicted_revenue)
-        result["revenue_spearman"] = metrics.spearman(revenue, predicted_revenue)
-        result["revenue_top_decile_capture"] = metrics.top_decile_capture(
-            revenue, predicted_revenue
-        )
-    return result
+    return metrics.evaluate(predictions)
 
 
 def holdout_tracking(

@@ -1,23 +1,36 @@
-"""Holdout metrics for purchases, churn and revenue predictions."""
+"""Holdout metrics for purchases, churn and revenue predictions, and their registry.
+
+:data:`METRICS` is the one list of the metrics a backtest reports, as scikit-learn's scorers:
+each :class:`Metric` names its target, the columns of the predictions-beside-actuals frame it
+reads (see :func:`clvlab.evaluation.holdout.holdout_predictions`), its function and which way
+is better. Champion selection, the run config's validation, the registry's promotion rule and
+the training job's champion metrics all look metrics up here.
+
+This module imports nothing else of clvlab's and no heavy library at import time: the run
+config validates metric names against it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 
-def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
+def mae(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     """Mean absolute error."""
     return float(np.mean(np.abs(np.asarray(predicted, float) - np.asarray(actual, float))))
 
 
-def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
+def rmse(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     """Root mean squared error."""
     return float(np.sqrt(np.mean((np.asarray(predicted, float) - np.asarray(actual, float)) ** 2)))
 
 
-def bias_pct(actual: np.ndarray, predicted: np.ndarray) -> float:
+def bias_pct(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     """Aggregate bias: (total predicted - total actual) / total actual, in percent."""
     total = float(np.sum(actual))
     if total == 0:
@@ -25,15 +38,17 @@ def bias_pct(actual: np.ndarray, predicted: np.ndarray) -> float:
     return 100.0 * (float(np.sum(predicted)) - total) / total
 
 
-def roc_auc(event: np.ndarray, probability: np.ndarray) -> float:
+def roc_auc(event: npt.ArrayLike, probability: npt.ArrayLike) -> float:
     """ROC-AUC of a probability for a binary event; NaN when only one class occurs."""
+    from sklearn.metrics import roc_auc_score
+
     event = np.asarray(event, bool)
     if event.all() or not event.any():
         return float("nan")
     return float(roc_auc_score(event, probability))
 
 
-def gini(actual: np.ndarray, predicted: np.ndarray) -> float:
+def gini(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     """Gini coefficient of ``actual`` ordered by ``predicted`` (descending).
 
     Customers with equal predictions are one group whose actual values are spread evenly, so
@@ -48,7 +63,7 @@ def gini(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(lorenz.sum() / n - (n + 1) / (2 * n))
 
 
-def normalized_gini(actual: np.ndarray, predicted: np.ndarray) -> float:
+def normalized_gini(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     """Gini of the prediction's ranking over that of the perfect one (1 perfect, 0 random)."""
     best = gini(actual, actual)
     if not best or np.isnan(best):
@@ -56,13 +71,13 @@ def normalized_gini(actual: np.ndarray, predicted: np.ndarray) -> float:
     return gini(actual, predicted) / best
 
 
-def brier(event: np.ndarray, probability: np.ndarray) -> float:
+def brier(event: npt.ArrayLike, probability: npt.ArrayLike) -> float:
     """Brier score: mean squared difference between the probability and the 0/1 event."""
     event = np.asarray(event, float)
     return float(np.mean((np.asarray(probability, float) - event) ** 2))
 
 
-def spearman(actual: np.ndarray, predicted: np.ndarray) -> float:
+def spearman(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     """Spearman rank correlation; NaN when either side is constant."""
     from scipy.stats import spearmanr
 
@@ -72,7 +87,7 @@ def spearman(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(spearmanr(actual, predicted).statistic)
 
 
-def top_decile_capture(actual: np.ndarray, predicted: np.ndarray) -> float:
+def top_decile_capture(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     """Share of the total actual value that falls to the 10 % of customers ranked highest by
     the prediction (ties at the boundary share evenly, as in :func:`gini`)."""
     actual = np.asarray(actual, float)
@@ -82,7 +97,7 @@ def top_decile_capture(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.interp(0.1, *_gains(actual, np.asarray(predicted, float))))
 
 
-def gains_curve(actual: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gains_curve(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Cumulative share of customers (ranked by prediction, highest first) against the
     cumulative share of the actual total they hold, starting at (0, 0)."""
     return _gains(np.asarray(actual, float), np.asarray(predicted, float))
@@ -99,7 +114,7 @@ def _gains(actual: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.arange(n + 1) / n, share
 
 
-def decile_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+def decile_table(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> pd.DataFrame:
     """Customers in ten groups by prediction (1 = highest): size, mean predicted, mean actual
     and the group's share of the actual total."""
     frame = pd.DataFrame({"actual": np.asarray(actual, float), "predicted": predicted})
@@ -116,7 +131,9 @@ def decile_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
     return table.drop(columns="actual_total")
 
 
-def calibration_curve(event: np.ndarray, probability: np.ndarray, bins: int = 10) -> pd.DataFrame:
+def calibration_curve(
+    event: npt.ArrayLike, probability: npt.ArrayLike, bins: int = 10
+) -> pd.DataFrame:
     """Reliability table: customers in ``bins`` equal-width probability bins, with the mean
     predicted probability and the observed event rate of each non-empty bin."""
     frame = pd.DataFrame({"event": np.asarray(event, float), "p": np.asarray(probability, float)})
@@ -124,3 +141,82 @@ def calibration_curve(event: np.ndarray, probability: np.ndarray, bins: int = 10
     return frame.groupby("bin").agg(
         customers=("p", "size"), mean_predicted=("p", "mean"), observed=("event", "mean")
     )
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One holdout metric of the registry :data:`METRICS`.
+
+    Attributes
+    ----------
+    name
+        ``<target>_<measure>``, e.g. ``purchases_mae``: the column of the backtest's metric
+        tables and the MLflow metric ``holdout.<name>``.
+    target
+        The prediction it judges: ``purchases``, ``churn`` or ``revenue``.
+    actual, predicted
+        The columns of the predictions-beside-actuals frame it reads.
+    function
+        ``function(actual, predicted) -> float``, given the two columns.
+    greater_is_better
+        Which way is better; None for a measure without a better direction (a signed bias).
+    selects
+        Whether a run config may name it to choose champions (``selection``) and to decide
+        promotions (``registry.metrics``).
+    """
+
+    name: str
+    target: str
+    actual: str
+    predicted: str
+    function: Callable[..., float]
+    greater_is_better: bool | None
+    selects: bool
+
+    def __call__(self, predictions: pd.DataFrame) -> float:
+        """The metric of a predictions-beside-actuals frame."""
+        return self.function(predictions[self.actual], predictions[self.predicted])
+
+    def applies_to(self, predictions: pd.DataFrame) -> bool:
+        """Whether ``predictions`` has the columns it reads (revenue only with amounts)."""
+        return self.actual in predictions and self.predicted in predictions
+
+
+def _metrics(*metrics: Metric) -> dict[str, Metric]:
+    return {metric.name: metric for metric in metrics}
+
+
+_PURCHASES = ("purchases", "actual_purchases", "predicted_purchases")
+_CHURN = ("churn", "actual_churn", "p_churn")
+_REVENUE = ("revenue", "actual_revenue", "predicted_revenue")
+
+#: Every holdout metric by name, in the order of the metric tables.
+METRICS: dict[str, Metric] = _metrics(
+    Metric("purchases_mae", *_PURCHASES, mae, greater_is_better=False, selects=True),
+    Metric("purchases_rmse", *_PURCHASES, rmse, greater_is_better=False, selects=True),
+    Metric("purchases_bias_pct", *_PURCHASES, bias_pct, greater_is_better=None, selects=False),
+    Metric("purchases_spearman", *_PURCHASES, spearman, greater_is_better=True, selects=False),
+    Metric("churn_roc_auc", *_CHURN, roc_auc, greater_is_better=True, selects=True),
+    Metric("churn_brier", *_CHURN, brier, greater_is_better=False, selects=True),
+    Metric("revenue_mae", *_REVENUE, mae, greater_is_better=False, selects=True),
+    Metric(
+        "revenue_normalized_gini", *_REVENUE, normalized_gini, greater_is_better=True, selects=True
+    ),
+    Metric("revenue_spearman", *_REVENUE, spearman, greater_is_better=True, selects=False),
+    Metric(
+        "revenue_top_decile_capture",
+        *_REVENUE,
+        top_decile_capture,
+        greater_is_better=True,
+        selects=True,
+    ),
+)
+
+#: The metrics a run config may name in ``selection`` and ``registry.metrics``.
+SELECTION_METRICS: tuple[str, ...] = tuple(name for name, m in METRICS.items() if m.selects)
+
+
+def evaluate(predictions: pd.DataFrame) -> dict[str, float]:
+    """Every metric of :data:`METRICS` that applies to a predictions-beside-actuals frame, by
+    name, in the registry's order."""
+    return {name: m(predictions) for name, m in METRICS.items() if m.applies_to(predictions)}

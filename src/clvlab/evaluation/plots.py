@@ -2,24 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from clvlab.evaluation import metrics
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from clvlab.config import RunConfig
-    from clvlab.evaluation.backtest import BacktestResult
-
 
 def backtest_figures(
-    result: BacktestResult, transactions: pd.DataFrame, config: RunConfig
+    predictions: Mapping[str, pd.DataFrame],
+    tracking_curves: Mapping[str, pd.DataFrame],
+    *,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    time_unit: str,
+    unit_days: float,
+    run_name: str,
 ) -> dict[str, Figure]:
     """The holdout of a backtest in four panels: cumulative purchases over time (actual and
     each BTYD candidate; the other candidates' horizon totals as points), mean holdout
     purchases by calibration frequency, churn calibration, and the gains chart.
+
+    Parameters
+    ----------
+    predictions
+        Candidate -> its holdout predictions next to the actuals (the frame of
+        :func:`clvlab.evaluation.holdout.holdout_predictions`; every frame has the same
+        customers).
+    tracking_curves
+        Candidate -> its cumulative purchases over the holdout, actual and predicted (the
+        frame of :func:`clvlab.evaluation.holdout.holdout_tracking`), for those that have one
+        (:meth:`clvlab.evaluation.backtest.BacktestResult.tracking_curves`).
+    start, end
+        The holdout: the day it starts after, and its last day.
+    time_unit, unit_days
+        The unit of the time axis (``"W"``) and its length in days.
+    run_name
+        The run's name, for the title.
 
     Returns
     -------
@@ -28,35 +52,27 @@ def backtest_figures(
     """
     from matplotlib.figure import Figure
 
-    from clvlab.evaluation import metrics
-    from clvlab.evaluation.holdout import holdout_tracking
-
-    window = result.windows["holdout"]
-    candidates = result.predictions["holdout"]
     figure = Figure(figsize=(12, 9), layout="constrained")
     (tracking, conditional), (calibration, gains) = figure.subplots(2, 2)
-    after = transactions[transactions["date"] >= window.start + pd.Timedelta(days=1)]
-    unit = config.time_unit
-    horizon = window.days / config.unit_days
+    horizon = int((end - start).days) / unit_days
     actual_drawn = False
-    for name, frame in candidates.items():
-        model = frame.attrs.get("model")
-        if model is not None:
-            curve = holdout_tracking(model, frame.attrs["calibration"], after, window.start)
+    for candidate, frame in predictions.items():
+        curve = tracking_curves.get(candidate)
+        if curve is not None:
             if not actual_drawn:
                 tracking.plot(curve["time"], curve["actual"], color="black", label="actual")
                 actual_drawn = True
-            tracking.plot(curve["time"], curve["predicted"], linestyle="--", label=name)
+            tracking.plot(curve["time"], curve["predicted"], linestyle="--", label=candidate)
         else:
-            tracking.scatter([horizon], [frame["predicted_purchases"].sum()], label=name)
+            tracking.scatter([horizon], [frame["predicted_purchases"].sum()], label=candidate)
     tracking.set(
-        xlabel=f"time since {window.start.date()} ({unit})",
+        xlabel=f"time since {start.date()} ({time_unit})",
         ylabel="cumulative purchases",
         title="Holdout tracking",
     )
     tracking.legend(fontsize="small")
 
-    first = next(iter(candidates.values()))  # every frame has the same customers and actuals
+    first = next(iter(predictions.values()))  # every frame has the same customers and actuals
     capped = first["frequency_cal"].clip(upper=7).astype(int)
     labels = [str(k) if k < 7 else "7+" for k in sorted(capped.unique())]
     positions = np.arange(len(labels))
@@ -67,9 +83,9 @@ def backtest_figures(
         marker="o",
         label="actual",
     )
-    for name, frame in candidates.items():
+    for candidate, frame in predictions.items():
         means = frame.groupby(capped)["predicted_purchases"].mean()
-        conditional.plot(positions, means, linestyle="--", marker=".", label=name)
+        conditional.plot(positions, means, linestyle="--", marker=".", label=candidate)
     conditional.set_xticks(positions, labels)
     conditional.set(
         xlabel="repeat purchases before the holdout",
@@ -79,9 +95,9 @@ def backtest_figures(
     conditional.legend(fontsize="small")
 
     calibration.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
-    for name, frame in candidates.items():
+    for candidate, frame in predictions.items():
         table = metrics.calibration_curve(frame["actual_churn"], frame["p_churn"])
-        calibration.plot(table["mean_predicted"], table["observed"], marker=".", label=name)
+        calibration.plot(table["mean_predicted"], table["observed"], marker=".", label=candidate)
     calibration.set(
         xlabel="predicted P(no purchase)", ylabel="observed share", title="Churn calibration"
     )
@@ -89,15 +105,15 @@ def backtest_figures(
 
     value = "revenue" if "actual_revenue" in first else "purchases"
     gains.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
-    for name, frame in candidates.items():
+    for candidate, frame in predictions.items():
         if f"predicted_{value}" in frame:
             x, y = metrics.gains_curve(frame[f"actual_{value}"], frame[f"predicted_{value}"])
-            gains.plot(x, y, label=name)
+            gains.plot(x, y, label=candidate)
     gains.set(
         xlabel="share of customers (highest predicted first)",
         ylabel=f"share of holdout {value}",
         title="Gains",
     )
     gains.legend(fontsize="small")
-    figure.suptitle(f"{config.name}: holdout {window.start.date()} to {window.end.date()}")
+    figure.suptitle(f"{run_name}: holdout {start.date()} to {end.date()}")
     return {"backtest.png": figure}

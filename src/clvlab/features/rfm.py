@@ -42,6 +42,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pandas.api.typing import NaTType
 
 from clvlab.config import UNIT_DAYS
 from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, parquet_glob, sql_string
@@ -270,7 +271,7 @@ class _ThreadConnection:
 
 def _connect(spill: str, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection spilling to ``spill``, with the session's settings."""
-    config = {"temp_directory": spill}
+    config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": spill}
     if memory_limit:
         config["memory_limit"] = memory_limit
     con = duckdb.connect(config=config)
@@ -350,14 +351,14 @@ def as_timestamp(value: DateLike, name: str = "date") -> pd.Timestamp:
     ``date``, :class:`pandas.Timestamp` and :class:`numpy.datetime64` values are taken as
     they are. A value with a zone or offset is converted to UTC and made naive.
     """
-    stamp = pd.NaT
+    stamp: pd.Timestamp | NaTType = pd.NaT
     if isinstance(value, str):
         text = value.strip()
         if _ISO_DATE.fullmatch(text):
             stamp = _parse(text)
     elif isinstance(value, dt.date | np.datetime64):  # datetime and Timestamp are dates too
         stamp = _parse(value)
-    if stamp is pd.NaT:
+    if not isinstance(stamp, pd.Timestamp):  # NaT (pd.NaT is no Timestamp)
         raise DataError(
             f"{name} {value!r} is not a date: give it as YYYY-MM-DD (ISO 8601; a time may "
             "follow: YYYY-MM-DDTHH:MM[:SS], then optionally Z or an offset such as +02:00)"
@@ -365,7 +366,7 @@ def as_timestamp(value: DateLike, name: str = "date") -> pd.Timestamp:
     return stamp.tz_convert(None) if stamp.tzinfo else stamp
 
 
-def _parse(value: str | dt.date | np.datetime64) -> pd.Timestamp:
+def _parse(value: str | dt.date | np.datetime64) -> pd.Timestamp | NaTType:
     """``pd.Timestamp(value)``, or NaT when it is no valid date (2021-02-30, out of range)."""
     try:
         return pd.Timestamp(value)

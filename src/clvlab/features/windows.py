@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,11 @@ class PurchaseDays:
                 _VALUE: transactions[AMOUNT].astype(float) if has_amount else 1.0,
             }
         )
-        days = frame.groupby([CUSTOMER_ID, _DAY], as_index=False, sort=True)[_VALUE].sum()
+        # as_index=False gives a frame (the keys as columns); pandas-stubs types it a Series.
+        days = cast(
+            pd.DataFrame,
+            frame.groupby([CUSTOMER_ID, _DAY], as_index=False, sort=True)[_VALUE].sum(),
+        )
         previous = days.groupby(CUSTOMER_ID, sort=False)[_DAY].shift()
         days[_GAP] = (days[_DAY] - previous).dt.days.astype(float)
         return cls(days=days, has_amount=has_amount, start=days[_DAY].min())
@@ -206,7 +211,7 @@ def rolling_origins(
     if step_days < 1 or max_origins < 1:
         raise DataError("step_days and max_origins must be at least 1")
     last, earliest = pd.Timestamp(last).normalize(), pd.Timestamp(earliest).normalize()
-    origins = []
+    origins: list[pd.Timestamp] = []
     origin = last
     while origin >= earliest and len(origins) < max_origins:
         origins.append(origin)

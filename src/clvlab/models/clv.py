@@ -2,8 +2,9 @@
 
 At its core are the fitted BTYD models (a purchase-and-dropout model and Gamma-Gamma for
 spend). After a backtest (:mod:`clvlab.evaluation.backtest`) the model also knows each
-target's champion: for expected purchases, churn and revenue the source may be a BTYD model,
-the LightGBM predictor (:class:`clvlab.models.gbm.GBMPredictor`) or the historical formula.
+target's champion, as a :class:`TargetSource`: for expected purchases, churn and revenue the
+source may be a BTYD model, the LightGBM predictor (:class:`clvlab.models.gbm.GBMPredictor`)
+or the historical formula.
 ``p_alive`` and ``expected_spend`` always come from the BTYD models, which are the only ones
 that predict them; a GBM predicts only the horizon it was trained for, so for any other horizon
 the target's BTYD champion stands in, and the score table's ``model`` column says so.
@@ -15,7 +16,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,11 +32,10 @@ from clvlab.models.btyd import (
     GammaGamma,
     estimator_from_dict,
 )
-from clvlab.models.engines import fit_estimator
+from clvlab.models.engines import Engine, fit_estimator
 from clvlab.models.historical import HISTORICAL, historical_predictions
 
 if TYPE_CHECKING:
-    from clvlab.config import RunConfig
     from clvlab.features.windows import PurchaseDays
     from clvlab.models.gbm import GBMPredictor
 
@@ -52,7 +52,7 @@ PREDICTION_COLUMNS = [
 
 #: The targets a champion is chosen for.
 TARGETS = ("purchases", "churn", "revenue")
-#: Sources of a target's predictions besides the BTYD models.
+#: The kinds of source of a target's predictions (with :data:`HISTORICAL`).
 GBM = "gbm"
 BTYD = "btyd"
 
@@ -69,6 +69,50 @@ _LIFETIMES_MONTH = {"D": 30.0, "W": 4.345, "M": 1.0}
 #: the pairs are at most this share of the customers.
 _DISTINCT_MIN_CUSTOMERS = 10_000
 _DISTINCT_MAX_SHARE = 0.5
+#: The JSON format :meth:`CLVModel.to_dict` writes, and those :meth:`CLVModel.from_dict`
+#: reads (format 1 had no champions: every target from ``purchases``).
+_FORMAT = "clvlab.CLVModel/2"
+_READABLE_FORMATS = ("clvlab.CLVModel/1", _FORMAT)
+
+
+@dataclass(frozen=True)
+class TargetSource:
+    """Where one target's predictions come from.
+
+    Attributes
+    ----------
+    kind
+        ``"btyd"``: the BTYD purchase model :attr:`btyd` (with the spend model for revenue);
+        ``"gbm"``: the :class:`CLVModel`'s LightGBM predictor; ``"historical"``: the formula
+        of :mod:`clvlab.models.historical`.
+    btyd
+        The target's fitted BTYD purchase model: its predictions when :attr:`kind` is
+        ``"btyd"``, and what stands in for a GBM that cannot answer (another horizon, no
+        purchase history). Whatever the kind, churn's also gives ``p_alive``, and revenue's
+        the timing of purchases that discounts revenue to ``clv``.
+    """
+
+    kind: str
+    btyd: BTYDEstimator
+
+    def __post_init__(self) -> None:
+        if self.kind not in (BTYD, GBM, HISTORICAL):
+            raise ClvlabError(
+                f"a target's source is {BTYD!r}, {GBM!r} or {HISTORICAL!r}, not {self.kind!r}"
+            )
+
+    @property
+    def btyd_name(self) -> str:
+        """The run config's name of :attr:`btyd` (``"bgnbd"``, ``"mbgnbd"``,
+        ``"pareto_nbd"``)."""
+        return _purchase_model_name(self.btyd)
+
+    def label(self, target: str) -> str:
+        """What the score table's ``model`` column says of this source for ``target``: the
+        kind, or the BTYD model's name (``"<name>_gamma_gamma"`` for revenue)."""
+        if self.kind != BTYD:
+            return self.kind
+        return f"{self.btyd_name}_gamma_gamma" if target == "revenue" else self.btyd_name
 
 
 @dataclass
@@ -101,19 +145,13 @@ class CLVModel:
         :class:`clvlab.data.CleaningPolicy`), applied again when scoring.
     name, version
         Identify the model in the score table.
-    champions
-        Target (``purchases``, ``churn``, ``revenue``) -> the source of its predictions:
-        ``"btyd"``, ``"gbm"`` or ``"historical"`` (the formula of
-        :mod:`clvlab.models.historical`). A target not named uses ``"btyd"``.
-    btyd_champions
-        Target -> the BTYD purchase model (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``) used
-        for it when its source is ``"btyd"`` or the GBM cannot answer; ``purchases`` for a
-        target not named. ``p_alive`` comes from the churn target's model, the timing of
-        purchases that discounts ``clv`` from the revenue target's.
-    alternatives
-        The BTYD purchase models named in ``btyd_champions`` other than ``purchases``.
+    sources
+        Target (``purchases``, ``churn``, ``revenue``) -> its champion, the
+        :class:`TargetSource` of its predictions. A target not named is predicted by
+        ``purchases`` (``TargetSource("btyd", purchases)``). The sources hold one fitted
+        model per BTYD purchase model: ``purchases`` or another.
     gbm
-        The fitted LightGBM predictor when a champion is ``"gbm"``.
+        The fitted LightGBM predictor when a source is ``"gbm"``.
     covariates
         Transaction columns the GBM takes static covariates from (each customer's latest
         value); the transactions scored must have them.
@@ -129,11 +167,22 @@ class CLVModel:
     cleaning: dict[str, Any] = field(default_factory=dict)
     name: str = "bgnbd+gamma_gamma"
     version: str = ""
-    champions: dict[str, str] = field(default_factory=dict)
-    btyd_champions: dict[str, str] = field(default_factory=dict)
-    alternatives: dict[str, BTYDEstimator] = field(default_factory=dict)
+    sources: dict[str, TargetSource] = field(default_factory=dict)
     gbm: GBMPredictor | None = None
     covariates: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            return
+        models = {_purchase_model_name(self.purchases): self.purchases}
+        for target, source in self.sources.items():
+            if target not in TARGETS:
+                raise ClvlabError(f"unknown target {target!r}: the targets are {TARGETS}")
+            if models.setdefault(source.btyd_name, source.btyd) is not source.btyd:
+                raise ClvlabError(
+                    f"two fitted {source.btyd_name} models: the sources of a CLVModel hold "
+                    "one fitted model per BTYD purchase model (`purchases` for its own)"
+                )
 
     @property
     def unit_days(self) -> float:
@@ -161,7 +210,7 @@ class CLVModel:
             What a GBM champion predicts from: the customers' purchase days, the date the
             summary is at, and the static covariates (indexed by ``customer_id``; needed when
             :attr:`covariates` names columns). Without ``history`` the BTYD champions stand in
-            for the GBM (see :meth:`sources`).
+            for the GBM (see :meth:`sources_for`).
 
         Returns
         -------
@@ -175,20 +224,25 @@ class CLVModel:
         horizon_days = self.horizon_days if horizon_days is None else horizon_days
         horizon = horizon_days / self.unit_days
         x, t_x, age = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
-        sources = self.sources(horizon_days, gbm_inputs=history is not None)
+        kinds = {
+            target: source.kind
+            for target, source in self.sources_for(
+                horizon_days, gbm_inputs=history is not None
+            ).items()
+        }
         # The predictions of the sources other than BTYD, each computed once.
         other: dict[str, pd.DataFrame] = {}
-        if GBM in sources.values():
-            if as_of is None:
+        if GBM in kinds.values():
+            if self.gbm is None or history is None or as_of is None:
                 raise ClvlabError("a GBM champion predicts from `history` at `as_of`: give both")
             other[GBM] = self.gbm.predict(history, as_of, covariates).reindex(summary.index)
-        if HISTORICAL in sources.values():
+        if HISTORICAL in kinds.values():
             other[HISTORICAL] = historical_predictions(summary, self.unit_days, horizon_days)
 
         expected_by_model: dict[int, np.ndarray] = {}
 
         def btyd_expected(target: str) -> np.ndarray:
-            model = self._btyd(target)
+            model = self.source(target).btyd
             if id(model) not in expected_by_model:
                 expected_by_model[id(model)] = per_alive_history(
                     model, x, t_x, age, partial(model.expected_purchases, horizon)
@@ -196,14 +250,14 @@ class CLVModel:
             return expected_by_model[id(model)]
 
         def from_source(target: str, column: str) -> np.ndarray | None:
-            if sources[target] == BTYD:
+            if kinds[target] == BTYD:
                 return None
-            return other[sources[target]][column].to_numpy(dtype=float)
+            return other[kinds[target]][column].to_numpy(dtype=float)
 
         purchases = from_source("purchases", "expected_purchases")
         if purchases is None:
             purchases = btyd_expected("purchases")
-        churn_model = self._btyd("churn")
+        churn_model = self.source("churn").btyd
         p_alive = churn_model.p_alive(x, t_x, age)
         p_churn = from_source("churn", "p_churn")
         if p_churn is None:
@@ -214,7 +268,7 @@ class CLVModel:
         else:
             spend = self.spend.expected_spend(x, summary["monetary_value"].to_numpy(dtype=float))
             timing = btyd_expected("revenue")
-            revenue_model = self._btyd("revenue")
+            revenue_model = self.source("revenue").btyd
 
             def discount(xs: np.ndarray, t_xs: np.ndarray, ages: np.ndarray) -> np.ndarray:
                 # On all customers (no distinct pairs to share), reuse the horizon's purchases.
@@ -224,10 +278,12 @@ class CLVModel:
                 )
 
             discounted = per_alive_history(revenue_model, x, t_x, age, discount)
-            revenue = from_source("revenue", "expected_revenue")
-            if revenue is None:
+            given = from_source("revenue", "expected_revenue")
+            if given is None:
                 revenue, clv = timing * spend, discounted * spend
-            else:  # discounted as the BTYD model expects the horizon's purchases to come
+            else:
+                # Discounted as the BTYD model expects the horizon's purchases to come.
+                revenue = given
                 factor = np.divide(
                     discounted, timing, out=np.ones_like(discounted), where=timing > 0
                 )
@@ -235,22 +291,26 @@ class CLVModel:
         values = (p_alive, p_churn, purchases, spend, revenue, clv)
         return pd.DataFrame(dict(zip(PREDICTION_COLUMNS, values, strict=True)), index=summary.index)
 
-    def sources(
+    def source(self, target: str) -> TargetSource:
+        """The champion of ``target`` (see :attr:`sources`)."""
+        source = self.sources.get(target)
+        return TargetSource(BTYD, self.purchases) if source is None else source
+
+    def sources_for(
         self, horizon_days: float | None = None, *, gbm_inputs: bool = True
-    ) -> dict[str, str]:
+    ) -> dict[str, TargetSource]:
         """Target -> the source that predicts it for ``horizon_days``: the target's champion,
-        except that a GBM champion gives way to BTYD when the horizon is not the one it was
-        trained for or its inputs (``gbm_inputs``) are not given. Revenue only with a spend
-        model."""
+        except that a GBM champion gives way to its BTYD stand-in when the horizon is not the
+        one it was trained for or its inputs (``gbm_inputs``) are not given. Revenue only
+        with a spend model."""
         horizon_days = self.horizon_days if horizon_days is None else horizon_days
+        gbm_answers = gbm_inputs and self.gbm is not None and horizon_days == self.gbm.horizon_days
         targets = TARGETS if self.spend is not None else TARGETS[:2]
         sources = {}
         for target in targets:
-            source = self.champions.get(target, BTYD)
-            if source == GBM and not (
-                gbm_inputs and self.gbm is not None and horizon_days == self.gbm.horizon_days
-            ):
-                source = BTYD
+            source = self.source(target)
+            if source.kind == GBM and not gbm_answers:
+                source = TargetSource(BTYD, source.btyd)
             sources[target] = source
         return sources
 
@@ -258,13 +318,16 @@ class CLVModel:
         """What the score table's ``model`` column says: :attr:`name` when one BTYD model
         predicts every target, else each target's source, and why a GBM champion was not
         used."""
-        sources = self.sources(horizon_days, gbm_inputs=gbm_inputs)
-        names = {target: self._source_name(target, source) for target, source in sources.items()}
-        if all(s == BTYD and self._btyd(t) is self.purchases for t, s in sources.items()):
+        sources = self.sources_for(horizon_days, gbm_inputs=gbm_inputs)
+        if all(s.kind == BTYD and s.btyd is self.purchases for s in sources.values()):
             text = self.name
         else:
-            text = ", ".join(f"{target}={name}" for target, name in names.items())
-        replaced = [t for t in sources if self.champions.get(t) == GBM and sources[t] != GBM]
+            text = ", ".join(f"{target}={s.label(target)}" for target, s in sources.items())
+        replaced = [
+            target
+            for target, source in sources.items()
+            if self.source(target).kind == GBM and source.kind != GBM
+        ]
         if replaced and self.gbm is not None:
             why = (
                 "no transaction history was given"
@@ -276,19 +339,14 @@ class CLVModel:
 
     def purchase_models(self) -> dict[str, BTYDEstimator]:
         """Every BTYD purchase model of this model by name: :attr:`purchases` first, then
-        :attr:`alternatives`."""
-        return {_purchase_model_name(self.purchases): self.purchases, **self.alternatives}
-
-    def _source_name(self, target: str, source: str) -> str:
-        if source != BTYD:
-            return source
-        name = _purchase_model_name(self._btyd(target))
-        return f"{name}_gamma_gamma" if target == "revenue" else name
-
-    def _btyd(self, target: str) -> BTYDEstimator:
-        """The BTYD purchase model of ``target`` (see :attr:`btyd_champions`)."""
-        name = self.btyd_champions.get(target)
-        return self.alternatives.get(name, self.purchases) if name else self.purchases
+        the others of :attr:`sources` by name."""
+        others = {
+            source.btyd_name: source.btyd
+            for source in self.sources.values()
+            if source.btyd is not self.purchases
+        }
+        main = {_purchase_model_name(self.purchases): self.purchases}
+        return main | dict(sorted(others.items()))
 
     def discounted_purchases(
         self,
@@ -417,7 +475,7 @@ class CLVModel:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable description from which :meth:`from_dict` rebuilds the model."""
         return {
-            "format": "clvlab.CLVModel/2",
+            "format": _FORMAT,
             "purchases": self.purchases.to_dict(),
             "spend": None if self.spend is None else self.spend.to_dict(),
             "time_unit": self.time_unit,
@@ -428,31 +486,54 @@ class CLVModel:
             "cleaning": self.cleaning,
             "name": self.name,
             "version": self.version,
-            "champions": self.champions,
-            "btyd_champions": self.btyd_champions,
-            "alternatives": {name: model.to_dict() for name, model in self.alternatives.items()},
+            # Format 2 keeps each target's source in three maps, as models saved before
+            # TargetSource read it: its kind, its BTYD model's name, and those models but
+            # `purchases` by name.
+            "champions": {target: source.kind for target, source in self.sources.items()},
+            "btyd_champions": {target: source.btyd_name for target, source in self.sources.items()},
+            "alternatives": {
+                name: model.to_dict()
+                for name, model in self.purchase_models().items()
+                if model is not self.purchases
+            },
             "gbm": None if self.gbm is None else self.gbm.to_dict(),
             "covariates": list(self.covariates),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CLVModel:
-        """Rebuild a model from :meth:`to_dict`'s output."""
+        """Rebuild a model from :meth:`to_dict`'s output (formats 1 and 2)."""
         fields = dict(data)
-        fields.pop("format", None)
-        fields["purchases"] = estimator_from_dict(fields["purchases"])
+        saved_as = fields.pop("format", _FORMAT)
+        if saved_as not in _READABLE_FORMATS:
+            raise ClvlabError(
+                f"the model was saved as {saved_as!r}, which this clvlab cannot read (it reads "
+                f"{', '.join(_READABLE_FORMATS)}): load it with the clvlab that saved it"
+            )
+        purchases = estimator_from_dict(fields.pop("purchases"))
         if fields.get("spend") is not None:
             fields["spend"] = estimator_from_dict(fields["spend"])
-        alternatives = fields.get("alternatives", {})
-        fields["alternatives"] = {
-            name: estimator_from_dict(state) for name, state in alternatives.items()
+        kinds = fields.pop("champions", {})
+        btyd_names = fields.pop("btyd_champions", {})
+        others = {
+            name: estimator_from_dict(state)
+            for name, state in fields.pop("alternatives", {}).items()
+        }
+
+        def btyd(target: str) -> BTYDEstimator:
+            name = btyd_names.get(target)
+            return others.get(name, purchases) if name else purchases
+
+        targets = [*kinds, *(target for target in btyd_names if target not in kinds)]
+        fields["sources"] = {
+            target: TargetSource(kinds.get(target, BTYD), btyd(target)) for target in targets
         }
         if fields.get("gbm") is not None:
             from clvlab.models.gbm import GBMPredictor
 
             fields["gbm"] = GBMPredictor.from_dict(fields["gbm"])
         fields["covariates"] = tuple(fields.get("covariates", ()))
-        return cls(**fields)
+        return cls(purchases=purchases, **fields)
 
     def save(self, path: str | Path) -> None:
         """Write the model as JSON."""
@@ -511,45 +592,70 @@ def _time_scale(model: BTYDEstimator, horizon: float) -> float:
 
 
 def _purchase_model_name(model: BTYDEstimator) -> str:
-    """The run config's name of a purchase model (``"bgnbd"``, ...)."""
+    """The run config's name of a purchase model (``"bgnbd"``, ...): its key in
+    :data:`clvlab.models.btyd.PURCHASE_MODELS`."""
     return next(name for name, cls in PURCHASE_MODELS.items() if type(model) is cls)
 
 
-def fit_purchase_model(summary: pd.DataFrame, name: str, config: RunConfig) -> BTYDEstimator:
-    """Fit the purchase model ``name`` (``"bgnbd"``, ...) with the config's engine and
-    penalizer."""
-    settings = config.models
-    model = PURCHASE_MODELS[name](penalizer_coef=settings.penalizer_coef)
-    return fit_estimator(model, summary[["frequency", "recency", "T"]], settings.engine)
+def fit_purchase_model(
+    summary: pd.DataFrame, name: str, *, engine: Engine = "clvlab", penalizer_coef: float = 0.0
+) -> BTYDEstimator:
+    """Fit the purchase model ``name`` (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``).
+
+    Parameters
+    ----------
+    summary
+        RFM summary: ``frequency``, ``recency`` and ``T``.
+    name
+        The purchase model (a key of :data:`clvlab.models.btyd.PURCHASE_MODELS`).
+    engine
+        Who fits: ``"clvlab"`` or ``"lifetimes"`` (see :func:`clvlab.models.engines.fit_estimator`).
+    penalizer_coef
+        L2 penalty on the log-parameters.
+    """
+    model = PURCHASE_MODELS[name](penalizer_coef=penalizer_coef)
+    return fit_estimator(model, summary[["frequency", "recency", "T"]], engine)
 
 
 def fit_clv_model(
-    summary: pd.DataFrame, config: RunConfig, purchases: str
+    summary: pd.DataFrame,
+    purchases: str,
+    *,
+    engine: Engine = "clvlab",
+    penalizer_coef: float = 0.0,
+    **settings: Any,
 ) -> tuple[CLVModel, dict[str, int]]:
     """Fit the purchase model ``purchases`` (``"bgnbd"``, ...) and Gamma-Gamma when there are
-    amounts, with the config's scoring settings.
+    amounts (``monetary_value``), into a :class:`CLVModel`.
 
     Gamma-Gamma needs positive spend: repeat buyers whose mean repeat spend is not positive
     are left out of its fit and counted in the returned dict.
+
+    Parameters
+    ----------
+    summary
+        RFM summary in the units of ``settings["time_unit"]``.
+    purchases
+        The purchase model (a key of :data:`clvlab.models.btyd.PURCHASE_MODELS`).
+    engine, penalizer_coef
+        As in :func:`fit_purchase_model`; for both models.
+    **settings
+        The model's other settings (:class:`CLVModel`'s ``time_unit``, ``horizon_days``,
+        ``annual_discount_rate``, ``discounting``, ``columns``, ``cleaning``, ...); its
+        ``name`` is ``<purchases>_gamma_gamma``, or ``<purchases>`` without spend.
+
+    Returns
+    -------
+    (model, excluded)
     """
-    settings = config.models
-    penalizer = settings.penalizer_coef
-    purchase_model = fit_purchase_model(summary, purchases, config)
+    purchase_model = fit_purchase_model(
+        summary, purchases, engine=engine, penalizer_coef=penalizer_coef
+    )
     spend, excluded = None, {}
     if "monetary_value" in summary:
         repeat = summary[summary["frequency"] > 0]
         positive = repeat[repeat["monetary_value"] > 0]
         excluded["spend_fit.nonpositive_repeat_spend"] = len(repeat) - len(positive)
-        spend = fit_estimator(GammaGamma(penalizer_coef=penalizer), positive, settings.engine)
-    model = CLVModel(
-        purchases=purchase_model,
-        spend=spend,
-        time_unit=config.time_unit,
-        horizon_days=config.scoring.horizon_days,
-        annual_discount_rate=config.scoring.annual_discount_rate,
-        discounting=config.scoring.discounting,
-        columns={**config.data.columns(), "invoice": config.data.invoice},
-        cleaning=asdict(config.cleaning),
-        name=f"{purchases}_gamma_gamma" if spend is not None else purchases,
-    )
-    return model, excluded
+        spend = fit_estimator(GammaGamma(penalizer_coef=penalizer_coef), positive, engine)
+    name = f"{purchases}_gamma_gamma" if spend is not None else purchases
+    return CLVModel(purchases=purchase_model, spend=spend, name=name, **settings), excluded

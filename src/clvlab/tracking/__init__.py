@@ -1,17 +1,24 @@
-"""Everything that talks to MLflow: runs, the pyfunc model, loading models back.
+"""Runs and the registry in MLflow: log a training run, copy and load models back.
 
 Which tracking store is used is decided in :mod:`clvlab.tracking.store`: ``MLFLOW_TRACKING_URI``,
 else the run config's ``tracking.uri``, else ``~/.clvlab/mlruns/mlflow.db``, wherever clvlab is
-run from.
+run from. The registry's rules are in :mod:`clvlab.tracking.registry`, the provenance tags in
+:mod:`clvlab.tracking.provenance`.
+
+This package sits below scoring: it logs a model folder it is given and loads models back,
+but never writes the pyfunc form, which scores (that is :mod:`clvlab.serving.packaging`;
+:mod:`clvlab.training` composes the two).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +27,7 @@ import pandas as pd
 from clvlab.errors import ClvlabError
 from clvlab.models.clv import CLVModel
 from clvlab.outputs import publish
+from clvlab.tracking.provenance import environment, provenance
 from clvlab.tracking.store import (
     describe_store,
     experiment_id,
@@ -28,194 +36,102 @@ from clvlab.tracking.store import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from clvlab.config import RunConfig
     from clvlab.evaluation.backtest import BacktestResult
 
-_PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
-#: clvlab's own source, packed into every model (MLflow's code_paths): a scoring environment
-#: needs only the third-party requirements below, not clvlab installed.
-_PACKAGE_SOURCE = Path(__file__).resolve().parents[1]
-_MODEL_ARTIFACT = "clv_model.json"
-_CONFIG_ARTIFACT = "run_config.yaml"
+__all__ = [
+    "CHAMPION",
+    "TrackedRun",
+    "environment",
+    "export_registered",
+    "load_model",
+    "log_run",
+    "provenance",
+    "resolve_model_uri",
+    "start_run",
+    "ui_command",
+]
+
 #: Written into a model folder exported from the registry: which version it is.
 _SOURCE_FILE = "clvlab_source.json"
 #: The registry alias that marks the version in use.
 CHAMPION = "champion"
-#: Third-party packages a scoring environment needs, pinned to the versions that trained the
-#: model.
-_REQUIREMENTS = [
-    "mlflow",
-    "pandas",
-    "numpy",
-    "scipy",
-    "duckdb",
-    "pyarrow",
-    "scikit-learn",
-    "lightgbm",
-    "pydantic",
-    "pyyaml",
-]
 
 
-def _column_type(column: pd.Series) -> str:
-    return "double" if pd.api.types.is_numeric_dtype(column) else "string"
+@dataclass(frozen=True)
+class TrackedRun:
+    """A training run in MLflow (see :func:`start_run`)."""
+
+    run_id: str
+    experiment_id: str
+
+    @property
+    def model_uri(self) -> str:
+        """Where the run's model is logged: ``runs:/<run_id>/model``."""
+        return f"runs:/{self.run_id}/model"
 
 
-def _signature(model: CLVModel, example: pd.DataFrame) -> Any:
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-
-    inputs = [ColSpec("string", "customer_id"), ColSpec("datetime", "date")]
-    if model.spend is not None:
-        inputs.append(ColSpec("double", "amount"))
-    inputs += [ColSpec(_column_type(example[c]), c) for c in model.covariates]
-    params = ParamSchema(
-        [ParamSpec("as_of", "string", ""), ParamSpec("horizon_days", "double", model.horizon_days)]
-    )
-    return ModelSignature(inputs=Schema(inputs), params=params)
-
-
-def _requirements() -> list[str]:
-    return [f"{name}=={importlib.metadata.version(name)}" for name in _REQUIREMENTS]
-
-
-def provenance(config: RunConfig, transactions: pd.DataFrame) -> dict[str, str]:
-    """What a run and its model are tagged with: clvlab's version, the git commit of its
-    source (``-dirty`` with uncommitted changes; ``unknown`` outside a git checkout), the
-    fingerprint of the (cleaned, canonical) training transactions and of the resolved
-    config."""
-    from clvlab import __version__
-    from clvlab.data.fingerprint import fingerprint
-
-    return {
-        "clvlab.version": __version__,
-        "clvlab.git_commit": _git_commit(),
-        "clvlab.data_fingerprint": fingerprint(transactions),
-        "clvlab.config_hash": config.fingerprint(),
-    }
-
-
-def environment() -> dict[str, str]:
-    """Python, the platform and the version of every package scoring needs."""
-    import platform
-
-    versions = {name: importlib.metadata.version(name) for name in (*_REQUIREMENTS, "lifetimes")}
-    return {"python": platform.python_version(), "platform": platform.platform(), **versions}
-
-
-def _git_commit() -> str:
-    import subprocess
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(_PACKAGE_SOURCE), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return done.stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty else commit
-
-
-def _write_model(
-    model: CLVModel,
-    folder: Path,
-    input_example: pd.DataFrame,
-    config: RunConfig | None = None,
-    tags: dict[str, str] | None = None,
-) -> None:
-    """Save the pyfunc model to ``folder`` (which must not exist): the fitted state as JSON,
-    the resolved run config, clvlab's source, the signature, an input example, the pinned
-    requirements and the provenance ``tags`` (in the MLmodel file's metadata)."""
-    import mlflow
-    import yaml
-
-    with tempfile.TemporaryDirectory() as scratch:
-        state = Path(scratch) / _MODEL_ARTIFACT
-        model.save(state)
-        artifacts = {"clv_model": str(state)}
-        if config is not None:
-            artifacts["run_config"] = str(Path(scratch) / _CONFIG_ARTIFACT)
-            Path(artifacts["run_config"]).write_text(
-                yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-            )
-        mlflow.pyfunc.save_model(
-            path=str(folder),
-            python_model=str(_PYFUNC_CODE),
-            artifacts=artifacts,
-            code_paths=[str(_PACKAGE_SOURCE)],
-            signature=_signature(model, input_example),
-            input_example=input_example,
-            pip_requirements=_requirements(),
-            metadata=dict(tags or {}),
-        )
-
-
-def log_run(
-    config: RunConfig,
-    *,
-    data_report: dict[str, Any],
-    backtest: BacktestResult,
-    champion_metrics: dict[str, float],
-    fitted_params: dict[str, dict[str, float]],
-    model: CLVModel,
-    input_example: pd.DataFrame,
-    tags: dict[str, str],
-) -> tuple[str, str, str]:
-    """Log one training run: config, fitted parameters, data report, package versions
-    (``environment.json``), the backtest (its report, figures and one nested run per candidate
-    with its validation and holdout metrics), the scoring model's holdout metrics
-    (``holdout.<metric>``), the provenance ``tags`` (see :func:`provenance`) and the pyfunc
-    model.
-
-    ``model.version`` is set to the model's URI, ``runs:/<run_id>/model``, before it is
-    logged.
-
-    Returns
-    -------
-    (run_id, model_uri, experiment_id)
-    """
+@contextmanager
+def start_run(config: RunConfig) -> Iterator[TrackedRun]:
+    """Start the training run of ``config`` in its experiment (the tracking store is created
+    if needed) and end it on leaving; :func:`log_run` logs into it."""
     import mlflow
 
     use_tracking_store(config.tracking.uri, create=True)
     experiment = experiment_id(config.experiment_name, config.tracking.uri)
     with mlflow.start_run(experiment_id=experiment, run_name=config.name) as run:
-        run_id = run.info.run_id
-        model.version = f"runs:/{run_id}/model"
-        mlflow.log_params(config.to_flat_dict())
-        mlflow.log_params(
-            {
-                f"{stage}.{key}": value
-                for stage, values in fitted_params.items()
-                for key, value in values.items()
-            }
-        )
-        mlflow.set_tags(
-            {
-                **tags,
-                "clvlab.model": model.label(),
-                **{f"clvlab.champion.{t}": name for t, name in backtest.champions.items()},
-            }
-        )
-        mlflow.log_dict(data_report, "data_report.json")
-        mlflow.log_dict(environment(), "environment.json")
-        mlflow.log_metrics({f"holdout.{k}": v for k, v in champion_metrics.items()})
-        mlflow.log_dict(backtest.report(), "backtest_report.json")
-        for name, figure in backtest.figures.items():
-            mlflow.log_figure(figure, name)
-        _log_candidates(backtest, experiment)
-        with tempfile.TemporaryDirectory() as scratch:
-            folder = Path(scratch) / "model"
-            _write_model(model, folder, input_example, config, tags)
-            mlflow.log_artifacts(str(folder), artifact_path="model")
-    return run_id, f"runs:/{run_id}/model", experiment
+        yield TrackedRun(run.info.run_id, experiment)
+
+
+def log_run(
+    run: TrackedRun,
+    config: RunConfig,
+    *,
+    data_report: dict[str, Any],
+    backtest: BacktestResult,
+    figures: dict[str, Figure],
+    champion_metrics: dict[str, float],
+    fitted_params: dict[str, dict[str, float]],
+    model_label: str,
+    model_folder: Path,
+    tags: dict[str, str],
+) -> None:
+    """Log one training run into ``run`` (the active run, see :func:`start_run`): config,
+    fitted parameters, data report, package versions (``environment.json``), the backtest
+    (its report, the ``figures`` by file name and one nested run per candidate with its
+    validation and holdout metrics), the scoring model's holdout metrics
+    (``holdout.<metric>``), the provenance ``tags`` (see :func:`provenance`), the scoring
+    model's ``model_label`` (tag ``clvlab.model``) and the model folder already written
+    (:func:`clvlab.serving.packaging.write_model`, with ``run.model_uri`` as the model's
+    version), as the artifact ``model``.
+    """
+    import mlflow
+
+    mlflow.log_params(config.to_flat_dict())
+    mlflow.log_params(
+        {
+            f"{stage}.{key}": value
+            for stage, values in fitted_params.items()
+            for key, value in values.items()
+        }
+    )
+    mlflow.set_tags(
+        {
+            **tags,
+            "clvlab.model": model_label,
+            **{f"clvlab.champion.{t}": name for t, name in backtest.champions.items()},
+        }
+    )
+    mlflow.log_dict(data_report, "data_report.json")
+    mlflow.log_dict(environment(), "environment.json")
+    mlflow.log_metrics({f"holdout.{k}": v for k, v in champion_metrics.items()})
+    mlflow.log_dict(backtest.report(), "backtest_report.json")
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, name)
+    _log_candidates(backtest, run.experiment_id)
+    mlflow.log_artifacts(str(model_folder), artifact_path="model")
 
 
 def _log_candidates(backtest: BacktestResult, experiment_id: str) -> None:
@@ -242,26 +158,6 @@ def _log_candidates(backtest: BacktestResult, experiment_id: str) -> None:
                     if pd.notna(value)
                 }
             )
-
-
-def export_model(
-    model: CLVModel,
-    folder: str | Path,
-    input_example: pd.DataFrame,
-    config: RunConfig | None = None,
-    tags: dict[str, str] | None = None,
-) -> Path:
-    """Save the pyfunc model to a local folder, replacing any previous export atomically
-    (``config`` and ``tags`` as in :func:`log_run`)."""
-    target = Path(folder).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        _write_model(model, staging / "model", input_example, config, tags)
-        publish(staging / "model", target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def export_registered(model: str, folder: str | Path, alias: str = CHAMPION) -> tuple[str, Path]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from clvlab.errors import ClvlabError
-from clvlab.evaluation.backtest import HIGHER_IS_BETTER
+from clvlab.evaluation.metrics import METRICS
 from clvlab.tracking import CHAMPION
 from clvlab.tracking.store import describe_store, use_tracking_store
 
@@ -226,11 +226,11 @@ def _decide(
         )
     comparison = {}
     for metric in rule.metrics:
-        theirs = tags.get(f"{_METRIC_TAG}{metric}")
-        if theirs is None or metric not in metrics:
+        tagged = tags.get(f"{_METRIC_TAG}{metric}")
+        if tagged is None or metric not in metrics:
             return decision(False, f"not comparable: {metric} is missing on one of the versions")
-        ours, theirs = float(metrics[metric]), float(theirs)
-        sign = 1.0 if metric in HIGHER_IS_BETTER else -1.0
+        ours, theirs = float(metrics[metric]), float(tagged)
+        sign = 1.0 if METRICS[metric].greater_is_better else -1.0
         verdict = "equal" if ours == theirs else "better" if sign * (ours - theirs) > 0 else "worse"
         comparison[metric] = {"challenger": ours, "champion": theirs, "verdict": verdict}
     verdicts = [row["verdict"] for row in comparison.values()]

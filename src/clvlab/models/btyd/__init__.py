@@ -31,7 +31,9 @@ PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
 
 def estimator_from_dict(state: dict[str, Any]) -> BTYDEstimator:
     """Rebuild any BTYD estimator from its ``to_dict()`` output, by the model it names."""
-    classes = {cls.__name__: cls for cls in (*PURCHASE_MODELS.values(), GammaGamma)}
+    classes: dict[str, type[BTYDEstimator]] = {
+        cls.__name__: cls for cls in (*PURCHASE_MODELS.values(), GammaGamma)
+    }
     name = state.get("model")
     if name not in classes:
         raise ConfigError(f"unknown BTYD model {name!r} in a saved model; known: {sorted(classes)}")

@@ -26,7 +26,6 @@ BG/NBD customer with those parameters.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -88,7 +87,7 @@ def _log_dropout_odds(
     return np.where(chances > 0, odds, -np.inf)
 
 
-def _negative_log_likelihood(
+def family_negative_log_likelihood(
     log_params: np.ndarray,
     frequency: np.ndarray,
     recency: np.ndarray,
@@ -191,10 +190,10 @@ def negative_log_likelihood(
         + \delta_{x > 0} \frac{B(a + 1, b + x - 1)}{B(a, b)}
           \frac{\Gamma(r + x)\, \alpha^r}{\Gamma(r)\, (\alpha + t_x)^{r + x}}
 
-    This is :func:`_negative_log_likelihood` with ``initial_dropout=False``, which documents
+    This is :func:`family_negative_log_likelihood` with ``initial_dropout=False``, which documents
     the arguments, the result and how it is evaluated.
     """
-    return _negative_log_likelihood(log_params, frequency, recency, T, sample_weight, False)
+    return family_negative_log_likelihood(log_params, frequency, recency, T, sample_weight, False)
 
 
 def _expected_purchases_if_alive(
@@ -230,6 +229,10 @@ def _expected_purchases_if_alive(
     return sum(w * v for w, v in zip(_NODE_WEIGHTS, values, strict=True))
 
 
+#: Closer than this to c = a + b + x - 1 = 0, expected purchases take their limit at c = 0.
+_POLE_DISTANCE = 1e-9
+
+
 def _distance_to_singular(r: float, a: float) -> float:
     """Distance of ``a`` from 1 and of ``r - a`` from the integers, whichever is smaller."""
     return min(abs(a - 1.0), abs(r - a - round(r - a)))
@@ -251,7 +254,15 @@ def _expected_if_alive_hyp2f1(
         if bad.any():
             direct = hyp2f1(r + x, b + x, c, z) * np.exp((r + x) * log_1mz)
             bracket = np.where(bad, 1.0 - direct, bracket)
-    return np.where(t > 0, c / (a - 1.0) * bracket, 0.0)
+        expected = c / (a - 1.0) * bracket
+        # At c = 0 (x = 0 and a + b = 1) the form is 0 x inf; its limit, from
+        # c 2F1(A, B; c; z) -> A B z 2F1(A + 1, B + 1; 2; z) as c -> 0, is
+        # (r + x) z (1 - z)^(a - 1) 2F1(a, 1 - r - x; 2; z).
+        pole = np.abs(c) < _POLE_DISTANCE
+        if np.any(pole):
+            limit = (r + x) * z * np.exp((a - 1.0) * log_1mz) * hyp2f1(a, 1.0 - r - x, 2.0, z)
+            expected = np.where(pole, limit, expected)
+    return np.where(t > 0, expected, 0.0)
 
 
 def _log_purchase_pmf_if_alive(
@@ -374,7 +385,7 @@ class BetaGeo(PurchaseModel):
                 log_offset=np.array([0.0, math.log(time_scale), 0.0, 0.0]),
                 penalty_scale=np.array([1.0, 1.0 / time_scale, 1.0, 1.0]),
                 starts=starts,
-                hessian=partial(grouped.nll, hessian=True),
+                hessian=grouped.nll_with_hessian,
             )
 
         problem = problem_for(rows)

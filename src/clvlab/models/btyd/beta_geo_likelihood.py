@@ -1,6 +1,6 @@
 r"""The BG/NBD and MBG/NBD likelihood on grouped data, with exact gradient and Hessian.
 
-:func:`clvlab.models.btyd.beta_geo._negative_log_likelihood` evaluates and documents the
+:func:`clvlab.models.btyd.beta_geo.family_negative_log_likelihood` evaluates and documents the
 likelihood row by row. Fitting a million customers needs it faster than that: of its terms
 
 .. math::
@@ -39,6 +39,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
+from typing import Literal, cast, overload
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln, polygamma
@@ -173,6 +174,21 @@ class GroupedHistories:
             }
         return sums
 
+    @overload
+    def nll(
+        self, log_params: np.ndarray, hessian: Literal[False] = False
+    ) -> tuple[float, np.ndarray]: ...
+
+    @overload
+    def nll(
+        self, log_params: np.ndarray, hessian: Literal[True]
+    ) -> tuple[float, np.ndarray, np.ndarray]: ...
+
+    @overload
+    def nll(
+        self, log_params: np.ndarray, hessian: bool = False
+    ) -> tuple[float, np.ndarray] | tuple[float, np.ndarray, np.ndarray]: ...
+
     def nll(
         self, log_params: np.ndarray, hessian: bool = False
     ) -> tuple[float, np.ndarray] | tuple[float, np.ndarray, np.ndarray]:
@@ -212,7 +228,8 @@ class GroupedHistories:
             parts = list(_pool().map(lambda args: self._history_sums(*args), chunks))
         sums = {key: sum(part[key] for part in parts) for key in parts[0]}
         ll += sums["softplus"]
-        p_by_x = sums["p_by_x"]
+        # The "*_by_x" sums are arrays (one entry per distinct x; see _segment_sums).
+        p_by_x = cast(np.ndarray, sums["p_by_x"])
         grad[0] += sums["p_ell"]
         grad[1] += sums["p_rxm"]
         grad[2] += p_by_x.sum() / a
@@ -237,7 +254,7 @@ class GroupedHistories:
         h[0, 0] += sums["q_ell_ell"]
         h[0, 1] += sums["q_ell_rxm"] + sums["p_m"]
         h[1, 1] += sums["q_rxm_rxm"] + sums["p_rx_m2"]
-        q_by_x = sums["q_by_x"]
+        q_by_x = cast(np.ndarray, sums["q_by_x"])
         h[0, 2] += sums["q_ell"] / a
         h[1, 2] += sums["q_rxm"] / a
         h[2, 2] += (q_by_x.sum() - p_by_x.sum()) / a**2
@@ -250,3 +267,8 @@ class GroupedHistories:
         # To log-parameters: theta_j theta_k H_jk + delta_jk theta_j dL/dtheta_j.
         hess_log = -(np.outer(theta, theta) * h + np.diag(theta * grad))
         return value, grad_log, hess_log
+
+    def nll_with_hessian(self, log_params: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """:meth:`nll` with ``hessian=True``: the Hessian callable of a
+        :class:`~clvlab.models.btyd.base.FitProblem`."""
+        return self.nll(log_params, hessian=True)

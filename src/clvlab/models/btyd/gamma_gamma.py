@@ -180,10 +180,11 @@ class GammaGamma(BTYDEstimator):
             Missing columns, invalid frequency, a repeat buyer with a missing or
             non-positive monetary_value, or no repeat buyer at all.
         """
-        sample_weight = renamed_sample_weight(sample_weight, weights, "GammaGamma")
+        # Either name's value (array-like, validated just below).
+        chosen_weight = renamed_sample_weight(sample_weight, weights, "GammaGamma")
         table = validate_rfm(rfm, _COLUMNS, "GammaGamma", allow_nan=("monetary_value",))
         check_frequency(table)
-        w = validate_sample_weight(sample_weight, len(table), "GammaGamma")
+        w = validate_sample_weight(chosen_weight, len(table), "GammaGamma")
         repeat = table["frequency"].to_numpy() > 0
         m = table["monetary_value"].to_numpy()
         raise_for_rows(
@@ -207,7 +208,7 @@ class GammaGamma(BTYDEstimator):
                 "GammaGamma.fit: no row has frequency > 0 (with a positive weight); the spend "
                 "model is fitted on repeat buyers' mean spend, so it needs repeat buyers."
             )
-        x, m, counts = compress_rows([table["frequency"][repeat], m[repeat]], w[repeat])
+        x, m, counts = compress_rows([table["frequency"].to_numpy()[repeat], m[repeat]], w[repeat])
         mean_spend = float(counts @ m / counts.sum())
 
         def nll(log_params: np.ndarray) -> tuple[float, np.ndarray]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clvlab.models.btyd.beta_geo import BetaGeo, _negative_log_likelihood
+from clvlab.models.btyd.beta_geo import BetaGeo, family_negative_log_likelihood
 
 
 def negative_log_likelihood(
@@ -44,11 +44,11 @@ def negative_log_likelihood(
             \frac{B(a, b + x + 1)}{B(a, b)} \frac{1}{(\alpha + T)^{r + x}}
             + \frac{B(a + 1, b + x)}{B(a, b)} \frac{1}{(\alpha + t_x)^{r + x}} \Big]
 
-    This is :func:`clvlab.models.btyd.beta_geo._negative_log_likelihood` with
+    This is :func:`clvlab.models.btyd.beta_geo.family_negative_log_likelihood` with
     ``initial_dropout=True``, which documents the arguments, the result and how it is
     evaluated.
     """
-    return _negative_log_likelihood(log_params, frequency, recency, T, sample_weight, True)
+    return family_negative_log_likelihood(log_params, frequency, recency, T, sample_weight, True)
 
 
 class ModifiedBetaGeo(BetaGeo):

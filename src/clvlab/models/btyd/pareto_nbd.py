@@ -907,9 +907,14 @@ class ParetoNBD(PurchaseModel):
 
     # -- model pieces on validated arrays -------------------------------------------------
 
+    def _param_tuple(self) -> tuple[float, float, float, float]:
+        """The fitted ``(r, alpha, s, beta)``."""
+        r, alpha, s, beta = self._fitted_params()
+        return r, alpha, s, beta
+
     def _log_dropout_odds(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         """:func:`_log_dropout_odds` at the fitted parameters, in the shape of ``x``."""
-        params = self._fitted_params()
+        params = self._param_tuple()
         shape = x.shape
         odds, _ = _log_dropout_odds(params, x.reshape(-1), t_x.reshape(-1), T.reshape(-1))
         return odds.reshape(shape)
@@ -922,14 +927,14 @@ class ParetoNBD(PurchaseModel):
     def _no_purchase(
         self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
-        params = self._fitted_params()
+        params = self._param_tuple()
         alive = expit(-self._log_dropout_odds(x, t_x, T))
         return 1.0 - alive * -np.expm1(_log_no_purchase_if_alive(params, t, x, T))
 
     def _no_purchase_new_customer(self, t: np.ndarray) -> np.ndarray:
         # Alive for sure: the probability itself, not one minus its complement.
         zero = np.zeros_like(t)
-        return np.exp(_log_no_purchase_if_alive(self._fitted_params(), t, zero, zero))
+        return np.exp(_log_no_purchase_if_alive(self._param_tuple(), t, zero, zero))
 
     def _pmf(
         self, n: np.ndarray, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray

@@ -93,8 +93,9 @@ class PurchaseModel(BTYDEstimator):
             negative recency, recency > T, or recency > 0 with frequency 0.
         """
         name = type(self).__name__
-        sample_weight = renamed_sample_weight(sample_weight, weights, name)
-        rows, time_scale = purchase_histories_to_fit(rfm, sample_weight, name, self._UNIDENTIFIED)
+        # Either name's value (array-like, validated when the rows are compressed).
+        chosen_weight = renamed_sample_weight(sample_weight, weights, name)
+        rows, time_scale = purchase_histories_to_fit(rfm, chosen_weight, name, self._UNIDENTIFIED)
         self._fit_problem(self._problem_for(rows, time_scale), at)
         return self
 

@@ -5,17 +5,17 @@ Endpoints:
 - ``POST /invocations``: the JSON of ``mlflow models serve`` (``dataframe_split`` or
   ``dataframe_records``, optional ``params`` ``as_of`` and ``horizon_days``), answered with
   the customers' score rows and the ``as_of``/``horizon_days`` used (see
-  :mod:`clvlab.tracking.invocations`);
+  :mod:`clvlab.serving.invocations`);
 - ``GET /ping`` and ``GET /health``: 200 while the server can score;
 - ``GET /version``: clvlab's version.
 
-Each request is scored in one of a pool of worker processes (:mod:`clvlab.tracking.workers`)
+Each request is scored in one of a pool of worker processes (:mod:`clvlab.serving.workers`)
 and answered within ``timeout`` seconds, or 503/504: an expensive request costs one worker,
 which is replaced, and never the server. The event loop only reads requests and hands their
 bytes over. SIGTERM or Ctrl-C stops the server: requests in flight get up to ``timeout``
 seconds to finish, then the workers are stopped and the process exits with status 0.
 
-The model's MLflow pyfunc form (:mod:`clvlab.tracking.pyfunc_model`) is unchanged: ``mlflow
+The model's MLflow pyfunc form (:mod:`clvlab.serving.pyfunc_model`) is unchanged: ``mlflow
 models serve`` can still serve it, without these limits.
 """
 
@@ -37,8 +37,8 @@ from fastapi.responses import PlainTextResponse
 from clvlab import __version__
 from clvlab.errors import ClvlabError
 from clvlab.models.clv import CLVModel
-from clvlab.tracking.invocations import AsOfDefault
-from clvlab.tracking.workers import WorkerPool
+from clvlab.serving.invocations import AsOfDefault
+from clvlab.serving.workers import WorkerPool
 
 #: Seconds a request may take, from its arrival to its answer (``clvlab serve --timeout``).
 DEFAULT_TIMEOUT_S = 30.0

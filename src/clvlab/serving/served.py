@@ -1,6 +1,6 @@
 """What ``clvlab serve`` serves: a registered model's version, a model URI or a folder.
 
-The server itself is :mod:`clvlab.tracking.server`.
+The server itself is :mod:`clvlab.serving.server`.
 """
 
 from __future__ import annotations

@@ -8,12 +8,14 @@ The body is what ``mlflow models serve`` accepts: ``{"dataframe_split": {"column
     {"as_of": "2026-12-07", "as_of_source": "request date (default; pass params.as_of)",
      "horizon_days": 365.0, "predictions": [{"customer_id": "7", "p_alive": 0.93, ...}]}
 
-Missing numbers are ``null`` (strict JSON, never ``NaN``). A request clvlab cannot answer is
+Ids are answered as they were sent: JSON integers as numbers (every digit, even with some
+rows' ids missing), strings as strings (other ids, such as 7.5, as text). Missing numbers are
+``null`` (strict JSON, never ``NaN``). A request clvlab cannot answer is
 an HTTP 400 ``{"error_code": ..., "message": ...}`` with clvlab's message.
 
 Nothing here knows about HTTP servers or processes: :func:`answer` is a plain function of the
 model and the request's bytes, run in the server's worker processes
-(:mod:`clvlab.tracking.workers`).
+(:mod:`clvlab.serving.workers`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
         frame = _frame(payload)
         as_of, source, horizon_days = _params(payload.get("params"), as_of_default)
         _check_columns(model, frame)
+        frame = _ids_as_sent(model, frame, payload)
         with warnings.catch_warnings():
             # Rows without a customer id are skipped per request; not the server log's news.
             warnings.simplefilter("ignore")
@@ -112,11 +115,14 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
 
 def records_json(table: pd.DataFrame) -> str:
     """The score table as a JSON array of records, columns in :data:`SCORE_COLUMNS` order;
-    missing values (NaN, NA, infinities) as ``null``, floats with every digit."""
-    columns = []
+    missing values (NaN, NA, infinities) as ``null``, floats with every digit, integer ids as
+    numbers."""
+    columns: list[list[Any]] = []
     for name in SCORE_COLUMNS:
         values = table[name].tolist()
-        if name in _TEXT_COLUMNS:
+        if name == "customer_id" and pd.api.types.is_integer_dtype(table[name]):
+            columns.append([None if pd.isna(v) else int(v) for v in values])
+        elif name in _TEXT_COLUMNS:
             columns.append([None if pd.isna(v) else str(v) for v in values])
         else:
             columns.append([v if _finite(v) else None for v in values])
@@ -232,6 +238,24 @@ def _check_columns(model: CLVModel, frame: pd.DataFrame) -> None:
             f"model needs {needed}",
             INVALID_PARAMETER_VALUE,
         )
+
+
+def _ids_as_sent(model: CLVModel, frame: pd.DataFrame, payload: dict[str, Any]) -> pd.DataFrame:
+    """The request's table with JSON integer ids as integers. pandas reads a column of
+    integers with some missing (``null``) as floats, which loses digits above 2**53 and
+    would be answered as text; such ids are read as nullable Int64 instead."""
+    name = read_columns(model, list(frame.columns))["customer_id"]
+    if not pd.api.types.is_float_dtype(frame[name]):
+        return frame
+    if "dataframe_split" in payload:  # a short row is read as missing values at its end
+        table = payload["dataframe_split"]
+        position = table["columns"].index(name)
+        sent = [row[position] if position < len(row) else None for row in table.get("data", [])]
+    else:
+        sent = [row.get(name) for row in payload["dataframe_records"]]
+    if not all(v is None or (type(v) is int and -(2**63) <= v < 2**63) for v in sent):
+        return frame
+    return frame.assign(**{name: pd.array(sent, dtype="Int64")})
 
 
 def _last_transaction(model: CLVModel, frame: pd.DataFrame) -> pd.Timestamp:

@@ -2,7 +2,9 @@
 
 MLflow runs this file when it loads the model; the fitted state comes from the JSON artifact
 ``clv_model``, so nothing is unpickled. Input: a transactions table; params ``as_of`` (empty:
-the last transaction date in the input) and ``horizon_days``; output: the score table.
+the last transaction date in the input) and ``horizon_days``; output: the score table. The
+signature declares ``customer_id`` of any type: integer ids are scored and answered as
+integers, string ids as strings (see :func:`clvlab.score`).
 
 Served with ``mlflow models serve``, a request MLflow cannot match to the signature (a missing
 column, a value of the wrong type) is answered 400 by MLflow itself; a request clvlab rejects

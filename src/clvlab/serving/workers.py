@@ -1,11 +1,11 @@
 """The worker processes of ``clvlab serve``: each holds the model and answers one request at a
 time; a request that is not done by its deadline costs its worker, never the server.
 
-A worker is ``python -m clvlab.tracking.workers FD``, a child of the server joined to it by a
+A worker is ``python -m clvlab.serving.workers FD``, a child of the server joined to it by a
 socket pair (file descriptor ``FD`` in the child). Everything on it is bytes, nothing is
 pickled: first the model's JSON state (:meth:`clvlab.CLVModel.to_dict`) and the server's
 settings, answered by ``ready``; then one request body after another, each answered by the
-HTTP status and JSON of :func:`clvlab.tracking.invocations.answer`. A worker ends when the
+HTTP status and JSON of :func:`clvlab.serving.invocations.answer`. A worker ends when the
 server closes its end (also when the server dies), and ignores Ctrl-C, which the terminal
 sends to the whole process group: the server stops its workers itself.
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from clvlab.errors import ClvlabError
 from clvlab.models.clv import CLVModel
-from clvlab.tracking.invocations import AsOfDefault
+from clvlab.serving.invocations import AsOfDefault
 
 #: Seconds a new worker may take to import clvlab and load the model.
 STARTUP_TIMEOUT_S = 120.0
@@ -54,7 +54,7 @@ class WorkerPool:
         Seconds from a request's arrival to its answer, waiting for a worker included
         (``clvlab serve --timeout``).
     as_of_default
-        ``as_of`` of a request that has none (see :func:`clvlab.tracking.invocations.answer`).
+        ``as_of`` of a request that has none (see :func:`clvlab.serving.invocations.answer`).
     """
 
     def __init__(
@@ -256,7 +256,7 @@ class _Worker:
         parent, child = socket.socketpair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "clvlab.tracking.workers", str(child.fileno())],
+                [sys.executable, "-m", "clvlab.serving.workers", str(child.fileno())],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
             )
@@ -330,7 +330,7 @@ def _error(code: str, message: str) -> bytes:
 def _serve_requests(fd: int) -> None:
     """The worker's loop: load the model, then answer request bodies until the server closes
     the connection."""
-    from clvlab.tracking.invocations import answer
+    from clvlab.serving.invocations import answer
 
     connection = Connection(fd)
     try:
@@ -359,7 +359,7 @@ def _serve_requests(fd: int) -> None:
 def _warm_up(model: CLVModel) -> None:
     """Score one made-up customer, so that the first request does not pay for the imports
     and set-up scoring does on first use."""
-    from clvlab.tracking.invocations import answer
+    from clvlab.serving.invocations import answer
 
     columns = ["customer_id", "date", "amount"]
     data = [["warm-up", "2000-01-01", 1.0], ["warm-up", "2000-02-01", 1.0]]
