@@ -298,6 +298,7 @@ def test_python_api_reproduces_published_bgnbd_on_cdnow_sample(in_tmp):
             "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
             "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
             "time_unit": "W",
+            "models": {"candidates": ["bgnbd"]},
         }
     )
     fitted = result.params["calibration"]
@@ -325,7 +326,8 @@ def test_count_only_data_trains_and_scores_without_spend(in_tmp, cdnow_sample):
             "data": {"source": str(in_tmp / "visits.csv"), "customer_id": "visitor"},
             "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
             "time_unit": "D",
-            "models": {"purchases": "bgnbd"},  # pinned: BG/NBD scores every target
+            # Pinned: BG/NBD scores every target (and is the only candidate backtested).
+            "models": {"purchases": "bgnbd", "candidates": ["bgnbd"]},
         },
         export=in_tmp / "visits-model",
     )
@@ -362,6 +364,7 @@ def test_identity_links_merge_customers_in_training_and_scoring(in_tmp, cdnow_sa
                 "identity_links": str(in_tmp / "links.csv"),
             },
             "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+            "models": {"candidates": ["bgnbd"]},
         }
     )
     report = result.data_report
@@ -427,7 +430,7 @@ def test_mbgnbd_fitted_by_lifetimes_trains_saves_and_scores(in_tmp):
             "name": "mbg",
             "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
             "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
-            "models": {"purchases": "mbgnbd", "engine": "lifetimes"},
+            "models": {"purchases": "mbgnbd", "engine": "lifetimes", "candidates": ["mbgnbd"]},
             "scoring": {"discounting": "monthly"},
         }
     )
@@ -449,7 +452,7 @@ def test_pareto_nbd_trains_saves_and_scores(in_tmp):
             "name": "pnbd",
             "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
             "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
-            "models": {"purchases": "pareto_nbd"},
+            "models": {"purchases": "pareto_nbd", "candidates": ["pareto_nbd"]},
         }
     )
     fitted = result.params["calibration"]

@@ -81,3 +81,20 @@ def test_the_readme_states_what_the_gbm_needs():
     assert "2 H + 56" in text and gbm.origin_step_days + gbm.min_history_days == 56
     assert f"{before} days of data precede a {holdout}-day holdout ({needed} would" in text
     assert f"shortened, to {before // 2} days" in text
+
+
+def test_the_set_up_says_what_it_installs_and_how_long_it_takes():
+    """`make train` and `make test` first set up .venv: that step announces itself (it runs
+    about a minute without other output) and ends by naming the installed version."""
+    planned = subprocess.run(
+        ["make", "-n", "-B", ".venv/.installed"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    install = next(i for i, line in enumerate(planned) if "pip install" in line and "-e" in line)
+    announce = next(i for i, line in enumerate(planned) if "Setting up .venv" in line)
+    assert announce < install and "about 1 minute" in planned[announce]
+    assert any("clvlab --version" in line for line in planned[install:])

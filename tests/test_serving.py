@@ -40,7 +40,7 @@ CONFIG = {
     "name": "srv",
     "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
     "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
-    "models": {"purchases": "bgnbd"},
+    "models": {"purchases": "bgnbd", "candidates": ["bgnbd"], "gbm": {"enabled": False}},
 }
 AS_OF, HORIZON_DAYS = "1998-06-30", 365
 PARAMS = {"as_of": AS_OF, "horizon_days": HORIZON_DAYS}
