@@ -155,7 +155,10 @@ def test_same_config_same_data_same_params_and_metrics(in_tmp):
         "data": {"source": str(in_tmp / "tx.csv"), "amount": "amount"},
         "split": {"calibration_end": "2024-04-25", "holdout_end": "2024-06-24"},
         "time_unit": "D",
-        "models": {"gbm": {"static_columns": ["segment"], "n_estimators": 200, "max_origins": 4}},
+        "models": {
+            "candidates": ["bgnbd"],
+            "gbm": {"static_columns": ["segment"], "n_estimators": 200, "max_origins": 4},
+        },
         "scoring": {"horizon_days": 60},
     }
     first, second = clvlab.train(run_config), clvlab.train(run_config)
