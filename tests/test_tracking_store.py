@@ -125,6 +125,11 @@ def test_export_writes_the_registry_model_and_scores_name_its_version(home, tmp_
     assert model.version == "models:/st/1"
     by_run = clvlab.load_model(folder / "artifacts" / "clv_model.json")
     assert by_run.version == f"runs:/{home['run_id']}/model"  # the run it was logged in
+    # A run's model is copied from the same store, not from one MLflow makes in this folder.
+    done = _run(["export", f"runs:/{home['run_id']}/model", "by-run"], tmp_path, home["env"])
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "by-run" / "MLmodel").is_file()
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_an_export_that_fails_halfway_keeps_the_previous_model(home, tmp_path, monkeypatch):
@@ -165,6 +170,10 @@ def test_the_store_comes_from_the_environment_then_the_config_then_the_default(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/mlflow.db")
     assert store.tracking_uri("http://team:5000") == "sqlite:////elsewhere/mlflow.db"
     assert "MLFLOW_TRACKING_URI" in store.describe_store(store.tracking_uri())
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    # The printed `mlflow ui` command opens the store the run went to.
+    command = clvlab.tracking.ui_command("1", "abc", "sqlite:////team/mlflow.db")
+    assert "--backend-store-uri sqlite:////team/mlflow.db " in command
 
 
 def test_train_shows_its_steps_and_no_mlflow_noise(home):

@@ -262,7 +262,8 @@ def _train(args: argparse.Namespace) -> None:
         print(result.registry.to_text())
     if args.report:
         print(f"Report: {args.report}")
-    print(f"MLflow UI: {ui_command(result.experiment_id, result.run_id)}")
+    ui = ui_command(result.experiment_id, result.run_id, result.config.tracking.uri)
+    print(f"MLflow UI: {ui}")
 
 
 def _score(args: argparse.Namespace) -> None:

@@ -78,6 +78,20 @@ def make_folder(parent: Path, prefix: str) -> Path:
     return folder
 
 
+def write_folder(target: Path, write: Callable[[Path], object]) -> Path:
+    """Let ``write`` fill a new folder (the path it is given does not exist yet) beside
+    ``target``, then :func:`publish` it in place of ``target``; nothing is left behind if
+    ``write`` fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = make_folder(target.parent, f".{target.name}.")
+    try:
+        write(staging / target.name)
+        publish(staging / target.name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def publish(built: Path, target: Path) -> None:
     """Move the finished file or folder ``built`` to ``target``, replacing what was there.
 

@@ -131,13 +131,26 @@ def score(
     names = column_names(customer_id=customer_id, date=date, amount=amount, date_format=date_format)
     model = as_model(model)
     prepared = prepare(model, transactions, identity_links, names)
-    check_customer_ids(prepared.report)
+    return score_at(model, prepared, as_of, horizon_days)[0]
+
+
+def score_at(
+    model: CLVModel,
+    prepared: PreparedTransactions,
+    as_of: pd.Timestamp | None,
+    horizon_days: float | None,
+) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """What :func:`score` does once the transactions are read: check the customer ids (a
+    warning for rows without one, at the caller of the caller), take the last transaction
+    date as ``as_of`` when None (else check it is not before the data) and score. Returns the
+    score table and the ``as_of`` it is at."""
+    check_customer_ids(prepared.report, stacklevel=4)
     if as_of is None:
         as_of = prepared.last_date
     else:
         check_as_of(as_of, prepared.first_date)
     table, _ = score_prepared(model, prepared, as_of, horizon_days)
-    return table
+    return table, as_of
 
 
 def as_model(model: CLVModel | str | Path) -> CLVModel:

@@ -32,14 +32,7 @@ import pandas as pd
 
 from clvlab.errors import ClvlabError
 from clvlab.models.clv import CLVModel
-from clvlab.scoring import (
-    SCORE_COLUMNS,
-    check_arguments,
-    check_customer_ids,
-    prepare,
-    read_columns,
-    score,
-)
+from clvlab.scoring import SCORE_COLUMNS, check_arguments, prepare, read_columns, score_at
 
 #: The params a request may carry.
 KNOWN_PARAMS = ("as_of", "horizon_days")
@@ -97,9 +90,8 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
         with warnings.catch_warnings():
             # Rows without a customer id are skipped per request; not the server log's news.
             warnings.simplefilter("ignore")
-            if as_of is None:
-                as_of = _last_transaction(model, frame)
-            table = score(model, frame, as_of=as_of, horizon_days=horizon_days)
+            # as_of None: the last transaction date, which the answer then states.
+            table, as_of = score_at(model, prepare(model, frame), as_of, horizon_days)
     except RequestError as err:
         return _error(400, err.error_code, str(err))
     except ClvlabError as err:
@@ -200,12 +192,6 @@ def _params(
             INVALID_PARAMETER_VALUE,
         )
     horizon_days = params.get("horizon_days")
-    if isinstance(horizon_days, bool):
-        raise RequestError(
-            "horizon_days must be a positive number of days (e.g. 365), got "
-            f"{json.dumps(horizon_days)}",
-            INVALID_PARAMETER_VALUE,
-        )
     as_of = params.get("as_of")
     if isinstance(as_of, str) and not as_of.strip():
         as_of = None
@@ -256,14 +242,6 @@ def _ids_as_sent(model: CLVModel, frame: pd.DataFrame, payload: dict[str, Any]) 
     if not all(v is None or (type(v) is int and -(2**63) <= v < 2**63) for v in sent):
         return frame
     return frame.assign(**{name: pd.array(sent, dtype="Int64")})
-
-
-def _last_transaction(model: CLVModel, frame: pd.DataFrame) -> pd.Timestamp:
-    """The last transaction date of the request after cleaning: :func:`clvlab.score`'s
-    default ``as_of``, found here so that the answer can say what it was."""
-    prepared = prepare(model, frame)
-    check_customer_ids(prepared.report, warn=False)
-    return prepared.last_date
 
 
 def _iso(stamp: pd.Timestamp) -> str:

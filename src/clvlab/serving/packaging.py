@@ -9,7 +9,6 @@ requirements, not clvlab installed), the signature with its params and an input 
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from clvlab.models.clv import CLVModel
-from clvlab.outputs import publish
+from clvlab.outputs import write_folder
 from clvlab.tracking.provenance import PACKAGE_SOURCE, pinned_requirements
 
 if TYPE_CHECKING:
@@ -98,12 +97,7 @@ def export_model(
 ) -> Path:
     """Save the pyfunc model to a local folder, replacing any previous export atomically
     (``config`` and ``tags`` as in :func:`write_model`)."""
-    target = Path(folder).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write_model(model, staging / "model", input_example, config, tags)
-        publish(staging / "model", target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return write_folder(
+        Path(folder).resolve(),
+        lambda built: write_model(model, built, input_example, config, tags),
+    )

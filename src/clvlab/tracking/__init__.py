@@ -13,9 +13,7 @@ but never writes the pyfunc form, which scores (that is :mod:`clvlab.serving.pac
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ import pandas as pd
 
 from clvlab.errors import ClvlabError
 from clvlab.models.clv import CLVModel
-from clvlab.outputs import publish
+from clvlab.outputs import write_folder
 from clvlab.tracking.provenance import environment, provenance
 from clvlab.tracking.store import (
     describe_store,
@@ -187,35 +185,39 @@ def export_registered(model: str, folder: str | Path, alias: str = CHAMPION) -> 
             f"{target} exists and is not a model folder (no MLmodel file): choose another "
             "folder, or remove it"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def download(built: Path) -> None:
+        # MLflow puts a runs:/ model in a subfolder of dst_path (models:/ ones in it): the
+        # path it returns is the model folder either way.
         try:
-            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging / "model"))
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=str(built.parent / "download")
+            )
         except Exception as exc:  # MLflow raises many types for a missing model
             raise ClvlabError(_not_found(uri, exc)) from None
-        (staging / "model" / _SOURCE_FILE).write_text(json.dumps({"model_uri": uri}) + "\n")
-        publish(staging / "model", target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return uri, target
+        Path(local).rename(built)
+        (built / _SOURCE_FILE).write_text(json.dumps({"model_uri": uri}) + "\n")
+
+    return uri, write_folder(target, download)
 
 
 def resolve_model_uri(model: str | Path, alias: str = CHAMPION) -> str:
     """The exact MLflow URI of ``model``: ``NAME`` or ``NAME@ALIAS`` and ``models:/NAME@ALIAS``
     become ``models:/NAME/VERSION`` (looked up in the tracking store); other URIs and
-    folders stay as they are."""
+    folders stay as they are. For a ``runs:/`` or ``models:/`` URI or a name, MLflow is
+    pointed at the tracking store (:func:`clvlab.tracking.store.use_tracking_store`), which
+    must exist."""
     text = str(model)
-    if Path(text).exists() or "://" in text or text.startswith("runs:/"):
+    if Path(text).exists() or "://" in text:  # a folder or an artifact URI: no store needed
         return text
+    use_tracking_store()  # runs:/ and models:/ URIs and names are looked up there
     name = text.removeprefix("models:/")
-    if text.startswith("models:/") and "@" not in name:
-        return text  # models:/NAME/VERSION
+    if text.startswith("runs:/") or (text.startswith("models:/") and "@" not in name):
+        return text
     name, _, wanted = name.partition("@")
     wanted = wanted or alias
     import mlflow
 
-    use_tracking_store()
     try:
         version = mlflow.MlflowClient().get_model_version_by_alias(name, wanted).version
     except Exception:  # MLflow raises many types for a missing name or alias
@@ -249,7 +251,6 @@ def load_model(uri: str | Path) -> CLVModel:
         source = path / _SOURCE_FILE
         registered = json.loads(source.read_text())["model_uri"] if source.is_file() else None
     else:
-        use_tracking_store()
         exact = resolve_model_uri(str(uri))
         registered = exact if exact.startswith("models:/") else None
     try:
@@ -272,9 +273,11 @@ def _not_found(uri: str, error: Exception) -> str:
     )
 
 
-def ui_command(experiment_id: str, run_id: str) -> str:
-    """The shell command that opens the MLflow UI, and the address of the run in it."""
-    uri = tracking_uri()
+def ui_command(experiment_id: str, run_id: str, configured: str | None = None) -> str:
+    """The shell command that opens the MLflow UI on the tracking store (``configured``: a
+    run config's ``tracking.uri``, see :func:`clvlab.tracking.store.tracking_uri`), and the
+    address of the run in it."""
+    uri = tracking_uri(configured)
     if uri.startswith(("http://", "https://")):
         return f"open {uri}/#/experiments/{experiment_id}/runs/{run_id}"
     beside_python = Path(sys.executable).with_name("mlflow")

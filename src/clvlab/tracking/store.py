@@ -109,6 +109,7 @@ def experiment_id(name: str, configured: str | None = None) -> str:
     beside the database (``<store folder>/artifacts/<name>``), not under the current folder,
     which is where MLflow would put them."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
@@ -118,4 +119,10 @@ def experiment_id(name: str, configured: str | None = None) -> str:
     if database is not None:
         folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
         location = (database.parent / _ARTIFACTS / folder).resolve().as_uri()
-    return str(mlflow.create_experiment(name, artifact_location=location))
+    try:
+        return str(mlflow.create_experiment(name, artifact_location=location))
+    except MlflowException as error:  # a run started at the same time created it first
+        created = mlflow.get_experiment_by_name(name)
+        if error.error_code != "RESOURCE_ALREADY_EXISTS" or created is None:
+            raise
+        return str(created.experiment_id)
