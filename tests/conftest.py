@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 
+import stores
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_mlflow_store(tmp_path_factory: pytest.TempPathFactory):
     """Point MLflow at a throwaway store for the whole session, whatever the environment says."""
+    stores.make_empty(tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db")
     store = tmp_path_factory.mktemp("mlflow-session")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+        patch.setenv("MLFLOW_TRACKING_URI", stores.new_store(store / "mlflow.db"))
         # clvlab's default store (used when a test unsets MLFLOW_TRACKING_URI): never ~/.clvlab.
         patch.setenv("CLVLAB_HOME", str(store / "clvlab-home"))
         patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -24,7 +27,7 @@ def _private_mlflow_store(tmp_path_factory: pytest.TempPathFactory):
 def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test in an empty folder with its own MLflow store."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stores.new_store(tmp_path / "mlflow.db"))
     return tmp_path
 
 

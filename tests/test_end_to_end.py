@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import clvlab
+import stores
 from clvlab.models.btyd import BTYDConvergenceWarning
 from clvlab.scoring import ALL_EXCLUDED
 
@@ -59,7 +60,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def env(workdir: Path) -> dict[str, str]:
-    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'store.db'}"}
+    return {**os.environ, "MLFLOW_TRACKING_URI": stores.new_store(workdir / "store.db")}
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 
 import clvlab
 import simulators
+import stores
 from clvlab.data.fingerprint import fingerprint
 from clvlab.evaluation.metrics import METRICS
 from clvlab.tracking.registry import promote, versions
@@ -40,7 +41,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("registry")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("MLFLOW_TRACKING_URI", stores.new_store(folder / "mlflow.db"))
         first = clvlab.train(config("first"), register="clv")
         pinned = clvlab.train(config("pinned", models=BGNBD_ONLY), register="clv")
         other = clvlab.train(

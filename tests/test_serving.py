@@ -31,6 +31,7 @@ import requests
 
 import clvlab
 import servers
+import stores
 from clvlab.scoring import NO_HISTORY, SCORE_COLUMNS
 from clvlab.serving.served import model_uri
 
@@ -61,7 +62,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, 
     workdir = tmp_path_factory.mktemp("serving")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
-        patch.setenv("MLFLOW_TRACKING_URI", _store(workdir))
+        patch.setenv("MLFLOW_TRACKING_URI", stores.new_store(workdir / "mlflow.db"))
         result = clvlab.train(CONFIG, register="srv")
         served = clvlab.load_model("models:/srv@champion")
     assert result.registry.promoted

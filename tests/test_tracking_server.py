@@ -15,6 +15,7 @@ import pytest
 
 import clvlab
 import servers
+import stores
 from clvlab.tracking.registry import LOCK_SUFFIX, Decision, register
 
 
@@ -26,7 +27,7 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         str(servers.MLFLOW),
         "server",
         "--backend-store-uri",
-        f"sqlite:///{folder / 'server.db'}",
+        stores.new_store(folder / "server.db"),
         "--artifacts-destination",
         str(folder / "artifacts"),
         "--host",

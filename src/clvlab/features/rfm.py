@@ -56,6 +56,8 @@ Transactions = pd.DataFrame | str | Path
 _TRUNC = {"D": "day", "W": "week", "M": "month"}
 _STRINGS = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
 _CONNECTIONS = threading.local()
+#: The name under which a DataFrame of transactions is registered with DuckDB.
+_FRAME = "clvlab_transactions"
 #: YYYY-MM-DD, optionally with a time (after "T" or a space) and then a zone (Z or an offset).
 _ISO_DATE = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
@@ -99,8 +101,8 @@ def rfm(
         transactions have amounts, ``monetary_value``. One row per customer with a purchase in
         or before the as-of period.
     """
-    with _session(transactions, memory_limit, threads) as (con, has_amount):
-        sql = _summary_sql("tx", as_timestamp(as_of, "as_of"), freq, freq_multiplier, has_amount)
+    with _session(transactions, memory_limit, threads) as (con, tx, has_amount):
+        sql = _summary_sql(tx, as_timestamp(as_of, "as_of"), freq, freq_multiplier, has_amount)
         return _fetch(con, sql).set_index(CUSTOMER_ID)
 
 
@@ -132,9 +134,9 @@ def calibration_holdout(
     if end_ts <= cutoff_ts:
         raise DataError(f"holdout end {end_ts.date()} must be after the cutoff {cutoff_ts.date()}")
     _, divisor = _period(freq, freq_multiplier)
-    with _session(transactions, memory_limit, None) as (con, has_amount):
-        con.execute(f"CREATE TEMP VIEW cal AS SELECT * FROM tx WHERE {DATE} {_until(cutoff_ts)}")
-        summary = _fetch(con, _summary_sql("cal", cutoff_ts, freq, freq_multiplier, has_amount))
+    with _session(transactions, memory_limit, None) as (con, tx, has_amount):
+        cal = f"(SELECT * FROM {tx} WHERE {DATE} {_until(cutoff_ts)})"
+        summary = _fetch(con, _summary_sql(cal, cutoff_ts, freq, freq_multiplier, has_amount))
         if summary.empty:
             raise DataError(f"no transactions on or before the calibration cutoff {cutoff_ts}")
         money = (
@@ -149,7 +151,7 @@ def calibration_holdout(
             SELECT {CUSTOMER_ID},
                    CAST(count(DISTINCT {_period_of(DATE, freq)}) AS DOUBLE) AS frequency_holdout
                    {money}
-            FROM tx
+            FROM {tx}
             WHERE NOT ({DATE} {_until(cutoff_ts)}) AND {DATE} {_until(end_ts)}
             GROUP BY {CUSTOMER_ID}
             """,
@@ -163,7 +165,7 @@ def calibration_holdout(
 
 
 def _summary_sql(
-    view: str, as_of: pd.Timestamp, freq: str, freq_multiplier: float, has_amount: bool
+    source: str, as_of: pd.Timestamp, freq: str, freq_multiplier: float, has_amount: bool
 ) -> str:
     _, divisor = _period(freq, freq_multiplier)
     as_of_period, next_period = _period_bounds(as_of, freq)
@@ -188,7 +190,7 @@ def _summary_sql(
     return f"""
         WITH periods AS (
             SELECT {CUSTOMER_ID}, {_period_of(DATE, freq)} AS period, {value} AS value
-            FROM {view}
+            FROM {source}
             WHERE {DATE} < {_literal(next_period)}
             GROUP BY ALL
         )
@@ -232,8 +234,9 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
 @contextmanager
 def _session(
     transactions: Transactions, memory_limit: str | None, threads: int | None
-) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
-    """A DuckDB connection with the transactions as view ``tx``; and whether they have amounts.
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, str, bool]]:
+    """A DuckDB connection; the transactions as a SQL subquery over it (ids as text, naive
+    timestamps); and whether they have amounts.
 
     Without a memory limit the connection is this thread's, kept open between calls: opening
     and closing one takes about 13 ms, most of the time of a one-customer summary (a served
@@ -244,18 +247,14 @@ def _session(
             tempfile.TemporaryDirectory(prefix="clvlab-duckdb-") as spill,
             _connect(spill, memory_limit) as con,
         ):
-            yield con, _create_views(con, transactions, threads)
+            yield con, *_source(con, transactions, threads)
         return
     con = _thread_connection()
     try:
-        yield con, _create_views(con, transactions, threads)
-    finally:  # leave the connection as it was: no view, no reference to the data
-        con.unregister("raw_frame")
-        views = con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
-        ).fetchall()
-        for (view,) in views:
-            con.execute(f'DROP VIEW IF EXISTS "{view}"')
+        yield con, *_source(con, transactions, threads)
+    finally:  # leave the connection as it was: no reference to the data
+        if isinstance(transactions, pd.DataFrame):
+            con.unregister(_FRAME)
 
 
 class _ThreadConnection:
@@ -294,32 +293,30 @@ def _thread_connection() -> duckdb.DuckDBPyConnection:
     return cached.con
 
 
-def _create_views(
+def _source(
     con: duckdb.DuckDBPyConnection, transactions: Transactions, threads: int | None
-) -> bool:
-    """Views ``raw`` (the transactions as given) and ``tx`` (ids as text, naive timestamps);
-    whether the transactions have amounts."""
+) -> tuple[str, bool]:
+    """The transactions as a SQL subquery (ids as text, naive timestamps, whatever the frame or
+    files hold) and whether they have amounts. A DataFrame is registered as ``_FRAME``."""
     con.execute(f"SET threads = {int(threads)}" if threads else "RESET threads")
     if isinstance(transactions, pd.DataFrame):
-        con.register("raw_frame", transactions)
-        con.execute("CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM raw_frame")
+        con.register(_FRAME, transactions)
+        raw = _FRAME
+        columns = {str(column) for column in transactions.columns}
     else:
-        files = sql_string(parquet_glob(transactions))
-        con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS SELECT * FROM read_parquet({files})")
-    columns = {row[0] for row in con.execute("DESCRIBE raw").fetchall()}
+        raw = f"read_parquet({sql_string(parquet_glob(transactions))})"
+        columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()}
     missing = {CUSTOMER_ID, DATE} - columns
     if missing:
         raise DataError(
             f"transactions lack the column(s) {sorted(missing)}; they have "
             f"{sorted(columns)}. Read them with clvlab.read_transactions first."
         )
-    # Ids compare as strings and dates as naive timestamps, whatever the file holds.
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW tx AS SELECT * REPLACE ("
-        f"CAST({CUSTOMER_ID} AS VARCHAR) AS {CUSTOMER_ID}, "
-        f"CAST({DATE} AS TIMESTAMP) AS {DATE}) FROM raw"
+    source = (
+        f"(SELECT * REPLACE (CAST({CUSTOMER_ID} AS VARCHAR) AS {CUSTOMER_ID}, "
+        f"CAST({DATE} AS TIMESTAMP) AS {DATE}) FROM {raw})"
     )
-    return AMOUNT in columns
+    return source, AMOUNT in columns
 
 
 def _until(stamp: pd.Timestamp) -> str:

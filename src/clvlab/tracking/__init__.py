@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from clvlab.errors import ClvlabError
-from clvlab.models.clv import CLVModel
 from clvlab.outputs import write_folder
 from clvlab.tracking.provenance import environment, provenance
 from clvlab.tracking.store import (
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
 
     from clvlab.config import RunConfig
     from clvlab.evaluation.backtest import BacktestResult
+    from clvlab.models.clv import CLVModel
 
 __all__ = [
     "CHAMPION",
@@ -239,6 +239,8 @@ def load_model(uri: str | Path) -> CLVModel:
     ``models:/NAME/VERSION`` for a registered model (also when exported from the registry),
     else ``runs:/RUN_ID/model``.
     """
+    from clvlab.models.clv import CLVModel  # scipy and scikit-learn: only when loading
+
     path = Path(uri)
     if path.suffix == ".json" and path.is_file():
         return CLVModel.load(path)
