@@ -32,6 +32,7 @@ _LAZY = {
     "load_config": "clvlab.config",
     "RunConfig": "clvlab.config",
     "CLVModel": "clvlab.models.clv",
+    "ProfileStore": "clvlab.profiles",
     "BetaGeo": "clvlab.models.btyd",
     "GammaGamma": "clvlab.models.btyd",
     "ModifiedBetaGeo": "clvlab.models.btyd",
@@ -49,6 +50,7 @@ __all__ = [
     "GammaGamma",
     "ModifiedBetaGeo",
     "ParetoNBD",
+    "ProfileStore",
     "RunConfig",
     "TrainResult",
     "__version__",
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
     from clvlab.features import calibration_holdout, rfm
     from clvlab.models.btyd import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD
     from clvlab.models.clv import CLVModel
+    from clvlab.profiles import ProfileStore
     from clvlab.scoring import score
     from clvlab.tracking import load_model
     from clvlab.training import TrainResult, train

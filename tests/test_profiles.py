@@ -1,0 +1,272 @@
+"""Profile stores: events applied one batch at a time give the scores batch scoring gives on
+all the transactions, whatever the order, repeats and identity links."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import clvlab
+from clvlab import CLVModel, DataError, ProfileStore
+from clvlab.profiles import EVENT_ID
+from clvlab.scoring import ALL_EXCLUDED, NO_HISTORY, SCORE_COLUMNS
+
+#: The columns compared with batch scoring (the others are text and compared exactly).
+NUMBERS = [c for c in SCORE_COLUMNS if c not in ("customer_id", "model", "model_version", "reason")]
+
+
+@pytest.fixture(scope="module")
+def model(sample_models) -> CLVModel:
+    """BG/NBD and Gamma-Gamma of the CDNOW sample, in weeks."""
+    purchases, spend = sample_models
+    return CLVModel(purchases, spend, time_unit="W")
+
+
+@pytest.fixture(scope="module")
+def events(cdnow_sample) -> pd.DataFrame:
+    """The CDNOW sample's transactions as events with ids in the order of the rows."""
+    return cdnow_sample.assign(**{EVENT_ID: [f"e{i:06d}" for i in range(len(cdnow_sample))]})
+
+
+def batch_scores(model, events, as_of, links=None) -> pd.DataFrame:
+    """clvlab.score of the events' transactions (in event id order) with the links."""
+    transactions = events.sort_values(EVENT_ID)[["customer_id", "date", "amount"]]
+    return clvlab.score(model, transactions, as_of=as_of, identity_links=links)
+
+
+def assert_same_scores(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    got = got.sort_values("customer_id", ignore_index=True)
+    expected = expected.sort_values("customer_id", ignore_index=True)
+    assert got["customer_id"].tolist() == expected["customer_id"].astype(str).tolist()
+    assert got["reason"].fillna("").tolist() == expected["reason"].fillna("").tolist()
+    for column in NUMBERS:
+        np.testing.assert_allclose(
+            got[column].to_numpy(float), expected[column].to_numpy(float), rtol=1e-9, err_msg=column
+        )
+    assert (got["model"].to_numpy() == expected["model"].to_numpy()).all()
+
+
+def test_replaying_cdnow_shuffled_and_repeated_equals_batch(model, events, tmp_path):
+    store = ProfileStore.build(model, path=tmp_path / "profiles.db")
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(events))
+    for chunk in np.array_split(order, 12):
+        changed = store.apply(events.iloc[chunk])
+        assert changed["customer_id"].is_unique
+        assert set(changed["customer_id"]) == set(events.iloc[chunk]["customer_id"])
+    again = store.apply(events.iloc[order[:500]])
+    assert again.empty and again.attrs["ignored"] == 500 and again.attrs["applied"] == 0
+    for as_of in ("1997-09-30", "1998-06-30"):
+        assert_same_scores(store.scores(as_of=as_of), batch_scores(model, events, as_of))
+    assert store.customers() == events["customer_id"].nunique()
+
+
+def test_built_from_history_then_events_equals_batch(model, events, tmp_path):
+    history = events[events["date"] <= "1997-06-30"]
+    later = events[events["date"] > "1997-06-30"]
+    store = ProfileStore.build(
+        model, history.drop(columns=EVENT_ID), as_of="1997-06-30", path=tmp_path / "p.db"
+    )
+    assert_same_scores(store.scores(as_of="1997-06-30"), batch_scores(model, history, "1997-06-30"))
+    store.apply(later)
+    assert_same_scores(store.scores(as_of="1998-06-30"), batch_scores(model, events, "1998-06-30"))
+    store.close()
+    # Opened again, by another model: rescored from the stored profiles.
+    other = dataclasses.replace(model, name="other", annual_discount_rate=0.2)
+    with ProfileStore.open(tmp_path / "p.db", model=other) as reopened:
+        assert_same_scores(
+            reopened.scores(as_of="1998-06-30"), batch_scores(other, events, "1998-06-30")
+        )
+
+
+def late(customer: str, amounts_and_days: list[tuple[float, str]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            EVENT_ID: [f"{customer}-{i}" for i in range(len(amounts_and_days))],
+            "customer_id": customer,
+            "date": pd.to_datetime([day for _, day in amounts_and_days]),
+            "amount": [amount for amount, _ in amounts_and_days],
+        }
+    )
+
+
+def test_a_late_event_gives_the_profile_of_in_order_replay(model, tmp_path):
+    events = late("a", [(10.0, "2020-01-01"), (20.0, "2020-01-05"), (5.0, "2020-01-03")])
+    in_order = ProfileStore.build(model, path=tmp_path / "in-order.db")
+    in_order.apply(events.sort_values("date"))
+    shuffled = ProfileStore.build(model, path=tmp_path / "late.db")
+    shuffled.apply(events.iloc[:2])
+    row = shuffled.apply(events.iloc[2:]).iloc[0]
+    # Three purchase days: two repeats, 26 days from the first to the last (in weeks).
+    assert row["frequency"] == 2 and row["recency"] == pytest.approx(4 / 7)
+    assert row["monetary_value"] == pytest.approx(12.5)
+    assert_same_scores(shuffled.scores("2020-02-01"), in_order.scores("2020-02-01"))
+    assert_same_scores(shuffled.scores("2020-02-01"), batch_scores(model, events, "2020-02-01"))
+
+
+@pytest.mark.parametrize("returns", ["drop", "net"])
+def test_returns_follow_the_models_cleaning_policy(model, tmp_path, returns):
+    policy_model = dataclasses.replace(model, cleaning={"returns": returns})
+    events = pd.concat(
+        [
+            late("a", [(10.0, "2020-01-01"), (30.0, "2020-01-05"), (-12.0, "2020-01-06")]),
+            late("b", [(-5.0, "2020-01-02")]),  # only a return: every row excluded
+        ]
+    )
+    store = ProfileStore.build(policy_model, path=tmp_path / "p.db")
+    for _, event in events.iloc[::-1].iterrows():
+        store.apply([event.to_dict()])
+    scores = store.scores("2020-02-01").set_index("customer_id")
+    expected = 30.0 - 12.0 if returns == "net" else 30.0
+    assert scores.loc["a", "monetary_value"] == pytest.approx(expected)
+    assert scores.loc["b", "reason"] == ALL_EXCLUDED
+    assert_same_scores(store.scores("2020-02-01"), batch_scores(policy_model, events, "2020-02-01"))
+
+
+def test_identity_links_merge_profiles_as_batch_resolution(model, events, tmp_path):
+    links = pd.DataFrame({"id_a": ["1", "3", "10"], "id_b": ["2", "2", "11"]})
+    store = ProfileStore.build(model, path=tmp_path / "p.db")
+    store.apply(events)
+    merged = store.link(links)
+    # 1, 2 and 3 are one person, known by 1 (the earliest first purchase); 10 and 11 too.
+    assert set(merged["customer_id"]) == {"1", "10"}
+    assert merged.attrs["merged"] == {"2": "1", "3": "1", "11": "10"}
+    assert_same_scores(store.scores("1998-06-30"), batch_scores(model, events, "1998-06-30", links))
+
+
+def test_a_late_event_can_make_another_id_of_a_person_canonical(model, tmp_path):
+    store = ProfileStore.build(model, path=tmp_path / "p.db")
+    events = pd.concat([late("x", [(10.0, "2020-01-05")]), late("y", [(7.0, "2020-01-09")])])
+    store.apply(events)
+    store.apply([{EVENT_ID: "link-1", "id_a": "y", "id_b": "x"}])
+    assert store.scores("2020-02-01")["customer_id"].tolist() == ["x"]
+    earlier = late("y", [(3.0, "2020-01-01")]).assign(**{EVENT_ID: "y-early"})
+    moved = store.apply(earlier)
+    assert moved["customer_id"].tolist() == ["y"] and moved.attrs["merged"] == {"x": "y"}
+    links = pd.DataFrame({"id_a": ["y"], "id_b": ["x"]})
+    everything = pd.concat([events, earlier])
+    assert_same_scores(
+        store.scores("2020-02-01"), batch_scores(model, everything, "2020-02-01", links)
+    )
+
+
+def test_customers_with_only_later_events_have_no_history(model, tmp_path):
+    store = ProfileStore.build(model, path=tmp_path / "p.db")
+    store.apply(pd.concat([late("a", [(1.0, "2020-01-01")]), late("b", [(1.0, "2020-03-01")])]))
+    scores = store.scores("2020-02-01").set_index("customer_id")
+    assert scores.loc["b", "reason"] == NO_HISTORY and np.isnan(scores.loc["b", "clv"])
+
+
+def test_bad_events_are_refused_naming_the_field_and_the_event(model, tmp_path):
+    store = ProfileStore.build(model, path=tmp_path / "p.db")
+    events = [
+        {EVENT_ID: "ok", "customer_id": "a", "date": "2020-01-01", "amount": 3.0},
+        {EVENT_ID: "no-customer", "date": "2020-01-01", "amount": 3.0},
+        {EVENT_ID: "bad-date", "customer_id": "a", "date": "2020-02-30", "amount": 3.0},
+        {EVENT_ID: "bad-amount", "customer_id": "a", "date": "2020-01-02", "amount": "three"},
+        {"customer_id": "a", "date": "2020-01-02", "amount": 3.0},
+    ]
+    with pytest.raises(DataError) as refused:
+        store.apply(events)
+    message = str(refused.value)
+    for expected in (
+        "'no-customer'",
+        "no customer_id",
+        "'bad-date'",
+        "'2020-02-30' is not a date",
+        "'bad-amount'",
+        "'three' is not a number",
+        "no event_id",
+    ):
+        assert expected in message
+    assert store.customers() == 0  # nothing applied
+    applied = store.apply(events, on_error="skip")
+    assert applied["customer_id"].tolist() == ["a"] and applied.attrs["applied"] == 1
+    assert [item["event_id"] for item in applied.attrs["rejected"]] == [
+        "no-customer",
+        "bad-date",
+        "bad-amount",
+        None,
+    ]
+
+
+def test_a_store_of_another_format_or_policy_is_refused(model, tmp_path):
+    path = tmp_path / "p.db"
+    ProfileStore.build(model, path=path).close()
+    with pytest.raises(DataError, match=r"cleans transactions otherwise.*rebuild"):
+        ProfileStore.open(path, model=dataclasses.replace(model, cleaning={"returns": "net"}))
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE meta SET value = 'clvlab.ProfileStore/0' WHERE key = 'format'")
+    with pytest.raises(DataError, match=r"rebuild it with ProfileStore\.build"):
+        ProfileStore.open(path)
+    with pytest.raises(DataError, match="exists"):
+        ProfileStore.build(model, path=path)
+
+
+# --- any stream of events: the store equals batch scoring ----------------------------------
+
+CUSTOMERS = ["a", "b", "c", "d", "e"]
+
+
+@st.composite
+def streams(draw):
+    """Transactions of a few customers over two months (returns and same-day purchases
+    included), some identity links, and a way to deliver them: batches in any order with
+    repeats."""
+    n = draw(st.integers(1, 14))
+    transactions = pd.DataFrame(
+        {
+            EVENT_ID: [f"t{i:02d}" for i in range(n)],
+            "customer_id": draw(st.lists(st.sampled_from(CUSTOMERS), min_size=n, max_size=n)),
+            "date": pd.Timestamp("2020-01-01")
+            + pd.to_timedelta(
+                draw(st.lists(st.integers(0, 24 * 60), min_size=n, max_size=n)), unit="h"
+            ),
+            "amount": draw(
+                st.lists(
+                    st.sampled_from([-20.0, -5.0, 0.0, 5.0, 12.5, 40.0]), min_size=n, max_size=n
+                )
+            ),
+        }
+    )
+    pairs = draw(st.lists(st.tuples(*[st.sampled_from([*CUSTOMERS, "z"])] * 2), max_size=3))
+    links = pd.DataFrame(
+        {
+            EVENT_ID: [f"l{i}" for i in range(len(pairs))],
+            "id_a": [a for a, _ in pairs],
+            "id_b": [b for _, b in pairs],
+        }
+    )
+    events = [row.dropna().to_dict() for _, row in pd.concat([transactions, links]).iterrows()]
+    order = draw(st.permutations(range(len(events))))
+    repeats = draw(st.lists(st.integers(0, len(events) - 1), max_size=3))
+    delivered = [events[i] for i in [*order, *repeats]]
+    cuts = sorted(draw(st.lists(st.integers(0, len(delivered)), max_size=3)))
+    batches = [delivered[i:j] for i, j in zip([0, *cuts], [*cuts, len(delivered)], strict=True)]
+    returns = draw(st.sampled_from(["drop", "net"]))
+    return transactions, links, [b for b in batches if b], returns
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(stream=streams())
+def test_any_stream_of_events_equals_batch_scoring(model, tmp_path_factory, stream):
+    transactions, links, batches, returns = stream
+    policy_model = dataclasses.replace(model, cleaning={"returns": returns})
+    store = ProfileStore.build(policy_model, path=tmp_path_factory.mktemp("s") / "p.db")
+    for batch in batches:
+        store.apply(batch)
+    as_of = "2020-02-15"
+    try:
+        expected = batch_scores(policy_model, transactions, as_of, links if len(links) else None)
+    except DataError:  # batch refuses (nothing to score): so does the store
+        with pytest.raises(DataError):
+            store.scores(as_of)
+        return
+    assert_same_scores(store.scores(as_of), expected)
+    store.close()
