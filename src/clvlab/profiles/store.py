@@ -74,7 +74,10 @@ CREATE INDEX rows_by_customer ON rows (customer);
 CREATE TABLE days (
     customer TEXT NOT NULL, day INTEGER NOT NULL, value REAL, PRIMARY KEY (customer, day)
 ) WITHOUT ROWID;
+CREATE TABLE segments (customer TEXT PRIMARY KEY, segments TEXT NOT NULL) WITHOUT ROWID;
 """
+#: The score table's segment columns whose changes :meth:`ProfileStore.apply` reports.
+TRACKED_SEGMENTS = ("rfm_segment", "value_tier", "churn_tier")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,8 +221,11 @@ class ProfileStore:
         The batch is applied in one transaction. The score rows (columns of
         :func:`clvlab.score`) are those of the customers whose profile changed, as of ``as_of``
         (the last transaction in the store when None); ``.attrs`` has ``applied``,
-        ``ignored`` (seen before), ``rejected`` (the refused events, with reasons) and
-        ``merged`` (old canonical id -> new, for profiles that moved).
+        ``ignored`` (seen before), ``rejected`` (the refused events, with reasons),
+        ``merged`` (old canonical id -> new, for profiles that moved) and ``transitions``:
+        each customer whose segment (a column of :data:`TRACKED_SEGMENTS`, when the model
+        has segments) is new or changed, as ``{"customer_id", "segment", "from", "to",
+        "at"}`` (``from`` None for a new customer; ``at`` the as-of date of the scores).
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error is 'raise' or 'skip', not {on_error!r}")
@@ -243,12 +249,15 @@ class ProfileStore:
             links = links[links[EVENT_ID].isin(new)]
             changed, merged = self._apply(transactions, links)
             ignored = len(batch.transactions) + len(batch.links) - len(new)
-        table = self._score(changed, as_of_stamp, horizon_days)
+            as_of_stamp = as_of_stamp or self._last_date()
+            table = self._score(changed, as_of_stamp, horizon_days)
+            transitions = self._transitions(table, merged, as_of_stamp)
         table.attrs.update(
             applied=len(new),
             ignored=ignored,
             rejected=[dataclasses.asdict(item) for item in batch.rejected],
             merged=merged,
+            transitions=transitions,
         )
         return table
 
@@ -275,6 +284,34 @@ class ProfileStore:
         identity links it has received. Ids are text."""
         as_of_stamp, horizon_days = check_arguments(as_of, horizon_days)
         return self._score(None, as_of_stamp, horizon_days)
+
+    def customer(
+        self, customer_id: str, *, as_of: DateLike | None = None, horizon_days: float | None = None
+    ) -> dict[str, Any] | None:
+        """One customer's profile and score row, looked up by any of its ids; None if the
+        store has no transaction of it.
+
+        ``{"customer_id": canonical id, "ids": its linked ids, "transactions": stored
+        transactions, "purchase_days": [{"date", "amount"}], "score": the score row}``.
+        """
+        as_of_stamp, horizon_days = check_arguments(as_of, horizon_days)
+        entry = self._aliases([str(customer_id)]).get(str(customer_id))
+        canonical = str(customer_id) if entry is None else entry.customer
+        days, _, stored = self._days([canonical])
+        if not stored:
+            return None
+        table = self._score([canonical], as_of_stamp or self._last_date(), horizon_days)
+        row = table.iloc[0].to_dict()
+        return {
+            "customer_id": canonical,
+            "ids": sorted(self._members([canonical]) | {canonical}),
+            "transactions": stored,
+            "purchase_days": [
+                {"date": str(day.date()), "amount": None if pd.isna(value) else float(value)}
+                for day, value in zip(days[DATE], days.get(AMOUNT, [None] * len(days)), strict=True)
+            ],
+            "score": {key: _plain(value) for key, value in row.items()},
+        }
 
     def customers(self) -> int:
         """The number of canonical customers with a transaction."""
@@ -305,6 +342,46 @@ class ProfileStore:
             if as_of is None:
                 raise DataError("the profile store has no transactions to score yet")
         return score_at(self.model, prepared, as_of, horizon_days)[0]
+
+    def _transitions(
+        self, table: pd.DataFrame, merged: dict[str, str], at: pd.Timestamp | None
+    ) -> list[dict[str, Any]]:
+        """The segment changes of the customers of ``table`` since their last scores here;
+        the new segments are stored (those of ids merged away are dropped)."""
+        present = [column for column in TRACKED_SEGMENTS if column in table]
+        for chunk in _chunks(list(merged), 500):
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(f"DELETE FROM segments WHERE customer IN ({marks})", chunk)
+        if not present or table.empty:
+            return []
+        ids = table[CUSTOMER_ID].astype(str).tolist()
+        previous: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for customer, text in self._db.execute(
+                f"SELECT customer, segments FROM segments WHERE customer IN ({marks})", chunk
+            ):
+                previous[customer] = json.loads(text)
+        transitions, rows = [], []
+        for customer, values in zip(ids, table[present].itertuples(index=False), strict=True):
+            now = {
+                c: None if _is_missing(v) else str(v) for c, v in zip(present, values, strict=True)
+            }
+            before = previous.get(customer, {})
+            for column in present:
+                if before.get(column) != now[column]:
+                    transitions.append(
+                        {
+                            CUSTOMER_ID: customer,
+                            "segment": column,
+                            "from": before.get(column),
+                            "to": now[column],
+                            "at": None if at is None else at.isoformat(),
+                        }
+                    )
+            rows.append((customer, json.dumps(now)))
+        self._db.executemany("INSERT OR REPLACE INTO segments VALUES (?, ?)", rows)
+        return transitions
 
     # --- storage ------------------------------------------------------------------------------
 
@@ -657,6 +734,22 @@ def _no_scores() -> pd.DataFrame:
     for column in (CUSTOMER_ID, "model", "model_version", "reason"):
         table[column] = table[column].astype("string")
     return table
+
+
+def _plain(value: Any) -> Any:
+    """A score table's value as plain JSON-friendly Python (None when missing)."""
+    if _is_missing(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _is_missing(value: object) -> bool:
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or (isinstance(value, float) and np.isnan(value))
+    )
 
 
 def _rank(first_ns: int | None, alias: str) -> tuple[int, str]:
