@@ -270,3 +270,57 @@ def test_any_stream_of_events_equals_batch_scoring(model, tmp_path_factory, stre
         return
     assert_same_scores(store.scores(as_of), expected)
     store.close()
+
+
+# --- durability: a store killed while applying a stream -------------------------------------
+
+APPLY_STREAM = """
+import sys
+import pandas as pd
+from clvlab import CLVModel, ProfileStore
+events = pd.read_parquet(sys.argv[2])
+store = ProfileStore.build(CLVModel.load(sys.argv[1]), path=sys.argv[3])
+for start in range(0, len(events), 25):
+    store.apply(events.iloc[start : start + 25])
+    print(start + 25, flush=True)  # acknowledged: every event up to here is applied
+"""
+
+
+def test_a_store_killed_while_applying_loses_no_acknowledged_event(model, events, tmp_path):
+    """SIGKILL in the middle of a stream of batches (a real child process): after a restart
+    every acknowledged event is there, none twice; replaying the whole stream applies only
+    what was lost, and the scores equal batch scoring."""
+    import signal
+    import subprocess
+    import sys
+
+    model.save(tmp_path / "model.json")
+    stream = events.iloc[np.random.default_rng(3).permutation(len(events))]
+    stream.to_parquet(tmp_path / "events.parquet")
+    path = tmp_path / "p.db"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            APPLY_STREAM,
+            tmp_path / "model.json",
+            tmp_path / "events.parquet",
+            path,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    acknowledged = 0
+    while acknowledged < 1000:  # a good part of the stream, not all of it
+        acknowledged = int(child.stdout.readline())
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    with ProfileStore.open(path) as store:
+        seen = store.apply(stream.iloc[:acknowledged])
+        assert seen.attrs["ignored"] == acknowledged and seen.attrs["applied"] == 0
+        replayed = store.apply(stream)
+        assert replayed.attrs["ignored"] + replayed.attrs["applied"] == len(stream)
+        assert replayed.attrs["applied"] <= len(stream) - acknowledged
+        assert_same_scores(store.scores("1998-06-30"), batch_scores(model, events, "1998-06-30"))

@@ -222,6 +222,9 @@ def _net_returns(frame: pd.DataFrame, returns: pd.Series, steps: dict[str, int])
     steps["returns_netted"] = int((~unmatched).sum())
     steps["returns_unmatched"] = int(unmatched.sum())
     refunded = matched[~unmatched].groupby("purchase")["value"].sum()
-    net = purchases[AMOUNT].sub(refunded.reindex(purchases.index, fill_value=0.0))
+    refunds_of = refunded.reindex(purchases.index, fill_value=0.0)
+    net = purchases[AMOUNT].sub(refunds_of)
     purchases[AMOUNT] = net
-    return _drop(purchases, net <= 0, "purchases_fully_returned", steps)
+    # Only a purchase a return was netted against can be fully returned: a purchase of 0
+    # with no return follows the zero_amounts policy, as in data without returns.
+    return _drop(purchases, (refunds_of > 0) & (net <= 0), "purchases_fully_returned", steps)

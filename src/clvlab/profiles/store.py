@@ -40,25 +40,32 @@ import pandas as pd
 from clvlab import __version__
 from clvlab.data.clean import CleaningPolicy, DataReport, clean_transactions
 from clvlab.data.identity import LEFT, RIGHT, SOURCE_CUSTOMER_ID, read_links, resolve_identities
-from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, TransactionSource
+from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, TransactionSource, read_canonical
 from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike
 from clvlab.models.clv import CLVModel
 from clvlab.profiles.events import EVENT_ID, Events, read_events
+from clvlab.profiles.history import (
+    DAY,
+    NS_PER_DAY,
+    ROW,
+    new_rows,
+    purchase_days,
+    unpack_days,
+    unpack_rows,
+)
 from clvlab.scoring import (
     SCORE_COLUMNS,
     PreparedTransactions,
     as_model,
     check_arguments,
     day_after,
+    read_columns,
     score_at,
 )
 
 #: The store's file format; a store of another format is refused (rebuild it).
 STORE_FORMAT = "clvlab.ProfileStore/1"
-#: Sort key of the transactions loaded from history: before any event at the same instant, in
-#: the order read.
-_HISTORY_KEY = "\x00{:012d}"
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -66,15 +73,9 @@ CREATE TABLE aliases (
     alias TEXT PRIMARY KEY, customer TEXT NOT NULL, first_ns INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX aliases_by_customer ON aliases (customer);
-CREATE TABLE rows (
-    customer TEXT NOT NULL, alias TEXT NOT NULL, ns INTEGER NOT NULL, amount REAL,
-    key TEXT NOT NULL
+CREATE TABLE profiles (
+    customer TEXT PRIMARY KEY, ids TEXT, rows BLOB NOT NULL, days BLOB NOT NULL, segments TEXT
 );
-CREATE INDEX rows_by_customer ON rows (customer);
-CREATE TABLE days (
-    customer TEXT NOT NULL, day INTEGER NOT NULL, value REAL, PRIMARY KEY (customer, day)
-) WITHOUT ROWID;
-CREATE TABLE segments (customer TEXT PRIMARY KEY, segments TEXT NOT NULL) WITHOUT ROWID;
 """
 #: The score table's segment columns whose changes :meth:`ProfileStore.apply` reports.
 TRACKED_SEGMENTS = ("rfm_segment", "value_tier", "churn_tier")
@@ -144,7 +145,8 @@ class ProfileStore:
                 connection.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
             store = cls(connection, model, target)
             if transactions is not None:
-                store._load_history(transactions, cut, identity_links)
+                with store._transaction():
+                    store._load_history(transactions, cut, identity_links)
         except BaseException:
             connection.close()
             for suffix in ("", "-wal", "-shm"):
@@ -315,7 +317,7 @@ class ProfileStore:
 
     def customers(self) -> int:
         """The number of canonical customers with a transaction."""
-        return int(self._db.execute("SELECT count(DISTINCT customer) FROM rows").fetchone()[0])
+        return int(self._db.execute("SELECT count(*) FROM profiles").fetchone()[0])
 
     def _score(
         self,
@@ -346,12 +348,9 @@ class ProfileStore:
     def _transitions(
         self, table: pd.DataFrame, merged: dict[str, str], at: pd.Timestamp | None
     ) -> list[dict[str, Any]]:
-        """The segment changes of the customers of ``table`` since their last scores here;
-        the new segments are stored (those of ids merged away are dropped)."""
+        """The segment changes of the customers of ``table`` since their last scores here
+        (a profile merged into another keeps the other's); the new segments are stored."""
         present = [column for column in TRACKED_SEGMENTS if column in table]
-        for chunk in _chunks(list(merged), 500):
-            marks = ",".join("?" * len(chunk))
-            self._db.execute(f"DELETE FROM segments WHERE customer IN ({marks})", chunk)
         if not present or table.empty:
             return []
         ids = table[CUSTOMER_ID].astype(str).tolist()
@@ -359,9 +358,9 @@ class ProfileStore:
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
             for customer, text in self._db.execute(
-                f"SELECT customer, segments FROM segments WHERE customer IN ({marks})", chunk
+                f"SELECT customer, segments FROM profiles WHERE customer IN ({marks})", chunk
             ):
-                previous[customer] = json.loads(text)
+                previous[customer] = json.loads(text) if text else {}
         transitions, rows = [], []
         for customer, values in zip(ids, table[present].itertuples(index=False), strict=True):
             now = {
@@ -379,8 +378,8 @@ class ProfileStore:
                             "at": None if at is None else at.isoformat(),
                         }
                     )
-            rows.append((customer, json.dumps(now)))
-        self._db.executemany("INSERT OR REPLACE INTO segments VALUES (?, ?)", rows)
+            rows.append((json.dumps(now), customer))
+        self._db.executemany("UPDATE profiles SET segments = ? WHERE customer = ?", rows)
         return transitions
 
     # --- storage ------------------------------------------------------------------------------
@@ -472,23 +471,45 @@ class ProfileStore:
             "INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
             [(alias, entry.customer, entry.first_ns) for alias, entry in entries.items()],
         )
+        profiles = self._profiles({*merged, *merged.values()})
         for old, new in merged.items():
-            self._db.execute("UPDATE rows SET customer = ? WHERE customer = ?", (new, old))
-            self._db.execute("DELETE FROM days WHERE customer = ?", (old,))
+            moving = profiles.pop(old, None)
+            if moving is not None:
+                target = profiles.get(new)
+                profiles[new] = moving.renamed(new) if target is None else target.merge(moving)
         canonical_of = {alias: entry.customer for alias, entry in stored.items()}
         canonical_of.update({alias: entry.customer for alias, entry in entries.items()})
         owners = transactions[CUSTOMER_ID].map(lambda a: canonical_of.get(a, a))
-        self._insert_rows(
-            owners,
-            transactions[CUSTOMER_ID],
-            transactions[DATE],
-            transactions.get(AMOUNT, None),
-            transactions[EVENT_ID],
+        missing = set(owners) - set(profiles)
+        profiles.update(self._profiles(missing))
+        amounts = (
+            transactions[AMOUNT].to_numpy(dtype=float)
+            if AMOUNT in transactions
+            else np.full(len(transactions), np.nan)
         )
+        stamps = transactions[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        positions_of: dict[str, list[int]] = {}
+        for position, owner in enumerate(owners.tolist()):
+            positions_of.setdefault(owner, []).append(position)
+        sources = transactions[CUSTOMER_ID].to_numpy()
+        for owner, positions in positions_of.items():
+            profile = profiles.get(owner) or _Profile.new(owner)
+            profiles[owner] = profile.add(
+                sources[positions].tolist(), stamps[positions], amounts[positions]
+            )
+        if len(stamps):
+            self._set_last(int(stamps.max()))
         changed.update(owners)
         changed -= set(merged)
-        self._recompute(sorted(changed))
-        return sorted(changed), merged
+        for customer in changed:
+            if customer in profiles:
+                profiles[customer].clean(self._policy, self._count_only)
+        self._db.executemany("DELETE FROM profiles WHERE customer = ?", [(old,) for old in merged])
+        self._db.executemany(
+            "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?)",
+            [profile.record() for name, profile in profiles.items() if name not in merged],
+        )
+        return sorted(c for c in changed if c in profiles), merged
 
     def _members(self, customers: list[str]) -> set[str]:
         """The linked ids whose canonical id is one of ``customers``."""
@@ -527,179 +548,210 @@ class ProfileStore:
 
     def _first_ns(self, alias: str) -> int | None:
         """The first transaction of an id not yet linked (its profile is its own)."""
-        row = self._db.execute(
-            "SELECT min(ns) FROM rows WHERE customer = ? AND alias = ?", (alias, alias)
-        ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        profile = self._profiles([alias]).get(alias)
+        return None if profile is None or not len(profile.rows) else int(profile.rows["ns"].min())
 
-    def _insert_rows(
-        self,
-        owners: pd.Series,
-        aliases: pd.Series,
-        dates: pd.Series,
-        amounts: pd.Series | None,
-        keys: pd.Series | list[str],
-    ) -> None:
-        values = None if amounts is None else amounts.astype(float).tolist()
-        self._db.executemany(
-            "INSERT INTO rows VALUES (?, ?, ?, ?, ?)",
-            zip(
-                owners.astype(str).tolist(),
-                aliases.astype(str).tolist(),
-                dates.astype("datetime64[ns]").astype("int64").tolist(),
-                values if values is not None else [None] * len(owners),
-                list(keys),
-                strict=True,
-            ),
-        )
-
-    def _recompute(self, customers: list[str]) -> None:
-        """Clean the transactions of ``customers`` again; replace their purchase days."""
-        if not customers:
-            return
-        parts = []
-        for chunk in _chunks(customers, 500):
+    def _profiles(self, customers: Iterable[str]) -> dict[str, _Profile]:
+        """The stored profiles of ``customers`` (those that have one)."""
+        found: dict[str, _Profile] = {}
+        for chunk in _chunks(sorted(set(customers)), 500):
             marks = ",".join("?" * len(chunk))
-            parts.append(
-                pd.read_sql_query(
-                    "SELECT customer, alias, ns, amount, key FROM rows "
-                    f"WHERE customer IN ({marks})",
-                    self._db,
-                    params=chunk,
-                )
-            )
-            self._db.execute(f"DELETE FROM days WHERE customer IN ({marks})", chunk)
-        rows = pd.concat(parts, ignore_index=True)
-        self._insert_days(self._clean(rows))
-
-    def _clean(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Purchase days (``customer``, ``day`` in ns, ``value``) of stored transactions
-        (``customer``, ``alias``, ``ns``, ``amount``, ``key``), cleaned by the model's policy
-        as batch scoring cleans them."""
-        rows = rows.sort_values(["customer", "ns", "key"], kind="stable")
-        frame = pd.DataFrame(
-            {
-                CUSTOMER_ID: rows["customer"].astype("string").to_numpy(),
-                DATE: pd.to_datetime(rows["ns"].to_numpy(dtype="int64")),
-            }
-        )
-        if not self._count_only:
-            frame[AMOUNT] = rows["amount"].to_numpy(dtype=float)
-        frame[SOURCE_CUSTOMER_ID] = rows["alias"].astype("string").to_numpy()
-        if frame.empty:
-            return pd.DataFrame({"customer": [], "day": [], "value": []})
-        cleaned, _ = clean_transactions(frame, policy=self._policy, sort=False)
-        days = pd.DataFrame(
-            {
-                "customer": cleaned[CUSTOMER_ID].astype(str),
-                "day": cleaned[DATE].dt.floor("D").astype("int64"),
-                "value": cleaned.get(AMOUNT, np.nan),
-            }
-        )
-        grouped = days.groupby(["customer", "day"], as_index=False, sort=False)["value"]
-        return pd.DataFrame(grouped.sum(min_count=1))
-
-    def _insert_days(self, days: pd.DataFrame) -> None:
-        values = days["value"].astype(float)
-        self._db.executemany(
-            "INSERT INTO days VALUES (?, ?, ?)",
-            zip(
-                days["customer"].tolist(),
-                days["day"].astype("int64").tolist(),
-                [None if np.isnan(v) else v for v in values.tolist()],
-                strict=True,
-            ),
-        )
+            for record in self._db.execute(
+                f"SELECT customer, ids, rows, days, segments FROM profiles "
+                f"WHERE customer IN ({marks})",
+                chunk,
+            ):
+                found[record[0]] = _Profile.from_record(record)
+        return found
 
     def _days(self, customers: list[str] | None) -> tuple[pd.DataFrame, list[str], int]:
         """The purchase days of ``customers`` (None: all) as canonical transactions; those of
         them with transactions but no purchase day (every one excluded by cleaning); and the
         number of their stored transactions."""
+        query = "SELECT customer, length(rows), days FROM profiles"
         if customers is None:
-            days = pd.read_sql_query("SELECT customer, day, value FROM days", self._db)
-            counts = self._db.execute("SELECT customer, count(*) FROM rows GROUP BY customer")
-            known, stored = [], 0
-            for customer, count in counts:
-                known.append(customer)
-                stored += count
+            records = self._db.execute(query).fetchall()
         else:
-            parts, known, stored = [], [], 0
+            records = []
             for chunk in _chunks(customers, 500):
                 marks = ",".join("?" * len(chunk))
-                parts.append(
-                    pd.read_sql_query(
-                        f"SELECT customer, day, value FROM days WHERE customer IN ({marks})",
-                        self._db,
-                        params=chunk,
-                    )
-                )
-                for customer, count in self._db.execute(
-                    f"SELECT customer, count(*) FROM rows WHERE customer IN ({marks}) "
-                    "GROUP BY customer",
-                    chunk,
-                ):
-                    known.append(customer)
-                    stored += count
-            days = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+                records += self._db.execute(
+                    f"{query} WHERE customer IN ({marks})", chunk
+                ).fetchall()
+        names = [record[0] for record in records]
+        stored = sum(record[1] for record in records) // ROW.itemsize
+        days = unpack_days(b"".join(record[2] for record in records))
+        counts = np.fromiter((len(record[2]) // DAY.itemsize for record in records), dtype=np.int64)
         frame = pd.DataFrame(
             {
-                CUSTOMER_ID: days.get("customer", pd.Series(dtype=str)).astype("string"),
-                DATE: pd.to_datetime(days.get("day", pd.Series(dtype="int64")).astype("int64")),
+                CUSTOMER_ID: pd.array(np.repeat(np.asarray(names, dtype=object), counts), "string"),
+                DATE: pd.to_datetime(days["day"]),
             }
         )
         if not self._count_only:
-            frame[AMOUNT] = days.get("value", pd.Series(dtype=float)).astype(float)
-        excluded = sorted(set(known) - set(frame[CUSTOMER_ID].dropna()))
+            frame[AMOUNT] = days["value"]
+        excluded = [name for name, count in zip(names, counts, strict=True) if not count]
         return frame, excluded, stored
 
     def _last_date(self) -> pd.Timestamp | None:
-        row = self._db.execute("SELECT max(ns) FROM rows").fetchone()
-        return None if row[0] is None else pd.Timestamp(int(row[0]))
+        last = self._db.execute("SELECT value FROM meta WHERE key = 'last_ns'").fetchone()
+        return None if last is None else pd.Timestamp(int(last[0]))
 
     def _load_history(
         self, transactions: TransactionSource, cut: pd.Timestamp | None, identity_links: Any
     ) -> None:
-        from clvlab.data.io import read_canonical
-        from clvlab.scoring import read_columns
-
+        """Profiles of the history, built at once (vectorized): one record per customer."""
         in_frame = transactions.columns if isinstance(transactions, pd.DataFrame) else None
         frame, _ = read_canonical(transactions, **read_columns(self.model, in_frame))
-        frame = frame[frame[CUSTOMER_ID].notna()].reset_index(drop=True)
+        frame = frame[frame[CUSTOMER_ID].notna()]
         if cut is not None:
-            frame = frame[frame[DATE] < day_after(cut)].reset_index(drop=True)
-        keys = [_HISTORY_KEY.format(n) for n in range(len(frame))]
-        with self._transaction():
-            if identity_links is not None:
-                resolved, mapping, _ = resolve_identities(frame, read_links(identity_links))
-                firsts = frame.groupby(CUSTOMER_ID)[DATE].min()
-                self._db.executemany(
-                    "INSERT INTO aliases VALUES (?, ?, ?)",
-                    [
-                        (
-                            str(alias),
-                            str(customer),
-                            int(firsts[alias].value) if alias in firsts.index else None,
-                        )
-                        for alias, customer in zip(
-                            mapping["source_id"], mapping[CUSTOMER_ID], strict=True
-                        )
-                    ],
-                )
-                owners = resolved[CUSTOMER_ID]
-            else:
-                owners = frame[CUSTOMER_ID]
-            amounts = None if self._count_only or AMOUNT not in frame else frame[AMOUNT]
-            self._insert_rows(owners, frame[CUSTOMER_ID], frame[DATE], amounts, keys)
-            rows = pd.DataFrame(
-                {
-                    "customer": owners.astype(str).to_numpy(),
-                    "alias": frame[CUSTOMER_ID].astype(str).to_numpy(),
-                    "ns": frame[DATE].astype("datetime64[ns]").astype("int64").to_numpy(),
-                    "amount": np.nan if amounts is None else amounts.to_numpy(dtype=float),
-                    "key": keys,
-                }
+            frame = frame[frame[DATE] < day_after(cut)]
+        frame = frame.reset_index(drop=True)
+        aliases = frame[CUSTOMER_ID]
+        owners = aliases
+        if identity_links is not None:
+            resolved, mapping, _ = resolve_identities(frame, read_links(identity_links))
+            owners = resolved[CUSTOMER_ID]
+            firsts = frame.groupby(CUSTOMER_ID)[DATE].min()
+            self._db.executemany(
+                "INSERT INTO aliases VALUES (?, ?, ?)",
+                [
+                    (str(alias), str(customer), _ns(firsts.get(alias)))
+                    for alias, customer in zip(
+                        mapping["source_id"], mapping[CUSTOMER_ID], strict=True
+                    )
+                ],
             )
-            self._insert_days(self._clean(rows))
+        table = pd.DataFrame(
+            {
+                CUSTOMER_ID: owners.astype("string").to_numpy(),
+                DATE: frame[DATE].to_numpy(),
+                SOURCE_CUSTOMER_ID: aliases.astype("string").to_numpy(),
+            }
+        )
+        if not self._count_only:
+            table[AMOUNT] = frame[AMOUNT].to_numpy(dtype=float)
+        # The order cleaning takes transactions of one instant in (see history.in_order).
+        order = [CUSTOMER_ID, DATE, SOURCE_CUSTOMER_ID] + ([] if self._count_only else [AMOUNT])
+        table = table.sort_values(order, kind="stable", ignore_index=True)
+        codes, names = pd.factorize(table[CUSTOMER_ID], sort=True)
+        pairs = table[[CUSTOMER_ID, SOURCE_CUSTOMER_ID]].drop_duplicates()
+        pairs = pairs.assign(position=pairs.groupby(CUSTOMER_ID, sort=False).cumcount())
+        position = table.merge(pairs, how="left", on=[CUSTOMER_ID, SOURCE_CUSTOMER_ID])["position"]
+        amounts = table[AMOUNT].to_numpy() if AMOUNT in table else np.full(len(table), np.nan)
+        rows = new_rows(
+            table[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64), amounts, position
+        )
+        cleaned, _ = clean_transactions(
+            table.drop(columns=SOURCE_CUSTOMER_ID), policy=self._policy, sort=False
+        )
+        day = cleaned[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        per_day = pd.DataFrame(
+            {
+                "code": names.get_indexer(pd.Index(cleaned[CUSTOMER_ID])),
+                "day": day - day % NS_PER_DAY,
+                "value": cleaned[AMOUNT].to_numpy() if AMOUNT in cleaned else np.nan,
+            }
+        )
+        per_day = (
+            per_day.groupby(["code", "day"], sort=True)["value"].sum(min_count=1).reset_index()
+        )
+        days = np.empty(len(per_day), dtype=DAY)
+        days["day"], days["value"] = per_day["day"].to_numpy(), per_day["value"].to_numpy()
+        row_blobs = _split(rows.tobytes(), ROW.itemsize, np.bincount(codes, minlength=len(names)))
+        day_blobs = _split(
+            days.tobytes(), DAY.itemsize, np.bincount(per_day["code"], minlength=len(names))
+        )
+        # The ids of customers known under other ids than their own (linked ones only).
+        other = pairs[CUSTOMER_ID] != pairs[SOURCE_CUSTOMER_ID]
+        several = pairs[pairs[CUSTOMER_ID].isin(pairs.loc[other, CUSTOMER_ID])]
+        linked = {
+            str(name): json.dumps(group[SOURCE_CUSTOMER_ID].astype(str).tolist())
+            for name, group in several.groupby(CUSTOMER_ID, sort=False)
+        }
+        self._db.executemany(
+            "INSERT INTO profiles VALUES (?, ?, ?, ?, NULL)",
+            zip(
+                names.tolist(),
+                [linked.get(name) for name in names.tolist()],
+                row_blobs,
+                day_blobs,
+                strict=True,
+            ),
+        )
+        if len(rows):
+            self._set_last(int(rows["ns"].max()))
+
+    def _set_last(self, ns: int) -> None:
+        """Record ``ns`` as the last transaction's instant if it is later."""
+        last = self._last_date()
+        if last is None or ns > last.value:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_ns', ?)", (str(ns),))
+
+
+@dataclasses.dataclass
+class _Profile:
+    """One customer's stored history (see :mod:`clvlab.profiles.history`)."""
+
+    customer: str
+    #: The ids the transactions came under (``rows["alias"]`` points into it).
+    ids: list[str]
+    rows: np.ndarray
+    days: np.ndarray
+    #: The segments of the customer's last scores (JSON), for transitions.
+    segments: str | None = None
+
+    @classmethod
+    def new(cls, customer: str) -> _Profile:
+        return cls(customer, [customer], unpack_rows(None), unpack_days(None))
+
+    @classmethod
+    def from_record(cls, record: tuple[Any, ...]) -> _Profile:
+        customer, ids, rows, days, segments = record
+        return cls(
+            customer,
+            json.loads(ids) if ids else [customer],
+            unpack_rows(rows),
+            unpack_days(days),
+            segments,
+        )
+
+    def record(self) -> tuple[Any, ...]:
+        ids = None if self.ids == [self.customer] else json.dumps(self.ids)
+        return (self.customer, ids, self.rows.tobytes(), self.days.tobytes(), self.segments)
+
+    def add(self, aliases: list[str], ns: np.ndarray, amounts: np.ndarray) -> _Profile:
+        """The profile with these transactions added."""
+        index = {alias: position for position, alias in enumerate(self.ids)}
+        for alias in aliases:
+            index.setdefault(alias, len(index))
+        self.ids = list(index)
+        added = new_rows(ns, amounts, [index[alias] for alias in aliases])
+        self.rows = np.concatenate([self.rows, added])
+        return self
+
+    def merge(self, other: _Profile) -> _Profile:
+        """The profile with ``other``'s transactions added (``other`` merged into it)."""
+        return self.add(
+            [other.ids[i] for i in other.rows["alias"]], other.rows["ns"], other.rows["amount"]
+        )
+
+    def renamed(self, customer: str) -> _Profile:
+        return dataclasses.replace(self, customer=customer)
+
+    def clean(self, policy: CleaningPolicy, count_only: bool) -> None:
+        """Recompute the purchase days from the transactions."""
+        self.days = purchase_days(self.rows, self.ids, policy, count_only)
+
+
+def _split(blob: bytes, size: int, counts: np.ndarray) -> list[bytes]:
+    """``blob`` cut into consecutive pieces of ``counts`` records of ``size`` bytes."""
+    ends = (np.cumsum(counts) * size).tolist()
+    return [blob[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _ns(stamp: Any) -> int | None:
+    return None if stamp is None or pd.isna(stamp) else int(pd.Timestamp(stamp).value)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
