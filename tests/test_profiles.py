@@ -324,3 +324,34 @@ def test_a_store_killed_while_applying_loses_no_acknowledged_event(model, events
         assert replayed.attrs["ignored"] + replayed.attrs["applied"] == len(stream)
         assert replayed.attrs["applied"] <= len(stream) - acknowledged
         assert_same_scores(store.scores("1998-06-30"), batch_scores(model, events, "1998-06-30"))
+
+
+def test_events_are_read_as_transaction_files_are(model, tmp_path):
+    """Dates with zones, datetime objects and numbers of any type: the events read alike on
+    the quick path (small batches of plain dicts) and the general one."""
+    import datetime as dt
+
+    events = [
+        {EVENT_ID: "1", "customer_id": "a", "date": "2020-01-01T23:30:00-02:00", "amount": 3},
+        {EVENT_ID: "2", "customer_id": "a", "date": dt.datetime(2020, 1, 3, 12), "amount": 2.5},
+        {EVENT_ID: "3", "customer_id": "b", "date": "2020-01-02", "amount": 1.0},
+    ]
+    quick = ProfileStore.build(model, path=tmp_path / "quick.db")
+    quick.apply(events)
+    general = ProfileStore.build(model, path=tmp_path / "general.db")
+    general.apply(pd.DataFrame(events))
+    assert_same_scores(quick.scores("2020-02-01"), general.scores("2020-02-01"))
+    # 23:30 at UTC-2 is 01:30 UTC the next day: two purchase days for a.
+    assert quick.customer("a")["purchase_days"] == [
+        {"date": "2020-01-02", "amount": 3.0},
+        {"date": "2020-01-03", "amount": 2.5},
+    ]
+    odd = [
+        {EVENT_ID: "4", "customer_id": {"a": 1}, "date": "2020-01-02", "amount": 1.0},
+        {EVENT_ID: "5", "customer_id": "a", "date": "2020-01-02", "amount": True},
+        {EVENT_ID: "6", "customer_id": "a", "date": "2020-01-02", "amount": float("inf")},
+        {EVENT_ID: "7", "customer_id": 17.5, "date": "2020-01-02", "amount": 1.0},
+    ]
+    rejected = quick.apply(odd, on_error="skip").attrs["rejected"]
+    assert [item["event_id"] for item in rejected] == ["4", "5", "6", "7"]
+    assert "is not an id" in rejected[0]["reason"] and "is not an id" in rejected[3]["reason"]

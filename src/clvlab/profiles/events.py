@@ -9,9 +9,11 @@ event id that say what to fix, and the good events of a batch can still be appli
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -75,6 +77,10 @@ def read_events(
     date/time objects; zones converted to ``timezone``, UTC if None, and dropped). Amounts
     must be numbers; a count-only store ignores them.
     """
+    if isinstance(events, list) and len(events) <= _FAST_EVENTS:
+        fast = _read_simple(events, count_only, date_format, timezone)
+        if fast is not None:
+            return fast
     frame = _as_frame(events)
     if EVENT_ID not in frame:
         raise DataError(
@@ -83,10 +89,11 @@ def read_events(
         )
     frame = frame.reset_index(drop=True)
     rejected: list[Rejected] = []
-    ids = frame[EVENT_ID].map(lambda v: None if _missing(v) else str(v))
+    ids = frame[EVENT_ID].map(lambda v: None if _id_problem(v) else str(v))
     bad = ids.isna()
     for position in frame.index[bad]:
-        rejected.append(Rejected(None, int(position), f"no {EVENT_ID}"))
+        problem = _id_problem(frame.at[position, EVENT_ID], EVENT_ID) or ""
+        rejected.append(Rejected(None, int(position), problem))
     is_link = pd.Series(False, index=frame.index)
     if LEFT in frame or RIGHT in frame:
         frame = frame.assign(**{c: frame.get(c, None) for c in (LEFT, RIGHT)})
@@ -110,6 +117,24 @@ def _as_frame(events: Events) -> pd.DataFrame:
         raise DataError(f"events must be a DataFrame or a list of dicts: {err}") from None
 
 
+def _id_problem(value: object, field: str = "id") -> str | None:
+    """What is wrong with the id ``field`` of an event, or None: ids are text or whole
+    numbers, as in transaction files."""
+    if _missing(value):
+        return f"no {field}"
+    if isinstance(value, bool) or not isinstance(
+        value, str | int | float | np.integer | np.floating
+    ):
+        return f"{field} {value!r} is not an id (text or a whole number)"
+    if isinstance(value, float | np.floating) and not float(value).is_integer():
+        return f"{field} {value!r} is not an id (text or a whole number)"
+    return None
+
+
+def _missing_problem(value: object, field: str) -> str | None:
+    return f"no {field}" if _missing(value) else None
+
+
 def _missing(value: object) -> bool:
     """Whether a field of an event is missing (None, NaN, NaT or NA; a string never is)."""
     if value is None or value is pd.NaT or value is pd.NA:
@@ -122,10 +147,11 @@ def _links(rows: pd.DataFrame, ids: pd.Series, rejected: list[Rejected]) -> pd.D
         return pd.DataFrame({EVENT_ID: [], LEFT: [], RIGHT: []}, dtype="string")
     ok = pd.Series(True, index=rows.index)
     for column in (LEFT, RIGHT):
-        missing = rows[column].map(_missing)
-        for position in rows.index[missing]:
-            rejected.append(Rejected(ids[position], int(position), f"a link without {column}"))
-        ok &= ~missing
+        problems = rows[column].map(lambda value, column=column: _id_problem(value, column))
+        for position in rows.index[problems.notna()]:
+            reason = f"a link with {problems[position]}"
+            rejected.append(Rejected(ids[position], int(position), reason))
+        ok &= problems.isna()
     rows = rows[ok]
     return pd.DataFrame(
         {
@@ -150,10 +176,11 @@ def _transactions(
             rows = rows.assign(**{field: None})
     ok = pd.Series(True, index=rows.index)
     for field in fields:
-        missing = rows[field].map(_missing)
-        for position in rows.index[missing]:
-            rejected.append(Rejected(ids[position], int(position), f"no {field}"))
-        ok &= ~missing
+        check = _id_problem if field == CUSTOMER_ID else _missing_problem
+        problems = rows[field].map(lambda value, field=field, check=check: check(value, field))
+        for position in rows.index[problems.notna()]:
+            rejected.append(Rejected(ids[position], int(position), problems[position]))
+        ok &= problems.isna()
     rows = rows[ok]
     dates = _parsed(rows, DATE, ids, rejected, lambda v: _dates(v, date_format, timezone))
     amounts = None
@@ -193,9 +220,9 @@ def _parsed(
             rejected.append(
                 Rejected(ids[position], int(position), f"{field} {value!r} is not {what}")
             )
-    if not good:
-        return parse(rows[field].iloc[:0])
-    return parse(rows.loc[list(good), field])
+    # Each value as read alone (a column of mixed kinds may not read as one).
+    dtype = "datetime64[ns]" if field == DATE else "float64"
+    return pd.Series(list(good.values()), index=list(good), dtype=dtype)
 
 
 def _dates(values: pd.Series, date_format: str | None, timezone: str | None) -> pd.Series:
@@ -205,4 +232,78 @@ def _dates(values: pd.Series, date_format: str | None, timezone: str | None) -> 
 
 
 def _amounts(values: pd.Series) -> pd.Series:
-    return parse_amounts(values, AMOUNT, "events")
+    if values.map(lambda v: isinstance(v, bool)).any():
+        raise DataError("events: an amount is true or false, not a number")
+    parsed = parse_amounts(values, AMOUNT, "events")
+    if not np.isfinite(parsed.to_numpy()).all():
+        raise DataError("events: an amount is infinite")
+    return parsed
+
+
+#: Batches of at most this many events that are plain dicts are read without pandas.
+_FAST_EVENTS = 64
+
+
+def _read_simple(
+    events: list[Any], count_only: bool, date_format: str | None, timezone: str | None
+) -> EventBatch | None:
+    """A small batch of transactions given as dicts of plain values (text ids, ISO 8601
+    dates, numbers), read in Python; None when any event is not that simple (the general
+    path then reads the batch and names what is wrong)."""
+    if date_format is not None:
+        return None
+    zone = None if timezone in (None, "UTC") else ZoneInfo(timezone)
+    event_ids, customers, dates, amounts = [], [], [], []
+    for event in events:
+        if not isinstance(event, dict) or LEFT in event or RIGHT in event:
+            return None
+        event_id, customer, date = event.get(EVENT_ID), event.get(CUSTOMER_ID), event.get(DATE)
+        if not isinstance(event_id, str) or not isinstance(customer, str) or not customer:
+            return None
+        stamp = _iso_instant(date, zone)
+        if stamp is None:
+            return None
+        if not count_only:
+            amount = event.get(AMOUNT)
+            if isinstance(amount, bool) or not isinstance(amount, int | float):
+                return None
+            if not math.isfinite(amount):
+                return None
+            amounts.append(float(amount))
+        event_ids.append(event_id)
+        customers.append(customer)
+        dates.append(stamp)
+    table = pd.DataFrame(
+        {
+            EVENT_ID: pd.array(event_ids, dtype="string"),
+            CUSTOMER_ID: pd.array(customers, dtype="string"),
+            DATE: pd.to_datetime(dates),
+        }
+    )
+    if not count_only:
+        table[AMOUNT] = np.asarray(amounts, dtype=float)
+    links = pd.DataFrame({EVENT_ID: [], LEFT: [], RIGHT: []}, dtype="string")
+    return EventBatch(table, links, [])
+
+
+def _iso_instant(value: object, zone: ZoneInfo | None) -> dt.datetime | None:
+    """An ISO 8601 date string (at most microseconds) or datetime as a naive instant in
+    ``zone`` (UTC when None), as :func:`clvlab.data.validate.parse_dates` reads it; None
+    for anything else."""
+    if isinstance(value, str):
+        fraction = value.rpartition(".")[2]
+        if len(value) > 35 or sum(c.isdigit() for c in fraction[:10]) > 6:
+            return None
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    elif isinstance(value, pd.Timestamp):
+        if value.nanosecond:
+            return None
+        value = value.to_pydatetime()
+    if not isinstance(value, dt.datetime):
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(zone or dt.UTC).replace(tzinfo=None)
+    return value
