@@ -15,6 +15,7 @@ import pytest
 
 from clvlab.config import GBMConfig
 from clvlab.scoring import SCORE_COLUMNS
+from clvlab.segments import SEGMENT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -57,7 +58,7 @@ def test_the_use_section_runs_as_written(tmp_path: Path):
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
     scores = pd.read_parquet(project / "scores.parquet")
-    assert list(scores.columns) == SCORE_COLUMNS and len(scores) == 23_570
+    assert list(scores.columns) == SCORE_COLUMNS + SEGMENT_COLUMNS and len(scores) == 23_570
     assert set(scores["model_version"]) == {"models:/cdnow/1"}
     by_part = pd.read_parquet(project / "parts.parquet")
     assert len(list((project / "parts.parquet").glob("*.parquet"))) > 1

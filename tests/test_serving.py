@@ -33,6 +33,7 @@ import clvlab
 import servers
 import stores
 from clvlab.scoring import NO_HISTORY, SCORE_COLUMNS
+from clvlab.segments import SEGMENT_COLUMNS
 from clvlab.serving.served import model_uri
 
 # The installed console script, as a user runs it.
@@ -52,7 +53,9 @@ SERVER_TIMEOUT_S = 2
 #: Distinct customers in a request that takes well over SERVER_TIMEOUT_S to score (about 7 s
 #: on 2 cores).
 SLOW_CUSTOMERS = 300_000
-TEXT_COLUMNS = ["customer_id", "model", "model_version", "reason"]
+TEXT_COLUMNS = ["customer_id", "model", "model_version", "reason", *SEGMENT_COLUMNS[3:]]
+#: The trained model has segment rules: its scores have the segment columns too.
+COLUMNS_SERVED = SCORE_COLUMNS + SEGMENT_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +158,9 @@ def _scores(response: requests.Response) -> dict:
 def _assert_scores_equal(predictions: list[dict], expected: pd.DataFrame) -> None:
     """The answer's records against a score table, column by column (JSON types: strings,
     numbers, null for a missing prediction or no reason)."""
-    assert all(list(row) == SCORE_COLUMNS for row in predictions)
-    assert len(predictions) == len(expected)
-    for column in SCORE_COLUMNS:
+    assert all(list(row) == COLUMNS_SERVED for row in predictions)
+    assert list(expected.columns) == COLUMNS_SERVED and len(predictions) == len(expected)
+    for column in COLUMNS_SERVED:
         values = [row[column] for row in predictions]
         if column in TEXT_COLUMNS:
             want = [None if pd.isna(v) else str(v) for v in expected[column]]

@@ -62,7 +62,6 @@ from clvlab.features.rfm import DateLike
 from clvlab.models.clv import CLVModel
 from clvlab.outputs import make_folder, publish, write_json
 from clvlab.scoring import (
-    SCORE_COLUMNS,
     PreparedTransactions,
     as_model,
     check_arguments,
@@ -71,6 +70,7 @@ from clvlab.scoring import (
     column_names,
     prepare,
     read_columns,
+    score_columns,
     score_prepared,
 )
 
@@ -259,7 +259,7 @@ def _score_parts(
             data_report=report.to_dict(),
         )
         if csv:
-            built = _concatenate(files, staging)
+            built = _concatenate(files, staging, score_columns(model))
         elif len(files) == 1:
             built = files[0]
         else:
@@ -563,11 +563,11 @@ def _write_part(table: pd.DataFrame, folder: Path, number: int, csv: bool) -> Pa
     return path
 
 
-def _concatenate(files: list[Path], folder: Path) -> Path:
-    """The CSV parts as one file, with the header."""
+def _concatenate(files: list[Path], folder: Path, columns: list[str]) -> Path:
+    """The CSV parts as one file, with the header of the score table's ``columns``."""
     whole = folder / "scores.csv"
     with whole.open("wb") as out:
-        out.write((",".join(SCORE_COLUMNS) + "\n").encode())
+        out.write((",".join(columns) + "\n").encode())
         for path in files:
             with path.open("rb") as part:
                 shutil.copyfileobj(part, out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydantic_core import PydanticCustomError
 from clvlab.data.clean import CleaningPolicy
 from clvlab.errors import ConfigError
 from clvlab.evaluation.metrics import SELECTION_METRICS
+from clvlab.segments import CHURN_THRESHOLDS, VALUE_QUANTILES
 
 #: Length of one time unit in days. "M" is the average Gregorian month, as in lifetimes.
 UNIT_DAYS: dict[str, float] = {"D": 1.0, "W": 7.0, "M": 30.436875}
@@ -179,6 +181,30 @@ class SelectionConfig(_Strict):
         return self.model_dump()
 
 
+class SegmentsConfig(_Strict):
+    """The segment columns of the score table (see :mod:`clvlab.segments`): RFM quintile
+    scores and segments, value tiers and churn-risk tiers, with cut points fixed at training."""
+
+    enabled: bool = Field(default=True, description="Fit segment rules and score segments.")
+    value_tiers: tuple[float, float, float] = Field(
+        default=VALUE_QUANTILES,
+        description="Quantiles of the training customers' clv (expected purchases when "
+        "count-only) that separate the tiers low, medium, high and top.",
+    )
+    churn_tiers: tuple[float, float] = Field(
+        default=CHURN_THRESHOLDS,
+        description="p_churn thresholds that separate the churn-risk tiers low, medium, high.",
+    )
+
+    @model_validator(mode="after")
+    def _increasing(self) -> SegmentsConfig:
+        for key in ("value_tiers", "churn_tiers"):
+            cuts = getattr(self, key)
+            if not all(a < b for a, b in itertools.pairwise((0, *cuts, 1))):
+                raise ValueError(f"{key} must increase strictly between 0 and 1, got {cuts}")
+        return self
+
+
 class RegistryConfig(_Strict):
     """When ``clvlab train --register`` moves the ``champion`` alias to the new version."""
 
@@ -222,6 +248,7 @@ class RunConfig(_Strict):
     scoring: ScoringConfig = ScoringConfig()
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
+    segments: SegmentsConfig = SegmentsConfig()
 
     @property
     def unit_days(self) -> float:

@@ -30,8 +30,10 @@ from clvlab.errors import ClvlabWarning, DataError
 from clvlab.features.rfm import DateLike, as_timestamp, rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.clv import PREDICTION_COLUMNS, CLVModel
+from clvlab.segments import SEGMENT_COLUMNS, add_segments
 
-#: The score table's columns, in order.
+#: The score table's columns, in order; a model with segment rules adds
+#: :data:`clvlab.segments.SEGMENT_COLUMNS` after them.
 SCORE_COLUMNS = [
     CUSTOMER_ID,
     "frequency",
@@ -51,6 +53,11 @@ AFTER_AS_OF = "after_as_of"
 #: The columns whose names scoring can be given (:func:`score`'s keyword arguments).
 COLUMN_ROLES = ("customer_id", "date", "amount", "date_format")
 _READ_ROLES = ("customer_id", "date", "amount", "quantity", "price", "date_format", "timezone")
+
+
+def score_columns(model: CLVModel) -> list[str]:
+    """The columns of ``model``'s score table, in order."""
+    return SCORE_COLUMNS + (SEGMENT_COLUMNS if model.segments is not None else [])
 
 
 def score(
@@ -111,7 +118,9 @@ def score(
         keep integer ids). With ``identity_links`` the canonical ids are ids of the
         transactions, so they keep that dtype too. RFM columns are in the model's time
         unit. A customer who cannot be scored keeps a row with NaN predictions and the
-        ``reason``; spend columns are NaN for a count-only model.
+        ``reason``; spend columns are NaN for a count-only model. A model with segment
+        rules adds :data:`clvlab.segments.SEGMENT_COLUMNS` (missing for a customer who
+        cannot be scored; see :func:`clvlab.segments.add_segments`).
         ``.attrs["data_report"]`` counts every row read: kept, or excluded by a cleaning step
         or as after ``as_of`` (:class:`clvlab.data.DataReport`'s ``to_dict``). Rows without a
         customer id are excluded and also reported in a warning.
@@ -351,6 +360,13 @@ def score_prepared(
     table["model"] = model.label(horizon_days, gbm_inputs=bool(gbm_inputs))
     table["model_version"] = model.version
     table = table.rename_axis(CUSTOMER_ID).reset_index()[SCORE_COLUMNS]
+    if model.segments is not None:
+        table = add_segments(
+            table,
+            model.segments,
+            unit_days=model.unit_days,
+            horizon_days=model.horizon_days if horizon_days is None else horizon_days,
+        )
     if prepared.id_dtype is not None:  # ids in the input's dtype, in its (numeric) order
         table[CUSTOMER_ID] = restore_ids(table[CUSTOMER_ID], prepared.id_dtype)
         table = table.sort_values(CUSTOMER_ID, kind="stable", ignore_index=True)

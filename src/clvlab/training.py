@@ -15,6 +15,7 @@ from clvlab.data import (
     AMOUNT,
     CUSTOMER_ID,
     DATE,
+    DataReport,
     clean_transactions,
     read_links,
     read_transactions,
@@ -36,6 +37,8 @@ from clvlab.models.clv import (
 )
 from clvlab.models.gbm import GBMPredictor
 from clvlab.progress import stage
+from clvlab.scoring import PreparedTransactions, score_prepared
+from clvlab.segments import SegmentRules, add_segments, fit_segment_rules, segment_grid
 from clvlab.tracking.store import check_tracking_store, tracking_uri
 
 if TYPE_CHECKING:
@@ -123,7 +126,10 @@ def train(
     is then fitted on all data up to the holdout end with each target's champion (or, with
     ``models.purchases`` naming a BTYD model, that model for every target), and logged to
     MLflow with the config, data report, metrics of every candidate (one nested run each),
-    the backtest figure and report. It is exported to a local folder only when asked
+    the backtest figure and report. With ``segments.enabled`` the model also keeps segment
+    rules (:mod:`clvlab.segments`), whose cut points are fixed on its own scores of the
+    training customers at the holdout end; they are logged (``segment_rules.json``) with the
+    segment map (``segment_map.png``). It is exported to a local folder only when asked
     (``export``, or ``<tracking.export_dir>/<name>/`` when the config sets it).
 
     Parameters
@@ -206,6 +212,15 @@ def train(
         gbm=gbm,
         covariates=tuple(static_columns) if gbm is not None else (),
     )
+    if config.segments.enabled:
+        with stage("fit segments") as step:
+            rules, segment_figures = _fit_segments(model, transactions, report, end, config)
+            model = dataclasses.replace(model, segments=rules)
+            figures |= segment_figures
+            step.summary = (
+                f"R, F{'' if rules.monetary_value is None else ', M'} quintiles; "
+                f"value tiers by {rules.value_column}"
+            )
 
     calibration_customers = len(next(iter(result.candidates["holdout"].values())).predictions)
     data_report = {
@@ -249,6 +264,7 @@ def train(
                 model_label=model.label(),
                 model_folder=folder,
                 tags=tags,
+                segment_rules=None if model.segments is None else model.segments.to_dict(),
             )
         run_id, model_uri, experiment_id = run.run_id, run.model_uri, run.experiment_id
         step.summary = f"run {run_id} in {tracking_uri(config.tracking.uri)}"
@@ -395,6 +411,36 @@ def _figures(
         unit_days=config.unit_days,
         run_name=config.name,
     )
+
+
+def _fit_segments(
+    model: CLVModel,
+    transactions: pd.DataFrame,
+    report: DataReport,
+    end: pd.Timestamp,
+    config: RunConfig,
+) -> tuple[SegmentRules, dict[str, Figure]]:
+    """The segment rules fixed on the model's own scores of the training ``transactions`` at
+    ``end`` (:func:`clvlab.segments.fit_segment_rules`, with the config's ``segments``), and
+    the segment map of those customers (:func:`clvlab.evaluation.plots.segment_map`)."""
+    no_exclusions = pd.Index([], dtype="string", name=CUSTOMER_ID)
+    prepared = PreparedTransactions(transactions, no_exclusions, report)
+    scores, _ = score_prepared(model, prepared, end, None)
+    settings = {"unit_days": model.unit_days, "horizon_days": model.horizon_days}
+    rules = fit_segment_rules(
+        scores,
+        value_quantiles=config.segments.value_tiers,
+        churn_thresholds=config.segments.churn_tiers,
+        **settings,
+    )
+    grid = segment_grid(add_segments(scores, rules, **settings), rules.value_column)
+    figures = plots.segment_map(
+        grid,
+        value=rules.value_column,
+        axis="F score" if rules.monetary_value is None else "FM score",
+        run_name=config.name,
+    )
+    return rules, figures
 
 
 def _fitted_params(model: CLVModel) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Figures of a backtest (matplotlib, headless-safe)."""
+"""Figures of a backtest and of the segments (matplotlib, headless-safe)."""
 
 from __future__ import annotations
 
@@ -117,3 +117,50 @@ def backtest_figures(
     gains.legend(fontsize="small")
     figure.suptitle(f"{run_name}: holdout {start.date()} to {end.date()}")
     return {"backtest.png": figure}
+
+
+def segment_map(grid: pd.DataFrame, *, value: str, axis: str, run_name: str) -> dict[str, Figure]:
+    """The RFM segment map: the 5 x 5 grid of R score against FM score, each cell coloured by
+    its customers' mean ``value`` and labelled with its segment, mean and count.
+
+    Parameters
+    ----------
+    grid
+        The occupied cells (:func:`clvlab.segments.segment_grid`): ``segment``, ``customers``
+        and ``mean_value``, indexed by ``r_score`` and ``fm_score``.
+    value
+        What ``mean_value`` is the mean of (``"clv"``, ``"expected_purchases"``).
+    axis
+        The name of the horizontal score (``"FM score"``, or ``"F score"`` when count-only).
+    run_name
+        The run's name, for the title.
+
+    Returns
+    -------
+    dict
+        ``{"segment_map.png": figure}``.
+    """
+    from matplotlib.figure import Figure
+
+    means = np.full((5, 5), np.nan)
+    figure = Figure(figsize=(10, 8), layout="constrained")
+    ax = figure.subplots()
+    box = {"facecolor": "white", "alpha": 0.7, "linewidth": 0}
+    cells = grid.reset_index()
+    columns = ["r_score", "fm_score", "segment", "customers", "mean_value"]
+    for r, fm, segment, customers, mean in cells[columns].to_numpy().tolist():
+        means[r - 1, fm - 1] = mean
+        text = f"{segment.replace('_', ' ')}\n{mean:,.2f}\n{customers:,}"
+        ax.text(fm, r, text, ha="center", va="center", bbox=box)
+    image = ax.imshow(
+        means, origin="lower", extent=(0.5, 5.5, 0.5, 5.5), cmap="viridis", aspect="auto"
+    )
+    figure.colorbar(image, ax=ax, label=f"mean {value}")
+    ax.set_xticks(range(1, 6))
+    ax.set_yticks(range(1, 6))
+    ax.set(
+        xlabel=f"{axis} (5: highest fifth)",
+        ylabel="R score (5: most recent fifth)",
+        title=f"{run_name}: RFM segments (segment, mean {value}, customers)",
+    )
+    return {"segment_map.png": figure}

@@ -38,6 +38,7 @@ from clvlab.models.historical import HISTORICAL, historical_predictions
 if TYPE_CHECKING:
     from clvlab.features.windows import PurchaseDays
     from clvlab.models.gbm import GBMPredictor
+    from clvlab.segments import SegmentRules
 
 #: Columns of the score table's prediction part, in its order (after the customer's RFM
 #: summary, before the model's name and version).
@@ -69,10 +70,13 @@ _LIFETIMES_MONTH = {"D": 30.0, "W": 4.345, "M": 1.0}
 #: the pairs are at most this share of the customers.
 _DISTINCT_MIN_CUSTOMERS = 10_000
 _DISTINCT_MAX_SHARE = 0.5
-#: The JSON format :meth:`CLVModel.to_dict` writes, and those :meth:`CLVModel.from_dict`
-#: reads (format 1 had no champions: every target from ``purchases``).
+#: The JSON formats :meth:`CLVModel.to_dict` writes, and those :meth:`CLVModel.from_dict`
+#: reads (format 1 had no champions: every target from ``purchases``). Format 3 is format 2
+#: with segment rules; a model without them is still written as format 2, which older clvlab
+#: versions read.
 _FORMAT = "clvlab.CLVModel/2"
-_READABLE_FORMATS = ("clvlab.CLVModel/1", _FORMAT)
+_SEGMENTS_FORMAT = "clvlab.CLVModel/3"
+_READABLE_FORMATS = ("clvlab.CLVModel/1", _FORMAT, _SEGMENTS_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,9 @@ class CLVModel:
     covariates
         Transaction columns the GBM takes static covariates from (each customer's latest
         value); the transactions scored must have them.
+    segments
+        The segment rules fixed at training (:class:`clvlab.segments.SegmentRules`): with
+        them the score table has the segment columns too; None: no segments.
     """
 
     purchases: BTYDEstimator
@@ -170,6 +177,7 @@ class CLVModel:
     sources: dict[str, TargetSource] = field(default_factory=dict)
     gbm: GBMPredictor | None = None
     covariates: tuple[str, ...] = ()
+    segments: SegmentRules | None = None
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -474,8 +482,9 @@ class CLVModel:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable description from which :meth:`from_dict` rebuilds the model."""
+        segments = {} if self.segments is None else {"segments": self.segments.to_dict()}
         return {
-            "format": _FORMAT,
+            "format": _FORMAT if self.segments is None else _SEGMENTS_FORMAT,
             "purchases": self.purchases.to_dict(),
             "spend": None if self.spend is None else self.spend.to_dict(),
             "time_unit": self.time_unit,
@@ -498,11 +507,12 @@ class CLVModel:
             },
             "gbm": None if self.gbm is None else self.gbm.to_dict(),
             "covariates": list(self.covariates),
+            **segments,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CLVModel:
-        """Rebuild a model from :meth:`to_dict`'s output (formats 1 and 2)."""
+        """Rebuild a model from :meth:`to_dict`'s output (formats 1 to 3)."""
         fields = dict(data)
         saved_as = fields.pop("format", _FORMAT)
         if saved_as not in _READABLE_FORMATS:
@@ -533,6 +543,10 @@ class CLVModel:
 
             fields["gbm"] = GBMPredictor.from_dict(fields["gbm"])
         fields["covariates"] = tuple(fields.get("covariates", ()))
+        if "segments" in fields:
+            from clvlab.segments import SegmentRules
+
+            fields["segments"] = SegmentRules.from_dict(fields["segments"])
         return cls(purchases=purchases, **fields)
 
     def save(self, path: str | Path) -> None:

@@ -62,6 +62,7 @@ from clvlab.scoring import (
     day_after,
     read_columns,
     score_at,
+    score_columns,
 )
 
 #: The store's file format; a store of another format is refused (rebuild it).
@@ -326,11 +327,11 @@ class ProfileStore:
         horizon_days: float | None,
     ) -> pd.DataFrame:
         if customers is not None and not customers:
-            return _no_scores()
+            return _no_scores(self.model)
         days, excluded, stored = self._days(customers)
         if not stored:  # customers without transactions (an id known from links only)
             if customers is not None:
-                return _no_scores()
+                return _no_scores(self.model)
             raise DataError("the profile store has no transactions to score yet")
         report = DataReport(
             rows_read=stored,
@@ -780,12 +781,16 @@ def _check_model(model: CLVModel) -> None:
         )
 
 
-def _no_scores() -> pd.DataFrame:
-    """A score table without rows."""
-    table = pd.DataFrame({column: pd.Series(dtype=float) for column in SCORE_COLUMNS})
-    for column in (CUSTOMER_ID, "model", "model_version", "reason"):
-        table[column] = table[column].astype("string")
-    return table
+def _no_scores(model: CLVModel) -> pd.DataFrame:
+    """A score table without rows, with the columns and dtypes of ``model``'s."""
+    numbers = set(SCORE_COLUMNS) - {CUSTOMER_ID, "model", "model_version", "reason"}
+
+    def dtype(column: str) -> str:
+        if column in numbers:
+            return "float64"
+        return "Int64" if column.endswith("_score") else "string"
+
+    return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in score_columns(model)})
 
 
 def _plain(value: Any) -> Any:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from clvlab.errors import ClvlabError
 from clvlab.models.clv import CLVModel
-from clvlab.scoring import SCORE_COLUMNS, check_arguments, prepare, read_columns, score_at
+from clvlab.scoring import check_arguments, prepare, read_columns, score_at
 
 #: The params a request may carry.
 KNOWN_PARAMS = ("as_of", "horizon_days")
@@ -42,7 +42,9 @@ AS_OF_DEFAULTS: tuple[AsOfDefault, ...] = ("today", "last-transaction")
 #: ``error_code`` of a body that is not a request at all, and of a request clvlab rejects.
 BAD_REQUEST, INVALID_PARAMETER_VALUE = "BAD_REQUEST", "INVALID_PARAMETER_VALUE"
 _FORMS = ("dataframe_split", "dataframe_records")
-_TEXT_COLUMNS = frozenset({"customer_id", "model", "model_version", "reason"})
+_TEXT_COLUMNS = frozenset(
+    {"customer_id", "model", "model_version", "reason", "rfm_segment", "value_tier", "churn_tier"}
+)
 
 
 class RequestError(ClvlabError):
@@ -106,11 +108,12 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
 
 
 def records_json(table: pd.DataFrame) -> str:
-    """The score table as a JSON array of records, columns in :data:`SCORE_COLUMNS` order;
-    missing values (NaN, NA, infinities) as ``null``, floats with every digit, integer ids as
+    """The score table as a JSON array of records, columns in the table's order
+    (:data:`clvlab.scoring.SCORE_COLUMNS`, then any segment columns); missing values (NaN, NA,
+    infinities) as ``null``, floats with every digit, integers (ids, segment scores) as
     numbers."""
     columns: list[list[Any]] = []
-    for name in SCORE_COLUMNS:
+    for name in table.columns:
         values = table[name].tolist()
         if name == "customer_id" and pd.api.types.is_integer_dtype(table[name]):
             columns.append([None if pd.isna(v) else int(v) for v in values])
@@ -118,7 +121,8 @@ def records_json(table: pd.DataFrame) -> str:
             columns.append([None if pd.isna(v) else str(v) for v in values])
         else:
             columns.append([v if _finite(v) else None for v in values])
-    records = [dict(zip(SCORE_COLUMNS, row, strict=True)) for row in zip(*columns, strict=True)]
+    names = list(table.columns)
+    records = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
     return json.dumps(records, allow_nan=False)
 
 

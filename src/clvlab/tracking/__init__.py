@@ -95,6 +95,7 @@ def log_run(
     model_label: str,
     model_folder: Path,
     tags: dict[str, str],
+    segment_rules: dict[str, Any] | None = None,
 ) -> None:
     """Log one training run into ``run`` (the active run, see :func:`start_run`): config,
     fitted parameters, data report, package versions (``environment.json``), the backtest
@@ -103,7 +104,8 @@ def log_run(
     (``holdout.<metric>``), the provenance ``tags`` (see :func:`provenance`), the scoring
     model's ``model_label`` (tag ``clvlab.model``) and the model folder already written
     (:func:`clvlab.serving.packaging.write_model`, with ``run.model_uri`` as the model's
-    version), as the artifact ``model``.
+    version), as the artifact ``model``; and the model's ``segment_rules``, its segment cut
+    points (:meth:`clvlab.segments.SegmentRules.to_dict`), as ``segment_rules.json``.
     """
     import mlflow
 
@@ -126,6 +128,8 @@ def log_run(
     mlflow.log_dict(environment(), "environment.json")
     mlflow.log_metrics({f"holdout.{k}": v for k, v in champion_metrics.items()})
     mlflow.log_dict(backtest.report(), "backtest_report.json")
+    if segment_rules is not None:
+        mlflow.log_dict(segment_rules, "segment_rules.json")
     for name, figure in figures.items():
         mlflow.log_figure(figure, name)
     _log_candidates(backtest, run.experiment_id)
