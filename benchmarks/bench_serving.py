@@ -110,22 +110,24 @@ def start_server(
         )
 
 
-def wait_until_up(process: subprocess.Popen, port: int, log_path: Path) -> float:
-    """Seconds until ``GET /ping`` answers 200; exits if the server dies or never answers."""
+def wait_until_up(
+    process: subprocess.Popen, port: int, log_path: Path, path: str = "/ping"
+) -> float:
+    """Seconds until ``GET path`` answers 200; exits if the server dies or never answers."""
     start = time.monotonic()
     while time.monotonic() - start < STARTUP_TIMEOUT_S:
         if process.poll() is not None:
             sys.exit(f"the server exited ({process.returncode}):\n{tail(log_path)}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/ping")
+            connection.request("GET", path)
             if connection.getresponse().status == 200:
                 connection.close()
                 return time.monotonic() - start
         except OSError:
             pass
         time.sleep(0.2)
-    sys.exit(f"no answer on /ping in {STARTUP_TIMEOUT_S} s:\n{tail(log_path)}")
+    sys.exit(f"no answer on {path} in {STARTUP_TIMEOUT_S} s:\n{tail(log_path)}")
 
 
 def stop_server(process: subprocess.Popen) -> None:

@@ -11,9 +11,13 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from clvlab import __version__
 from clvlab.errors import ClvlabError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Keep in step with clvlab.batch.DEFAULT_PARTITION_ROWS (not imported: --help stays fast).
 DEFAULT_PARTITION_ROWS = 5_000_000
@@ -216,7 +220,109 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log", action="store_true", help="log every request on standard error"
     )
+    _profiles_parser(commands)
     return parser
+
+
+def _profiles_parser(commands: argparse._SubParsersAction) -> None:
+    profiles = commands.add_parser(
+        "profiles",
+        help="customer profiles kept current event by event",
+        description="Keep every customer's profile and score current in one SQLite file (a "
+        "profile store): build it from history, apply events (transactions and identity "
+        "links), export the scores, or serve it over HTTP.",
+    )
+    actions = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
+    store_help = "the profile store's file (default: profiles.db)"
+
+    build = actions.add_parser(
+        "build",
+        help="create a profile store from a model and history",
+        description="Create a new profile store scored with --model, with the profiles of "
+        "--transactions (read as `clvlab score` reads them).",
+    )
+    build.add_argument(
+        "--model",
+        required=True,
+        help="runs:/RUN_ID/model, models:/NAME@ALIAS, a model folder or a clv_model.json file",
+    )
+    build.add_argument(
+        "--transactions",
+        required=True,
+        help="history: a CSV file, or Parquet (a file, a folder or a glob: 'dir/*.parquet')",
+    )
+    build.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="leave out the transactions after this date (they can come as events)",
+    )
+    build.add_argument(
+        "--identity-links",
+        metavar="FILE",
+        help="CSV/Parquet of id pairs (id_a, id_b) that are one person",
+    )
+    build.add_argument("--store", type=Path, default=Path("profiles.db"), help=store_help)
+
+    apply = actions.add_parser(
+        "apply",
+        help="apply a file of events to a profile store",
+        description="Apply the events of a file: transactions (event_id, customer_id, date, "
+        "amount) and identity links (event_id, id_a, id_b). An event id seen before is "
+        "ignored. The valid events are applied in one transaction; if some are rejected, "
+        "they are named and the command exits with status 2.",
+    )
+    apply.add_argument("events", help="events: a .csv, .parquet or .jsonl file")
+    apply.add_argument("--store", type=Path, default=Path("profiles.db"), help=store_help)
+
+    export = actions.add_parser(
+        "export",
+        help="write the score table of every customer in a profile store",
+        description="Write every customer's score row (the columns of `clvlab score`) to "
+        "one file, atomically.",
+    )
+    export.add_argument("--output", required=True, type=Path, help="output .parquet or .csv")
+    export.add_argument("--store", type=Path, default=Path("profiles.db"), help=store_help)
+    export.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="score as of this date (default: the last transaction in the store)",
+    )
+
+    serve = actions.add_parser(
+        "serve",
+        help="serve a profile store over HTTP",
+        description="Serve a profile store over HTTP (FastAPI on uvicorn, in this process). "
+        'POST /events with {"events": [...]} (optional "as_of", "horizon_days") applies '
+        "them and answers the changed customers' scores, the counts and the segment "
+        "transitions (400 naming each rejected event; the others are applied). GET "
+        "/customers/ID answers a customer's profile and score (404 if unknown), GET /health "
+        "the number of customers and the webhook's counters. With a bearer token (the "
+        "environment variable CLVLAB_PROFILES_TOKEN or --token-file) every request must "
+        "carry it, else 401 (/health then answers only its status); without one the server "
+        "listens on the loopback interface only. SIGTERM or Ctrl-C stops it.",
+    )
+    serve.add_argument("--store", type=Path, default=Path("profiles.db"), help=store_help)
+    serve.add_argument(
+        "--model", help="score with this model (default: the one the store was built with)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5002, help="port (default: 5002)")
+    serve.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="POST each segment transition to URL as JSON, from a queue of 10,000 (dropped "
+        "and counted when full), with up to 5 tries per transition",
+    )
+    serve.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the bearer token (default: the environment variable "
+        "CLVLAB_PROFILES_TOKEN)",
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request on standard error"
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -350,6 +456,116 @@ def _serve(args: argparse.Namespace) -> None:
     server.run()
 
 
+def _profiles(args: argparse.Namespace) -> None:
+    actions = {
+        "build": _profiles_build,
+        "apply": _profiles_apply,
+        "export": _profiles_export,
+        "serve": _profiles_serve,
+    }
+    actions[args.profiles_command](args)
+
+
+def _profiles_build(args: argparse.Namespace) -> None:
+    from clvlab.profiles import ProfileStore
+
+    with ProfileStore.build(
+        args.model,
+        args.transactions,
+        as_of=args.as_of,
+        path=args.store,
+        identity_links=args.identity_links,
+    ) as store:
+        print(f"Built {store.path}: {store.customers():,} customers, model {store.model.name}")
+
+
+def _profiles_apply(args: argparse.Namespace) -> None:
+    from clvlab.profiles import ProfileStore
+    from clvlab.profiles.events import Rejected
+
+    events = _read_event_file(args.events)
+    with ProfileStore.open(args.store) as store:
+        changed = store.apply(events, on_error="skip")
+    done = changed.attrs
+    print(
+        f"Applied {done['applied']:,} events to {args.store} ({done['ignored']:,} ignored as "
+        f"seen before, {len(done['rejected']):,} rejected): {len(changed):,} customers "
+        f"changed, {len(done['transitions']):,} segment transitions"
+    )
+    if done["rejected"]:
+        rejected = [Rejected(**item) for item in done["rejected"]]
+        listed = "; ".join(str(item) for item in rejected[:10])
+        more = f" (and {len(rejected) - 10} more)" if len(rejected) > 10 else ""
+        raise ClvlabError(
+            f"{len(rejected)} events of {args.events} were rejected (the others were "
+            f"applied): {listed}{more}. Fix them and apply the file again: the events "
+            "applied are ignored the second time"
+        )
+
+
+def _read_event_file(path: str) -> pd.DataFrame | list[dict[str, Any]]:
+    """The events of a .csv or .parquet file (a table), or of a .jsonl file (one JSON object
+    per line)."""
+    from clvlab.data.io import load_table
+    from clvlab.errors import DataError
+
+    source = Path(path)
+    if source.suffix.lower() not in (".csv", ".parquet", ".jsonl"):
+        raise DataError(f"{path}: unknown file type of events; use .csv, .parquet or .jsonl")
+    if source.suffix.lower() != ".jsonl":
+        return load_table(source, "events")[0]
+    try:
+        lines = source.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the events {path}: {err}") from None
+    events = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {number}: not JSON ({err.msg})") from None
+        if not isinstance(event, dict):
+            raise DataError(f"{path}, line {number}: an event is a JSON object, one a line")
+        events.append(event)
+    if not events:
+        raise DataError(f"{path} has no events")
+    return events
+
+
+def _profiles_export(args: argparse.Namespace) -> None:
+    from clvlab.outputs import write_table
+    from clvlab.profiles import ProfileStore
+
+    with ProfileStore.open(args.store) as store:
+        table = store.scores(as_of=args.as_of)
+    write_table(table, args.output)
+    print(f"Exported the scores of {len(table):,} customers of {args.store} -> {args.output}")
+
+
+def _profiles_serve(args: argparse.Namespace) -> None:
+    from clvlab.profiles.service import ProfileServer, read_token
+
+    token = read_token(args.token_file)
+    # The store is opened and the port taken before anything is printed.
+    server = ProfileServer(
+        args.store,
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        token=token,
+        webhook=args.webhook,
+        access_log=args.access_log,
+    )
+    access = "bearer token required" if token else "no token"
+    print(
+        f"Serving the profiles of {args.store} on {server.url} ({access}; Ctrl-C stops)",
+        flush=True,
+    )
+    server.run()
+
+
 def _quiet(*, verbose: bool) -> None:
     """Show clvlab's progress on standard error; keep MLflow's INFO lines and download bars
     for ``--verbose``; print each warning on one line."""
@@ -397,11 +613,13 @@ def main(argv: list[str] | None = None) -> int:
         "models": _models,
         "promote": _promote,
         "serve": _serve,
+        "profiles": _profiles,
     }
     try:
         commands[args.command](args)
     except ClvlabError as exc:
-        print(f"clvlab {args.command}: error: {exc}", file=sys.stderr)
+        command = " ".join(filter(None, [args.command, getattr(args, "profiles_command", None)]))
+        print(f"clvlab {command}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     return 0
 

@@ -201,25 +201,10 @@ class ModelServer:
             # A stop waits for the requests in flight, which end by their deadline anyway.
             timeout_graceful_shutdown=int(self.pool.timeout) + 1,
         )
-        server = uvicorn.Server(config)
-        # What is loaded by now (MLflow, pandas, the model) lives as long as the process: the
-        # collector skips it from here on, which keeps its pauses short and the exit quick
-        # (tearing it down took about a second).
-        gc.freeze()
-
-        def stop(signum: int, frame: Any) -> None:
-            server.should_exit = True
-
-        # uvicorn handles SIGINT and SIGTERM while it runs, then raises the signal again for
-        # the handler it found: this one, so that a stop ends the process normally (status
-        # 0), and a signal that comes before uvicorn listens for it still stops the server.
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            server.run(sockets=[self._socket])
+            run_until_stopped(config, self._socket)
         finally:
             self.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def close(self) -> None:
         """Stop the workers and release the port (done by :meth:`run` when it returns)."""
@@ -234,3 +219,28 @@ def _cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def run_until_stopped(config: Any, sock: socket.socket) -> None:
+    """Run uvicorn with ``config`` (a ``uvicorn.Config``) on ``sock`` until SIGTERM or
+    Ctrl-C, which end it normally (status 0), even when they come before uvicorn listens."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    # What is loaded by now (MLflow, pandas, the model) lives as long as the process: the
+    # collector skips it from here on, which keeps its pauses short and the exit quick
+    # (tearing it down took about a second).
+    gc.freeze()
+
+    def stop(signum: int, frame: Any) -> None:
+        server.should_exit = True
+
+    # uvicorn handles SIGINT and SIGTERM while it runs, then raises the signal again for the
+    # handler it found: this one, so that a stop ends the process normally, and a signal that
+    # comes before uvicorn listens for it still stops the server.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
