@@ -476,7 +476,7 @@ def _profiles_build(args: argparse.Namespace) -> None:
         path=args.store,
         identity_links=args.identity_links,
     ) as store:
-        print(f"Built {store.path}: {store.customers():,} customers, model {store.model.name}")
+        print(f"Built {store.location}: {store.customers():,} customers, model {store.model.name}")
 
 
 def _profiles_apply(args: argparse.Namespace) -> None:

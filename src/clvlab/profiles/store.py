@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, TransactionSource, read_ca
 from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike
 from clvlab.models.clv import CLVModel
+from clvlab.profiles.backend import ProfileBackend, connect
 from clvlab.profiles.events import EVENT_ID, Events, read_events
 from clvlab.profiles.history import (
     DAY,
@@ -67,17 +66,6 @@ from clvlab.scoring import (
 
 #: The store's file format; a store of another format is refused (rebuild it).
 STORE_FORMAT = "clvlab.ProfileStore/1"
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE aliases (
-    alias TEXT PRIMARY KEY, customer TEXT NOT NULL, first_ns INTEGER
-) WITHOUT ROWID;
-CREATE INDEX aliases_by_customer ON aliases (customer);
-CREATE TABLE profiles (
-    customer TEXT PRIMARY KEY, ids TEXT, rows BLOB NOT NULL, days BLOB NOT NULL, segments TEXT
-);
-"""
 #: The score table's segment columns whose changes :meth:`ProfileStore.apply` reports.
 TRACKED_SEGMENTS = ("rfm_segment", "value_tier", "churn_tier")
 
@@ -98,10 +86,11 @@ class ProfileStore:
     :meth:`scores`.
     """
 
-    def __init__(self, connection: sqlite3.Connection, model: CLVModel, path: Path) -> None:
-        self._db = connection
+    def __init__(self, backend: ProfileBackend, model: CLVModel) -> None:
+        self._backend = backend
         self.model = model
-        self.path = path
+        #: Where the store is: its file, or the Redis URL.
+        self.location = backend.location
         self._policy = _policy(model)
         self._count_only = model.spend is None
 
@@ -126,32 +115,24 @@ class ProfileStore:
         """
         model = as_model(model)
         _check_model(model)
-        target = Path(path)
-        if target.exists():
-            raise DataError(
-                f"{target} exists; give a new path, or ProfileStore.open({str(target)!r}) to use it"
-            )
         cut = None if as_of is None else check_arguments(as_of, None)[0]
-        connection = _connect(target)
+        backend = connect(path, create=True)
         try:
-            with connection:
-                connection.executescript(_SCHEMA)
-                meta = {
-                    "format": STORE_FORMAT,
-                    "clvlab_version": __version__,
-                    "model": json.dumps(model.to_dict()),
-                    "policy": json.dumps(dataclasses.asdict(_policy(model))),
-                    "count_only": json.dumps(model.spend is None),
-                }
-                connection.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-            store = cls(connection, model, target)
-            if transactions is not None:
-                with store._transaction():
+            store = cls(backend, model)
+            with backend.transaction():
+                backend.set_meta(
+                    {
+                        "format": STORE_FORMAT,
+                        "clvlab_version": __version__,
+                        "model": json.dumps(model.to_dict()),
+                        "policy": json.dumps(dataclasses.asdict(_policy(model))),
+                        "count_only": json.dumps(model.spend is None),
+                    }
+                )
+                if transactions is not None:
                     store._load_history(transactions, cut, identity_links)
         except BaseException:
-            connection.close()
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{target}{suffix}").unlink(missing_ok=True)
+            backend.discard()
             raise
         return store
 
@@ -162,20 +143,13 @@ class ProfileStore:
         A new model (a new champion, say) scores the stored profiles without re-reading any
         history, if it cleans and reads transactions as the store's model did.
         """
-        target = Path(path)
-        if not target.is_file():
-            raise DataError(f"no profile store at {target}; create one with ProfileStore.build")
-        connection = _connect(target)
-        try:
-            meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as err:
-            connection.close()
-            raise DataError(f"{target} is not a profile store ({err})") from None
+        backend = connect(path, create=False)
+        meta = backend.meta()
         if meta.get("format") != STORE_FORMAT:
-            connection.close()
+            backend.close()
             raise DataError(
-                f"{target} is a profile store of format {meta.get('format')!r} (clvlab "
-                f"{meta.get('clvlab_version')}), and this clvlab {__version__} reads "
+                f"{backend.location} is a profile store of format {meta.get('format')!r} "
+                f"(clvlab {meta.get('clvlab_version')}), and this clvlab {__version__} reads "
                 f"{STORE_FORMAT!r}: rebuild it with ProfileStore.build(model, transactions, "
                 "path=...)"
             )
@@ -185,17 +159,18 @@ class ProfileStore:
         if json.dumps(dataclasses.asdict(_policy(chosen))) != meta["policy"] or (
             chosen.spend is None
         ) != json.loads(meta["count_only"]):
-            connection.close()
+            backend.close()
             raise DataError(
-                f"{target} was built for a model that cleans transactions otherwise (policy "
-                f"{meta['policy']}, count-only {meta['count_only']}) than {chosen.name!r}: "
-                "rebuild the store for it with ProfileStore.build(model, transactions, path=...)"
+                f"{backend.location} was built for a model that cleans transactions otherwise "
+                f"(policy {meta['policy']}, count-only {meta['count_only']}) than "
+                f"{chosen.name!r}: rebuild the store for it with ProfileStore.build(model, "
+                "transactions, path=...)"
             )
-        return cls(connection, chosen, target)
+        return cls(backend, chosen)
 
     def close(self) -> None:
         """Close the store's file."""
-        self._db.close()
+        self._backend.close()
 
     def __enter__(self) -> ProfileStore:
         return self
@@ -241,7 +216,7 @@ class ProfileStore:
         )
         if on_error == "raise":
             batch.raise_rejected()
-        with self._transaction():
+        with self._backend.transaction():
             new = self._new_event_ids(
                 [*batch.transactions[EVENT_ID].tolist(), *batch.links[EVENT_ID].tolist()]
             )
@@ -318,7 +293,7 @@ class ProfileStore:
 
     def customers(self) -> int:
         """The number of canonical customers with a transaction."""
-        return int(self._db.execute("SELECT count(*) FROM profiles").fetchone()[0])
+        return self._backend.count()
 
     def _score(
         self,
@@ -355,13 +330,10 @@ class ProfileStore:
         if not present or table.empty:
             return []
         ids = table[CUSTOMER_ID].astype(str).tolist()
-        previous: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(ids, 500):
-            marks = ",".join("?" * len(chunk))
-            for customer, text in self._db.execute(
-                f"SELECT customer, segments FROM profiles WHERE customer IN ({marks})", chunk
-            ):
-                previous[customer] = json.loads(text) if text else {}
+        previous = {
+            record[0]: json.loads(record[4]) if record[4] else {}
+            for record in self._backend.profiles(ids)
+        }
         transitions, rows = [], []
         for customer, values in zip(ids, table[present].itertuples(index=False), strict=True):
             now = {
@@ -379,40 +351,20 @@ class ProfileStore:
                             "at": None if at is None else at.isoformat(),
                         }
                     )
-            rows.append((json.dumps(now), customer))
-        self._db.executemany("UPDATE profiles SET segments = ? WHERE customer = ?", rows)
+            rows.append((customer, json.dumps(now)))
+        self._backend.put_segments(rows)
         return transitions
 
     # --- storage ------------------------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
     def _new_event_ids(self, ids: list[str]) -> list[str]:
         """The ids not seen before (the first of repeats in ``ids``), now recorded as seen."""
-        new: list[str] = []
-        fresh: set[str] = set()
-        for chunk in _chunks(list(dict.fromkeys(ids)), 500):
-            marks = ",".join("?" * len(chunk))
-            seen = {
-                row[0]
-                for row in self._db.execute(
-                    f"SELECT event_id FROM seen WHERE event_id IN ({marks})", chunk
-                )
-            }
-            fresh.update(event for event in chunk if event not in seen)
+        fresh = self._backend.new_event_ids(ids)
+        new = []
         for event in ids:
             if event in fresh:
                 new.append(event)
                 fresh.discard(event)
-        self._db.executemany("INSERT INTO seen VALUES (?)", [(event,) for event in new])
         return new
 
     def _apply(
@@ -468,9 +420,8 @@ class ProfileStore:
                 entries.update({m: _Alias(canonical, firsts_of[m]) for m in members})
             merged.update({key: canonical for key in keys if key != canonical})
             changed.add(canonical)
-        self._db.executemany(
-            "INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
-            [(alias, entry.customer, entry.first_ns) for alias, entry in entries.items()],
+        self._backend.put_aliases(
+            [(alias, entry.customer, entry.first_ns) for alias, entry in entries.items()]
         )
         profiles = self._profiles({*merged, *merged.values()})
         for old, new in merged.items():
@@ -505,47 +456,26 @@ class ProfileStore:
         for customer in changed:
             if customer in profiles:
                 profiles[customer].clean(self._policy, self._count_only)
-        self._db.executemany("DELETE FROM profiles WHERE customer = ?", [(old,) for old in merged])
-        self._db.executemany(
-            "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?)",
-            [profile.record() for name, profile in profiles.items() if name not in merged],
+        self._backend.delete_profiles(merged)
+        self._backend.put_profiles(
+            [profile.record() for name, profile in profiles.items() if name not in merged]
         )
         return sorted(c for c in changed if c in profiles), merged
 
     def _members(self, customers: list[str]) -> set[str]:
         """The linked ids whose canonical id is one of ``customers``."""
-        found: set[str] = set()
-        for chunk in _chunks(customers, 500):
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                row[0]
-                for row in self._db.execute(
-                    f"SELECT alias FROM aliases WHERE customer IN ({marks})", chunk
-                )
-            )
-        return found
+        return self._backend.members(customers)
 
     def _first_of(self, alias: str, stored: dict[str, _Alias]) -> int | None:
         """The first transaction of ``alias`` in the store (before this batch)."""
-        entry = stored.get(alias)
-        if entry is None:
-            row = self._db.execute(
-                "SELECT first_ns FROM aliases WHERE alias = ?", (alias,)
-            ).fetchone()
-            if row is not None:
-                return None if row[0] is None else int(row[0])
-            return self._first_ns(alias)
-        return entry.first_ns
+        entry = stored.get(alias) or self._aliases([alias]).get(alias)
+        return self._first_ns(alias) if entry is None else entry.first_ns
 
     def _aliases(self, ids: Iterable[str]) -> dict[str, _Alias]:
-        found: dict[str, _Alias] = {}
-        for chunk in _chunks([str(i) for i in set(ids)], 500):
-            marks = ",".join("?" * len(chunk))
-            for alias, customer, first_ns in self._db.execute(
-                f"SELECT alias, customer, first_ns FROM aliases WHERE alias IN ({marks})", chunk
-            ):
-                found[alias] = _Alias(customer, first_ns)
-        return found
+        return {
+            alias: _Alias(customer, first)
+            for alias, (customer, first) in self._backend.aliases(map(str, ids)).items()
+        }
 
     def _first_ns(self, alias: str) -> int | None:
         """The first transaction of an id not yet linked (its profile is its own)."""
@@ -554,33 +484,17 @@ class ProfileStore:
 
     def _profiles(self, customers: Iterable[str]) -> dict[str, _Profile]:
         """The stored profiles of ``customers`` (those that have one)."""
-        found: dict[str, _Profile] = {}
-        for chunk in _chunks(sorted(set(customers)), 500):
-            marks = ",".join("?" * len(chunk))
-            for record in self._db.execute(
-                f"SELECT customer, ids, rows, days, segments FROM profiles "
-                f"WHERE customer IN ({marks})",
-                chunk,
-            ):
-                found[record[0]] = _Profile.from_record(record)
-        return found
+        return {
+            record[0]: _Profile.from_record(record) for record in self._backend.profiles(customers)
+        }
 
     def _days(self, customers: list[str] | None) -> tuple[pd.DataFrame, list[str], int]:
         """The purchase days of ``customers`` (None: all) as canonical transactions; those of
         them with transactions but no purchase day (every one excluded by cleaning); and the
         number of their stored transactions."""
-        query = "SELECT customer, length(rows), days FROM profiles"
-        if customers is None:
-            records = self._db.execute(query).fetchall()
-        else:
-            records = []
-            for chunk in _chunks(customers, 500):
-                marks = ",".join("?" * len(chunk))
-                records += self._db.execute(
-                    f"{query} WHERE customer IN ({marks})", chunk
-                ).fetchall()
+        records = list(self._backend.purchase_days(customers))
         names = [record[0] for record in records]
-        stored = sum(record[1] for record in records) // ROW.itemsize
+        stored = sum(record[1] for record in records)
         days = unpack_days(b"".join(record[2] for record in records))
         counts = np.fromiter((len(record[2]) // DAY.itemsize for record in records), dtype=np.int64)
         frame = pd.DataFrame(
@@ -595,8 +509,8 @@ class ProfileStore:
         return frame, excluded, stored
 
     def _last_date(self) -> pd.Timestamp | None:
-        last = self._db.execute("SELECT value FROM meta WHERE key = 'last_ns'").fetchone()
-        return None if last is None else pd.Timestamp(int(last[0]))
+        last = self._backend.meta_value("last_ns")
+        return None if last is None else pd.Timestamp(int(last))
 
     def _load_history(
         self, transactions: TransactionSource, cut: pd.Timestamp | None, identity_links: Any
@@ -614,8 +528,7 @@ class ProfileStore:
             resolved, mapping, _ = resolve_identities(frame, read_links(identity_links))
             owners = resolved[CUSTOMER_ID]
             firsts = frame.groupby(CUSTOMER_ID)[DATE].min()
-            self._db.executemany(
-                "INSERT INTO aliases VALUES (?, ?, ?)",
+            self._backend.put_aliases(
                 [
                     (str(alias), str(customer), _ns(firsts.get(alias)))
                     for alias, customer in zip(
@@ -670,15 +583,15 @@ class ProfileStore:
             str(name): json.dumps(group[SOURCE_CUSTOMER_ID].astype(str).tolist())
             for name, group in several.groupby(CUSTOMER_ID, sort=False)
         }
-        self._db.executemany(
-            "INSERT INTO profiles VALUES (?, ?, ?, ?, NULL)",
+        self._backend.put_profiles(
             zip(
                 names.tolist(),
                 [linked.get(name) for name in names.tolist()],
                 row_blobs,
                 day_blobs,
+                [None] * len(names),
                 strict=True,
-            ),
+            )
         )
         if len(rows):
             self._set_last(int(rows["ns"].max()))
@@ -687,7 +600,7 @@ class ProfileStore:
         """Record ``ns`` as the last transaction's instant if it is later."""
         last = self._last_date()
         if last is None or ns > last.value:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_ns', ?)", (str(ns),))
+            self._backend.set_meta({"last_ns": str(ns)})
 
 
 @dataclasses.dataclass
@@ -755,14 +668,6 @@ def _ns(stamp: Any) -> int | None:
     return None if stamp is None or pd.isna(stamp) else int(pd.Timestamp(stamp).value)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode = WAL")
-    # With WAL, NORMAL loses no committed transaction on a process crash (only on power loss).
-    connection.execute("PRAGMA synchronous = NORMAL")
-    return connection
-
-
 def _policy(model: CLVModel) -> CleaningPolicy:
     """The model's cleaning policy as the store applies it (no invoices: see _check_model)."""
     return dataclasses.replace(CleaningPolicy(**model.cleaning), cancellation_prefix=None)
@@ -813,8 +718,3 @@ def _rank(first_ns: int | None, alias: str) -> tuple[int, str]:
     """Order of the ids of a group: the first transaction first, ties by id; no transaction
     last (the canonical id is the first)."""
     return (np.iinfo(np.int64).max if first_ns is None else first_ns, alias)
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
