@@ -338,23 +338,46 @@ def score_prepared(
     after ``as_of`` excluded (also the table's ``.attrs["data_report"]``)."""
     canonical = prepared.canonical
     summary = rfm(canonical, as_of, freq="D", freq_multiplier=model.unit_days, threads=threads)
-    gbm_inputs: _GBMInputs = {}
     on_time = (canonical[DATE] < day_after(as_of)).to_numpy()
     report = _report_at(prepared.report, canonical, on_time, len(summary))
-    if model.gbm is not None and on_time.any():
-        seen = canonical[on_time]
-        covariates = customer_covariates(seen, model.covariates) if model.covariates else None
-        gbm_inputs = {
-            "history": PurchaseDays.from_transactions(seen),
-            "as_of": as_of,
-            "covariates": covariates,
-        }
+    later = pd.Index(canonical.loc[~on_time, CUSTOMER_ID].unique()).difference(summary.index)
+    unscored = unscored_reasons(later, prepared.excluded)
+    gbm_inputs = gbm_inputs_at(model, canonical[on_time], as_of)
+    table = score_summary(model, summary, unscored, horizon_days, gbm_inputs, prepared.id_dtype)
+    table.attrs["data_report"] = report.to_dict()
+    return table, report
+
+
+def gbm_inputs_at(model: CLVModel, seen: pd.DataFrame, as_of: pd.Timestamp) -> _GBMInputs:
+    """What the model's GBM predicts from (none without a GBM or transactions): the purchase
+    days and covariates of the canonical transactions ``seen`` on or before ``as_of``."""
+    if model.gbm is None or seen.empty:
+        return {}
+    covariates = customer_covariates(seen, model.covariates) if model.covariates else None
+    return {
+        "history": PurchaseDays.from_transactions(seen),
+        "as_of": as_of,
+        "covariates": covariates,
+    }
+
+
+def score_summary(
+    model: CLVModel,
+    summary: pd.DataFrame,
+    unscored: pd.Series,
+    horizon_days: float | None,
+    gbm_inputs: _GBMInputs | None = None,
+    id_dtype: IdDtype = None,
+) -> pd.DataFrame:
+    """The score table of customers' RFM summaries (:func:`clvlab.rfm`'s, indexed by
+    ``customer_id`` and sorted) and of those who cannot be scored (``unscored``: id ->
+    reason): predictions, model, segments; ids in ``id_dtype`` (None: text)."""
+    gbm_inputs = gbm_inputs or {}
     predictions = model.predict(summary, horizon_days=horizon_days, **gbm_inputs)
     table = pd.concat([summary, predictions], axis=1)
     if "monetary_value" not in table:
         table["monetary_value"] = float("nan")
     table["reason"] = pd.Series(pd.NA, index=table.index, dtype="string")
-    unscored = _unscored(canonical.loc[~on_time, CUSTOMER_ID], summary.index, prepared.excluded)
     if len(unscored):  # rfm's summary is sorted by id; the few unscored rows are merged in
         table = pd.concat([table, unscored.to_frame()]).sort_index()
     table["model"] = model.label(horizon_days, gbm_inputs=bool(gbm_inputs))
@@ -367,11 +390,10 @@ def score_prepared(
             unit_days=model.unit_days,
             horizon_days=model.horizon_days if horizon_days is None else horizon_days,
         )
-    if prepared.id_dtype is not None:  # ids in the input's dtype, in its (numeric) order
-        table[CUSTOMER_ID] = restore_ids(table[CUSTOMER_ID], prepared.id_dtype)
+    if id_dtype is not None:  # ids in the input's dtype, in its (numeric) order
+        table[CUSTOMER_ID] = restore_ids(table[CUSTOMER_ID], id_dtype)
         table = table.sort_values(CUSTOMER_ID, kind="stable", ignore_index=True)
-    table.attrs["data_report"] = report.to_dict()
-    return table, report
+    return table
 
 
 def _report_at(
@@ -395,13 +417,12 @@ def _report_at(
     )
 
 
-def _unscored(later_ids: pd.Series, summarized: pd.Index, excluded: pd.Index) -> pd.Series:
-    """The reason for each customer without a summary: every transaction excluded by
-    cleaning, or none on or before as-of (``later_ids``: the ids of the rows after it)."""
-    only_later = pd.Index(later_ids.unique()).difference(summarized)
+def unscored_reasons(no_history: pd.Index, excluded: pd.Index) -> pd.Series:
+    """The reason for each customer who cannot be scored: no transaction on or before as-of
+    (``no_history``), or every transaction excluded by cleaning (``excluded``)."""
     reasons = pd.concat(
         [
-            pd.Series(NO_HISTORY, index=only_later, dtype="string"),
+            pd.Series(NO_HISTORY, index=no_history, dtype="string"),
             pd.Series(ALL_EXCLUDED, index=excluded, dtype="string"),
         ]
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -240,6 +241,8 @@ def _amounts(values: pd.Series) -> pd.Series:
     return parsed
 
 
+#: The fraction of a second of an ISO 8601 time.
+_FRACTION = re.compile(r"\.(\d+)")
 #: Batches of at most this many events that are plain dicts are read without pandas.
 _FAST_EVENTS = 64
 
@@ -291,8 +294,8 @@ def _iso_instant(value: object, zone: ZoneInfo | None) -> dt.datetime | None:
     ``zone`` (UTC when None), as :func:`clvlab.data.validate.parse_dates` reads it; None
     for anything else."""
     if isinstance(value, str):
-        fraction = value.rpartition(".")[2]
-        if len(value) > 35 or sum(c.isdigit() for c in fraction[:10]) > 6:
+        fraction = _FRACTION.search(value)
+        if len(value) > 35 or (fraction is not None and len(fraction.group(1)) > 6):
             return None
         try:
             value = dt.datetime.fromisoformat(value)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -59,13 +60,18 @@ from clvlab.scoring import (
     as_model,
     check_arguments,
     day_after,
+    gbm_inputs_at,
     read_columns,
     score_at,
     score_columns,
+    score_summary,
+    unscored_reasons,
 )
 
 #: The store's file format; a store of another format is refused (rebuild it).
 STORE_FORMAT = "clvlab.ProfileStore/1"
+#: Up to this many customers are scored without a DuckDB query (see ProfileStore._score_few).
+_FEW = 1000
 #: The score table's segment columns whose changes :meth:`ProfileStore.apply` reports.
 TRACKED_SEGMENTS = ("rfm_segment", "value_tier", "churn_tier")
 
@@ -303,6 +309,8 @@ class ProfileStore:
     ) -> pd.DataFrame:
         if customers is not None and not customers:
             return _no_scores(self.model)
+        if customers is not None and len(customers) <= _FEW and as_of is not None:
+            return self._score_few(customers, as_of, horizon_days)
         days, excluded, stored = self._days(customers)
         if not stored:  # customers without transactions (an id known from links only)
             if customers is not None:
@@ -320,6 +328,48 @@ class ProfileStore:
             if as_of is None:
                 raise DataError("the profile store has no transactions to score yet")
         return score_at(self.model, prepared, as_of, horizon_days)[0]
+
+    def _score_few(
+        self, customers: list[str], as_of: pd.Timestamp, horizon_days: float | None
+    ) -> pd.DataFrame:
+        """:meth:`_score` of a few customers, their RFM summaries computed here from the
+        purchase days (as :func:`clvlab.rfm` computes them, without a DuckDB query)."""
+        next_day = (as_of.normalize() + pd.Timedelta(days=1)).value
+        as_of_day = next_day - NS_PER_DAY
+        unit = NS_PER_DAY * self.model.unit_days
+        names, frequency, recency, age, money = [], [], [], [], []
+        no_history: list[str] = []
+        excluded: list[str] = []
+        for name, _, blob in sorted(self._backend.purchase_days(customers)):
+            days = unpack_days(blob)
+            seen = days[days["day"] < next_day]
+            if not len(seen):
+                (no_history if len(days) else excluded).append(name)
+                continue
+            first, n = int(seen["day"][0]), len(seen)
+            names.append(name)
+            frequency.append(float(n - 1))
+            recency.append((int(seen["day"][-1]) - first) / unit)
+            age.append((as_of_day - first) / unit)
+            money.append(math.fsum(seen["value"][1:].tolist()) / (n - 1) if n > 1 else 0.0)
+        if not names and not no_history and not excluded:
+            return _no_scores(self.model)
+        summary = pd.DataFrame(
+            {"frequency": frequency, "recency": recency, "T": age},
+            index=pd.Index(names, dtype="string", name=CUSTOMER_ID),
+        )
+        if not self._count_only:
+            summary["monetary_value"] = money
+        frame = self._days(customers)[0] if self.model.gbm is not None else None
+        gbm_inputs = (
+            None
+            if frame is None
+            else gbm_inputs_at(self.model, frame[frame[DATE] < day_after(as_of)], as_of)
+        )
+        reasons = unscored_reasons(
+            pd.Index(no_history, dtype="string"), pd.Index(excluded, dtype="string")
+        )
+        return score_summary(self.model, summary, reasons, horizon_days, gbm_inputs)
 
     def _transitions(
         self, table: pd.DataFrame, merged: dict[str, str], at: pd.Timestamp | None
