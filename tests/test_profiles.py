@@ -359,3 +359,31 @@ def test_events_are_read_as_transaction_files_are(model, tmp_path):
     rejected = quick.apply(odd, on_error="skip").attrs["rejected"]
     assert [item["event_id"] for item in rejected] == ["4", "5", "6", "7"]
     assert "is not an id" in rejected[0]["reason"] and "is not an id" in rejected[3]["reason"]
+
+
+def test_transitions_start_from_the_segments_at_build(model, events, tmp_path):
+    """A customer of the history who buys again reports the move from the segment they had
+    when the store was built (the comeback a marketer acts on), not from nothing."""
+    from clvlab.segments import fit_segment_rules
+
+    history = events[events["date"] <= "1997-09-30"]
+    rules = fit_segment_rules(
+        clvlab.score(model, history.drop(columns=EVENT_ID), as_of="1997-09-30"),
+        unit_days=model.unit_days,
+        horizon_days=model.horizon_days,
+    )
+    segmented = dataclasses.replace(model, segments=rules)
+    store = ProfileStore.build(
+        segmented, history.drop(columns=EVENT_ID), as_of="1997-09-30", path=tmp_path / "p.db"
+    )
+    before = store.scores("1997-09-30").set_index("customer_id").loc["1"]
+    event = {EVENT_ID: "x", "customer_id": "1", "date": "1997-10-01", "amount": 40.0}
+    changed = store.apply([event])
+    after = changed.set_index("customer_id").loc["1"]
+    moves = {t["segment"]: (t["from"], t["to"]) for t in changed.attrs["transitions"]}
+    for column in ("rfm_segment", "value_tier", "churn_tier"):
+        if before[column] != after[column]:
+            assert moves[column] == (before[column], after[column])
+        else:
+            assert column not in moves
+    assert moves, "a purchase after months of silence moves the customer somewhere"

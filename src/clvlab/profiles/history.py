@@ -6,7 +6,7 @@ which of the customer's ids it came under) and what cleaning makes of them, the 
 a store keeps one row per customer and reads all purchase days at once with one
 :func:`numpy.frombuffer`.
 
-:func:`purchase_days` cleans one customer's transactions as :func:`clvlab.clean_transactions`
+:func:`purchase_days` cleans customers' transactions as :func:`clvlab.clean_transactions`
 cleans a table, for the steps that apply to profiles (duplicates, zero amounts, returns dropped
 or netted against the latest purchase at or before them). Transactions at one instant are taken
 in the order of their id and amount, whatever order they arrived in: given in that order, batch
@@ -14,8 +14,6 @@ cleaning makes the same purchases of them.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import numpy.typing as npt
@@ -50,65 +48,72 @@ def new_rows(ns: npt.ArrayLike, amount: npt.ArrayLike, alias: npt.ArrayLike) -> 
     return rows
 
 
-def in_order(rows: Rows, ids: list[str]) -> Rows:
-    """Transactions sorted by instant, then by id (its text) and amount: the order in which
-    cleaning takes transactions of one instant."""
-    if len(rows) < 2:
-        return rows
-    rank = np.argsort(np.argsort(np.asarray(ids, dtype=object)))
-    return rows[np.lexsort((rows["amount"], rank[rows["alias"]], rows["ns"]))]
+def purchase_days(
+    rows: Rows,
+    owner: np.ndarray,
+    alias_rank: np.ndarray,
+    policy: CleaningPolicy,
+    count_only: bool,
+) -> tuple[np.ndarray, Rows]:
+    """The purchase days of the transactions of several customers, cleaned by ``policy`` as
+    :func:`clvlab.clean_transactions` cleans them.
 
-
-def purchase_days(rows: Rows, ids: list[str], policy: CleaningPolicy, count_only: bool) -> Rows:
-    """The purchase days of one customer's transactions (``ids``: the ids ``rows["alias"]``
-    points into), cleaned by ``policy`` as :func:`clvlab.clean_transactions` cleans them."""
-    rows = in_order(rows, ids)
-    ns, amount, alias = rows["ns"], rows["amount"], rows["alias"]
-    if policy.duplicates == "drop" and len(rows) > 1:
-        keep = _first_of_each(ns, amount, alias, count_only)
-        ns, amount, alias = ns[keep], amount[keep], alias[keep]
+    ``owner`` numbers each row's customer and ``alias_rank`` ranks the id it came under in
+    text order (the order in which transactions of one instant are taken). Returns each
+    day's owner and the days, sorted by owner and day.
+    """
+    ns, amount = rows["ns"], rows["amount"]
+    order = np.lexsort((amount, alias_rank, ns, owner))
+    ns, amount, rank, owner = ns[order], amount[order], alias_rank[order], owner[order]
+    if policy.duplicates == "drop" and len(ns) > 1:
+        keys = [owner, ns, rank.astype(np.int64)] + ([] if count_only else [amount.view(np.int64)])
+        first = np.unique(np.stack(keys), axis=1, return_index=True)[1]
+        keep = np.zeros(len(ns), dtype=bool)
+        keep[first] = True
+        ns, amount, owner = ns[keep], amount[keep], owner[keep]
     if count_only:
-        return _days(ns, np.full(len(ns), np.nan))
+        return _days(owner, ns, np.full(len(ns), np.nan))
     if policy.zero_amounts == "drop":
         nonzero = amount != 0
-        ns, amount = ns[nonzero], amount[nonzero]
+        ns, amount, owner = ns[nonzero], amount[nonzero], owner[nonzero]
     refunds = amount < 0
     if not refunds.any():
-        return _days(ns, amount)
-    purchase_ns, value = ns[~refunds], amount[~refunds].copy()
+        return _days(owner, ns, amount)
     if policy.returns == "net":
-        # Each refund comes off the latest purchase at or before it (the last of an instant).
-        target = np.searchsorted(purchase_ns, ns[refunds], side="right") - 1
-        matched = target >= 0
-        refunded = np.zeros(len(value))
-        np.add.at(refunded, target[matched], -amount[refunds][matched])
-        value -= refunded
-        kept = ~((refunded > 0) & (value <= 0))
-        purchase_ns, value = purchase_ns[kept], value[kept]
-    return _days(purchase_ns, value)
+        amount, kept = _net(owner, ns, amount, refunds)
+    else:
+        kept = ~refunds
+    return _days(owner[kept], ns[kept], amount[kept])
 
 
-def _first_of_each(
-    ns: np.ndarray, amount: np.ndarray, alias: np.ndarray, count_only: bool
-) -> np.ndarray:
-    """Which records are the first of their kind (instant, id and, with amounts, amount)."""
-    keys = np.stack([ns, alias.astype(np.int64)] + ([] if count_only else [amount.view(np.int64)]))
-    _, first = np.unique(keys, axis=1, return_index=True)
-    mask = np.zeros(len(ns), dtype=bool)
-    mask[first] = True
-    return mask
+def _net(
+    owner: np.ndarray, ns: np.ndarray, amount: np.ndarray, refunds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each refund taken off its customer's latest purchase at or before it (the last of an
+    instant, rows being in cleaning order); the netted amounts and the purchases kept (not
+    refunds, nor purchases a refund took to zero or less)."""
+    # Purchases before refunds at one instant, each in its order: the latest purchase at or
+    # before a refund is then the last purchase before it in this order.
+    merged = np.lexsort((np.arange(len(ns)), refunds, ns, owner))
+    is_purchase = ~refunds[merged]
+    latest = np.maximum.accumulate(np.where(is_purchase, merged, -1))
+    refund_at = np.flatnonzero(~is_purchase)
+    target = latest[refund_at]
+    refund = merged[refund_at]
+    matched = (target >= 0) & (owner[np.maximum(target, 0)] == owner[refund])
+    refunded = np.zeros(len(ns))
+    np.add.at(refunded, target[matched], -amount[refund[matched]])
+    netted = amount - refunded
+    return netted, ~refunds & ~((refunded > 0) & (netted <= 0))
 
 
-def _days(ns: np.ndarray, amount: np.ndarray) -> Rows:
-    """Purchases merged by day, the day's amounts summed (compensated: as exact as batch's)."""
+def _days(owner: np.ndarray, ns: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, Rows]:
+    """Purchases (sorted by owner and instant) merged by day, the day's amounts summed."""
     day = ns - ns % NS_PER_DAY
-    starts = np.flatnonzero(np.r_[True, day[1:] != day[:-1]]) if len(day) else np.array([], int)
+    new = np.ones(len(day), dtype=bool)
+    new[1:] = (day[1:] != day[:-1]) | (owner[1:] != owner[:-1])
+    starts = np.flatnonzero(new)
     days = np.empty(len(starts), dtype=DAY)
     days["day"] = day[starts]
-    if np.isnan(amount).all():
-        days["value"] = np.nan
-    else:
-        ends = [*starts[1:].tolist(), len(day)]
-        values = amount.tolist()
-        days["value"] = [math.fsum(values[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
-    return days
+    days["value"] = np.add.reduceat(amount, starts) if len(starts) else []
+    return owner[starts], days

@@ -27,8 +27,8 @@ killed mid-batch leaves the store as it was before the batch.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from clvlab import __version__
-from clvlab.data.clean import CleaningPolicy, DataReport, clean_transactions
+from clvlab.data.clean import CleaningPolicy, DataReport
 from clvlab.data.identity import LEFT, RIGHT, SOURCE_CUSTOMER_ID, read_links, resolve_identities
 from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, TransactionSource, read_canonical
 from clvlab.errors import DataError
@@ -56,13 +56,11 @@ from clvlab.profiles.history import (
 )
 from clvlab.scoring import (
     SCORE_COLUMNS,
-    PreparedTransactions,
     as_model,
     check_arguments,
     day_after,
     gbm_inputs_at,
     read_columns,
-    score_at,
     score_columns,
     score_summary,
     unscored_reasons,
@@ -70,8 +68,6 @@ from clvlab.scoring import (
 
 #: The store's file format; a store of another format is refused (rebuild it).
 STORE_FORMAT = "clvlab.ProfileStore/1"
-#: Up to this many customers are scored without a DuckDB query (see ProfileStore._score_few).
-_FEW = 1000
 #: The score table's segment columns whose changes :meth:`ProfileStore.apply` reports.
 TRACKED_SEGMENTS = ("rfm_segment", "value_tier", "churn_tier")
 
@@ -137,6 +133,9 @@ class ProfileStore:
                 )
                 if transactions is not None:
                     store._load_history(transactions, cut, identity_links)
+                    if model.segments is not None:  # the segments transitions start from
+                        table = store._score(None, cut, None)
+                        store._transitions(table, {}, cut)
         except BaseException:
             backend.discard()
             raise
@@ -223,18 +222,18 @@ class ProfileStore:
         if on_error == "raise":
             batch.raise_rejected()
         with self._backend.transaction():
-            new = self._new_event_ids(
-                [*batch.transactions[EVENT_ID].tolist(), *batch.links[EVENT_ID].tolist()]
-            )
-            # An id repeated in the batch is applied once: its first event.
-            transactions = batch.transactions.drop_duplicates(EVENT_ID)
-            transactions = transactions[transactions[EVENT_ID].isin(new)]
-            links = batch.links.drop_duplicates(EVENT_ID)
-            links = links[links[EVENT_ID].isin(new)]
+            event_ids = batch.transactions[EVENT_ID].tolist()
+            link_ids = batch.links[EVENT_ID].tolist()
+            new = self._new_event_ids([*event_ids, *link_ids])
+            # An id seen before is not applied; one repeated in the batch, once (its first).
+            pending = set(new)
+            transactions = batch.transactions[_first_of(event_ids, pending)]
+            links = batch.links[_first_of(link_ids, pending)]
             changed, merged = self._apply(transactions, links)
+            records = [(c.customer, len(c.rows) // ROW.itemsize, c.days) for c in changed]
             ignored = len(batch.transactions) + len(batch.links) - len(new)
             as_of_stamp = as_of_stamp or self._last_date()
-            table = self._score(changed, as_of_stamp, horizon_days)
+            table = self._score([c.customer for c in changed], as_of_stamp, horizon_days, records)
             transitions = self._transitions(table, merged, as_of_stamp)
         table.attrs.update(
             applied=len(new),
@@ -281,10 +280,12 @@ class ProfileStore:
         as_of_stamp, horizon_days = check_arguments(as_of, horizon_days)
         entry = self._aliases([str(customer_id)]).get(str(customer_id))
         canonical = str(customer_id) if entry is None else entry.customer
-        days, _, stored = self._days([canonical])
-        if not stored:
+        records = list(self._backend.purchase_days([canonical]))
+        if not records:
             return None
-        table = self._score([canonical], as_of_stamp or self._last_date(), horizon_days)
+        days = _days_frame(records, self._count_only)
+        stored = records[0][1]
+        table = self._score([canonical], as_of_stamp, horizon_days, records)
         row = table.iloc[0].to_dict()
         return {
             "customer_id": canonical,
@@ -306,70 +307,36 @@ class ProfileStore:
         customers: list[str] | None,
         as_of: pd.Timestamp | None,
         horizon_days: float | None,
+        records: list[_DayRecord] | None = None,
     ) -> pd.DataFrame:
-        if customers is not None and not customers:
-            return _no_scores(self.model)
-        if customers is not None and len(customers) <= _FEW and as_of is not None:
-            return self._score_few(customers, as_of, horizon_days)
-        days, excluded, stored = self._days(customers)
-        if not stored:  # customers without transactions (an id known from links only)
+        """The score table of ``customers`` (None: everyone) as of ``as_of`` (None: the last
+        transaction), from their purchase days (``records`` when at hand, else read): RFM
+        summaries computed here as :func:`clvlab.rfm` computes them, scored by
+        :func:`clvlab.scoring.score_summary`."""
+        if records is None:
+            records = sorted(self._backend.purchase_days(customers))
+        if not records:  # no one, or ids known from links only
             if customers is not None:
                 return _no_scores(self.model)
             raise DataError("the profile store has no transactions to score yet")
-        report = DataReport(
-            rows_read=stored,
-            rows_kept=len(days),
-            customers=int(days[CUSTOMER_ID].nunique()),
+        as_of = as_of or self._last_date()
+        assert as_of is not None  # records exist, so does the last transaction
+        summary, no_history, excluded = _summaries(
+            records, as_of, self.model.unit_days, self._count_only
+        )
+        gbm_inputs = None
+        if self.model.gbm is not None:
+            frame = _days_frame(records, self._count_only)
+            gbm_inputs = gbm_inputs_at(self.model, frame[frame[DATE] < day_after(as_of)], as_of)
+        reasons = unscored_reasons(no_history, excluded)
+        table = score_summary(self.model, summary, reasons, horizon_days, gbm_inputs)
+        table.attrs["data_report"] = DataReport(
+            rows_read=sum(record[1] for record in records),
+            rows_kept=len(summary),
+            customers=len(summary),
             count_only=self._count_only,
-        )
-        prepared = PreparedTransactions(days, pd.Index(excluded, dtype="string"), report)
-        if as_of is None:
-            as_of = self._last_date()
-            if as_of is None:
-                raise DataError("the profile store has no transactions to score yet")
-        return score_at(self.model, prepared, as_of, horizon_days)[0]
-
-    def _score_few(
-        self, customers: list[str], as_of: pd.Timestamp, horizon_days: float | None
-    ) -> pd.DataFrame:
-        """:meth:`_score` of a few customers, their RFM summaries computed here from the
-        purchase days (as :func:`clvlab.rfm` computes them, without a DuckDB query)."""
-        next_day = (as_of.normalize() + pd.Timedelta(days=1)).value
-        as_of_day = next_day - NS_PER_DAY
-        unit = NS_PER_DAY * self.model.unit_days
-        names, frequency, recency, age, money = [], [], [], [], []
-        no_history: list[str] = []
-        excluded: list[str] = []
-        for name, _, blob in sorted(self._backend.purchase_days(customers)):
-            days = unpack_days(blob)
-            seen = days[days["day"] < next_day]
-            if not len(seen):
-                (no_history if len(days) else excluded).append(name)
-                continue
-            first, n = int(seen["day"][0]), len(seen)
-            names.append(name)
-            frequency.append(float(n - 1))
-            recency.append((int(seen["day"][-1]) - first) / unit)
-            age.append((as_of_day - first) / unit)
-            money.append(math.fsum(seen["value"][1:].tolist()) / (n - 1) if n > 1 else 0.0)
-        if not names and not no_history and not excluded:
-            return _no_scores(self.model)
-        summary = pd.DataFrame(
-            {"frequency": frequency, "recency": recency, "T": age},
-            index=pd.Index(names, dtype="string", name=CUSTOMER_ID),
-        )
-        if not self._count_only:
-            summary["monetary_value"] = money
-        frame = self._days(customers)[0] if self.model.gbm is not None else None
-        gbm_inputs = (
-            None
-            if frame is None
-            else gbm_inputs_at(self.model, frame[frame[DATE] < day_after(as_of)], as_of)
-        )
-        reasons = unscored_reasons(
-            pd.Index(no_history, dtype="string"), pd.Index(excluded, dtype="string")
-        )
-        return score_summary(self.model, summary, reasons, horizon_days, gbm_inputs)
+        ).to_dict()
+        return table
 
     def _transitions(
         self, table: pd.DataFrame, merged: dict[str, str], at: pd.Timestamp | None
@@ -419,9 +386,9 @@ class ProfileStore:
 
     def _apply(
         self, transactions: pd.DataFrame, links: pd.DataFrame
-    ) -> tuple[list[str], dict[str, str]]:
+    ) -> tuple[list[_Profile], dict[str, str]]:
         """Store the new transactions and links; recompute the profiles they change. The
-        changed canonical ids, and old canonical id -> new for profiles that moved."""
+        changed profiles (by id), and old canonical id -> new for profiles that moved."""
         ids = {*links[LEFT], *links[RIGHT], *transactions[CUSTOMER_ID]}
         stored = self._aliases(ids)
         # A group is known by its canonical id so far (an id never linked is its own group);
@@ -490,27 +457,33 @@ class ProfileStore:
             else np.full(len(transactions), np.nan)
         )
         stamps = transactions[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        positions_of: dict[str, list[int]] = {}
-        for position, owner in enumerate(owners.tolist()):
-            positions_of.setdefault(owner, []).append(position)
-        sources = transactions[CUSTOMER_ID].to_numpy()
-        for owner, positions in positions_of.items():
-            profile = profiles.get(owner) or _Profile.new(owner)
-            profiles[owner] = profile.add(
-                sources[positions].tolist(), stamps[positions], amounts[positions]
-            )
+        # The new transactions in owner order, each owner's appended to its profile's.
+        owner_list = owners.tolist()
+        order = sorted(range(len(owner_list)), key=owner_list.__getitem__)
+        sources = transactions[CUSTOMER_ID].tolist()
+        positions = np.empty(len(order), dtype=np.int32)
+        for at, position in enumerate(order):
+            owner = owner_list[position]
+            profile = profiles.get(owner)
+            if profile is None:
+                profile = profiles[owner] = _Profile.new(owner)
+            positions[at] = profile.position(sources[position])
+        added = new_rows(stamps[order], amounts[order], positions).tobytes()
+        start = 0
+        for owner, group in itertools.groupby(owner_list[i] for i in order):
+            end = start + sum(1 for _ in group) * ROW.itemsize
+            profiles[owner].rows += added[start:end]
+            start = end
         if len(stamps):
             self._set_last(int(stamps.max()))
         changed.update(owners)
         changed -= set(merged)
-        for customer in changed:
-            if customer in profiles:
-                profiles[customer].clean(self._policy, self._count_only)
+        _clean([profiles[c] for c in changed if c in profiles], self._policy, self._count_only)
         self._backend.delete_profiles(merged)
         self._backend.put_profiles(
             [profile.record() for name, profile in profiles.items() if name not in merged]
         )
-        return sorted(c for c in changed if c in profiles), merged
+        return [profiles[c] for c in sorted(changed) if c in profiles], merged
 
     def _members(self, customers: list[str]) -> set[str]:
         """The linked ids whose canonical id is one of ``customers``."""
@@ -530,33 +503,14 @@ class ProfileStore:
     def _first_ns(self, alias: str) -> int | None:
         """The first transaction of an id not yet linked (its profile is its own)."""
         profile = self._profiles([alias]).get(alias)
-        return None if profile is None or not len(profile.rows) else int(profile.rows["ns"].min())
+        rows = unpack_rows(profile.rows if profile else None)
+        return int(rows["ns"].min()) if len(rows) else None
 
     def _profiles(self, customers: Iterable[str]) -> dict[str, _Profile]:
         """The stored profiles of ``customers`` (those that have one)."""
         return {
             record[0]: _Profile.from_record(record) for record in self._backend.profiles(customers)
         }
-
-    def _days(self, customers: list[str] | None) -> tuple[pd.DataFrame, list[str], int]:
-        """The purchase days of ``customers`` (None: all) as canonical transactions; those of
-        them with transactions but no purchase day (every one excluded by cleaning); and the
-        number of their stored transactions."""
-        records = list(self._backend.purchase_days(customers))
-        names = [record[0] for record in records]
-        stored = sum(record[1] for record in records)
-        days = unpack_days(b"".join(record[2] for record in records))
-        counts = np.fromiter((len(record[2]) // DAY.itemsize for record in records), dtype=np.int64)
-        frame = pd.DataFrame(
-            {
-                CUSTOMER_ID: pd.array(np.repeat(np.asarray(names, dtype=object), counts), "string"),
-                DATE: pd.to_datetime(days["day"]),
-            }
-        )
-        if not self._count_only:
-            frame[AMOUNT] = days["value"]
-        excluded = [name for name, count in zip(names, counts, strict=True) if not count]
-        return frame, excluded, stored
 
     def _last_date(self) -> pd.Timestamp | None:
         last = self._backend.meta_value("last_ns")
@@ -606,25 +560,11 @@ class ProfileStore:
         rows = new_rows(
             table[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64), amounts, position
         )
-        cleaned, _ = clean_transactions(
-            table.drop(columns=SOURCE_CUSTOMER_ID), policy=self._policy, sort=False
-        )
-        day = cleaned[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        per_day = pd.DataFrame(
-            {
-                "code": names.get_indexer(pd.Index(cleaned[CUSTOMER_ID])),
-                "day": day - day % NS_PER_DAY,
-                "value": cleaned[AMOUNT].to_numpy() if AMOUNT in cleaned else np.nan,
-            }
-        )
-        per_day = (
-            per_day.groupby(["code", "day"], sort=True)["value"].sum(min_count=1).reset_index()
-        )
-        days = np.empty(len(per_day), dtype=DAY)
-        days["day"], days["value"] = per_day["day"].to_numpy(), per_day["value"].to_numpy()
+        ranks = pd.factorize(table[SOURCE_CUSTOMER_ID], sort=True)[0]
+        day_owner, days = purchase_days(rows, codes, ranks, self._policy, self._count_only)
         row_blobs = _split(rows.tobytes(), ROW.itemsize, np.bincount(codes, minlength=len(names)))
         day_blobs = _split(
-            days.tobytes(), DAY.itemsize, np.bincount(per_day["code"], minlength=len(names))
+            days.tobytes(), DAY.itemsize, np.bincount(day_owner, minlength=len(names))
         )
         # The ids of customers known under other ids than their own (linked ones only).
         other = pairs[CUSTOMER_ID] != pairs[SOURCE_CUSTOMER_ID]
@@ -655,57 +595,131 @@ class ProfileStore:
 
 @dataclasses.dataclass
 class _Profile:
-    """One customer's stored history (see :mod:`clvlab.profiles.history`)."""
+    """One customer's stored history (see :mod:`clvlab.profiles.history`), packed."""
 
     customer: str
-    #: The ids the transactions came under (``rows["alias"]`` points into it).
+    #: The ids the transactions came under (``ROW["alias"]`` points into it).
     ids: list[str]
-    rows: np.ndarray
-    days: np.ndarray
+    #: Transactions (:data:`ROW` records) and purchase days (:data:`DAY` records), packed.
+    rows: bytes
+    days: bytes
     #: The segments of the customer's last scores (JSON), for transitions.
     segments: str | None = None
 
     @classmethod
     def new(cls, customer: str) -> _Profile:
-        return cls(customer, [customer], unpack_rows(None), unpack_days(None))
+        return cls(customer, [customer], b"", b"")
 
     @classmethod
     def from_record(cls, record: tuple[Any, ...]) -> _Profile:
         customer, ids, rows, days, segments = record
-        return cls(
-            customer,
-            json.loads(ids) if ids else [customer],
-            unpack_rows(rows),
-            unpack_days(days),
-            segments,
-        )
+        return cls(customer, json.loads(ids) if ids else [customer], rows, days, segments)
 
     def record(self) -> tuple[Any, ...]:
         ids = None if self.ids == [self.customer] else json.dumps(self.ids)
-        return (self.customer, ids, self.rows.tobytes(), self.days.tobytes(), self.segments)
+        return (self.customer, ids, self.rows, self.days, self.segments)
 
-    def add(self, aliases: list[str], ns: np.ndarray, amounts: np.ndarray) -> _Profile:
-        """The profile with these transactions added."""
-        index = {alias: position for position, alias in enumerate(self.ids)}
-        for alias in aliases:
-            index.setdefault(alias, len(index))
-        self.ids = list(index)
-        added = new_rows(ns, amounts, [index[alias] for alias in aliases])
-        self.rows = np.concatenate([self.rows, added])
-        return self
+    def position(self, alias: str) -> int:
+        """The position of ``alias`` in :attr:`ids` (added if new)."""
+        if self.ids[0] == alias:
+            return 0
+        if alias not in self.ids:
+            self.ids.append(alias)
+        return self.ids.index(alias)
 
     def merge(self, other: _Profile) -> _Profile:
         """The profile with ``other``'s transactions added (``other`` merged into it)."""
-        return self.add(
-            [other.ids[i] for i in other.rows["alias"]], other.rows["ns"], other.rows["amount"]
-        )
+        rows = unpack_rows(other.rows).copy()
+        rows["alias"] = [self.position(other.ids[i]) for i in rows["alias"]]
+        self.rows += rows.tobytes()
+        return self
 
     def renamed(self, customer: str) -> _Profile:
         return dataclasses.replace(self, customer=customer)
 
-    def clean(self, policy: CleaningPolicy, count_only: bool) -> None:
-        """Recompute the purchase days from the transactions."""
-        self.days = purchase_days(self.rows, self.ids, policy, count_only)
+
+#: What a backend gives of a customer's purchase days: customer, number of stored
+#: transactions, packed purchase days.
+_DayRecord = tuple[str, int, bytes]
+
+
+def _summaries(
+    records: list[_DayRecord], as_of: pd.Timestamp, unit_days: float, count_only: bool
+) -> tuple[pd.DataFrame, pd.Index, pd.Index]:
+    """The RFM summaries at ``as_of`` of the customers of ``records`` (sorted by customer),
+    as :func:`clvlab.rfm` with ``freq="D"`` computes them; the customers with purchase days
+    only after ``as_of``; and those with none (every transaction excluded by cleaning)."""
+    names = np.asarray([record[0] for record in records], dtype=object)
+    lengths = np.fromiter((len(r[2]) // DAY.itemsize for r in records), np.int64, len(records))
+    days = unpack_days(b"".join(record[2] for record in records))
+    owner = np.repeat(np.arange(len(records)), lengths)
+    next_day = (as_of.normalize() + pd.Timedelta(days=1)).value
+    seen = days["day"] < next_day
+    owner, day, value = owner[seen], days["day"][seen], days["value"][seen]
+    counts = np.bincount(owner, minlength=len(records))
+    scored = counts > 0
+    first_at = np.searchsorted(owner, np.flatnonzero(scored))
+    first = day[first_at]
+    last = day[first_at + counts[scored] - 1]
+    unit = NS_PER_DAY * unit_days
+    frequency = (counts[scored] - 1).astype(float)
+    summary = pd.DataFrame(
+        {
+            "frequency": frequency,
+            "recency": (last - first) / unit,
+            "T": (next_day - NS_PER_DAY - first) / unit,
+        },
+        index=pd.Index(names[scored], dtype="string", name=CUSTOMER_ID),
+    )
+    if not count_only:
+        # The mean of the repeat days: the sum over the days after the first.
+        repeats = value.copy()
+        repeats[first_at] = 0.0
+        sums = np.add.reduceat(repeats, first_at) if len(first_at) else np.zeros(0)
+        summary["monetary_value"] = np.divide(
+            sums, frequency, out=np.zeros_like(sums), where=frequency > 0
+        )
+    no_history = pd.Index(names[~scored & (lengths > 0)], dtype="string")
+    excluded = pd.Index(names[lengths == 0], dtype="string")
+    return summary, no_history, excluded
+
+
+def _days_frame(records: list[_DayRecord], count_only: bool) -> pd.DataFrame:
+    """The purchase days of ``records`` as canonical transactions (one row a day)."""
+    lengths = [len(record[2]) // DAY.itemsize for record in records]
+    days = unpack_days(b"".join(record[2] for record in records))
+    names = np.asarray([record[0] for record in records], dtype=object)
+    frame = pd.DataFrame(
+        {
+            CUSTOMER_ID: pd.array(np.repeat(names, lengths), dtype="string"),
+            DATE: pd.to_datetime(days["day"]),
+        }
+    )
+    if not count_only:
+        frame[AMOUNT] = days["value"]
+    return frame
+
+
+def _clean(profiles: list[_Profile], policy: CleaningPolicy, count_only: bool) -> None:
+    """Recompute the purchase days of ``profiles`` from their transactions (all at once)."""
+    if not profiles:
+        return
+    rows = unpack_rows(b"".join(profile.rows for profile in profiles))
+    lengths = [len(profile.rows) // ROW.itemsize for profile in profiles]
+    owner = np.repeat(np.arange(len(profiles)), lengths)
+    # The id of each row: the profile's own for most, looked up where it has several.
+    aliases = np.repeat(np.asarray([p.ids[0] for p in profiles], dtype=object), lengths)
+    start = 0
+    for profile, length in zip(profiles, lengths, strict=True):
+        if len(profile.ids) > 1:
+            ids = np.asarray(profile.ids, dtype=object)
+            aliases[start : start + length] = ids[rows["alias"][start : start + length]]
+        start += length
+    ranks = np.unique(aliases, return_inverse=True)[1] if len(aliases) else owner
+    day_owner, days = purchase_days(rows, owner, ranks, policy, count_only)
+    counts = np.bincount(day_owner, minlength=len(profiles))
+    for profile, blob in zip(profiles, _split(days.tobytes(), DAY.itemsize, counts), strict=True):
+        profile.days = blob
 
 
 def _split(blob: bytes, size: int, counts: np.ndarray) -> list[bytes]:
@@ -734,6 +748,16 @@ def _check_model(model: CLVModel) -> None:
             f"model {model.name!r} has a GBM with static covariates {list(model.covariates)}, "
             "which profile stores do not keep yet: train without models.gbm.static_columns"
         )
+
+
+def _first_of(ids: list[str], pending: set[str]) -> np.ndarray:
+    """Which of ``ids`` are in ``pending``, each the first time only (taken out of it)."""
+    mask = np.zeros(len(ids), dtype=bool)
+    for position, event in enumerate(ids):
+        if event in pending:
+            mask[position] = True
+            pending.remove(event)
+    return mask
 
 
 def _no_scores(model: CLVModel) -> pd.DataFrame:

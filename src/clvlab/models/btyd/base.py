@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_is_fitted
+from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
 from clvlab.errors import ConfigError, DataError
@@ -847,13 +847,13 @@ class BTYDEstimator(BaseEstimator):
 
     def _fitted_params(self) -> tuple[float, ...]:
         """The fitted parameters as floats, in :attr:`PARAM_NAMES` order."""
-        check_is_fitted(
-            self,
-            "params_",
-            msg=f"This {type(self).__name__} is not fitted yet; call fit(rfm) or from_dict(...) "
-            "before predicting.",
-        )
-        return tuple(float(self.params_[name]) for name in self.PARAM_NAMES)
+        params = getattr(self, "params_", None)
+        if params is None:  # check_is_fitted's error, without its cost (many calls a score)
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(rfm) or "
+                "from_dict(...) before predicting."
+            )
+        return tuple(float(params[name]) for name in self.PARAM_NAMES)
 
     def to_dict(self) -> dict[str, Any]:
         """Settings and learned state as a JSON-serializable dict.
