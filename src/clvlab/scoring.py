@@ -373,16 +373,35 @@ def score_summary(
     ``customer_id`` and sorted) and of those who cannot be scored (``unscored``: id ->
     reason): predictions, model, segments; ids in ``id_dtype`` (None: text)."""
     gbm_inputs = gbm_inputs or {}
-    predictions = model.predict(summary, horizon_days=horizon_days, **gbm_inputs)
-    table = pd.concat([summary, predictions], axis=1)
-    if "monetary_value" not in table:
-        table["monetary_value"] = float("nan")
-    table["reason"] = pd.Series(pd.NA, index=table.index, dtype="string")
-    if len(unscored):  # rfm's summary is sorted by id; the few unscored rows are merged in
-        table = pd.concat([table, unscored.to_frame()]).sort_index()
-    table["model"] = model.label(horizon_days, gbm_inputs=bool(gbm_inputs))
-    table["model_version"] = model.version
-    table = table.rename_axis(CUSTOMER_ID).reset_index()[SCORE_COLUMNS]
+    columns: dict[str, Any] = {CUSTOMER_ID: summary.index.to_numpy(dtype=object)}
+    for column in SCORE_COLUMNS[1:5]:
+        columns[column] = (
+            summary[column].to_numpy(dtype=float)
+            if column in summary
+            else np.full(len(summary), np.nan)
+        )
+    columns.update(model.predict_columns(summary, horizon_days=horizon_days, **gbm_inputs))
+    reasons = np.full(len(summary), None, dtype=object)
+    if len(unscored):  # merged into rfm's summary, which is sorted by id
+        columns = {
+            name: np.concatenate(
+                [values, np.full(len(unscored), None if name == CUSTOMER_ID else np.nan)]
+            )
+            for name, values in columns.items()
+        }
+        columns[CUSTOMER_ID][len(summary) :] = unscored.index.to_numpy(dtype=object)
+        reasons = np.concatenate([reasons, unscored.to_numpy(dtype=object)])
+        order = np.argsort(columns[CUSTOMER_ID], kind="stable")
+        columns = {name: values[order] for name, values in columns.items()}
+        reasons = reasons[order]
+    rows = len(reasons)
+    columns[CUSTOMER_ID] = pd.array(columns[CUSTOMER_ID], dtype="string")
+    columns["model"] = pd.array(
+        [model.label(horizon_days, gbm_inputs=bool(gbm_inputs))] * rows, dtype="str"
+    )
+    columns["model_version"] = pd.array([model.version] * rows, dtype="str")
+    columns["reason"] = pd.array(reasons, dtype="string")
+    table = pd.DataFrame(columns)[SCORE_COLUMNS]
     if model.segments is not None:
         table = add_segments(
             table,
@@ -420,13 +439,10 @@ def _report_at(
 def unscored_reasons(no_history: pd.Index, excluded: pd.Index) -> pd.Series:
     """The reason for each customer who cannot be scored: no transaction on or before as-of
     (``no_history``), or every transaction excluded by cleaning (``excluded``)."""
-    reasons = pd.concat(
-        [
-            pd.Series(NO_HISTORY, index=no_history, dtype="string"),
-            pd.Series(ALL_EXCLUDED, index=excluded, dtype="string"),
-        ]
-    )
-    return reasons.rename("reason").rename_axis(CUSTOMER_ID)
+    ids = [*no_history, *excluded]
+    reasons = [NO_HISTORY] * len(no_history) + [ALL_EXCLUDED] * len(excluded)
+    index = pd.Index(ids, dtype="string", name=CUSTOMER_ID)
+    return pd.Series(reasons, index=index, dtype="string", name="reason")
 
 
 def read_columns(

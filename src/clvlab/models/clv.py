@@ -208,6 +208,26 @@ class CLVModel:
     ) -> pd.DataFrame:
         """Predict each customer's future from an RFM summary in units of ``time_unit``.
 
+        The table of :meth:`predict_columns`' predictions, indexed as ``summary`` (see there
+        for the parameters and columns).
+        """
+        columns = self.predict_columns(
+            summary, horizon_days, history=history, as_of=as_of, covariates=covariates
+        )
+        return pd.DataFrame(columns, index=summary.index)
+
+    def predict_columns(
+        self,
+        summary: pd.DataFrame,
+        horizon_days: float | None = None,
+        *,
+        history: PurchaseDays | None = None,
+        as_of: pd.Timestamp | str | None = None,
+        covariates: pd.DataFrame | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Predict each customer's future from an RFM summary in units of ``time_unit``: the
+        columns of :meth:`predict` as arrays (no table built: cheaper for a few customers).
+
         Parameters
         ----------
         summary
@@ -222,8 +242,8 @@ class CLVModel:
 
         Returns
         -------
-        pandas.DataFrame
-            Same index as ``summary``; columns :data:`PREDICTION_COLUMNS`. ``p_churn`` is the
+        dict of numpy.ndarray
+            :data:`PREDICTION_COLUMNS`, in the order of ``summary``'s rows. ``p_churn`` is the
             probability of no purchase within the horizon; ``expected_spend`` the expected
             value of one purchase; ``expected_revenue`` the undiscounted expected revenue within
             the horizon and ``clv`` the same discounted. Spend columns are NaN without a spend
@@ -297,7 +317,7 @@ class CLVModel:
                 )
                 clv = revenue * factor
         values = (p_alive, p_churn, purchases, spend, revenue, clv)
-        return pd.DataFrame(dict(zip(PREDICTION_COLUMNS, values, strict=True)), index=summary.index)
+        return dict(zip(PREDICTION_COLUMNS, values, strict=True))
 
     def source(self, target: str) -> TargetSource:
         """The champion of ``target`` (see :attr:`sources`)."""

@@ -33,8 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from threadpoolctl import threadpool_limits
 
 from clvlab.errors import ConfigError, DataError
@@ -853,7 +852,13 @@ class BTYDEstimator(BaseEstimator):
                 f"This {type(self).__name__} is not fitted yet; call fit(rfm) or "
                 "from_dict(...) before predicting."
             )
-        return tuple(float(params[name]) for name in self.PARAM_NAMES)
+        # Read once per fitted params_ (a score asks dozens of times; a lookup in a Series
+        # costs microseconds), again whenever params_ is another object.
+        cached = self.__dict__.get("_fitted_params_cache")
+        if cached is None or cached[0] is not params:
+            values = tuple(float(params[name]) for name in self.PARAM_NAMES)
+            cached = self.__dict__["_fitted_params_cache"] = (params, values)
+        return cached[1]
 
     def to_dict(self) -> dict[str, Any]:
         """Settings and learned state as a JSON-serializable dict.
