@@ -262,17 +262,18 @@ def test_any_stream_of_events_equals_batch_scoring(model, tmp_path_factory, stre
     as_of = "2020-02-15"
     for batch in batches:
         changed = store.apply(batch, as_of=as_of)
-    # The changed customers' rows (scored without DuckDB) are those of everyone's table.
-    if len(changed):
-        everyone = store.scores(as_of).set_index("customer_id").loc[changed["customer_id"]]
-        assert_same_scores(changed, everyone.reset_index())
     try:
         expected = batch_scores(policy_model, transactions, as_of, links if len(links) else None)
     except DataError:  # batch refuses (nothing to score): so does the store
         with pytest.raises(DataError):
             store.scores(as_of)
         return
-    assert_same_scores(store.scores(as_of), expected)
+    everyone = store.scores(as_of)
+    assert_same_scores(everyone, expected)
+    # The last batch's changed customers: the rows of everyone's table.
+    if len(changed):
+        rows = everyone.set_index("customer_id").loc[changed["customer_id"]].reset_index()
+        assert_same_scores(changed, rows)
     store.close()
 
 
@@ -387,3 +388,12 @@ def test_transitions_start_from_the_segments_at_build(model, events, tmp_path):
         else:
             assert column not in moves
     assert moves, "a purchase after months of silence moves the customer somewhere"
+
+
+def test_an_as_of_before_every_purchase_is_an_error_as_in_batch(model, tmp_path):
+    store = ProfileStore.build(model, path=tmp_path / "p.db")
+    store.apply(late("a", [(5.0, "2020-03-01")]))
+    with pytest.raises(DataError, match="before the first transaction"):
+        store.scores("2020-02-01")
+    with pytest.raises(DataError, match="before the first transaction"):
+        batch_scores(model, late("a", [(5.0, "2020-03-01")]), "2020-02-01")

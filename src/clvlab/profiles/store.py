@@ -58,6 +58,7 @@ from clvlab.scoring import (
     SCORE_COLUMNS,
     as_model,
     check_arguments,
+    check_as_of,
     day_after,
     gbm_inputs_at,
     read_columns,
@@ -321,6 +322,10 @@ class ProfileStore:
             raise DataError("the profile store has no transactions to score yet")
         as_of = as_of or self._last_date()
         assert as_of is not None  # records exist, so does the last transaction
+        if customers is None:  # as batch scoring: an as-of before every purchase is an error
+            firsts = [unpack_days(blob[: DAY.itemsize])["day"] for _, _, blob in records if blob]
+            first = pd.Timestamp(int(np.min(np.concatenate(firsts)))) if firsts else None
+            check_as_of(as_of, first)
         summary, no_history, excluded = _summaries(
             records, as_of, self.model.unit_days, self._count_only
         )
@@ -767,6 +772,8 @@ def _no_scores(model: CLVModel) -> pd.DataFrame:
     def dtype(column: str) -> str:
         if column in numbers:
             return "float64"
+        if column in ("model", "model_version"):
+            return "str"
         return "Int64" if column.endswith("_score") else "string"
 
     return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in score_columns(model)})
