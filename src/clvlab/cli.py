@@ -233,7 +233,10 @@ def _profiles_parser(commands: argparse._SubParsersAction) -> None:
         "links), export the scores, or serve it over HTTP.",
     )
     actions = profiles.add_subparsers(dest="profiles_command", required=True, metavar="ACTION")
-    store_help = "the profile store's file (default: profiles.db)"
+    store_help = (
+        "the profile store: its file (default: profiles.db) or a Redis URL, "
+        "redis://HOST:PORT/DB?prefix=NAME"
+    )
 
     build = actions.add_parser(
         "build",
@@ -261,7 +264,7 @@ def _profiles_parser(commands: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="CSV/Parquet of id pairs (id_a, id_b) that are one person",
     )
-    build.add_argument("--store", type=Path, default=Path("profiles.db"), help=store_help)
+    build.add_argument("--store", default="profiles.db", help=store_help)
 
     apply = actions.add_parser(
         "apply",
@@ -272,7 +275,7 @@ def _profiles_parser(commands: argparse._SubParsersAction) -> None:
         "they are named and the command exits with status 2.",
     )
     apply.add_argument("events", help="events: a .csv, .parquet or .jsonl file")
-    apply.add_argument("--store", type=Path, default=Path("profiles.db"), help=store_help)
+    apply.add_argument("--store", default="profiles.db", help=store_help)
 
     export = actions.add_parser(
         "export",
@@ -281,7 +284,7 @@ def _profiles_parser(commands: argparse._SubParsersAction) -> None:
         "one file, atomically.",
     )
     export.add_argument("--output", required=True, type=Path, help="output .parquet or .csv")
-    export.add_argument("--store", type=Path, default=Path("profiles.db"), help=store_help)
+    export.add_argument("--store", default="profiles.db", help=store_help)
     export.add_argument(
         "--as-of",
         metavar="YYYY-MM-DD",
@@ -301,7 +304,7 @@ def _profiles_parser(commands: argparse._SubParsersAction) -> None:
         "carry it, else 401 (/health then answers only its status); without one the server "
         "listens on the loopback interface only. SIGTERM or Ctrl-C stops it.",
     )
-    serve.add_argument("--store", type=Path, default=Path("profiles.db"), help=store_help)
+    serve.add_argument("--store", default="profiles.db", help=store_help)
     serve.add_argument(
         "--model", help="score with this model (default: the one the store was built with)"
     )
@@ -481,14 +484,15 @@ def _profiles_build(args: argparse.Namespace) -> None:
 
 def _profiles_apply(args: argparse.Namespace) -> None:
     from clvlab.profiles import ProfileStore
+    from clvlab.profiles.backend import redacted_url
     from clvlab.profiles.events import Rejected
 
     events = _read_event_file(args.events)
     with ProfileStore.open(args.store) as store:
         changed = store.apply(events, on_error="skip")
-    done = changed.attrs
+    done, shown = changed.attrs, redacted_url(args.store)
     print(
-        f"Applied {done['applied']:,} events to {args.store} ({done['ignored']:,} ignored as "
+        f"Applied {done['applied']:,} events to {shown} ({done['ignored']:,} ignored as "
         f"seen before, {len(done['rejected']):,} rejected): {len(changed):,} customers "
         f"changed, {len(done['transitions']):,} segment transitions"
     )
@@ -537,14 +541,17 @@ def _read_event_file(path: str) -> pd.DataFrame | list[dict[str, Any]]:
 def _profiles_export(args: argparse.Namespace) -> None:
     from clvlab.outputs import write_table
     from clvlab.profiles import ProfileStore
+    from clvlab.profiles.backend import redacted_url
 
     with ProfileStore.open(args.store) as store:
         table = store.scores(as_of=args.as_of)
     write_table(table, args.output)
-    print(f"Exported the scores of {len(table):,} customers of {args.store} -> {args.output}")
+    shown = redacted_url(args.store)
+    print(f"Exported the scores of {len(table):,} customers of {shown} -> {args.output}")
 
 
 def _profiles_serve(args: argparse.Namespace) -> None:
+    from clvlab.profiles.backend import redacted_url
     from clvlab.profiles.service import ProfileServer, read_token
 
     token = read_token(args.token_file)
@@ -559,8 +566,9 @@ def _profiles_serve(args: argparse.Namespace) -> None:
         access_log=args.access_log,
     )
     access = "bearer token required" if token else "no token"
+    shown = redacted_url(args.store)
     print(
-        f"Serving the profiles of {args.store} on {server.url} ({access}; Ctrl-C stops)",
+        f"Serving the profiles of {shown} on {server.url} ({access}; Ctrl-C stops)",
         flush=True,
     )
     server.run()

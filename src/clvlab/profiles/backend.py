@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from clvlab.errors import DataError
 
@@ -24,7 +25,8 @@ AliasRecord = tuple[str, str, int | None]
 class ProfileBackend(Protocol):
     """Storage of a profile store. Reads see the writes of the open transaction."""
 
-    #: Where the data are, as the user gave it (a file path or a ``redis://`` URL).
+    #: Where the data are, as the user gave it (a file path, or a ``redis://`` URL with its
+    #: password masked).
     location: str
 
     def transaction(self) -> AbstractContextManager[None]:
@@ -86,17 +88,32 @@ class ProfileBackend(Protocol):
 
 
 def is_redis(location: str | Path) -> bool:
-    """Whether ``location`` names a Redis server (``redis://`` or ``rediss://``)."""
+    """Whether ``location`` names a Redis server (``redis://``, ``rediss://`` or ``unix://``)."""
     return str(location).startswith(("redis://", "rediss://", "unix://"))
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password (if any) masked, to show in messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def connect(location: str | Path, *, create: bool) -> ProfileBackend:
     """The backend at ``location``: a new, empty one (``create``) or an existing one."""
     if is_redis(location):
-        raise DataError(
-            f"{location}: profile stores in Redis are not available in this clvlab yet; give "
-            "a file path (an SQLite store)"
-        )
+        try:
+            from clvlab.profiles.redis_backend import RedisBackend
+        except ModuleNotFoundError as err:
+            if err.name != "redis":
+                raise
+            raise DataError(
+                f"{redacted_url(str(location))}: a profile store in Redis needs the Python "
+                "client redis: pip install 'clvlab[redis]'"
+            ) from None
+        return RedisBackend.connect(str(location), create=create)
     from clvlab.profiles.sqlite_backend import SQLiteBackend
 
     return SQLiteBackend.connect(Path(location), create=create)
