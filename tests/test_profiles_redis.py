@@ -294,8 +294,8 @@ def test_a_batch_that_fails_writes_nothing_and_releases_the_lock(model, events, 
     assert store.apply(batch).attrs["applied"] == len(batch)
 
 
-OPS_ROWS = np.array([(1, 2.5, 0), (2, 3.0, 1)], dtype=ROW).tobytes()
-OPS_DAYS = np.array([(0, 5.5)], dtype=DAY).tobytes()
+OPS_ROWS = np.array([(1, 2.5, 0, -1, -1, 0), (2, 3.0, 1, -1, -1, 0)], dtype=ROW).tobytes()
+OPS_DAYS = np.array([(0, 5.5, -1)], dtype=DAY).tobytes()
 
 
 def reads(backend: ProfileBackend) -> list[Any]:

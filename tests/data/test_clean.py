@@ -111,7 +111,7 @@ def test_online_retail_policy_counts_every_line():
         "invoice_lines_merged": 379_378,
         "returns_netted": 3_454,
         "returns_unmatched": 200,
-        "purchases_fully_returned": 275,
+        "purchases_fully_returned": 281,  # 6 of them netted to a rounding remainder (1e-14)
     }
     assert report.rows_read == report.rows_kept + sum(report.steps.values())
     assert (kept["amount"] > 0).all() and kept["customer_id"].notna().all()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import ConfigDict
@@ -31,6 +31,9 @@ from pydantic.dataclasses import dataclass as policy_dataclass
 
 from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE
 from clvlab.errors import DataError
+
+#: A purchase netted to at most this share of its amount is fully returned (rounding).
+RETURN_TOLERANCE = 1e-9
 
 
 @policy_dataclass(config=ConfigDict(extra="forbid", frozen=True))
@@ -224,7 +227,15 @@ def _net_returns(frame: pd.DataFrame, returns: pd.Series, steps: dict[str, int])
     refunded = matched[~unmatched].groupby("purchase")["value"].sum()
     refunds_of = refunded.reindex(purchases.index, fill_value=0.0)
     net = purchases[AMOUNT].sub(refunds_of)
+    returned = fully_returned(purchases[AMOUNT], refunds_of)
     purchases[AMOUNT] = net
-    # Only a purchase a return was netted against can be fully returned: a purchase of 0
-    # with no return follows the zero_amounts policy, as in data without returns.
-    return _drop(purchases, (refunds_of > 0) & (net <= 0), "purchases_fully_returned", steps)
+    return _drop(purchases, returned, "purchases_fully_returned", steps)
+
+
+def fully_returned(amount: Any, refunded: Any) -> Any:
+    """Whether purchases of ``amount`` are fully returned by the ``refunded`` value netted
+    against them (arrays or series alike). Only a purchase a return was netted against can
+    be: a purchase of 0 with no return follows the zero_amounts policy. A remainder within
+    rounding of zero (a relative 1e-9: summing the lines of an invoice and of its
+    cancellation in another order leaves 1e-14) is no purchase either."""
+    return (refunded > 0) & (amount - refunded <= RETURN_TOLERANCE * amount)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -26,6 +28,8 @@ from clvlab.errors import DataError
 
 #: The column of an event's id: an event seen before (by id) is not applied again.
 EVENT_ID = "event_id"
+#: Columns of a batch's transactions: the invoice id, and the hash of the other fields.
+INVOICE, CONTENT = "invoice", "content"
 
 Events = pd.DataFrame | Sequence[Mapping[str, Any]]
 
@@ -65,21 +69,40 @@ class EventBatch:
             )
 
 
-def read_events(
-    events: Events,
-    *,
-    count_only: bool,
-    date_format: str | None = None,
-    timezone: str | None = None,
-) -> EventBatch:
+@dataclasses.dataclass(frozen=True)
+class EventFields:
+    """What a store reads of a transaction event, beyond its id, customer, date and amount
+    (the model's columns: see :class:`clvlab.CLVModel`)."""
+
+    count_only: bool
+    date_format: str | None = None
+    timezone: str | None = None
+    #: The invoice id field (lines of an invoice are one purchase), if the model has one.
+    invoice: str | None = None
+    #: The GBM's static covariate fields.
+    covariates: tuple[str, ...] = ()
+    #: Fields whose product is the amount when an event has none.
+    quantity: str | None = None
+    price: str | None = None
+    #: Keep a hash of the other fields (exact duplicates are judged on the whole event).
+    content: bool = False
+
+    @property
+    def simple(self) -> bool:
+        """Whether events need no more than id, customer, ISO date and amount."""
+        return not (self.invoice or self.covariates or self.content or self.date_format)
+
+
+def read_events(events: Events, fields: EventFields) -> EventBatch:
     """Split ``events`` into transactions and links and check each event.
 
     Dates are read as :func:`clvlab.read_transactions` reads them (ISO 8601 strings or
-    date/time objects; zones converted to ``timezone``, UTC if None, and dropped). Amounts
-    must be numbers; a count-only store ignores them.
+    date/time objects; zones converted to ``fields.timezone``, UTC if None, and dropped).
+    Amounts must be numbers (or the amount is quantity times price); a count-only store
+    ignores them.
     """
-    if isinstance(events, list) and len(events) <= _FAST_EVENTS:
-        fast = _read_simple(events, count_only, date_format, timezone)
+    if isinstance(events, list) and len(events) <= _FAST_EVENTS and fields.simple:
+        fast = _read_simple(events, fields.count_only, fields.timezone)
         if fast is not None:
             return fast
     frame = _as_frame(events)
@@ -102,7 +125,7 @@ def read_events(
         is_link = customer.map(_missing) & ~(frame[LEFT].map(_missing) & frame[RIGHT].map(_missing))
     links = _links(frame[is_link & ~bad], ids, rejected)
     rows = frame[~is_link & ~bad]
-    transactions = _transactions(rows, ids, rejected, count_only, date_format, timezone)
+    transactions = _transactions(rows, ids, rejected, fields)
     rejected.sort(key=lambda item: item.position)
     return EventBatch(transactions, links, rejected)
 
@@ -157,20 +180,21 @@ def _links(rows: pd.DataFrame, ids: pd.Series, rejected: list[Rejected]) -> pd.D
     return pd.DataFrame(
         {
             EVENT_ID: ids[rows.index].astype("string"),
-            LEFT: as_customer_ids(rows[LEFT].astype(object)),
-            RIGHT: as_customer_ids(rows[RIGHT].astype(object)),
+            LEFT: as_customer_ids(rows[LEFT].infer_objects()),
+            RIGHT: as_customer_ids(rows[RIGHT].infer_objects()),
         }
     )
 
 
 def _transactions(
-    rows: pd.DataFrame,
-    ids: pd.Series,
-    rejected: list[Rejected],
-    count_only: bool,
-    date_format: str | None,
-    timezone: str | None,
+    rows: pd.DataFrame, ids: pd.Series, rejected: list[Rejected], read: EventFields
 ) -> pd.DataFrame:
+    count_only = read.count_only
+    if not count_only and AMOUNT not in rows and read.quantity in rows and read.price in rows:
+        product = pd.to_numeric(rows[read.quantity], errors="coerce") * pd.to_numeric(
+            rows[read.price], errors="coerce"
+        )
+        rows = rows.assign(**{AMOUNT: product})
     fields = [CUSTOMER_ID, DATE] + ([] if count_only else [AMOUNT])
     for field in fields:
         if field not in rows:
@@ -183,7 +207,7 @@ def _transactions(
             rejected.append(Rejected(ids[position], int(position), problems[position]))
         ok &= problems.isna()
     rows = rows[ok]
-    dates = _parsed(rows, DATE, ids, rejected, lambda v: _dates(v, date_format, timezone))
+    dates = _parsed(rows, DATE, ids, rejected, lambda v: _dates(v, read.date_format, read.timezone))
     amounts = None
     if not count_only:
         amounts = _parsed(rows, AMOUNT, ids, rejected, _amounts)
@@ -193,13 +217,42 @@ def _transactions(
     table = pd.DataFrame(
         {
             EVENT_ID: ids[rows.index].astype("string"),
-            CUSTOMER_ID: as_customer_ids(rows[CUSTOMER_ID].astype(object)),
+            CUSTOMER_ID: as_customer_ids(rows[CUSTOMER_ID].infer_objects()),
             DATE: dates,
         }
     )
     if amounts is not None:
         table[AMOUNT] = amounts
+    if read.invoice:
+        invoices = rows[read.invoice] if read.invoice in rows else pd.Series(None, rows.index)
+        table[INVOICE] = as_customer_ids(invoices.infer_objects())
+    for column in read.covariates:
+        table[column] = rows.get(column, None)
+    if read.content:
+        skip = {EVENT_ID, CUSTOMER_ID, DATE, AMOUNT, read.quantity, read.price}
+        other = sorted(str(c) for c in rows.columns if c not in skip)
+        table[CONTENT] = np.asarray(
+            [content_hash(record) for record in rows[other].to_dict("records")], dtype=np.uint64
+        )
     return table
+
+
+def content_hash(fields: Mapping[Any, Any]) -> int:
+    """A stable 64-bit hash of a transaction's fields (names and values; a missing value is
+    None, a number a float), to tell exact duplicates apart from different lines."""
+    normal = [[str(name), _normal(fields[name])] for name in sorted(fields, key=str)]
+    digest = hashlib.blake2b(json.dumps(normal).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _normal(value: Any) -> Any:
+    if _missing(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    return str(value)
 
 
 def _parsed(
@@ -247,14 +300,10 @@ _FRACTION = re.compile(r"\.(\d+)")
 _FAST_EVENTS = 64
 
 
-def _read_simple(
-    events: list[Any], count_only: bool, date_format: str | None, timezone: str | None
-) -> EventBatch | None:
+def _read_simple(events: list[Any], count_only: bool, timezone: str | None) -> EventBatch | None:
     """A small batch of transactions given as dicts of plain values (text ids, ISO 8601
     dates, numbers), read in Python; None when any event is not that simple (the general
     path then reads the batch and names what is wrong)."""
-    if date_format is not None:
-        return None
     zone = None if timezone in (None, "UTC") else ZoneInfo(timezone)
     event_ids, customers, dates, amounts = [], [], [], []
     for event in events:

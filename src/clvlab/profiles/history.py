@@ -18,13 +18,25 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from clvlab.data.clean import CleaningPolicy
+from clvlab.data.clean import CleaningPolicy, fully_returned
 
-#: A stored transaction: its instant (ns since the epoch, naive), amount (NaN when count-only)
-#: and the position of the id it came under in the profile's ids.
-ROW = np.dtype([("ns", "<i8"), ("amount", "<f8"), ("alias", "<i4")])
-#: A purchase day: its first instant (ns) and the day's spend (NaN when count-only).
-DAY = np.dtype([("day", "<i8"), ("value", "<f8")])
+#: A stored transaction: its instant (ns since the epoch, naive), amount (NaN when count-only),
+#: the position of the id it came under in the profile's ids, of its invoice in the profile's
+#: invoices (-1: none), of its covariate values in the profile's values (-1: none), and a hash
+#: of its other fields (0 when not kept: only exact duplicates need it).
+ROW = np.dtype(
+    [
+        ("ns", "<i8"),
+        ("amount", "<f8"),
+        ("alias", "<i4"),
+        ("invoice", "<i4"),
+        ("values", "<i4"),
+        ("content", "<u8"),
+    ]
+)
+#: A purchase day: its first instant (ns), the day's spend (NaN when count-only) and the
+#: position of the covariate values of its last purchase in the profile's values (-1: none).
+DAY = np.dtype([("day", "<i8"), ("value", "<f8"), ("values", "<i4")])
 NS_PER_DAY = 86_400 * 10**9
 
 Rows = npt.NDArray[np.void]
@@ -40,11 +52,19 @@ def unpack_days(blob: bytes | None) -> Rows:
     return np.frombuffer(blob or b"", dtype=DAY)
 
 
-def new_rows(ns: npt.ArrayLike, amount: npt.ArrayLike, alias: npt.ArrayLike) -> Rows:
+def new_rows(
+    ns: npt.ArrayLike,
+    amount: npt.ArrayLike,
+    alias: npt.ArrayLike,
+    invoice: npt.ArrayLike = -1,
+    values: npt.ArrayLike = -1,
+    content: npt.ArrayLike = 0,
+) -> Rows:
     """Transactions as :data:`ROW` records."""
     ns = np.asarray(ns, dtype=np.int64)
     rows = np.empty(len(ns), dtype=ROW)
     rows["ns"], rows["amount"], rows["alias"] = ns, amount, alias
+    rows["invoice"], rows["values"], rows["content"] = invoice, values, content
     return rows
 
 
@@ -54,36 +74,70 @@ def purchase_days(
     alias_rank: np.ndarray,
     policy: CleaningPolicy,
     count_only: bool,
+    cancelled: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Rows]:
     """The purchase days of the transactions of several customers, cleaned by ``policy`` as
     :func:`clvlab.clean_transactions` cleans them.
 
     ``owner`` numbers each row's customer and ``alias_rank`` ranks the id it came under in
-    text order (the order in which transactions of one instant are taken). Returns each
-    day's owner and the days, sorted by owner and day.
+    text order (the order in which transactions of one instant are taken). ``cancelled``
+    says which rows belong to a cancellation invoice (None: the model has no invoices; then
+    lines are not merged by invoice either). Returns each day's owner and the days, sorted by
+    owner and day.
     """
-    ns, amount = rows["ns"], rows["amount"]
-    order = np.lexsort((amount, alias_rank, ns, owner))
-    ns, amount, rank, owner = ns[order], amount[order], alias_rank[order], owner[order]
-    if policy.duplicates == "drop" and len(ns) > 1:
-        keys = [owner, ns, rank.astype(np.int64)] + ([] if count_only else [amount.view(np.int64)])
+    order = np.lexsort((rows["content"], rows["amount"], alias_rank, rows["ns"], owner))
+    rows, owner, rank = rows[order], owner[order], alias_rank[order]
+    if cancelled is not None:
+        cancelled = cancelled[order]
+    keep = np.ones(len(rows), dtype=bool)
+    if policy.duplicates == "drop" and len(rows) > 1:
+        keys = [owner, rows["ns"], rank.astype(np.int64), rows["content"].view(np.int64)]
+        if not count_only:
+            keys.append(rows["amount"].view(np.int64))
         first = np.unique(np.stack(keys), axis=1, return_index=True)[1]
-        keep = np.zeros(len(ns), dtype=bool)
+        keep[:] = False
         keep[first] = True
-        ns, amount, owner = ns[keep], amount[keep], owner[keep]
+    if not count_only and policy.zero_amounts == "drop":
+        keep &= rows["amount"] != 0
+    rows, owner = rows[keep], owner[keep]
+    if cancelled is not None:
+        cancelled = cancelled[keep]
+        if policy.aggregate_invoices:
+            rows, owner, cancelled = _merge_invoices(rows, owner, cancelled)
+    ns, amount, values = rows["ns"], rows["amount"], rows["values"]
     if count_only:
-        return _days(owner, ns, np.full(len(ns), np.nan))
-    if policy.zero_amounts == "drop":
-        nonzero = amount != 0
-        ns, amount, owner = ns[nonzero], amount[nonzero], owner[nonzero]
+        return _days(owner, ns, np.full(len(ns), np.nan), values)
     refunds = amount < 0
+    if cancelled is not None:
+        refunds |= cancelled
     if not refunds.any():
-        return _days(owner, ns, amount)
+        return _days(owner, ns, amount, values)
     if policy.returns == "net":
         amount, kept = _net(owner, ns, amount, refunds)
     else:
         kept = ~refunds
-    return _days(owner[kept], ns[kept], amount[kept])
+    return _days(owner[kept], ns[kept], amount[kept], values[kept])
+
+
+def _merge_invoices(
+    rows: Rows, owner: np.ndarray, cancelled: np.ndarray
+) -> tuple[Rows, np.ndarray, np.ndarray]:
+    """The lines of each invoice of a customer merged into one purchase (the earliest line's
+    instant, the summed amount, the first line's other fields; lines without an invoice are
+    one group a customer), in the order of their first lines."""
+    keys = np.stack([owner, rows["invoice"].astype(np.int64)])
+    _, first, group = np.unique(keys, axis=1, return_index=True, return_inverse=True)
+    group = group.ravel()
+    merged = rows[first].copy()
+    merged["amount"] = np.bincount(group, weights=rows["amount"], minlength=len(first))
+    merged["ns"] = rows["ns"][first]
+    np.minimum.at(merged["ns"], group, rows["ns"])
+    values = np.full(len(first), -1, dtype=np.int32)
+    with_values = np.flatnonzero(rows["values"] >= 0)[::-1]  # the first non-missing wins
+    values[group[with_values]] = rows["values"][with_values]
+    merged["values"] = values
+    order = np.argsort(first, kind="stable")
+    return merged[order], owner[first][order], cancelled[first][order]
 
 
 def _net(
@@ -103,12 +157,14 @@ def _net(
     matched = (target >= 0) & (owner[np.maximum(target, 0)] == owner[refund])
     refunded = np.zeros(len(ns))
     np.add.at(refunded, target[matched], -amount[refund[matched]])
-    netted = amount - refunded
-    return netted, ~refunds & ~((refunded > 0) & (netted <= 0))
+    return amount - refunded, ~refunds & ~fully_returned(amount, refunded)
 
 
-def _days(owner: np.ndarray, ns: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, Rows]:
-    """Purchases (sorted by owner and instant) merged by day, the day's amounts summed."""
+def _days(
+    owner: np.ndarray, ns: np.ndarray, amount: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, Rows]:
+    """Purchases (sorted by owner and instant) merged by day: the day's amounts summed, the
+    covariate values of its last purchase that has some."""
     day = ns - ns % NS_PER_DAY
     new = np.ones(len(day), dtype=bool)
     new[1:] = (day[1:] != day[:-1]) | (owner[1:] != owner[:-1])
@@ -116,4 +172,9 @@ def _days(owner: np.ndarray, ns: np.ndarray, amount: np.ndarray) -> tuple[np.nda
     days = np.empty(len(starts), dtype=DAY)
     days["day"] = day[starts]
     days["value"] = np.add.reduceat(amount, starts) if len(starts) else []
+    group = np.cumsum(new) - 1
+    last = np.full(len(starts), -1, dtype=np.int32)
+    present = np.flatnonzero(values >= 0)  # in order: the last one of a day wins
+    last[group[present]] = values[present]
+    days["values"] = last
     return owner[starts], days

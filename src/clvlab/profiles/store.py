@@ -39,12 +39,27 @@ import pandas as pd
 from clvlab import __version__
 from clvlab.data.clean import CleaningPolicy, DataReport
 from clvlab.data.identity import LEFT, RIGHT, SOURCE_CUSTOMER_ID, read_links, resolve_identities
-from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, TransactionSource, read_canonical
+from clvlab.data.io import (
+    AMOUNT,
+    CUSTOMER_ID,
+    DATE,
+    TransactionSource,
+    as_customer_ids,
+    read_canonical,
+)
 from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike
 from clvlab.models.clv import CLVModel
 from clvlab.profiles.backend import ProfileBackend, connect
-from clvlab.profiles.events import EVENT_ID, Events, read_events
+from clvlab.profiles.events import (
+    CONTENT,
+    EVENT_ID,
+    INVOICE,
+    EventFields,
+    Events,
+    content_hash,
+    read_events,
+)
 from clvlab.profiles.history import (
     DAY,
     NS_PER_DAY,
@@ -68,7 +83,7 @@ from clvlab.scoring import (
 )
 
 #: The store's file format; a store of another format is refused (rebuild it).
-STORE_FORMAT = "clvlab.ProfileStore/1"
+STORE_FORMAT = "clvlab.ProfileStore/2"
 #: The score table's segment columns whose changes :meth:`ProfileStore.apply` reports.
 TRACKED_SEGMENTS = ("rfm_segment", "value_tier", "churn_tier")
 
@@ -96,6 +111,16 @@ class ProfileStore:
         self.location = backend.location
         self._policy = _policy(model)
         self._count_only = model.spend is None
+        self._fields = EventFields(
+            count_only=self._count_only,
+            date_format=model.columns.get("date_format"),
+            timezone=model.columns.get("timezone"),
+            invoice=model.columns.get("invoice"),
+            covariates=tuple(model.covariates),
+            quantity=model.columns.get("quantity"),
+            price=model.columns.get("price"),
+            content=self._policy.duplicates == "drop",
+        )
 
     # --- opening ------------------------------------------------------------------------------
 
@@ -117,7 +142,6 @@ class ProfileStore:
         ``path`` must not exist yet.
         """
         model = as_model(model)
-        _check_model(model)
         cut = None if as_of is None else check_arguments(as_of, None)[0]
         backend = connect(path, create=True)
         try:
@@ -161,7 +185,6 @@ class ProfileStore:
             )
         stored = CLVModel.from_dict(json.loads(meta["model"]))
         chosen = stored if model is None else as_model(model)
-        _check_model(chosen)
         if json.dumps(dataclasses.asdict(_policy(chosen))) != meta["policy"] or (
             chosen.spend is None
         ) != json.loads(meta["count_only"]):
@@ -214,12 +237,7 @@ class ProfileStore:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error is 'raise' or 'skip', not {on_error!r}")
         as_of_stamp, horizon_days = check_arguments(as_of, horizon_days)
-        batch = read_events(
-            events,
-            count_only=self._count_only,
-            date_format=self.model.columns.get("date_format"),
-            timezone=self.model.columns.get("timezone"),
-        )
+        batch = read_events(events, self._fields)
         if on_error == "raise":
             batch.raise_rejected()
         with self._backend.transaction():
@@ -332,6 +350,8 @@ class ProfileStore:
         gbm_inputs = None
         if self.model.gbm is not None:
             frame = _days_frame(records, self._count_only)
+            if self.model.covariates:
+                frame = self._with_covariates(frame, records)
             gbm_inputs = gbm_inputs_at(self.model, frame[frame[DATE] < day_after(as_of)], as_of)
         reasons = unscored_reasons(no_history, excluded)
         table = score_summary(self.model, summary, reasons, horizon_days, gbm_inputs)
@@ -342,6 +362,22 @@ class ProfileStore:
             count_only=self._count_only,
         ).to_dict()
         return table
+
+    def _with_covariates(self, frame: pd.DataFrame, records: list[_DayRecord]) -> pd.DataFrame:
+        """The purchase days ``frame`` of ``records`` with the GBM's covariate columns: the
+        values of each day's last purchase that has some (None: missing)."""
+        columns = list(self.model.covariates)
+        listed = {
+            record[0]: _Profile.from_record(record).values
+            for record in self._backend.profiles(r[0] for r in records)
+        }
+        positions = unpack_days(b"".join(record[2] for record in records))["values"]
+        blank = [None] * len(columns)
+        values = [
+            listed[name][position] if position >= 0 else blank
+            for name, position in zip(frame[CUSTOMER_ID], positions.tolist(), strict=True)
+        ]
+        return frame.assign(**dict(zip(columns, zip(*values, strict=True), strict=True)))
 
     def _transitions(
         self, table: pd.DataFrame, merged: dict[str, str], at: pd.Timestamp | None
@@ -466,14 +502,29 @@ class ProfileStore:
         owner_list = owners.tolist()
         order = sorted(range(len(owner_list)), key=owner_list.__getitem__)
         sources = transactions[CUSTOMER_ID].tolist()
-        positions = np.empty(len(order), dtype=np.int32)
+        invoices = transactions[INVOICE].tolist() if INVOICE in transactions else None
+        covariates = (
+            transactions[list(self.model.covariates)].to_numpy(dtype=object).tolist()
+            if self.model.covariates
+            else None
+        )
+        positions = np.empty((3, len(order)), dtype=np.int32)
         for at, position in enumerate(order):
             owner = owner_list[position]
             profile = profiles.get(owner)
             if profile is None:
                 profile = profiles[owner] = _Profile.new(owner)
-            positions[at] = profile.position(sources[position])
-        added = new_rows(stamps[order], amounts[order], positions).tobytes()
+            positions[:, at] = (
+                profile.position(sources[position]),
+                _listed(profile.invoices, invoices[position] if invoices else None),
+                _listed(profile.values, covariates[position] if covariates else None),
+            )
+        content = (
+            transactions[CONTENT].to_numpy(dtype=np.uint64)[order] if CONTENT in transactions else 0
+        )
+        added = new_rows(
+            stamps[order], amounts[order], positions[0], positions[1], positions[2], content
+        ).tobytes()
         start = 0
         for owner, group in itertools.groupby(owner_list[i] for i in order):
             end = start + sum(1 for _ in group) * ROW.itemsize
@@ -483,7 +534,12 @@ class ProfileStore:
             self._set_last(int(stamps.max()))
         changed.update(owners)
         changed -= set(merged)
-        _clean([profiles[c] for c in changed if c in profiles], self._policy, self._count_only)
+        _clean(
+            [profiles[c] for c in changed if c in profiles],
+            self._policy,
+            self._count_only,
+            self._fields.invoice is not None,
+        )
         self._backend.delete_profiles(merged)
         self._backend.put_profiles(
             [profile.record() for name, profile in profiles.items() if name not in merged]
@@ -550,43 +606,65 @@ class ProfileStore:
                 CUSTOMER_ID: owners.astype("string").to_numpy(),
                 DATE: frame[DATE].to_numpy(),
                 SOURCE_CUSTOMER_ID: aliases.astype("string").to_numpy(),
+                AMOUNT: np.nan if self._count_only else frame[AMOUNT].to_numpy(dtype=float),
             }
         )
-        if not self._count_only:
-            table[AMOUNT] = frame[AMOUNT].to_numpy(dtype=float)
-        # The order cleaning takes transactions of one instant in (see history.in_order).
-        order = [CUSTOMER_ID, DATE, SOURCE_CUSTOMER_ID] + ([] if self._count_only else [AMOUNT])
-        table = table.sort_values(order, kind="stable", ignore_index=True)
+        read = self._fields
+        invoice = read.invoice if read.invoice in frame else None
+        if invoice is not None:
+            table[INVOICE] = as_customer_ids(frame[invoice]).to_numpy()
+        if read.covariates:  # each row's values as one key (JSON): None when all missing
+            table["values"] = [
+                None if all(_is_missing(v) for v in row) else json.dumps([_plain(v) for v in row])
+                for row in frame[list(read.covariates)].itertuples(index=False)
+            ]
+        if read.content:
+            other = [c for c in frame.columns if c not in (CUSTOMER_ID, DATE, AMOUNT)]
+            table[CONTENT] = np.asarray(
+                [content_hash(record) for record in frame[other].to_dict("records")],
+                dtype=np.uint64,
+            )
+        # One customer's rows together (each profile's transactions are one piece).
+        table = table.sort_values(CUSTOMER_ID, kind="stable", ignore_index=True)
         codes, names = pd.factorize(table[CUSTOMER_ID], sort=True)
-        pairs = table[[CUSTOMER_ID, SOURCE_CUSTOMER_ID]].drop_duplicates()
-        pairs = pairs.assign(position=pairs.groupby(CUSTOMER_ID, sort=False).cumcount())
-        position = table.merge(pairs, how="left", on=[CUSTOMER_ID, SOURCE_CUSTOMER_ID])["position"]
-        amounts = table[AMOUNT].to_numpy() if AMOUNT in table else np.full(len(table), np.nan)
+        ids = _per_owner(table, SOURCE_CUSTOMER_ID, own=True)
+        invoices = _per_owner(table, INVOICE) if invoice is not None else None
+        values = _per_owner(table, "values") if read.covariates else None
         rows = new_rows(
-            table[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64), amounts, position
+            table[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+            table[AMOUNT].to_numpy(),
+            ids[0],
+            -1 if invoices is None else invoices[0],
+            -1 if values is None else values[0],
+            table[CONTENT].to_numpy() if CONTENT in table else 0,
         )
         ranks = pd.factorize(table[SOURCE_CUSTOMER_ID], sort=True)[0]
-        day_owner, days = purchase_days(rows, codes, ranks, self._policy, self._count_only)
+        cancelled = None
+        if invoice is not None:
+            prefix = self._policy.cancellation_prefix
+            cancelled = (
+                table[INVOICE].astype("string").str.startswith(prefix).fillna(False).to_numpy()
+                if prefix
+                else np.zeros(len(table), dtype=bool)
+            )
+        day_owner, days = purchase_days(
+            rows, codes, ranks, self._policy, self._count_only, cancelled
+        )
         row_blobs = _split(rows.tobytes(), ROW.itemsize, np.bincount(codes, minlength=len(names)))
         day_blobs = _split(
             days.tobytes(), DAY.itemsize, np.bincount(day_owner, minlength=len(names))
         )
-        # The ids of customers known under other ids than their own (linked ones only).
-        other = pairs[CUSTOMER_ID] != pairs[SOURCE_CUSTOMER_ID]
-        several = pairs[pairs[CUSTOMER_ID].isin(pairs.loc[other, CUSTOMER_ID])]
-        linked = {
-            str(name): json.dumps(group[SOURCE_CUSTOMER_ID].astype(str).tolist())
-            for name, group in several.groupby(CUSTOMER_ID, sort=False)
-        }
-        self._backend.put_profiles(
-            zip(
-                names.tolist(),
-                [linked.get(name) for name in names.tolist()],
-                row_blobs,
-                day_blobs,
-                [None] * len(names),
-                strict=True,
+        keys = [
+            _keys(
+                name,
+                ids[1].get(name, [name]),
+                invoices[1].get(name, []) if invoices else [],
+                [json.loads(v) for v in values[1].get(name, [])] if values else [],
             )
+            for name in names.tolist()
+        ]
+        self._backend.put_profiles(
+            zip(names.tolist(), keys, row_blobs, day_blobs, [None] * len(names), strict=True)
         )
         if len(rows):
             self._set_last(int(rows["ns"].max()))
@@ -610,6 +688,9 @@ class _Profile:
     days: bytes
     #: The segments of the customer's last scores (JSON), for transitions.
     segments: str | None = None
+    #: Invoice ids and covariate values (``ROW["invoice"]``, ``["values"]`` point into them).
+    invoices: list[str] = dataclasses.field(default_factory=list)
+    values: list[list[Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def new(cls, customer: str) -> _Profile:
@@ -617,30 +698,55 @@ class _Profile:
 
     @classmethod
     def from_record(cls, record: tuple[Any, ...]) -> _Profile:
-        customer, ids, rows, days, segments = record
-        return cls(customer, json.loads(ids) if ids else [customer], rows, days, segments)
+        customer, keys, rows, days, segments = record
+        profile = cls(customer, [customer], rows, days, segments)
+        if keys:
+            listed = json.loads(keys)
+            profile.ids, profile.invoices, profile.values = (
+                listed["ids"],
+                listed["invoices"],
+                listed["values"],
+            )
+        return profile
 
     def record(self) -> tuple[Any, ...]:
-        ids = None if self.ids == [self.customer] else json.dumps(self.ids)
-        return (self.customer, ids, self.rows, self.days, self.segments)
+        return (self.customer, _keys(self.customer, self.ids, self.invoices, self.values),
+                self.rows, self.days, self.segments)  # fmt: skip
 
     def position(self, alias: str) -> int:
         """The position of ``alias`` in :attr:`ids` (added if new)."""
-        if self.ids[0] == alias:
-            return 0
-        if alias not in self.ids:
-            self.ids.append(alias)
-        return self.ids.index(alias)
+        return 0 if self.ids[0] == alias else _position(self.ids, alias)
 
     def merge(self, other: _Profile) -> _Profile:
         """The profile with ``other``'s transactions added (``other`` merged into it)."""
         rows = unpack_rows(other.rows).copy()
         rows["alias"] = [self.position(other.ids[i]) for i in rows["alias"]]
+        for field, mine, theirs in (
+            ("invoice", self.invoices, other.invoices),
+            ("values", self.values, other.values),
+        ):
+            rows[field] = [-1 if i < 0 else _position(mine, theirs[i]) for i in rows[field]]
         self.rows += rows.tobytes()
         return self
 
     def renamed(self, customer: str) -> _Profile:
         return dataclasses.replace(self, customer=customer)
+
+
+def _position(items: list[Any], item: Any) -> int:
+    """The position of ``item`` in ``items``, appended if new."""
+    try:
+        return items.index(item)
+    except ValueError:
+        items.append(item)
+        return len(items) - 1
+
+
+def _keys(customer: str, ids: list[str], invoices: list[str], values: list[Any]) -> str | None:
+    """A profile's lists as stored (JSON), or None when it has only its own id."""
+    if ids == [customer] and not invoices and not values:
+        return None
+    return json.dumps({"ids": ids, "invoices": invoices, "values": values})
 
 
 #: What a backend gives of a customer's purchase days: customer, number of stored
@@ -705,7 +811,9 @@ def _days_frame(records: list[_DayRecord], count_only: bool) -> pd.DataFrame:
     return frame
 
 
-def _clean(profiles: list[_Profile], policy: CleaningPolicy, count_only: bool) -> None:
+def _clean(
+    profiles: list[_Profile], policy: CleaningPolicy, count_only: bool, invoiced: bool
+) -> None:
     """Recompute the purchase days of ``profiles`` from their transactions (all at once)."""
     if not profiles:
         return
@@ -721,7 +829,21 @@ def _clean(profiles: list[_Profile], policy: CleaningPolicy, count_only: bool) -
             aliases[start : start + length] = ids[rows["alias"][start : start + length]]
         start += length
     ranks = np.unique(aliases, return_inverse=True)[1] if len(aliases) else owner
-    day_owner, days = purchase_days(rows, owner, ranks, policy, count_only)
+    cancelled = None
+    if invoiced:  # whether each row's invoice is a cancellation
+        prefix = policy.cancellation_prefix
+        flags = [
+            [prefix is not None and invoice.startswith(prefix) for invoice in p.invoices]
+            for p in profiles
+        ]
+        cancelled = np.zeros(len(rows), dtype=bool)
+        start = 0
+        for listed, length in zip(flags, lengths, strict=True):
+            part = rows["invoice"][start : start + length]
+            if listed:
+                cancelled[start : start + length] = np.asarray(listed)[part] & (part >= 0)
+            start += length
+    day_owner, days = purchase_days(rows, owner, ranks, policy, count_only, cancelled)
     counts = np.bincount(day_owner, minlength=len(profiles))
     for profile, blob in zip(profiles, _split(days.tobytes(), DAY.itemsize, counts), strict=True):
         profile.days = blob
@@ -738,21 +860,42 @@ def _ns(stamp: Any) -> int | None:
 
 
 def _policy(model: CLVModel) -> CleaningPolicy:
-    """The model's cleaning policy as the store applies it (no invoices: see _check_model)."""
-    return dataclasses.replace(CleaningPolicy(**model.cleaning), cancellation_prefix=None)
+    """The model's cleaning policy as the store applies it: without an invoice column, no
+    cancellation prefix (as batch scoring)."""
+    policy = CleaningPolicy(**model.cleaning)
+    if not model.columns.get("invoice"):
+        policy = dataclasses.replace(policy, cancellation_prefix=None)
+    return policy
 
 
-def _check_model(model: CLVModel) -> None:
-    if model.columns.get("invoice"):
-        raise DataError(
-            f"model {model.name!r} merges invoice lines (data.invoice), which profile stores "
-            "do not do yet: train the model without data.invoice to keep its profiles current"
-        )
-    if model.covariates:
-        raise DataError(
-            f"model {model.name!r} has a GBM with static covariates {list(model.covariates)}, "
-            "which profile stores do not keep yet: train without models.gbm.static_columns"
-        )
+def _per_owner(
+    table: pd.DataFrame, column: str, own: bool = False
+) -> tuple[np.ndarray, dict[str, list[Any]]]:
+    """Each row's position of its ``column`` value in its owner's list of them (-1 for a
+    missing value), and the owners' lists (with ``own``: of ids, only of the owners known
+    under another id than their own)."""
+    pairs = table[[CUSTOMER_ID, column]].dropna().drop_duplicates()
+    pairs = pairs.assign(position=pairs.groupby(CUSTOMER_ID, sort=False).cumcount())
+    merged = table[[CUSTOMER_ID, column]].merge(pairs, how="left", on=[CUSTOMER_ID, column])
+    position = merged["position"].fillna(-1).to_numpy(dtype=np.int32)
+    needed = pairs
+    if own:
+        other = pairs[CUSTOMER_ID] != pairs[column]
+        needed = pairs[pairs[CUSTOMER_ID].isin(pairs.loc[other, CUSTOMER_ID])]
+    lists = {str(name): group[column].tolist() for name, group in needed.groupby(CUSTOMER_ID)}
+    return position, lists
+
+
+def _listed(items: list[Any], item: Any) -> int:
+    """The position of ``item`` in a profile's ``items`` (added if new); -1 when missing (a
+    covariate list is missing when all its values are)."""
+    if item is None or (isinstance(item, list) and all(_is_missing(v) for v in item)):
+        return -1
+    if isinstance(item, list):
+        item = [None if _is_missing(v) else _plain(v) for v in item]
+    elif _is_missing(item):
+        return -1
+    return _position(items, item)
 
 
 def _first_of(ids: list[str], pending: set[str]) -> np.ndarray:
