@@ -448,3 +448,47 @@ def test_online_retail_replayed_as_events_equals_batch(tmp_path):
     expected = clvlab.score(model, ordered.drop(columns="_amount"), as_of="2011-12-09")
     assert_same_scores(store.scores("2011-12-09"), expected)
     assert expected["reason"].notna().any()  # customers with nothing but cancellations
+
+
+def test_a_gbm_champion_reads_the_covariates_of_the_latest_purchase(sample_models, tmp_path):
+    """A GBM with a static covariate (each customer's segment on their latest transaction)
+    as the churn champion: the store's scores equal batch scoring, the later half of the
+    transactions applied as events (some customers change segment)."""
+    import simulators
+    from clvlab.features.windows import PurchaseDays, customer_covariates
+    from clvlab.models.clv import TargetSource
+    from clvlab.models.gbm import GBMPredictor
+
+    transactions = simulators.simulate_transactions(np.random.default_rng(11), 600)
+    # Some customers change segment halfway: their latest purchase says which.
+    later = (transactions["date"] > transactions["date"].median()) & transactions[
+        "customer_id"
+    ].isin([f"c{i}" for i in range(0, 600, 5)])
+    transactions.loc[later, "segment"] = transactions.loc[later, "segment"].map(
+        {"A": "B", "B": "A"}
+    )
+    cutoff = transactions["date"].max().normalize() - pd.Timedelta(days=30)
+    seen = transactions[transactions["date"] <= cutoff]
+    gbm = GBMPredictor(90, unit_days=1.0, max_origins=2, learning_rate=0.3).fit(
+        PurchaseDays.from_transactions(seen), cutoff, customer_covariates(seen, ["segment"])
+    )
+    purchases, spend = sample_models
+    model = CLVModel(
+        purchases,
+        spend,
+        time_unit="D",
+        horizon_days=90,
+        gbm=gbm,
+        covariates=("segment",),
+        sources={"churn": TargetSource("gbm", purchases)},
+    )
+    events = transactions.assign(**{EVENT_ID: [f"s{i:05d}" for i in range(len(transactions))]})
+    half = len(events) // 2
+    store = ProfileStore.build(
+        model, events.iloc[:half].drop(columns=EVENT_ID), path=tmp_path / "p.db"
+    )
+    store.apply(events.iloc[half:].sample(frac=1.0, random_state=1))
+    as_of = transactions["date"].max()
+    got = store.scores(as_of)
+    assert "churn=gbm" in got["model"].iloc[0]
+    assert_same_scores(got, clvlab.score(model, transactions, as_of=as_of))
