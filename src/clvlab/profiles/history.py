@@ -85,7 +85,9 @@ def purchase_days(
     lines are not merged by invoice either). Returns each day's owner and the days, sorted by
     owner and day.
     """
-    order = np.lexsort((rows["content"], rows["amount"], alias_rank, rows["ns"], owner))
+    keys = [rows["content"], rows["amount"], alias_rank, rows["ns"], owner]
+    # A key the same on every row orders nothing (often content, and the ids without links).
+    order = np.lexsort([key for key in keys if len(key) and (key != key[0]).any()] or [owner])
     rows, owner, rank = rows[order], owner[order], alias_rank[order]
     if cancelled is not None:
         cancelled = cancelled[order]

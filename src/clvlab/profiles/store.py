@@ -625,8 +625,9 @@ class ProfileStore:
                 dtype=np.uint64,
             )
         # One customer's rows together (each profile's transactions are one piece).
-        table = table.sort_values(CUSTOMER_ID, kind="stable", ignore_index=True)
         codes, names = pd.factorize(table[CUSTOMER_ID], sort=True)
+        by_owner = np.argsort(codes, kind="stable")
+        table, codes = table.iloc[by_owner].reset_index(drop=True), codes[by_owner]
         ids = _per_owner(table, SOURCE_CUSTOMER_ID, own=True)
         invoices = _per_owner(table, INVOICE) if invoice is not None else None
         values = _per_owner(table, "values") if read.covariates else None
@@ -654,6 +655,9 @@ class ProfileStore:
         day_blobs = _split(
             days.tobytes(), DAY.itemsize, np.bincount(day_owner, minlength=len(names))
         )
+        listed = (
+            set(ids[1]) | set(invoices[1] if invoices else ()) | set(values[1] if values else ())
+        )
         keys = [
             _keys(
                 name,
@@ -661,6 +665,8 @@ class ProfileStore:
                 invoices[1].get(name, []) if invoices else [],
                 [json.loads(v) for v in values[1].get(name, [])] if values else [],
             )
+            if name in listed
+            else None
             for name in names.tolist()
         ]
         self._backend.put_profiles(
