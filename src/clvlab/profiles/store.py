@@ -1,11 +1,12 @@
 """Customer profiles kept current event by event, scored as batch scoring would score them.
 
 A :class:`ProfileStore` holds, per canonical customer, the customer's transactions as the
-store received them (the source id, the time, the amount) and what cleaning makes of them: the
-purchase days with their spend, from which the RFM summary at any date follows. A score depends
-on a customer only through that summary (and, for a GBM champion, the purchase days), so a new
-event changes one profile and its score at once, and the scores equal :func:`clvlab.score` on
-all the transactions received, for every customer.
+store received them (the source id, the instant, the amount, the invoice, the covariates) and
+what cleaning makes of them: the purchase days with their spend, from which the RFM summary at
+any date follows (:mod:`clvlab.profiles.history`). A score depends on a customer only through
+that summary (and, for a GBM champion, the purchase days and covariates), so a new event
+changes one profile and its score at once, and the scores equal :func:`clvlab.score` on all the
+transactions received, for every customer.
 
 How batch scoring reads transactions is kept to the letter:
 
@@ -13,15 +14,16 @@ How batch scoring reads transactions is kept to the letter:
   transaction (ties: the smallest id), as :func:`clvlab.resolve_identities`; a late event can
   make another id of a group canonical, and the profile then moves to it;
 * the model's cleaning policy is applied to each customer's transactions as
-  :func:`clvlab.clean_transactions` applies it (it runs on them): returns dropped or netted
-  against the latest purchase at or before them, zero amounts and exact duplicates as the policy
-  says. Transactions at one instant are taken in the order of their event ids (transactions
-  loaded by :meth:`ProfileStore.build` first, in the order read), which batch scoring sees
-  when given the transactions in that order;
+  :func:`clvlab.clean_transactions` applies it: exact duplicates (judged on every field) and
+  zero amounts as the policy says, the lines of an invoice merged, returns and cancellations
+  dropped or netted against the latest purchase at or before them. Transactions at one
+  instant are taken in the order of their id (text) and amount, whatever order they came in,
+  which batch scoring sees when given the transactions in that order;
 * purchase days and the RFM summary in whole days, as :func:`clvlab.rfm` with ``freq="D"``.
 
-The embedded store is one SQLite file (WAL, one transaction per batch of events), so a process
-killed mid-batch leaves the store as it was before the batch.
+Where it is kept is a :class:`clvlab.profiles.backend.ProfileBackend`: one SQLite file (WAL, a
+transaction per batch of events, so a process killed mid-batch leaves the store as it was
+before the batch) or Redis (several processes or machines).
 """
 
 from __future__ import annotations
