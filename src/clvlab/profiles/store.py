@@ -64,12 +64,24 @@ from clvlab.profiles.events import (
 )
 from clvlab.profiles.history import (
     DAY,
-    NS_PER_DAY,
     ROW,
     new_rows,
     purchase_days,
     unpack_days,
     unpack_rows,
+)
+from clvlab.profiles.packed import (
+    DayRecord,
+    Profile,
+    clean_profiles,
+    days_frame,
+    is_missing,
+    listed_position,
+    per_owner,
+    plain,
+    profile_keys,
+    split_records,
+    summaries,
 )
 from clvlab.scoring import (
     SCORE_COLUMNS,
@@ -304,7 +316,7 @@ class ProfileStore:
         records = list(self._backend.purchase_days([canonical]))
         if not records:
             return None
-        days = _days_frame(records, self._count_only)
+        days = days_frame(records, self._count_only)
         stored = records[0][1]
         table = self._score([canonical], as_of_stamp, horizon_days, records)
         row = table.iloc[0].to_dict()
@@ -316,7 +328,7 @@ class ProfileStore:
                 {"date": str(day.date()), "amount": None if pd.isna(value) else float(value)}
                 for day, value in zip(days[DATE], days.get(AMOUNT, [None] * len(days)), strict=True)
             ],
-            "score": {key: _plain(value) for key, value in row.items()},
+            "score": {key: plain(value) for key, value in row.items()},
         }
 
     def customers(self) -> int:
@@ -328,7 +340,7 @@ class ProfileStore:
         customers: list[str] | None,
         as_of: pd.Timestamp | None,
         horizon_days: float | None,
-        records: list[_DayRecord] | None = None,
+        records: list[DayRecord] | None = None,
     ) -> pd.DataFrame:
         """The score table of ``customers`` (None: everyone) as of ``as_of`` (None: the last
         transaction), from their purchase days (``records`` when at hand, else read): RFM
@@ -346,12 +358,12 @@ class ProfileStore:
             firsts = [unpack_days(blob[: DAY.itemsize])["day"] for _, _, blob in records if blob]
             first = pd.Timestamp(int(np.min(np.concatenate(firsts)))) if firsts else None
             check_as_of(as_of, first)
-        summary, no_history, excluded = _summaries(
+        summary, no_history, excluded = summaries(
             records, as_of, self.model.unit_days, self._count_only
         )
         gbm_inputs = None
         if self.model.gbm is not None:
-            frame = _days_frame(records, self._count_only)
+            frame = days_frame(records, self._count_only)
             if self.model.covariates:
                 frame = self._with_covariates(frame, records)
             gbm_inputs = gbm_inputs_at(self.model, frame[frame[DATE] < day_after(as_of)], as_of)
@@ -365,12 +377,12 @@ class ProfileStore:
         ).to_dict()
         return table
 
-    def _with_covariates(self, frame: pd.DataFrame, records: list[_DayRecord]) -> pd.DataFrame:
+    def _with_covariates(self, frame: pd.DataFrame, records: list[DayRecord]) -> pd.DataFrame:
         """The purchase days ``frame`` of ``records`` with the GBM's covariate columns: the
         values of each day's last purchase that has some (None: missing)."""
         columns = list(self.model.covariates)
         listed = {
-            record[0]: _Profile.from_record(record).values
+            record[0]: Profile.from_record(record).values
             for record in self._backend.profiles(r[0] for r in records)
         }
         positions = unpack_days(b"".join(record[2] for record in records))["values"]
@@ -397,7 +409,7 @@ class ProfileStore:
         transitions, rows = [], []
         for customer, values in zip(ids, table[present].itertuples(index=False), strict=True):
             now = {
-                c: None if _is_missing(v) else str(v) for c, v in zip(present, values, strict=True)
+                c: None if is_missing(v) else str(v) for c, v in zip(present, values, strict=True)
             }
             before = previous.get(customer, {})
             for column in present:
@@ -429,7 +441,7 @@ class ProfileStore:
 
     def _apply(
         self, transactions: pd.DataFrame, links: pd.DataFrame
-    ) -> tuple[list[_Profile], dict[str, str]]:
+    ) -> tuple[list[Profile], dict[str, str]]:
         """Store the new transactions and links; recompute the profiles they change. The
         changed profiles (by id), and old canonical id -> new for profiles that moved."""
         ids = {*links[LEFT], *links[RIGHT], *transactions[CUSTOMER_ID]}
@@ -515,11 +527,11 @@ class ProfileStore:
             owner = owner_list[position]
             profile = profiles.get(owner)
             if profile is None:
-                profile = profiles[owner] = _Profile.new(owner)
+                profile = profiles[owner] = Profile.new(owner)
             positions[:, at] = (
                 profile.position(sources[position]),
-                _listed(profile.invoices, invoices[position] if invoices else None),
-                _listed(profile.values, covariates[position] if covariates else None),
+                listed_position(profile.invoices, invoices[position] if invoices else None),
+                listed_position(profile.values, covariates[position] if covariates else None),
             )
         content = (
             transactions[CONTENT].to_numpy(dtype=np.uint64)[order] if CONTENT in transactions else 0
@@ -536,7 +548,7 @@ class ProfileStore:
             self._set_last(int(stamps.max()))
         changed.update(owners)
         changed -= set(merged)
-        _clean(
+        clean_profiles(
             [profiles[c] for c in changed if c in profiles],
             self._policy,
             self._count_only,
@@ -569,10 +581,10 @@ class ProfileStore:
         rows = unpack_rows(profile.rows if profile else None)
         return int(rows["ns"].min()) if len(rows) else None
 
-    def _profiles(self, customers: Iterable[str]) -> dict[str, _Profile]:
+    def _profiles(self, customers: Iterable[str]) -> dict[str, Profile]:
         """The stored profiles of ``customers`` (those that have one)."""
         return {
-            record[0]: _Profile.from_record(record) for record in self._backend.profiles(customers)
+            record[0]: Profile.from_record(record) for record in self._backend.profiles(customers)
         }
 
     def _last_date(self) -> pd.Timestamp | None:
@@ -617,7 +629,7 @@ class ProfileStore:
             table[INVOICE] = as_customer_ids(frame[invoice]).to_numpy()
         if read.covariates:  # each row's values as one key (JSON): None when all missing
             table["values"] = [
-                None if all(_is_missing(v) for v in row) else json.dumps([_plain(v) for v in row])
+                None if all(is_missing(v) for v in row) else json.dumps([plain(v) for v in row])
                 for row in frame[list(read.covariates)].itertuples(index=False)
             ]
         if read.content:
@@ -630,9 +642,9 @@ class ProfileStore:
         codes, names = pd.factorize(table[CUSTOMER_ID], sort=True)
         by_owner = np.argsort(codes, kind="stable")
         table, codes = table.iloc[by_owner].reset_index(drop=True), codes[by_owner]
-        ids = _per_owner(table, SOURCE_CUSTOMER_ID, own=True)
-        invoices = _per_owner(table, INVOICE) if invoice is not None else None
-        values = _per_owner(table, "values") if read.covariates else None
+        ids = per_owner(table, SOURCE_CUSTOMER_ID, own=True)
+        invoices = per_owner(table, INVOICE) if invoice is not None else None
+        values = per_owner(table, "values") if read.covariates else None
         rows = new_rows(
             table[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64),
             table[AMOUNT].to_numpy(),
@@ -653,15 +665,17 @@ class ProfileStore:
         day_owner, days = purchase_days(
             rows, codes, ranks, self._policy, self._count_only, cancelled
         )
-        row_blobs = _split(rows.tobytes(), ROW.itemsize, np.bincount(codes, minlength=len(names)))
-        day_blobs = _split(
+        row_blobs = split_records(
+            rows.tobytes(), ROW.itemsize, np.bincount(codes, minlength=len(names))
+        )
+        day_blobs = split_records(
             days.tobytes(), DAY.itemsize, np.bincount(day_owner, minlength=len(names))
         )
         listed = (
             set(ids[1]) | set(invoices[1] if invoices else ()) | set(values[1] if values else ())
         )
         keys = [
-            _keys(
+            profile_keys(
                 name,
                 ids[1].get(name, [name]),
                 invoices[1].get(name, []) if invoices else [],
@@ -684,185 +698,6 @@ class ProfileStore:
             self._backend.set_meta({"last_ns": str(ns)})
 
 
-@dataclasses.dataclass
-class _Profile:
-    """One customer's stored history (see :mod:`clvlab.profiles.history`), packed."""
-
-    customer: str
-    #: The ids the transactions came under (``ROW["alias"]`` points into it).
-    ids: list[str]
-    #: Transactions (:data:`ROW` records) and purchase days (:data:`DAY` records), packed.
-    rows: bytes
-    days: bytes
-    #: The segments of the customer's last scores (JSON), for transitions.
-    segments: str | None = None
-    #: Invoice ids and covariate values (``ROW["invoice"]``, ``["values"]`` point into them).
-    invoices: list[str] = dataclasses.field(default_factory=list)
-    values: list[list[Any]] = dataclasses.field(default_factory=list)
-
-    @classmethod
-    def new(cls, customer: str) -> _Profile:
-        return cls(customer, [customer], b"", b"")
-
-    @classmethod
-    def from_record(cls, record: tuple[Any, ...]) -> _Profile:
-        customer, keys, rows, days, segments = record
-        profile = cls(customer, [customer], rows, days, segments)
-        if keys:
-            listed = json.loads(keys)
-            profile.ids, profile.invoices, profile.values = (
-                listed["ids"],
-                listed["invoices"],
-                listed["values"],
-            )
-        return profile
-
-    def record(self) -> tuple[Any, ...]:
-        return (self.customer, _keys(self.customer, self.ids, self.invoices, self.values),
-                self.rows, self.days, self.segments)  # fmt: skip
-
-    def position(self, alias: str) -> int:
-        """The position of ``alias`` in :attr:`ids` (added if new)."""
-        return 0 if self.ids[0] == alias else _position(self.ids, alias)
-
-    def merge(self, other: _Profile) -> _Profile:
-        """The profile with ``other``'s transactions added (``other`` merged into it)."""
-        rows = unpack_rows(other.rows).copy()
-        rows["alias"] = [self.position(other.ids[i]) for i in rows["alias"]]
-        for field, mine, theirs in (
-            ("invoice", self.invoices, other.invoices),
-            ("values", self.values, other.values),
-        ):
-            rows[field] = [-1 if i < 0 else _position(mine, theirs[i]) for i in rows[field]]
-        self.rows += rows.tobytes()
-        return self
-
-    def renamed(self, customer: str) -> _Profile:
-        return dataclasses.replace(self, customer=customer)
-
-
-def _position(items: list[Any], item: Any) -> int:
-    """The position of ``item`` in ``items``, appended if new."""
-    try:
-        return items.index(item)
-    except ValueError:
-        items.append(item)
-        return len(items) - 1
-
-
-def _keys(customer: str, ids: list[str], invoices: list[str], values: list[Any]) -> str | None:
-    """A profile's lists as stored (JSON), or None when it has only its own id."""
-    if ids == [customer] and not invoices and not values:
-        return None
-    return json.dumps({"ids": ids, "invoices": invoices, "values": values})
-
-
-#: What a backend gives of a customer's purchase days: customer, number of stored
-#: transactions, packed purchase days.
-_DayRecord = tuple[str, int, bytes]
-
-
-def _summaries(
-    records: list[_DayRecord], as_of: pd.Timestamp, unit_days: float, count_only: bool
-) -> tuple[pd.DataFrame, pd.Index, pd.Index]:
-    """The RFM summaries at ``as_of`` of the customers of ``records`` (sorted by customer),
-    as :func:`clvlab.rfm` with ``freq="D"`` computes them; the customers with purchase days
-    only after ``as_of``; and those with none (every transaction excluded by cleaning)."""
-    names = np.asarray([record[0] for record in records], dtype=object)
-    lengths = np.fromiter((len(r[2]) // DAY.itemsize for r in records), np.int64, len(records))
-    days = unpack_days(b"".join(record[2] for record in records))
-    owner = np.repeat(np.arange(len(records)), lengths)
-    next_day = (as_of.normalize() + pd.Timedelta(days=1)).value
-    seen = days["day"] < next_day
-    owner, day, value = owner[seen], days["day"][seen], days["value"][seen]
-    counts = np.bincount(owner, minlength=len(records))
-    scored = counts > 0
-    first_at = np.searchsorted(owner, np.flatnonzero(scored))
-    first = day[first_at]
-    last = day[first_at + counts[scored] - 1]
-    unit = NS_PER_DAY * unit_days
-    frequency = (counts[scored] - 1).astype(float)
-    summary = pd.DataFrame(
-        {
-            "frequency": frequency,
-            "recency": (last - first) / unit,
-            "T": (next_day - NS_PER_DAY - first) / unit,
-        },
-        index=pd.Index(names[scored], dtype="string", name=CUSTOMER_ID),
-    )
-    if not count_only:
-        # The mean of the repeat days: the sum over the days after the first.
-        repeats = value.copy()
-        repeats[first_at] = 0.0
-        sums = np.add.reduceat(repeats, first_at) if len(first_at) else np.zeros(0)
-        summary["monetary_value"] = np.divide(
-            sums, frequency, out=np.zeros_like(sums), where=frequency > 0
-        )
-    no_history = pd.Index(names[~scored & (lengths > 0)], dtype="string")
-    excluded = pd.Index(names[lengths == 0], dtype="string")
-    return summary, no_history, excluded
-
-
-def _days_frame(records: list[_DayRecord], count_only: bool) -> pd.DataFrame:
-    """The purchase days of ``records`` as canonical transactions (one row a day)."""
-    lengths = [len(record[2]) // DAY.itemsize for record in records]
-    days = unpack_days(b"".join(record[2] for record in records))
-    names = np.asarray([record[0] for record in records], dtype=object)
-    frame = pd.DataFrame(
-        {
-            CUSTOMER_ID: pd.array(np.repeat(names, lengths), dtype="string"),
-            DATE: pd.to_datetime(days["day"]),
-        }
-    )
-    if not count_only:
-        frame[AMOUNT] = days["value"]
-    return frame
-
-
-def _clean(
-    profiles: list[_Profile], policy: CleaningPolicy, count_only: bool, invoiced: bool
-) -> None:
-    """Recompute the purchase days of ``profiles`` from their transactions (all at once)."""
-    if not profiles:
-        return
-    rows = unpack_rows(b"".join(profile.rows for profile in profiles))
-    lengths = [len(profile.rows) // ROW.itemsize for profile in profiles]
-    owner = np.repeat(np.arange(len(profiles)), lengths)
-    # The id of each row: the profile's own for most, looked up where it has several.
-    aliases = np.repeat(np.asarray([p.ids[0] for p in profiles], dtype=object), lengths)
-    start = 0
-    for profile, length in zip(profiles, lengths, strict=True):
-        if len(profile.ids) > 1:
-            ids = np.asarray(profile.ids, dtype=object)
-            aliases[start : start + length] = ids[rows["alias"][start : start + length]]
-        start += length
-    ranks = np.unique(aliases, return_inverse=True)[1] if len(aliases) else owner
-    cancelled = None
-    if invoiced:  # whether each row's invoice is a cancellation
-        prefix = policy.cancellation_prefix
-        flags = [
-            [prefix is not None and invoice.startswith(prefix) for invoice in p.invoices]
-            for p in profiles
-        ]
-        cancelled = np.zeros(len(rows), dtype=bool)
-        start = 0
-        for listed, length in zip(flags, lengths, strict=True):
-            part = rows["invoice"][start : start + length]
-            if listed:
-                cancelled[start : start + length] = np.asarray(listed)[part] & (part >= 0)
-            start += length
-    day_owner, days = purchase_days(rows, owner, ranks, policy, count_only, cancelled)
-    counts = np.bincount(day_owner, minlength=len(profiles))
-    for profile, blob in zip(profiles, _split(days.tobytes(), DAY.itemsize, counts), strict=True):
-        profile.days = blob
-
-
-def _split(blob: bytes, size: int, counts: np.ndarray) -> list[bytes]:
-    """``blob`` cut into consecutive pieces of ``counts`` records of ``size`` bytes."""
-    ends = (np.cumsum(counts) * size).tolist()
-    return [blob[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-
-
 def _ns(stamp: Any) -> int | None:
     return None if stamp is None or pd.isna(stamp) else int(pd.Timestamp(stamp).value)
 
@@ -874,36 +709,6 @@ def _policy(model: CLVModel) -> CleaningPolicy:
     if not model.columns.get("invoice"):
         policy = dataclasses.replace(policy, cancellation_prefix=None)
     return policy
-
-
-def _per_owner(
-    table: pd.DataFrame, column: str, own: bool = False
-) -> tuple[np.ndarray, dict[str, list[Any]]]:
-    """Each row's position of its ``column`` value in its owner's list of them (-1 for a
-    missing value), and the owners' lists (with ``own``: of ids, only of the owners known
-    under another id than their own)."""
-    pairs = table[[CUSTOMER_ID, column]].dropna().drop_duplicates()
-    pairs = pairs.assign(position=pairs.groupby(CUSTOMER_ID, sort=False).cumcount())
-    merged = table[[CUSTOMER_ID, column]].merge(pairs, how="left", on=[CUSTOMER_ID, column])
-    position = merged["position"].fillna(-1).to_numpy(dtype=np.int32)
-    needed = pairs
-    if own:
-        other = pairs[CUSTOMER_ID] != pairs[column]
-        needed = pairs[pairs[CUSTOMER_ID].isin(pairs.loc[other, CUSTOMER_ID])]
-    lists = {str(name): group[column].tolist() for name, group in needed.groupby(CUSTOMER_ID)}
-    return position, lists
-
-
-def _listed(items: list[Any], item: Any) -> int:
-    """The position of ``item`` in a profile's ``items`` (added if new); -1 when missing (a
-    covariate list is missing when all its values are)."""
-    if item is None or (isinstance(item, list) and all(_is_missing(v) for v in item)):
-        return -1
-    if isinstance(item, list):
-        item = [None if _is_missing(v) else _plain(v) for v in item]
-    elif _is_missing(item):
-        return -1
-    return _position(items, item)
 
 
 def _first_of(ids: list[str], pending: set[str]) -> np.ndarray:
@@ -928,22 +733,6 @@ def _no_scores(model: CLVModel) -> pd.DataFrame:
         return "Int64" if column.endswith("_score") else "string"
 
     return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in score_columns(model)})
-
-
-def _plain(value: Any) -> Any:
-    """A score table's value as plain JSON-friendly Python (None when missing)."""
-    if _is_missing(value):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _is_missing(value: object) -> bool:
-    return (
-        value is None
-        or value is pd.NA
-        or value is pd.NaT
-        or (isinstance(value, float) and np.isnan(value))
-    )
 
 
 def _rank(first_ns: int | None, alias: str) -> tuple[int, str]:
