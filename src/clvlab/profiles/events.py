@@ -296,6 +296,8 @@ def _amounts(values: pd.Series) -> pd.Series:
 
 #: The fraction of a second of an ISO 8601 time.
 _FRACTION = re.compile(r"\.(\d+)")
+#: The links of a batch that has none.
+_NO_LINKS = pd.DataFrame({EVENT_ID: [], LEFT: [], RIGHT: []}, dtype="string")
 #: Batches of at most this many events that are plain dicts are read without pandas.
 _FAST_EVENTS = 64
 
@@ -325,17 +327,14 @@ def _read_simple(events: list[Any], count_only: bool, timezone: str | None) -> E
         event_ids.append(event_id)
         customers.append(customer)
         dates.append(stamp)
-    table = pd.DataFrame(
-        {
-            EVENT_ID: pd.array(event_ids, dtype="string"),
-            CUSTOMER_ID: pd.array(customers, dtype="string"),
-            DATE: pd.to_datetime(dates),
-        }
-    )
+    columns = {
+        EVENT_ID: np.asarray(event_ids, dtype=object),
+        CUSTOMER_ID: np.asarray(customers, dtype=object),
+        DATE: np.asarray(dates, dtype="datetime64[us]"),
+    }
     if not count_only:
-        table[AMOUNT] = np.asarray(amounts, dtype=float)
-    links = pd.DataFrame({EVENT_ID: [], LEFT: [], RIGHT: []}, dtype="string")
-    return EventBatch(table, links, [])
+        columns[AMOUNT] = np.asarray(amounts, dtype=float)
+    return EventBatch(pd.DataFrame(columns), _NO_LINKS, [])
 
 
 def _iso_instant(value: object, zone: ZoneInfo | None) -> dt.datetime | None:

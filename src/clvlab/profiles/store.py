@@ -467,10 +467,12 @@ class ProfileStore:
                 parent[max(root_a, root_b)] = min(root_a, root_b)
         # A linked id's first transaction may have moved earlier: its group's canonical id
         # may change too.
-        firsts = {
-            str(alias): int(pd.Timestamp(first).value)
-            for alias, first in transactions.groupby(CUSTOMER_ID)[DATE].min().items()
-        }
+        firsts: dict[str, int] = {}
+        sources = transactions[CUSTOMER_ID].tolist()
+        stamps = transactions[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        for alias, stamp in zip(sources, stamps.tolist(), strict=True):
+            if stamp < firsts.get(alias, stamp + 1):
+                firsts[alias] = stamp
         for alias in firsts:
             if alias in stored:
                 find(stored[alias].customer)
@@ -503,19 +505,16 @@ class ProfileStore:
                 profiles[new] = moving.renamed(new) if target is None else target.merge(moving)
         canonical_of = {alias: entry.customer for alias, entry in stored.items()}
         canonical_of.update({alias: entry.customer for alias, entry in entries.items()})
-        owners = transactions[CUSTOMER_ID].map(lambda a: canonical_of.get(a, a))
-        missing = set(owners) - set(profiles)
+        owner_list = [canonical_of.get(alias, alias) for alias in sources]
+        missing = set(owner_list) - set(profiles)
         profiles.update(self._profiles(missing))
         amounts = (
             transactions[AMOUNT].to_numpy(dtype=float)
             if AMOUNT in transactions
             else np.full(len(transactions), np.nan)
         )
-        stamps = transactions[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         # The new transactions in owner order, each owner's appended to its profile's.
-        owner_list = owners.tolist()
         order = sorted(range(len(owner_list)), key=owner_list.__getitem__)
-        sources = transactions[CUSTOMER_ID].tolist()
         invoices = transactions[INVOICE].tolist() if INVOICE in transactions else None
         covariates = (
             transactions[list(self.model.covariates)].to_numpy(dtype=object).tolist()
@@ -546,7 +545,7 @@ class ProfileStore:
             start = end
         if len(stamps):
             self._set_last(int(stamps.max()))
-        changed.update(owners)
+        changed.update(owner_list)
         changed -= set(merged)
         clean_profiles(
             [profiles[c] for c in changed if c in profiles],
