@@ -82,6 +82,11 @@ class ProfileBackend(Protocol):
 
     def close(self) -> None: ...
 
+    def ready(self) -> None:
+        """Called when a new store is built: from here on every commit must be durable (a
+        build may write without a journal, since a failed build is discarded whole)."""
+        ...
+
     def discard(self) -> None:
         """Close and remove everything stored (a store whose build failed)."""
         ...

@@ -85,12 +85,20 @@ def purchase_days(
     lines are not merged by invoice either). Returns each day's owner and the days, sorted by
     owner and day.
     """
-    keys = [rows["content"], rows["amount"], alias_rank, rows["ns"], owner]
-    # A key the same on every row orders nothing (often content, and the ids without links).
-    order = np.lexsort([key for key in keys if len(key) and (key != key[0]).any()] or [owner])
-    rows, owner, rank = rows[order], owner[order], alias_rank[order]
-    if cancelled is not None:
-        cancelled = cancelled[order]
+    ns = rows["ns"]
+    # Rows already in order of owner and instant, no instant twice (history as files keep it)
+    # need no sort: the other keys only order rows of one instant.
+    if (
+        len(ns) > 1
+        and not ((owner[1:] > owner[:-1]) | ((owner[1:] == owner[:-1]) & (ns[1:] > ns[:-1]))).all()
+    ):
+        keys = [rows["content"], rows["amount"], alias_rank, ns, owner]
+        # A key the same on every row orders nothing (often content, ids without links).
+        order = np.lexsort([key for key in keys if (key != key[0]).any()] or [owner])
+        rows, owner, alias_rank = rows[order], owner[order], alias_rank[order]
+        if cancelled is not None:
+            cancelled = cancelled[order]
+    rank = alias_rank
     keep = np.ones(len(rows), dtype=bool)
     if policy.duplicates == "drop" and len(rows) > 1:
         keys = [owner, rows["ns"], rank.astype(np.int64), rows["content"].view(np.int64)]

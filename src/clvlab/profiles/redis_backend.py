@@ -524,6 +524,9 @@ class RedisBackend:
     def close(self) -> None:
         self._client.close()
 
+    def ready(self) -> None:
+        pass  # every commit is one MULTI/EXEC already
+
     def discard(self) -> None:
         self._pending = None
         # Every members set is of a canonical id in P:aliases (an empty set is no key).

@@ -48,12 +48,21 @@ class SQLiteBackend:
         if not create and not path.is_file():
             raise DataError(f"no profile store at {path}; create one with ProfileStore.build")
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode = WAL")
-        # With WAL, NORMAL loses no committed transaction on a process crash (only on power loss).
-        connection.execute("PRAGMA synchronous = NORMAL")
+        backend = cls(connection, path)
         if create:
+            # A store being built has no journal (a build that fails is removed whole): its
+            # one big transaction is written once, not to the log and again to the file.
+            connection.execute("PRAGMA journal_mode = OFF")
+            connection.execute("PRAGMA synchronous = OFF")
             connection.executescript(_SCHEMA)
-        return cls(connection, path)
+        else:
+            backend.ready()
+        return backend
+
+    def ready(self) -> None:
+        # With WAL, NORMAL loses no committed transaction on a process crash (only on power loss).
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -175,6 +175,7 @@ class ProfileStore:
                     if model.segments is not None:  # the segments transitions start from
                         table = store._score(None, cut, None)
                         store._transitions(table, {}, cut)
+            backend.ready()
         except BaseException:
             backend.discard()
             raise
@@ -641,7 +642,12 @@ class ProfileStore:
         codes, names = pd.factorize(table[CUSTOMER_ID], sort=True)
         by_owner = np.argsort(codes, kind="stable")
         table, codes = table.iloc[by_owner].reset_index(drop=True), codes[by_owner]
-        ids = per_owner(table, SOURCE_CUSTOMER_ID, own=True)
+        linked = identity_links is not None
+        ids = (
+            per_owner(table, SOURCE_CUSTOMER_ID, own=True)
+            if linked
+            else (np.zeros(len(table), dtype=np.int32), {})
+        )
         invoices = per_owner(table, INVOICE) if invoice is not None else None
         values = per_owner(table, "values") if read.covariates else None
         rows = new_rows(
@@ -652,7 +658,7 @@ class ProfileStore:
             -1 if values is None else values[0],
             table[CONTENT].to_numpy() if CONTENT in table else 0,
         )
-        ranks = pd.factorize(table[SOURCE_CUSTOMER_ID], sort=True)[0]
+        ranks = pd.factorize(table[SOURCE_CUSTOMER_ID], sort=True)[0] if linked else codes
         cancelled = None
         if invoice is not None:
             prefix = self._policy.cancellation_prefix
