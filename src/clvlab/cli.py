@@ -329,12 +329,18 @@ def _profiles_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from clvlab.config import load_config
+
+    # A config with a mistake is reported before the training stack (MLflow, LightGBM,
+    # matplotlib) is imported.
+    config = load_config(args.config)
+
     import pandas as pd
 
     from clvlab.tracking import ui_command
     from clvlab.training import train
 
-    result = train(args.config, register=args.register, export=args.export)
+    result = train(config, register=args.register, export=args.export)
     if args.report:
         from clvlab.outputs import write_json
 
@@ -437,24 +443,35 @@ def _promote(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     import math
 
-    from clvlab.serving.served import load_served_model
-    from clvlab.serving.server import ModelServer
+    from clvlab.serving.ports import listen
 
     if args.workers is not None and args.workers < 1:
         raise ClvlabError(f"--workers must be at least 1, got {args.workers}")
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ClvlabError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    # The model is loaded and the port taken before anything is printed.
-    model, served = load_served_model(args.name, args.alias)
-    server = ModelServer(
-        model,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        timeout=args.timeout,
-        as_of_default=args.as_of_default,
-        access_log=args.access_log,
-    )
+    # The port is taken and the model loaded before anything is printed: the port first, so
+    # that a port in use is reported at once, not after the model has loaded.
+    sock = listen(args.host, args.port)
+    try:
+        from clvlab.serving.served import load_served_model
+
+        model, served = load_served_model(args.name, args.alias)
+
+        from clvlab.serving.server import ModelServer
+
+        server = ModelServer(
+            model,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            timeout=args.timeout,
+            as_of_default=args.as_of_default,
+            access_log=args.access_log,
+            sock=sock,
+        )
+    except BaseException:
+        sock.close()
+        raise
     print(f"Serving {served} on {server.url} (Ctrl-C stops)", flush=True)
     server.run()
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from clvlab.models.clv import CLVModel
 from clvlab.outputs import write_folder
-from clvlab.tracking.provenance import PACKAGE_SOURCE, pinned_requirements
+from clvlab.tracking.provenance import PACKAGE_SOURCE, STATE_ARTIFACT, pinned_requirements
 
 if TYPE_CHECKING:
     from clvlab.config import RunConfig
@@ -70,7 +70,7 @@ def write_model(
     with tempfile.TemporaryDirectory() as scratch:
         state = Path(scratch) / MODEL_ARTIFACT
         model.save(state)
-        artifacts = {"clv_model": str(state)}
+        artifacts = {STATE_ARTIFACT: str(state)}
         if config is not None:
             artifacts["run_config"] = str(Path(scratch) / CONFIG_ARTIFACT)
             Path(artifacts["run_config"]).write_text(

@@ -27,8 +27,9 @@ class CLVPyfunc(PythonModel):
 
     def load_context(self, context) -> None:
         from clvlab.models.clv import CLVModel
+        from clvlab.tracking.provenance import STATE_ARTIFACT
 
-        self.model = CLVModel.load(context.artifacts["clv_model"])
+        self.model = CLVModel.load(context.artifacts[STATE_ARTIFACT])
 
     # A DataFrame type hint tells MLflow not to infer a schema from hints: the model is logged
     # with an explicit signature instead.

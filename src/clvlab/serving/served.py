@@ -6,10 +6,13 @@ The server itself is :mod:`clvlab.serving.server`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clvlab.errors import ClvlabError
-from clvlab.models.clv import CLVModel
 from clvlab.tracking import CHAMPION
+
+if TYPE_CHECKING:
+    from clvlab.models.clv import CLVModel
 
 
 def model_uri(model: str, alias: str = CHAMPION) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import os
 import signal
@@ -38,72 +37,13 @@ from clvlab import __version__
 from clvlab.errors import ClvlabError
 from clvlab.models.clv import CLVModel
 from clvlab.serving.invocations import AsOfDefault
+from clvlab.serving.ports import listen
 from clvlab.serving.workers import WorkerPool
+
+__all__ = ["DEFAULT_TIMEOUT_S", "ModelServer", "create_app", "listen", "run_until_stopped"]
 
 #: Seconds a request may take, from its arrival to its answer (``clvlab serve --timeout``).
 DEFAULT_TIMEOUT_S = 30.0
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` for the server, or a ClvlabError in one line: the
-    port is in use (by which process, when it can be found), or the address is not usable.
-
-    The server is started on this socket, so no other process can take the port between
-    the check and the start.
-    """
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except (socket.gaierror, UnicodeError) as err:
-        raise ClvlabError(
-            f"cannot listen on {host!r}: {err}; use --host 127.0.0.1 (this machine only) or "
-            "--host 0.0.0.0 (every interface)"
-        ) from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-    try:
-        sock.bind(address)
-    except OSError as err:
-        sock.close()
-        if err.errno == errno.EADDRINUSE:
-            raise ClvlabError(
-                f"port {port} on {host} is in use{_user_of(port)}; pick another with --port"
-            ) from None
-        if err.errno == errno.EACCES:
-            raise ClvlabError(
-                f"cannot listen on port {port} on {host}: permission denied (ports below 1024 "
-                "need privileges); pick another with --port"
-            ) from None
-        raise ClvlabError(
-            f"cannot listen on {host} port {port}: {err.strerror or err}; check --host and --port"
-        ) from None
-    return sock
-
-
-def _user_of(port: int) -> str:
-    """`` by process PID (COMMAND)`` for the process listening on ``port``, if psutil can
-    see it; else ``""``."""
-    import psutil
-
-    try:
-        listening = [
-            connection.pid
-            for connection in psutil.net_connections(kind="tcp")
-            if connection.laddr
-            and connection.laddr.port == port
-            and connection.status == psutil.CONN_LISTEN
-            and connection.pid
-        ]
-        if not listening:
-            return ""
-        process = psutil.Process(listening[0])
-        command = " ".join(process.cmdline()) or process.name()
-    except (psutil.Error, OSError):
-        return ""
-    if len(command) > 80:
-        command = command[:77] + "..."
-    return f" by process {process.pid} ({command})"
 
 
 def create_app(pool: WorkerPool) -> FastAPI:
@@ -155,6 +95,10 @@ class ModelServer:
         ``as_of`` of a request without one: ``"today"`` or ``"last-transaction"``.
     access_log
         Log every request on standard error (uvicorn's access log).
+    sock
+        The socket :func:`listen` already bound to ``host:port`` (``clvlab serve`` takes the
+        port before it loads the model); by default the server binds it. The server owns it
+        from here on.
     """
 
     def __init__(
@@ -167,15 +111,21 @@ class ModelServer:
         timeout: float = DEFAULT_TIMEOUT_S,
         as_of_default: AsOfDefault = "today",
         access_log: bool = False,
+        sock: socket.socket | None = None,
     ) -> None:
         self.host, self.port, self.access_log = host, port, access_log
-        self.pool = WorkerPool(
-            model,
-            workers=_cpu_count() if workers is None else workers,
-            timeout=timeout,
-            as_of_default=as_of_default,
-        )
-        self._socket: socket.socket | None = listen(host, port)
+        try:
+            self.pool = WorkerPool(
+                model,
+                workers=_cpu_count() if workers is None else workers,
+                timeout=timeout,
+                as_of_default=as_of_default,
+            )
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+        self._socket: socket.socket | None = sock if sock is not None else listen(host, port)
         try:
             self.pool.start()
         except BaseException:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from clvlab.errors import ClvlabError
 from clvlab.outputs import write_folder
-from clvlab.tracking.provenance import environment, provenance
+from clvlab.tracking.provenance import STATE_ARTIFACT, environment, provenance
 from clvlab.tracking.store import (
     describe_store,
     experiment_id,
@@ -180,8 +180,6 @@ def export_registered(model: str, folder: str | Path, alias: str = CHAMPION) -> 
         The exact model URI copied (``models:/NAME/VERSION`` for a registered model) and
         the folder written.
     """
-    import mlflow
-
     uri = resolve_model_uri(model, alias)
     target = Path(folder).resolve()
     if target.exists() and not (target / "MLmodel").is_file():
@@ -189,6 +187,7 @@ def export_registered(model: str, folder: str | Path, alias: str = CHAMPION) -> 
             f"{target} exists and is not a model folder (no MLmodel file): choose another "
             "folder, or remove it"
         )
+    import mlflow
 
     def download(built: Path) -> None:
         # MLflow puts a runs:/ model in a subfolder of dst_path (models:/ ones in it): the
@@ -242,31 +241,108 @@ def load_model(uri: str | Path) -> CLVModel:
     The model's ``version`` (the score table's ``model_version``) says where it came from:
     ``models:/NAME/VERSION`` for a registered model (also when exported from the registry),
     else ``runs:/RUN_ID/model``.
-    """
-    from clvlab.models.clv import CLVModel  # scipy and scikit-learn: only when loading
 
+    A clvlab model is read from its fitted state (JSON) as its pyfunc form reads it, without
+    MLflow's loader: a local folder needs no MLflow at all, a URI only its download. Like
+    that loader, it warns when this environment differs from the model's (its pinned
+    requirements, its Python version).
+    """
     path = Path(uri)
     if path.suffix == ".json" and path.is_file():
+        from clvlab.models.clv import CLVModel  # scipy and scikit-learn: only when loading
+
         return CLVModel.load(path)
     if path.exists() and not (path / "MLmodel").is_file():
         raise ClvlabError(f"{path} is not a model folder (no MLmodel file in it)")
-    import mlflow
-
     if path.exists():  # a folder needs no tracking store
-        exact = str(path)
+        exact, folder = str(path), path
         source = path / _SOURCE_FILE
         registered = json.loads(source.read_text())["model_uri"] if source.is_file() else None
     else:
         exact = resolve_model_uri(str(uri))
         registered = exact if exact.startswith("models:/") else None
-    try:
-        loaded = mlflow.pyfunc.load_model(exact)
-    except Exception as exc:  # MLflow raises many types for a bad URI; report them alike
-        raise ClvlabError(_not_found(exact, exc)) from None
-    model: CLVModel = loaded.unwrap_python_model().model
+        import mlflow  # after the look-up: a missing store is reported without importing it
+
+        try:
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=exact))
+        except Exception as exc:  # MLflow raises many types for a bad URI; report them alike
+            raise ClvlabError(_not_found(exact, exc)) from None
+    model = _load_state(folder, exact)
     if registered is not None:
         model.version = registered
     return model
+
+
+def _load_state(folder: Path, uri: str) -> CLVModel:
+    """The model in the pyfunc folder ``folder`` (``uri``, for messages), from its fitted
+    state; a folder that is not clvlab's pyfunc form is left to MLflow's loader."""
+    import yaml
+
+    from clvlab.models.clv import CLVModel  # scipy and scikit-learn: only when loading
+
+    try:
+        meta = yaml.safe_load((folder / "MLmodel").read_text()) or {}
+        flavor = meta["flavors"]["python_function"]
+        state = folder / flavor["artifacts"][STATE_ARTIFACT]["path"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        state = None
+    if state is None or not state.is_file():
+        import mlflow
+
+        try:
+            loaded = mlflow.pyfunc.load_model(str(folder))
+        except Exception as exc:  # MLflow raises many types for a bad model; report them alike
+            raise ClvlabError(_not_found(uri, exc)) from None
+        model: CLVModel = loaded.unwrap_python_model().model
+        return model
+    _check_environment(folder, flavor.get("python_version"), uri)
+    return CLVModel.load(state)
+
+
+def _check_environment(folder: Path, python_version: str | None, uri: str) -> None:
+    """Warn, as MLflow's loader does, when the installed version of a package differs from the
+    model's pinned requirement (``requirements.txt``) or this Python's minor version from the
+    model's. Only the pinned packages are looked up (MLflow's loader maps every installed
+    distribution to its modules first, most of a second)."""
+    import importlib.metadata
+    import platform
+    import warnings
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from clvlab.errors import ClvlabWarning
+
+    pins = folder / "requirements.txt"
+    mismatches = []
+    for line in pins.read_text().splitlines() if pins.is_file() else []:
+        try:
+            requirement = Requirement(line.strip())
+        except InvalidRequirement:  # an option (-c, -r) or a path: not a pin to check
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        try:
+            installed: str | None = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or not requirement.specifier.contains(installed, prereleases=True):
+            mismatches.append(f"{requirement} (installed: {installed or 'none'})")
+    if mismatches:
+        warnings.warn(
+            f"model {uri} was saved with other package versions than this environment has: "
+            f"{', '.join(mismatches)}; its scores may differ. Install its requirements.txt "
+            "to score as it was trained",
+            ClvlabWarning,
+            stacklevel=4,
+        )
+    running = ".".join(platform.python_version_tuple()[:2])
+    if python_version and ".".join(str(python_version).split(".")[:2]) != running:
+        warnings.warn(
+            f"model {uri} was saved with Python {python_version}, this is Python "
+            f"{platform.python_version()}: it may not load or score the same",
+            ClvlabWarning,
+            stacklevel=4,
+        )
 
 
 def _not_found(uri: str, error: Exception) -> str:

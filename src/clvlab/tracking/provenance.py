@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 
 #: clvlab's own source: its git commit tags every run, and every model packs it.
 PACKAGE_SOURCE = Path(__file__).resolve().parents[1]
+#: The pyfunc artifact that holds a model's fitted state (JSON): written by
+#: :func:`clvlab.serving.packaging.write_model`, read by the pyfunc and by
+#: :func:`clvlab.tracking.load_model`.
+STATE_ARTIFACT = "clv_model"
 #: Third-party packages a scoring environment needs, pinned to the versions that trained the
 #: model.
 REQUIREMENTS = [

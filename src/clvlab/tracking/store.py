@@ -87,8 +87,6 @@ def use_tracking_store(configured: str | None = None, *, create: bool = False) -
         Create the SQLite store if it does not exist yet (training does). Otherwise a missing
         SQLite store is a :class:`ClvlabError` naming it and how to point at another one.
     """
-    import mlflow
-
     check_tracking_store(configured)
     uri = tracking_uri(configured)
     database = sqlite_path(uri)
@@ -100,6 +98,8 @@ def use_tracking_store(configured: str | None = None, *, create: bool = False) -
                 "with MLFLOW_TRACKING_URI=... or clvlab --tracking-uri URI"
             )
         database.parent.mkdir(parents=True, exist_ok=True)
+    import mlflow  # after the checks: a command that fails on them does not pay for MLflow
+
     mlflow.set_tracking_uri(uri)
     return uri
 
