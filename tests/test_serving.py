@@ -423,8 +423,13 @@ def test_slow_request_is_cut_at_the_timeout_while_others_are_answered(
     while sum(_running(worker) for worker in workers) > 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert sum(_running(worker) for worker in workers) == 1
+    # Until then the killed worker is a zombie child beside the survivor (two children, not
+    # yet the two workers): wait for two running children and no zombie.
     deadline = time.monotonic() + 60
-    while len(psutil.Process(process.pid).children()) < 2 and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        children = psutil.Process(process.pid).children()
+        if len(children) == 2 and all(_running(child) for child in children):
+            break
         time.sleep(0.2)
     now = set(psutil.Process(process.pid).children())
     assert len(now) == 2 and len(now & workers) == 1

@@ -38,6 +38,10 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         "1",
     ]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # No GenAI job runner: by default the server also starts a job runner and seven huey
+    # consumer processes (scorers, trace archival), about 2 s of CPU each and polling after;
+    # runs and the registry do not use them.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     with servers.running(
         command, url=f"http://127.0.0.1:{port}", health="/health", cwd=folder, env=env
     ) as url:

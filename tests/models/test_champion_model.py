@@ -41,7 +41,9 @@ def inputs(simulated):
 @pytest.fixture(scope="module")
 def model(inputs):
     summary = inputs["summary"]
-    gbm = GBMPredictor(HORIZON, unit_days=1.0, n_estimators=300)
+    # Small (a unit test): what is checked is where each target comes from, not how good the
+    # GBM is (tests/models/test_gbm.py checks that).
+    gbm = GBMPredictor(HORIZON, unit_days=1.0, n_estimators=100, max_origins=4)
     gbm.fit(inputs["history"], AS_OF, inputs["covariates"])
     bgnbd, pareto = BetaGeo().fit(summary), ParetoNBD().fit(summary)
     return CLVModel(
