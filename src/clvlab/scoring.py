@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from clvlab.config import MAX_HORIZON_DAYS
 from clvlab.data import (
@@ -29,8 +30,8 @@ from clvlab.data.io import IdDtype, TransactionSource, read_canonical, restore_i
 from clvlab.errors import ClvlabWarning, DataError
 from clvlab.features.rfm import DateLike, as_timestamp, rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
-from clvlab.models.clv import PREDICTION_COLUMNS, CLVModel
-from clvlab.segments import SEGMENT_COLUMNS, add_segments
+from clvlab.models.clv import BTYD, PREDICTION_COLUMNS, CLVModel
+from clvlab.segments import SEGMENT_COLUMNS, segment_values
 
 #: The score table's columns, in order; a model with segment rules adds
 #: :data:`clvlab.segments.SEGMENT_COLUMNS` after them.
@@ -372,47 +373,142 @@ def score_summary(
     """The score table of customers' RFM summaries (:func:`clvlab.rfm`'s, indexed by
     ``customer_id`` and sorted) and of those who cannot be scored (``unscored``: id ->
     reason): predictions, model, segments; ids in ``id_dtype`` (None: text)."""
-    gbm_inputs = gbm_inputs or {}
-    columns: dict[str, Any] = {CUSTOMER_ID: summary.index.to_numpy(dtype=object)}
-    for column in SCORE_COLUMNS[1:5]:
-        columns[column] = (
-            summary[column].to_numpy(dtype=float)
-            if column in summary
-            else np.full(len(summary), np.nan)
+    columns = {str(column): summary[column].to_numpy(dtype=float) for column in summary}
+    values = score_values(
+        model,
+        summary.index.to_numpy(dtype=object),
+        columns,
+        (unscored.index.to_numpy(dtype=object), unscored.to_numpy(dtype=object)),
+        horizon_days,
+        gbm_inputs,
+    )
+    return values.table(id_dtype)
+
+
+@dataclasses.dataclass
+class ScoreValues:
+    """The columns of a score table as arrays, before any table is built (a table costs more
+    than the scores of a few customers): floats with NaN where missing, text and segment
+    scores as object arrays with None where missing.
+    """
+
+    #: Column name -> values, in the order of :func:`score_columns`.
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns[CUSTOMER_ID])
+
+    @classmethod
+    def empty(cls, model: CLVModel) -> ScoreValues:
+        """No rows, with the columns of ``model``'s score table."""
+        return cls(
+            {
+                name: np.empty(0, dtype=object if name in _TEXT_COLUMNS else float)
+                for name in score_columns(model)
+            }
         )
-    columns.update(model.predict_columns(summary, horizon_days=horizon_days, **gbm_inputs))
-    reasons = np.full(len(summary), None, dtype=object)
-    if len(unscored):  # merged into rfm's summary, which is sorted by id
+
+    def table(self, id_dtype: IdDtype = None) -> pd.DataFrame:
+        """The score table: ids text (or in ``id_dtype``, in its order), text columns
+        strings, segment scores nullable integers."""
+        columns: dict[str, Any] = {}
+        for name, values in self.columns.items():
+            if name in _TEXT_COLUMNS:  # Arrow strings built directly: a few times quicker
+                text = pa.array(values, type=pa.large_string(), from_pandas=True)
+                columns[name] = pd.arrays.ArrowStringArray(text, dtype=_TEXT_COLUMNS[name])  # type: ignore[call-arg]
+            elif name in _SCORE_NUMBERS:
+                missing = np.isnan(values)
+                numbers = np.where(missing, 0, values).astype(np.int64)
+                columns[name] = pd.arrays.IntegerArray(numbers, missing)
+            else:
+                columns[name] = values
+        table = pd.DataFrame(columns, copy=False)
+        if id_dtype is not None:  # ids in the input's dtype, in its (numeric) order
+            table[CUSTOMER_ID] = restore_ids(table[CUSTOMER_ID], id_dtype)
+            table = table.sort_values(CUSTOMER_ID, kind="stable", ignore_index=True)
+        return table
+
+    def records(self) -> list[dict[str, Any]]:
+        """One dict a customer, of plain Python values (None where missing): what a service
+        answers with, without a table."""
+        lists = []
+        for name, values in self.columns.items():
+            if name in _SCORE_NUMBERS:
+                lists.append([None if v != v else int(v) for v in values.tolist()])
+            elif values.dtype.kind == "f":
+                lists.append([None if v != v else v for v in values.tolist()])  # NaN: None
+            else:
+                lists.append(values.tolist())
+        names = list(self.columns)
+        return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+
+
+#: Text columns of a score table and their dtypes: ``str`` (NaN when missing) for the model's
+#: name and version, ``string`` (NA when missing) for the others.
+_NA_TEXT, _NAN_TEXT = pd.StringDtype("pyarrow"), pd.StringDtype("pyarrow", na_value=np.nan)
+_TEXT_COLUMNS = {
+    CUSTOMER_ID: _NA_TEXT,
+    "model": _NAN_TEXT,
+    "model_version": _NAN_TEXT,
+    "reason": _NA_TEXT,
+    "rfm_segment": _NA_TEXT,
+    "value_tier": _NA_TEXT,
+    "churn_tier": _NA_TEXT,
+}
+#: Segment scores (nullable integers in a table).
+_SCORE_NUMBERS = ("r_score", "f_score", "m_score")
+
+
+def score_values(
+    model: CLVModel,
+    ids: np.ndarray,
+    summary: dict[str, np.ndarray],
+    unscored: tuple[np.ndarray, np.ndarray],
+    horizon_days: float | None,
+    gbm_inputs: _GBMInputs | None = None,
+) -> ScoreValues:
+    """The score columns of customers ``ids`` (sorted, text) with RFM summaries ``summary``
+    (:func:`clvlab.rfm`'s columns as arrays, in the order of ``ids``) and of those who cannot
+    be scored (``unscored``: their ids and reasons): predictions, model, segments."""
+    gbm_inputs = gbm_inputs or {}
+    rows = len(ids)
+    columns: dict[str, np.ndarray] = {CUSTOMER_ID: ids}
+    for column in SCORE_COLUMNS[1:5]:
+        columns[column] = summary[column] if column in summary else np.full(rows, np.nan)
+    sources = model.sources_for(horizon_days, gbm_inputs=bool(gbm_inputs)).values()
+    needs_index = any(source.kind != BTYD for source in sources)  # GBM, historical: by id
+    inputs = (
+        pd.DataFrame(summary, index=pd.Index(ids, name=CUSTOMER_ID)) if needs_index else summary
+    )
+    columns.update(model.predict_columns(inputs, horizon_days=horizon_days, **gbm_inputs))
+    reasons = np.full(rows, None, dtype=object)
+    unscored_ids, unscored_reasons = unscored
+    if len(unscored_ids):  # merged into the sorted ids
         columns = {
             name: np.concatenate(
-                [values, np.full(len(unscored), None if name == CUSTOMER_ID else np.nan)]
+                [values, np.full(len(unscored_ids), None if name == CUSTOMER_ID else np.nan)]
             )
             for name, values in columns.items()
         }
-        columns[CUSTOMER_ID][len(summary) :] = unscored.index.to_numpy(dtype=object)
-        reasons = np.concatenate([reasons, unscored.to_numpy(dtype=object)])
+        columns[CUSTOMER_ID][rows:] = unscored_ids
+        reasons = np.concatenate([reasons, unscored_reasons])
         order = np.argsort(columns[CUSTOMER_ID], kind="stable")
         columns = {name: values[order] for name, values in columns.items()}
         reasons = reasons[order]
-    rows = len(reasons)
-    columns[CUSTOMER_ID] = pd.array(columns[CUSTOMER_ID], dtype="string")
-    columns["model"] = pd.array(
-        [model.label(horizon_days, gbm_inputs=bool(gbm_inputs))] * rows, dtype="str"
-    )
-    columns["model_version"] = pd.array([model.version] * rows, dtype="str")
-    columns["reason"] = pd.array(reasons, dtype="string")
-    table = pd.DataFrame(columns)[SCORE_COLUMNS]
+        rows = len(reasons)
+    columns["model"] = np.full(rows, model.label(horizon_days, gbm_inputs=bool(gbm_inputs)), object)
+    columns["model_version"] = np.full(rows, model.version, dtype=object)
+    columns["reason"] = reasons
     if model.segments is not None:
-        table = add_segments(
-            table,
-            model.segments,
-            unit_days=model.unit_days,
-            horizon_days=model.horizon_days if horizon_days is None else horizon_days,
+        columns.update(
+            segment_values(
+                columns,
+                model.segments,
+                unit_days=model.unit_days,
+                horizon_days=model.horizon_days if horizon_days is None else horizon_days,
+            )
         )
-    if id_dtype is not None:  # ids in the input's dtype, in its (numeric) order
-        table[CUSTOMER_ID] = restore_ids(table[CUSTOMER_ID], id_dtype)
-        table = table.sort_values(CUSTOMER_ID, kind="stable", ignore_index=True)
-    return table
+    return ScoreValues(columns)
 
 
 def _report_at(

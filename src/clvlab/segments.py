@@ -212,32 +212,51 @@ def add_segments(
         scores (a ``reason``) has them all missing, and so has ``m_score`` for a count-only
         model.
     """
-    days = (table["T"] - table["recency"]) * unit_days
-    r_score = len(_QUINTILES) + 1 - _bins(days, rules.recency_days)
-    f_score = 1 + _bins(table["frequency"], rules.frequency)
-    if rules.monetary_value is None:
-        m_score = pd.Series(pd.NA, index=table.index, dtype="Int64")
-    else:
-        m_score = 1 + _bins(table["monetary_value"], rules.monetary_value)
-    cells = {int(cell): name for name, group in rules.rfm_segments.items() for cell in group}
-    at_horizon = horizon_days == rules.horizon_days
-    missing = pd.Series(np.nan, index=table.index)
-    value = table[rules.value_column] if at_horizon else missing
-    churn = table["p_churn"] if at_horizon else missing
+    columns = {
+        name: table[name].to_numpy(dtype=float, na_value=np.nan)
+        for name in ("frequency", "recency", "T", "monetary_value", "p_churn", rules.value_column)
+    }
+    values = segment_values(columns, rules, unit_days=unit_days, horizon_days=horizon_days)
     return table.assign(
-        r_score=r_score,
-        f_score=f_score,
-        m_score=m_score,
-        rfm_segment=(r_score * 10 + fm_scores(f_score, m_score)).map(cells).astype("string"),
-        value_tier=_tiers(value, rules.value, rules.value_tiers),
-        churn_tier=_tiers(churn, rules.churn, rules.churn_tiers),
+        **{
+            name: pd.array(column, dtype="Int64" if column.dtype.kind == "f" else "string")
+            for name, column in values.items()
+        }
     )
 
 
-def fm_scores(f_score: pd.Series, m_score: pd.Series) -> pd.Series:
+def segment_values(
+    columns: Mapping[str, np.ndarray], rules: SegmentRules, *, unit_days: float, horizon_days: float
+) -> dict[str, np.ndarray]:
+    """:data:`SEGMENT_COLUMNS` of score columns (arrays; see :func:`add_segments`): the
+    scores as floats (NaN where missing), the names as objects (None where missing)."""
+    days = (columns["T"] - columns["recency"]) * unit_days
+    r_score = len(_QUINTILES) + 1 - _bins(days, rules.recency_days)
+    f_score = 1 + _bins(columns["frequency"], rules.frequency)
+    if rules.monetary_value is None:
+        m_score = np.full(len(days), np.nan)
+    else:
+        m_score = 1 + _bins(columns["monetary_value"], rules.monetary_value)
+    fm_score = fm_scores(f_score, m_score)
+    cells = {int(cell): name for name, group in rules.rfm_segments.items() for cell in group}
+    at_horizon = horizon_days == rules.horizon_days
+    missing = np.full(len(days), np.nan)
+    value = columns[rules.value_column] if at_horizon else missing
+    churn = columns["p_churn"] if at_horizon else missing
+    return {
+        "r_score": r_score,
+        "f_score": f_score,
+        "m_score": m_score,
+        "rfm_segment": _names(r_score * 10 + fm_score, cells),
+        "value_tier": _names(_bins(value, rules.value), dict(enumerate(rules.value_tiers))),
+        "churn_tier": _names(_bins(churn, rules.churn), dict(enumerate(rules.churn_tiers))),
+    }
+
+
+def fm_scores(f_score: np.ndarray, m_score: np.ndarray) -> np.ndarray:
     """The FM score of the segment grid: the mean of F and M rounded half up, or F where there
-    is no M (count-only)."""
-    return f_score.where(m_score.isna(), (f_score + m_score + 1) // 2)
+    is no M (count-only); NaN where F is missing."""
+    return np.where(np.isnan(m_score), f_score, (f_score + m_score + 1) // 2)
 
 
 def segment_grid(segmented: pd.DataFrame, value_column: str) -> pd.DataFrame:
@@ -245,7 +264,10 @@ def segment_grid(segmented: pd.DataFrame, value_column: str) -> pd.DataFrame:
     ``value_column``, indexed by ``r_score`` and ``fm_score`` (from a table with
     :data:`SEGMENT_COLUMNS`, see :func:`add_segments`)."""
     scored = segmented[segmented["r_score"].notna()]
-    cells = scored.assign(fm_score=fm_scores(scored["f_score"], scored["m_score"]))
+    f_score, m_score = (
+        scored[c].to_numpy(dtype=float, na_value=np.nan) for c in ("f_score", "m_score")
+    )
+    cells = scored.assign(fm_score=fm_scores(f_score, m_score).astype(int))
     return cells.groupby(["r_score", "fm_score"]).agg(
         segment=("rfm_segment", "first"),
         customers=("rfm_segment", "size"),
@@ -253,14 +275,19 @@ def segment_grid(segmented: pd.DataFrame, value_column: str) -> pd.DataFrame:
     )
 
 
-def _bins(values: pd.Series, cuts: Sequence[float]) -> pd.Series:
-    """How many ``cuts`` are below each value (a value equal to a cut is not above it); NA for
-    missing values."""
-    numbers = values.to_numpy(dtype=float, na_value=np.nan)
+def _bins(values: np.ndarray, cuts: Sequence[float]) -> np.ndarray:
+    """How many ``cuts`` are below each value (a value equal to a cut is not above it); NaN
+    for missing values."""
+    numbers = np.asarray(values, dtype=float)
     below = np.searchsorted(np.asarray(cuts, dtype=float), numbers, side="left")
-    return pd.Series(below, index=values.index, dtype="Int64").mask(np.isnan(numbers))
+    return np.where(np.isnan(numbers), np.nan, below)
 
 
-def _tiers(values: pd.Series, cuts: Sequence[float], names: Sequence[str]) -> pd.Series:
-    """The tier name of each value (see :func:`_bins`); NA for missing values."""
-    return _bins(values, cuts).map(dict(enumerate(names))).astype("string")
+def _names(codes: np.ndarray, names: Mapping[int, str]) -> np.ndarray:
+    """The name of each code (small non-negative integers as floats; None where missing or
+    unnamed)."""
+    lookup = np.array([names.get(code) for code in range(max(names) + 1)] + [None], object)
+    at = np.where(
+        np.isnan(codes), len(lookup) - 1, np.minimum(np.nan_to_num(codes), len(lookup) - 1)
+    )
+    return lookup[at.astype(np.intp)]

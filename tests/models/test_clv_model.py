@@ -7,6 +7,7 @@ import pytest
 from scipy import integrate
 
 from clvlab import CLVModel, rfm
+from clvlab.models import clv as clv_module
 from clvlab.models.btyd import ModifiedBetaGeo, ParetoNBD
 
 
@@ -121,20 +122,25 @@ def test_continuous_discounting_matches_a_fine_reference(
 
 def test_continuous_discounting_takes_few_model_evaluations(model, monkeypatch):
     """A year at 10 %: expected purchases at the horizon plus 6 quadrature nodes, not one
-    evaluation per day (scoring a million customers costs about one second per 7)."""
+    evaluation per day (scoring a million customers costs about one second per 7); for a few
+    customers the 6 nodes of a panel are one call."""
     calls = []
     evaluate = model.purchases.expected_purchases
 
     def counted(*args):
-        calls.append(args[0])
+        calls.append(np.shape(args[0]))
         return evaluate(*args)
 
     monkeypatch.setattr(model.purchases, "expected_purchases", counted)
     model.predict(CUSTOMERS, horizon_days=365)
-    assert len(calls) == 7
+    assert calls == [(), (6, len(CUSTOMERS))]
     calls.clear()
     model.predict(CUSTOMERS, horizon_days=3652.5)  # long horizons take a few panels more
-    assert len(calls) <= 25
+    assert 2 < len(calls) <= 5
+    monkeypatch.setattr(clv_module, "_STACKED_CUSTOMERS", 1)
+    calls.clear()
+    model.predict(CUSTOMERS, horizon_days=365)
+    assert calls == [()] + [(len(CUSTOMERS),)] * 6
 
 
 @pytest.mark.parametrize("name", ["bgnbd", "mbgnbd", "pareto_nbd"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -62,6 +62,9 @@ BTYD = "btyd"
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(6)
 #: Largest length of a panel in ``v = ln(1 + t / c) + delta t``.
 _PANEL_LENGTH = 3.0
+#: Up to this many customers, :meth:`CLVModel.discounted_purchases` evaluates a panel's
+#: nodes in one call.
+_STACKED_CUSTOMERS = 4096
 #: Newton steps placing the panel ends (any ends make a valid rule: they only even out panels).
 _PANEL_NEWTON_STEPS = 3
 #: lifetimes' month in each time unit, for its monthly discounting (30 days, 4.345 weeks).
@@ -218,7 +221,7 @@ class CLVModel:
 
     def predict_columns(
         self,
-        summary: pd.DataFrame,
+        summary: pd.DataFrame | Mapping[str, np.ndarray],
         horizon_days: float | None = None,
         *,
         history: PurchaseDays | None = None,
@@ -231,7 +234,9 @@ class CLVModel:
         Parameters
         ----------
         summary
-            ``frequency``, ``recency``, ``T`` and (with a spend model) ``monetary_value``.
+            ``frequency``, ``recency``, ``T`` and (with a spend model) ``monetary_value``: a
+            table, or its columns as arrays (a GBM or historical source needs the table, whose
+            index is the customer ids the GBM's predictions are matched to).
         horizon_days
             Prediction horizon; the model's default when None.
         history, as_of, covariates
@@ -251,7 +256,7 @@ class CLVModel:
         """
         horizon_days = self.horizon_days if horizon_days is None else horizon_days
         horizon = horizon_days / self.unit_days
-        x, t_x, age = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+        x, t_x, age = (np.asarray(summary[c], dtype=float) for c in ("frequency", "recency", "T"))
         kinds = {
             target: source.kind
             for target, source in self.sources_for(
@@ -260,11 +265,15 @@ class CLVModel:
         }
         # The predictions of the sources other than BTYD, each computed once.
         other: dict[str, pd.DataFrame] = {}
+        if set(kinds.values()) - {BTYD} and not isinstance(summary, pd.DataFrame):
+            raise ClvlabError("a GBM or historical source predicts from a summary table")
         if GBM in kinds.values():
             if self.gbm is None or history is None or as_of is None:
                 raise ClvlabError("a GBM champion predicts from `history` at `as_of`: give both")
+            assert isinstance(summary, pd.DataFrame)
             other[GBM] = self.gbm.predict(history, as_of, covariates).reindex(summary.index)
         if HISTORICAL in kinds.values():
+            assert isinstance(summary, pd.DataFrame)
             other[HISTORICAL] = historical_predictions(summary, self.unit_days, horizon_days)
 
         expected_by_model: dict[int, np.ndarray] = {}
@@ -291,10 +300,10 @@ class CLVModel:
         if p_churn is None:
             p_churn = churn_model.p_churn(horizon, x, t_x, age)
         if self.spend is None:  # no spend, no revenue and no CLV: skip the discounting
-            spend = np.full(len(summary), np.nan)
+            spend = np.full(len(x), np.nan)
             revenue, clv = spend, spend
         else:
-            spend = self.spend.expected_spend(x, summary["monetary_value"].to_numpy(dtype=float))
+            spend = self.spend.expected_spend(x, np.asarray(summary["monetary_value"], dtype=float))
             timing = btyd_expected("revenue")
             revenue_model = self.source("revenue").btyd
 
@@ -445,12 +454,21 @@ class CLVModel:
         panels = max(1, math.ceil((float(np.max(log_span)) + decay * horizon) / _PANEL_LENGTH))
         ends = [np.zeros(scale.shape), *self._panel_ends(panels, scale, decay, horizon), log_span]
         total = np.zeros(expected.shape)
+        # A few customers: the nodes of a panel in one call (a call costs more than its
+        # arithmetic); many: one node at a time, in bounded memory. The same sum either way.
+        stacked = expected.size <= _STACKED_CUSTOMERS
         for low, high in itertools.pairwise(ends):
             half = (high - low) / 2
-            for node, weight in zip(_GAUSS_NODES, _GAUSS_WEIGHTS, strict=True):
-                t = scale * np.expm1(low + half * (1.0 + node))
-                at_t = model.expected_purchases(t, x, t_x, age)
-                total += (weight * half) * (scale + t) * np.exp(-delta * t) * at_t
+            if stacked:
+                t = scale * np.expm1(low + half * (1.0 + _GAUSS_NODES[:, np.newaxis]))
+                at_nodes = model.expected_purchases(t, x, t_x, age)
+            for k, (node, weight) in enumerate(zip(_GAUSS_NODES, _GAUSS_WEIGHTS, strict=True)):
+                if stacked:
+                    t_k, at_t = t[k], at_nodes[k]
+                else:
+                    t_k = scale * np.expm1(low + half * (1.0 + node))
+                    at_t = model.expected_purchases(t_k, x, t_x, age)
+                total += (weight * half) * (scale + t_k) * np.exp(-delta * t_k) * at_t
         return math.exp(-delta * horizon) * expected + delta * total
 
     @staticmethod

@@ -47,15 +47,42 @@ class Rejected:
         return f"{name} (number {self.position} of the batch): {self.reason}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Columns of one length (NumPy arrays) by name: a table without pandas, for batches of
+    a few events, which a DataFrame would cost more than applying them."""
+
+    data: dict[str, np.ndarray]
+    rows: int
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> Columns:
+        """The columns of ``frame`` (text as objects, missing text as ``pd.NA``)."""
+        return cls({str(name): frame[name].to_numpy() for name in frame}, len(frame))
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.data
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.data[name]
+
+    def take(self, keep: np.ndarray) -> Columns:
+        """The rows where the boolean mask ``keep`` is true."""
+        return Columns({name: values[keep] for name, values in self.data.items()}, int(keep.sum()))
+
+
 @dataclasses.dataclass
 class EventBatch:
     """A batch of events split by kind, with the refused ones."""
 
-    #: ``event_id``, ``customer_id`` (text), ``date`` (naive timestamp) and, unless count-only,
-    #: ``amount``; in the order given.
-    transactions: pd.DataFrame
+    #: ``event_id``, ``customer_id`` (text), ``date`` (``datetime64``, naive) and, unless
+    #: count-only, ``amount``; in the order given.
+    transactions: Columns
     #: ``event_id``, ``id_a``, ``id_b`` (text).
-    links: pd.DataFrame
+    links: Columns
     rejected: list[Rejected]
 
     def raise_rejected(self) -> None:
@@ -127,7 +154,7 @@ def read_events(events: Events, fields: EventFields) -> EventBatch:
     rows = frame[~is_link & ~bad]
     transactions = _transactions(rows, ids, rejected, fields)
     rejected.sort(key=lambda item: item.position)
-    return EventBatch(transactions, links, rejected)
+    return EventBatch(Columns.of_frame(transactions), Columns.of_frame(links), rejected)
 
 
 def _as_frame(events: Events) -> pd.DataFrame:
@@ -297,7 +324,7 @@ def _amounts(values: pd.Series) -> pd.Series:
 #: The fraction of a second of an ISO 8601 time.
 _FRACTION = re.compile(r"\.(\d+)")
 #: The links of a batch that has none.
-_NO_LINKS = pd.DataFrame({EVENT_ID: [], LEFT: [], RIGHT: []}, dtype="string")
+_NO_LINKS = Columns({name: np.empty(0, dtype=object) for name in (EVENT_ID, LEFT, RIGHT)}, 0)
 #: Batches of at most this many events that are plain dicts are read without pandas.
 _FAST_EVENTS = 64
 
@@ -334,7 +361,7 @@ def _read_simple(events: list[Any], count_only: bool, timezone: str | None) -> E
     }
     if not count_only:
         columns[AMOUNT] = np.asarray(amounts, dtype=float)
-    return EventBatch(pd.DataFrame(columns), _NO_LINKS, [])
+    return EventBatch(Columns(columns, len(event_ids)), _NO_LINKS, [])
 
 
 def _iso_instant(value: object, zone: ZoneInfo | None) -> dt.datetime | None:

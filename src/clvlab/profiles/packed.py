@@ -102,17 +102,36 @@ def profile_keys(
 DayRecord = tuple[str, int, bytes]
 
 
+@dataclasses.dataclass
+class Summaries:
+    """RFM summaries of stored customers, as arrays (see :func:`summaries`)."""
+
+    #: The scored customers (sorted) and their ``frequency``, ``recency``, ``T`` and (unless
+    #: count-only) ``monetary_value``.
+    ids: np.ndarray
+    columns: dict[str, np.ndarray]
+    #: Customers with purchase days only after as-of, and with none (every transaction
+    #: excluded by cleaning).
+    no_history: np.ndarray
+    excluded: np.ndarray
+
+    def table(self) -> pd.DataFrame:
+        """The summaries as :func:`clvlab.rfm`'s table (indexed by ``customer_id``)."""
+        return pd.DataFrame(
+            self.columns, index=pd.Index(self.ids, dtype="string", name=CUSTOMER_ID)
+        )
+
+
 def summaries(
     records: list[DayRecord], as_of: pd.Timestamp, unit_days: float, count_only: bool
-) -> tuple[pd.DataFrame, pd.Index, pd.Index]:
+) -> Summaries:
     """The RFM summaries at ``as_of`` of the customers of ``records`` (sorted by customer),
-    as :func:`clvlab.rfm` with ``freq="D"`` computes them; the customers with purchase days
-    only after ``as_of``; and those with none (every transaction excluded by cleaning)."""
+    as :func:`clvlab.rfm` with ``freq="D"`` computes them."""
     names = np.asarray([record[0] for record in records], dtype=object)
     lengths = np.fromiter((len(r[2]) // DAY.itemsize for r in records), np.int64, len(records))
     days = unpack_days(b"".join(record[2] for record in records))
     owner = np.repeat(np.arange(len(records)), lengths)
-    next_day = (as_of.normalize() + pd.Timedelta(days=1)).value
+    next_day = as_of.normalize().value + NS_PER_DAY
     seen = days["day"] < next_day
     owner, day, value = owner[seen], days["day"][seen], days["value"][seen]
     counts = np.bincount(owner, minlength=len(records))
@@ -122,25 +141,20 @@ def summaries(
     last = day[first_at + counts[scored] - 1]
     unit = NS_PER_DAY * unit_days
     frequency = (counts[scored] - 1).astype(float)
-    summary = pd.DataFrame(
-        {
-            "frequency": frequency,
-            "recency": (last - first) / unit,
-            "T": (next_day - NS_PER_DAY - first) / unit,
-        },
-        index=pd.Index(names[scored], dtype="string", name=CUSTOMER_ID),
-    )
+    columns = {
+        "frequency": frequency,
+        "recency": (last - first) / unit,
+        "T": (next_day - NS_PER_DAY - first) / unit,
+    }
     if not count_only:
         # The mean of the repeat days: the sum over the days after the first.
         repeats = value.copy()
         repeats[first_at] = 0.0
         sums = np.add.reduceat(repeats, first_at) if len(first_at) else np.zeros(0)
-        summary["monetary_value"] = np.divide(
+        columns["monetary_value"] = np.divide(
             sums, frequency, out=np.zeros_like(sums), where=frequency > 0
         )
-    no_history = pd.Index(names[~scored & (lengths > 0)], dtype="string")
-    excluded = pd.Index(names[lengths == 0], dtype="string")
-    return summary, no_history, excluded
+    return Summaries(names[scored], columns, names[~scored & (lengths > 0)], names[lengths == 0])
 
 
 def days_frame(records: list[DayRecord], count_only: bool) -> pd.DataFrame:

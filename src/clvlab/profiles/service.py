@@ -131,21 +131,13 @@ def create_app(
             return _unauthorized()
         try:
             batch = _read_batch(await request.body())
-            table = await call(store.apply, **batch, on_error="skip")
+            outcome = await call(store.apply, **batch, on_error="skip", as_frame=False)
         except ClvlabError as err:
             return _json({"error": str(err)}, 400)
-        transitions = table.attrs["transitions"]
         if webhook is not None:
-            webhook.send(transitions)
-        rejected = table.attrs["rejected"]
-        answer: dict[str, Any] = {
-            "scores": table.to_dict("records"),
-            "applied": table.attrs["applied"],
-            "ignored": table.attrs["ignored"],
-            "rejected": rejected,
-            "merged": table.attrs["merged"],
-            "transitions": transitions,
-        }
+            webhook.send(outcome.transitions)
+        rejected = outcome.rejected
+        answer: dict[str, Any] = dataclasses.asdict(outcome)
         if rejected:
             answer["error"] = (
                 f"{len(rejected)} of the {len(batch['events'])} events were rejected (see "

@@ -33,7 +33,7 @@ import itertools
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,7 @@ from clvlab.profiles.events import (
     CONTENT,
     EVENT_ID,
     INVOICE,
+    Columns,
     EventFields,
     Events,
     content_hash,
@@ -84,16 +85,16 @@ from clvlab.profiles.packed import (
     summaries,
 )
 from clvlab.scoring import (
-    SCORE_COLUMNS,
+    ALL_EXCLUDED,
+    NO_HISTORY,
+    ScoreValues,
     as_model,
     check_arguments,
     check_as_of,
     day_after,
     gbm_inputs_at,
     read_columns,
-    score_columns,
-    score_summary,
-    unscored_reasons,
+    score_values,
 )
 
 #: The store's file format; a store of another format is refused (rebuild it).
@@ -108,6 +109,24 @@ class _Alias:
 
     customer: str
     first_ns: int | None
+
+
+@dataclasses.dataclass
+class AppliedEvents:
+    """What :meth:`ProfileStore.apply` did with a batch of events (``as_frame=False``)."""
+
+    #: The changed customers' score rows (the columns of :func:`clvlab.score`), as dicts of
+    #: plain values: None where missing.
+    scores: list[dict[str, Any]]
+    #: Events applied, and ignored (their id seen before).
+    applied: int
+    ignored: int
+    #: The refused events: ``event_id``, ``position`` in the batch, ``reason``.
+    rejected: list[dict[str, Any]]
+    #: Old canonical id -> new, for profiles that moved.
+    merged: dict[str, str]
+    #: Segment changes: ``customer_id``, ``segment``, ``from``, ``to``, ``at``.
+    transitions: list[dict[str, Any]]
 
 
 class ProfileStore:
@@ -173,8 +192,8 @@ class ProfileStore:
                 if transactions is not None:
                     store._load_history(transactions, cut, identity_links)
                     if model.segments is not None:  # the segments transitions start from
-                        table = store._score(None, cut, None)
-                        store._transitions(table, {}, cut)
+                        values, _ = store._score(None, cut, None)
+                        store._transitions(values, {}, cut)
             backend.ready()
         except BaseException:
             backend.discard()
@@ -224,6 +243,7 @@ class ProfileStore:
 
     # --- events -------------------------------------------------------------------------------
 
+    @overload
     def apply(
         self,
         events: Events,
@@ -231,7 +251,29 @@ class ProfileStore:
         as_of: DateLike | None = None,
         horizon_days: float | None = None,
         on_error: str = "raise",
-    ) -> pd.DataFrame:
+        as_frame: Literal[True] = True,
+    ) -> pd.DataFrame: ...
+
+    @overload
+    def apply(
+        self,
+        events: Events,
+        *,
+        as_of: DateLike | None = None,
+        horizon_days: float | None = None,
+        on_error: str = "raise",
+        as_frame: Literal[False],
+    ) -> AppliedEvents: ...
+
+    def apply(
+        self,
+        events: Events,
+        *,
+        as_of: DateLike | None = None,
+        horizon_days: float | None = None,
+        on_error: str = "raise",
+        as_frame: bool = True,
+    ) -> pd.DataFrame | AppliedEvents:
         """Apply a batch of events; the changed customers' new score rows.
 
         ``events`` is a DataFrame or a list of dicts: transactions (``event_id``,
@@ -248,6 +290,10 @@ class ProfileStore:
         each customer whose segment (a column of :data:`TRACKED_SEGMENTS`, when the model
         has segments) is new or changed, as ``{"customer_id", "segment", "from", "to",
         "at"}`` (``from`` None for a new customer; ``at`` the as-of date of the scores).
+
+        With ``as_frame=False`` the same comes as :class:`AppliedEvents`, the score rows as
+        dicts of plain values: no table is built, which is most of the time a batch of one
+        event takes (what a service answering each event wants).
         """
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error is 'raise' or 'skip', not {on_error!r}")
@@ -261,21 +307,28 @@ class ProfileStore:
             new = self._new_event_ids([*event_ids, *link_ids])
             # An id seen before is not applied; one repeated in the batch, once (its first).
             pending = set(new)
-            transactions = batch.transactions[_first_of(event_ids, pending)]
-            links = batch.links[_first_of(link_ids, pending)]
+            transactions = batch.transactions.take(_first_of(event_ids, pending))
+            links = batch.links.take(_first_of(link_ids, pending))
             changed, merged = self._apply(transactions, links)
             records = [(c.customer, len(c.rows) // ROW.itemsize, c.days) for c in changed]
             ignored = len(batch.transactions) + len(batch.links) - len(new)
             as_of_stamp = as_of_stamp or self._last_date()
-            table = self._score([c.customer for c in changed], as_of_stamp, horizon_days, records)
-            transitions = self._transitions(table, merged, as_of_stamp)
-        table.attrs.update(
+            customers = [c.customer for c in changed]
+            values, report = self._score(customers, as_of_stamp, horizon_days, records)
+            transitions = self._transitions(values, merged, as_of_stamp)
+        outcome = AppliedEvents(
+            scores=[],
             applied=len(new),
             ignored=ignored,
             rejected=[dataclasses.asdict(item) for item in batch.rejected],
             merged=merged,
             transitions=transitions,
         )
+        if not as_frame:
+            outcome.scores = values.records()
+            return outcome
+        table = self._table(values, report)
+        table.attrs.update({k: v for k, v in dataclasses.asdict(outcome).items() if k != "scores"})
         return table
 
     def link(self, links: Any, **kwargs: Any) -> pd.DataFrame:
@@ -300,7 +353,7 @@ class ProfileStore:
         None): :func:`clvlab.score` of all the transactions the store has received, with the
         identity links it has received. Ids are text."""
         as_of_stamp, horizon_days = check_arguments(as_of, horizon_days)
-        return self._score(None, as_of_stamp, horizon_days)
+        return self._table(*self._score(None, as_of_stamp, horizon_days))
 
     def customer(
         self, customer_id: str, *, as_of: DateLike | None = None, horizon_days: float | None = None
@@ -319,8 +372,7 @@ class ProfileStore:
             return None
         days = days_frame(records, self._count_only)
         stored = records[0][1]
-        table = self._score([canonical], as_of_stamp, horizon_days, records)
-        row = table.iloc[0].to_dict()
+        values, _ = self._score([canonical], as_of_stamp, horizon_days, records)
         return {
             "customer_id": canonical,
             "ids": sorted(self._members([canonical]) | {canonical}),
@@ -329,7 +381,7 @@ class ProfileStore:
                 {"date": str(day.date()), "amount": None if pd.isna(value) else float(value)}
                 for day, value in zip(days[DATE], days.get(AMOUNT, [None] * len(days)), strict=True)
             ],
-            "score": {key: plain(value) for key, value in row.items()},
+            "score": values.records()[0],
         }
 
     def customers(self) -> int:
@@ -342,16 +394,16 @@ class ProfileStore:
         as_of: pd.Timestamp | None,
         horizon_days: float | None,
         records: list[DayRecord] | None = None,
-    ) -> pd.DataFrame:
-        """The score table of ``customers`` (None: everyone) as of ``as_of`` (None: the last
+    ) -> tuple[ScoreValues, DataReport]:
+        """The scores of ``customers`` (None: everyone) as of ``as_of`` (None: the last
         transaction), from their purchase days (``records`` when at hand, else read): RFM
         summaries computed here as :func:`clvlab.rfm` computes them, scored by
-        :func:`clvlab.scoring.score_summary`."""
+        :func:`clvlab.scoring.score_values`; and the data report of the rows scored."""
         if records is None:
             records = sorted(self._backend.purchase_days(customers))
         if not records:  # no one, or ids known from links only
             if customers is not None:
-                return _no_scores(self.model)
+                return ScoreValues.empty(self.model), DataReport(count_only=self._count_only)
             raise DataError("the profile store has no transactions to score yet")
         as_of = as_of or self._last_date()
         assert as_of is not None  # records exist, so does the last transaction
@@ -359,23 +411,33 @@ class ProfileStore:
             firsts = [unpack_days(blob[: DAY.itemsize])["day"] for _, _, blob in records if blob]
             first = pd.Timestamp(int(np.min(np.concatenate(firsts)))) if firsts else None
             check_as_of(as_of, first)
-        summary, no_history, excluded = summaries(
-            records, as_of, self.model.unit_days, self._count_only
-        )
+        summary = summaries(records, as_of, self.model.unit_days, self._count_only)
         gbm_inputs = None
         if self.model.gbm is not None:
             frame = days_frame(records, self._count_only)
             if self.model.covariates:
                 frame = self._with_covariates(frame, records)
             gbm_inputs = gbm_inputs_at(self.model, frame[frame[DATE] < day_after(as_of)], as_of)
-        reasons = unscored_reasons(no_history, excluded)
-        table = score_summary(self.model, summary, reasons, horizon_days, gbm_inputs)
-        table.attrs["data_report"] = DataReport(
+        unscored = np.concatenate([summary.no_history, summary.excluded])
+        reasons = np.array(
+            [NO_HISTORY] * len(summary.no_history) + [ALL_EXCLUDED] * len(summary.excluded),
+            dtype=object,
+        )
+        values = score_values(
+            self.model, summary.ids, summary.columns, (unscored, reasons), horizon_days, gbm_inputs
+        )
+        report = DataReport(
             rows_read=sum(record[1] for record in records),
-            rows_kept=len(summary),
-            customers=len(summary),
+            rows_kept=len(summary.ids),
+            customers=len(summary.ids),
             count_only=self._count_only,
-        ).to_dict()
+        )
+        return values, report
+
+    def _table(self, values: ScoreValues, report: DataReport) -> pd.DataFrame:
+        """The score table of ``values``, with the data report in its ``attrs``."""
+        table = values.table()
+        table.attrs["data_report"] = report.to_dict()
         return table
 
     def _with_covariates(self, frame: pd.DataFrame, records: list[DayRecord]) -> pd.DataFrame:
@@ -395,22 +457,23 @@ class ProfileStore:
         return frame.assign(**dict(zip(columns, zip(*values, strict=True), strict=True)))
 
     def _transitions(
-        self, table: pd.DataFrame, merged: dict[str, str], at: pd.Timestamp | None
+        self, values: ScoreValues, merged: dict[str, str], at: pd.Timestamp | None
     ) -> list[dict[str, Any]]:
-        """The segment changes of the customers of ``table`` since their last scores here
+        """The segment changes of the customers of ``values`` since their last scores here
         (a profile merged into another keeps the other's); the new segments are stored."""
-        present = [column for column in TRACKED_SEGMENTS if column in table]
-        if not present or table.empty:
+        present = [column for column in TRACKED_SEGMENTS if column in values.columns]
+        if not present or not len(values):
             return []
-        ids = table[CUSTOMER_ID].astype(str).tolist()
+        ids = values.columns[CUSTOMER_ID].tolist()
         previous = {
             record[0]: json.loads(record[4]) if record[4] else {}
             for record in self._backend.profiles(ids)
         }
         transitions, rows = [], []
-        for customer, values in zip(ids, table[present].itertuples(index=False), strict=True):
+        segments = zip(*(values.columns[column].tolist() for column in present), strict=True)
+        for customer, named in zip(ids, segments, strict=True):
             now = {
-                c: None if is_missing(v) else str(v) for c, v in zip(present, values, strict=True)
+                c: None if is_missing(v) else str(v) for c, v in zip(present, named, strict=True)
             }
             before = previous.get(customer, {})
             for column in present:
@@ -440,9 +503,7 @@ class ProfileStore:
                 fresh.discard(event)
         return new
 
-    def _apply(
-        self, transactions: pd.DataFrame, links: pd.DataFrame
-    ) -> tuple[list[Profile], dict[str, str]]:
+    def _apply(self, transactions: Columns, links: Columns) -> tuple[list[Profile], dict[str, str]]:
         """Store the new transactions and links; recompute the profiles they change. The
         changed profiles (by id), and old canonical id -> new for profiles that moved."""
         ids = {*links[LEFT], *links[RIGHT], *transactions[CUSTOMER_ID]}
@@ -470,7 +531,7 @@ class ProfileStore:
         # may change too.
         firsts: dict[str, int] = {}
         sources = transactions[CUSTOMER_ID].tolist()
-        stamps = transactions[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        stamps = transactions[DATE].astype("datetime64[ns]").astype(np.int64)
         for alias, stamp in zip(sources, stamps.tolist(), strict=True):
             if stamp < firsts.get(alias, stamp + 1):
                 firsts[alias] = stamp
@@ -510,7 +571,7 @@ class ProfileStore:
         missing = set(owner_list) - set(profiles)
         profiles.update(self._profiles(missing))
         amounts = (
-            transactions[AMOUNT].to_numpy(dtype=float)
+            np.asarray(transactions[AMOUNT], dtype=float)
             if AMOUNT in transactions
             else np.full(len(transactions), np.nan)
         )
@@ -518,7 +579,12 @@ class ProfileStore:
         order = sorted(range(len(owner_list)), key=owner_list.__getitem__)
         invoices = transactions[INVOICE].tolist() if INVOICE in transactions else None
         covariates = (
-            transactions[list(self.model.covariates)].to_numpy(dtype=object).tolist()
+            [
+                list(row)
+                for row in zip(
+                    *(transactions[c].tolist() for c in self.model.covariates), strict=True
+                )
+            ]
             if self.model.covariates
             else None
         )
@@ -534,7 +600,9 @@ class ProfileStore:
                 listed_position(profile.values, covariates[position] if covariates else None),
             )
         content = (
-            transactions[CONTENT].to_numpy(dtype=np.uint64)[order] if CONTENT in transactions else 0
+            np.asarray(transactions[CONTENT], dtype=np.uint64)[order]
+            if CONTENT in transactions
+            else 0
         )
         added = new_rows(
             stamps[order], amounts[order], positions[0], positions[1], positions[2], content
@@ -724,20 +792,6 @@ def _first_of(ids: list[str], pending: set[str]) -> np.ndarray:
             mask[position] = True
             pending.remove(event)
     return mask
-
-
-def _no_scores(model: CLVModel) -> pd.DataFrame:
-    """A score table without rows, with the columns and dtypes of ``model``'s."""
-    numbers = set(SCORE_COLUMNS) - {CUSTOMER_ID, "model", "model_version", "reason"}
-
-    def dtype(column: str) -> str:
-        if column in numbers:
-            return "float64"
-        if column in ("model", "model_version"):
-            return "str"
-        return "Int64" if column.endswith("_score") else "string"
-
-    return pd.DataFrame({c: pd.Series(dtype=dtype(c)) for c in score_columns(model)})
 
 
 def _rank(first_ns: int | None, alias: str) -> tuple[int, str]:

@@ -300,11 +300,13 @@ def as_float_arrays(**arrays: object) -> list[np.ndarray]:
         except (TypeError, ValueError) as err:
             raise DataError(f"{name} must be numeric: {err}") from err
         converted.append(arr)
-    try:
-        out = [np.array(a) for a in np.broadcast_arrays(*converted)]
-    except ValueError as err:
-        shapes = {name: np.shape(a) for name, a in zip(arrays, converted, strict=True)}
-        raise DataError(f"inputs of shapes {shapes} cannot be broadcast together") from err
+    out = converted
+    if any(a.shape != converted[0].shape for a in converted):  # else nothing to broadcast
+        try:
+            out = [np.array(a) for a in np.broadcast_arrays(*converted)]
+        except ValueError as err:
+            shapes = {name: np.shape(a) for name, a in zip(arrays, converted, strict=True)}
+            raise DataError(f"inputs of shapes {shapes} cannot be broadcast together") from err
     for name, arr in zip(arrays, out, strict=True):
         if not np.isfinite(arr).all():
             raise DataError(
