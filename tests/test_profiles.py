@@ -492,3 +492,45 @@ def test_a_gbm_champion_reads_the_covariates_of_the_latest_purchase(sample_model
     got = store.scores(as_of)
     assert "churn=gbm" in got["model"].iloc[0]
     assert_same_scores(got, clvlab.score(model, transactions, as_of=as_of))
+
+
+def test_batches_applied_together_as_one_after_the_other(model, events, tmp_path):
+    """apply_each (what the service does with requests that come while it is busy) leaves
+    the store as applying the batches in turn, and tells each batch its own outcome."""
+    history = events[events["date"] <= "1997-06-30"].drop(columns=EVENT_ID)
+    later = events[events["date"] > "1997-06-30"].head(40).to_dict("records")
+    for event in later:
+        event["date"] = event["date"].isoformat()
+    a, b, c = pd.unique(pd.Series([event["customer_id"] for event in later]))[:3]
+    batches = [
+        later[:5],
+        [*later[5:9], later[0]],  # an event id of the first batch: ignored here
+        [
+            {"event_id": "link-1", "id_a": a, "id_b": b},  # two customers become one
+            {"event_id": "link-2", "id_a": c, "id_b": c},  # a link that changes nothing
+            {**later[9], "amount": "lots"},  # rejected
+        ],
+        [{**later[10], "event_id": "x1", "customer_id": c}],  # a customer of another batch
+        later[11:40],
+    ]
+    one, together = (
+        ProfileStore.build(model, history, as_of="1997-06-30", path=tmp_path / f"{name}.db")
+        for name in ("one", "together")
+    )
+    in_turn = [one.apply(batch, on_error="skip", as_frame=False) for batch in batches]
+    outcomes = together.apply_each(batches)
+    final = together.scores().set_index("customer_id")
+    assert_same_scores(together.scores(), one.scores())
+    for alone, grouped in zip(in_turn, outcomes, strict=True):
+        assert (grouped.applied, grouped.ignored) == (alone.applied, alone.ignored)
+        assert grouped.rejected == alone.rejected
+        # The same customers, by their canonical ids after the last batch (a link in a
+        # later batch may have made two of them one).
+        now = {together.customer(r["customer_id"])["customer_id"] for r in alone.scores}
+        assert [r["customer_id"] for r in grouped.scores] == sorted(now)
+        for row in grouped.scores:  # each as of after the last batch
+            assert row["clv"] == pytest.approx(final.at[row["customer_id"], "clv"], rel=1e-12)
+    assert outcomes[1].ignored == 1 and outcomes[2].rejected[0]["position"] == 2
+    assert outcomes[2].merged == in_turn[2].merged and outcomes[2].merged
+    with pytest.raises(DataError):  # a batch that cannot be read at all: nothing applied
+        together.apply_each([later[:1], [{"no": "event id"}]])

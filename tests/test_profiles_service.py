@@ -122,6 +122,35 @@ def test_posted_events_are_scored_and_read_back(server):
     assert profile["score"]["p_alive"] == pytest.approx(row["p_alive"], rel=1e-12)
 
 
+def test_concurrent_requests_are_each_answered_with_their_own_events(server):
+    """Requests that come while the store is busy are applied together: each still gets its
+    own counts, rejections and customers (the service's grouping, see apply_each)."""
+    answers: dict[int, requests.Response] = {}
+    start = threading.Barrier(24)
+
+    def client(n: int) -> None:
+        events = [_purchase(f"conc-{n}", f"conc-{n}", "1997-08-01")]
+        if n % 6 == 0:  # and a bad event beside it
+            events.append(_purchase(f"conc-{n}-bad", f"conc-{n}", "1997-08-01", "lots"))
+        start.wait()
+        answers[n] = _post(server, events, as_of="1997-09-30")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, response in sorted(answers.items()):
+        answer = _strict_json(response)
+        assert response.status_code == (400 if n % 6 == 0 else 200), response.text
+        assert [row["customer_id"] for row in answer["scores"]] == [f"conc-{n}"]
+        assert (answer["applied"], answer["ignored"]) == (1, 0)
+        assert [r["event_id"] for r in answer["rejected"]] == (
+            [f"conc-{n}-bad"] if n % 6 == 0 else []
+        )
+        assert answer["scores"][0]["frequency"] == 0
+
+
 def test_a_customer_from_history_is_read_by_id(server):
     response = requests.get(f"{server}/customers/1", timeout=TIMEOUT_S)
     assert response.status_code == 200

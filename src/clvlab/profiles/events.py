@@ -69,6 +69,17 @@ class Columns:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.data[name]
 
+    @classmethod
+    def concat(cls, tables: list[Columns]) -> Columns:
+        """The rows of ``tables`` (of the same columns) one after the other."""
+        if len(tables) == 1:
+            return tables[0]
+        names = tables[0].data
+        return cls(
+            {name: np.concatenate([table[name] for table in tables]) for name in names},
+            sum(len(table) for table in tables),
+        )
+
     def take(self, keep: np.ndarray) -> Columns:
         """The rows where the boolean mask ``keep`` is true."""
         return Columns({name: values[keep] for name, values in self.data.items()}, int(keep.sum()))

@@ -27,6 +27,8 @@ CREATE TABLE profiles (
     customer TEXT PRIMARY KEY, ids TEXT, rows BLOB NOT NULL, days BLOB NOT NULL, segments TEXT
 );
 """
+#: SQLite's page cache, in KiB (its default is 2 MiB).
+_CACHE_KIB = 64 * 1024
 #: Ids per ``IN (...)`` list (SQLite allows at least 999 parameters).
 _CHUNK = 500
 
@@ -63,6 +65,8 @@ class SQLiteBackend:
         # With WAL, NORMAL loses no committed transaction on a process crash (only on power loss).
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
+        # Profiles read again soon after (a customer's next event) are found in memory.
+        self._db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -124,7 +128,13 @@ class SQLiteBackend:
         ]
 
     def put_profiles(self, records: Iterable[Record]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?)", records)
+        # An upsert changes a stored profile in place (REPLACE deletes it and inserts anew).
+        self._db.executemany(
+            "INSERT INTO profiles VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer) DO UPDATE SET "
+            "ids = excluded.ids, rows = excluded.rows, days = excluded.days, "
+            "segments = excluded.segments",
+            records,
+        )
 
     def delete_profiles(self, customers: Iterable[str]) -> None:
         self._db.executemany("DELETE FROM profiles WHERE customer = ?", [(c,) for c in customers])

@@ -58,6 +58,7 @@ from clvlab.profiles.events import (
     EVENT_ID,
     INVOICE,
     Columns,
+    EventBatch,
     EventFields,
     Events,
     content_hash,
@@ -301,35 +302,128 @@ class ProfileStore:
         batch = read_events(events, self._fields)
         if on_error == "raise":
             batch.raise_rejected()
-        with self._backend.transaction():
-            event_ids = batch.transactions[EVENT_ID].tolist()
-            link_ids = batch.links[EVENT_ID].tolist()
-            new = self._new_event_ids([*event_ids, *link_ids])
-            # An id seen before is not applied; one repeated in the batch, once (its first).
-            pending = set(new)
-            transactions = batch.transactions.take(_first_of(event_ids, pending))
-            links = batch.links.take(_first_of(link_ids, pending))
-            changed, merged = self._apply(transactions, links)
-            records = [(c.customer, len(c.rows) // ROW.itemsize, c.days) for c in changed]
-            ignored = len(batch.transactions) + len(batch.links) - len(new)
-            as_of_stamp = as_of_stamp or self._last_date()
-            customers = [c.customer for c in changed]
-            values, report = self._score(customers, as_of_stamp, horizon_days, records)
-            transitions = self._transitions(values, merged, as_of_stamp)
-        outcome = AppliedEvents(
-            scores=[],
-            applied=len(new),
-            ignored=ignored,
-            rejected=[dataclasses.asdict(item) for item in batch.rejected],
-            merged=merged,
-            transitions=transitions,
+        (outcome,), values, report = self._apply_batches(
+            [batch], as_of_stamp, horizon_days, as_records=not as_frame
         )
         if not as_frame:
-            outcome.scores = values.records()
             return outcome
         table = self._table(values, report)
-        table.attrs.update({k: v for k, v in dataclasses.asdict(outcome).items() if k != "scores"})
+        table.attrs.update({key: value for key, value in vars(outcome).items() if key != "scores"})
         return table
+
+    def apply_each(
+        self,
+        batches: list[Events],
+        *,
+        as_of: DateLike | None = None,
+        horizon_days: float | None = None,
+    ) -> list[AppliedEvents]:
+        """Apply several batches of events, one after the other, in one transaction, and
+        score the changed customers once: what a service does with the requests that came
+        while it was busy (a batch costs little more than one event).
+
+        Each batch's :class:`AppliedEvents` is what ``apply(batch, on_error="skip",
+        as_frame=False)`` would give after the batches before it, but for the scores: those
+        of the customers the batch changed, all as of after the last batch (``as_of``: the
+        last transaction in the store then, when None). A batch that cannot be read at all
+        raises its :class:`DataError`, and nothing is applied.
+        """
+        as_of_stamp, horizon_days = check_arguments(as_of, horizon_days)
+        read = [read_events(events, self._fields) for events in batches]
+        outcomes, _, _ = self._apply_batches(read, as_of_stamp, horizon_days)
+        return outcomes
+
+    def _apply_batches(
+        self,
+        batches: list[EventBatch],
+        as_of: pd.Timestamp | None,
+        horizon_days: float | None,
+        *,
+        as_records: bool = True,
+    ) -> tuple[list[AppliedEvents], ScoreValues, DataReport]:
+        """Apply the events of ``batches`` in one transaction (the rejected ones left out),
+        score the changed customers; each batch's outcome (its score rows as dicts unless
+        ``as_records`` is false and there is one batch), and the scores of all."""
+        with self._backend.transaction():
+            event_ids = [batch.transactions[EVENT_ID].tolist() for batch in batches]
+            link_ids = [batch.links[EVENT_ID].tolist() for batch in batches]
+            every_id = [*itertools.chain(*event_ids), *itertools.chain(*link_ids)]
+            pending = set(self._new_event_ids(every_id))
+            # An id seen before is not applied; one repeated, once (its first), in batch order.
+            fresh_events = _first_of(list(itertools.chain(*event_ids)), pending)
+            fresh_links = _first_of(list(itertools.chain(*link_ids)), pending)
+            transactions = Columns.concat([batch.transactions for batch in batches])
+            links = Columns.concat([batch.links for batch in batches])
+            changed, merged = self._apply(transactions.take(fresh_events), links.take(fresh_links))
+            records = [(c.customer, len(c.rows) // ROW.itemsize, c.days) for c in changed]
+            as_of = as_of or self._last_date()
+            customers = [c.customer for c in changed]
+            values, report = self._score(customers, as_of, horizon_days, records)
+            transitions = self._transitions(values, merged, as_of)
+            if len(batches) == 1:
+                rows = [values.records() if as_records else []]
+                applied = [int(fresh_events.sum() + fresh_links.sum())]
+                shares = [(merged, transitions)]
+            else:
+                rows, applied, shares = self._split(
+                    batches, values, merged, transitions, fresh_events, fresh_links
+                )
+        outcomes = [
+            AppliedEvents(
+                scores=scores,
+                applied=count,
+                ignored=len(batch.transactions) + len(batch.links) - count,
+                rejected=[dataclasses.asdict(item) for item in batch.rejected],
+                merged=moved,
+                transitions=changes,
+            )
+            for batch, scores, count, (moved, changes) in zip(
+                batches, rows, applied, shares, strict=True
+            )
+        ]
+        return outcomes, values, report
+
+    def _split(
+        self,
+        batches: list[EventBatch],
+        values: ScoreValues,
+        merged: dict[str, str],
+        transitions: list[dict[str, Any]],
+        fresh_events: np.ndarray,
+        fresh_links: np.ndarray,
+    ) -> tuple[list[list[dict[str, Any]]], list[int], list[tuple[dict[str, str], list[Any]]]]:
+        """Each batch's share of the outcome of applying ``batches`` together: the score
+        rows, merges and transitions of the customers its applied events changed (by their
+        canonical ids now), and the number of its events applied."""
+        rows_of = {row[CUSTOMER_ID]: row for row in values.records()}
+        merged_into = set(merged.values())
+        rows, applied, shares = [], [], []
+        event_at = link_at = 0
+        for batch in batches:
+            events = slice(event_at, event_at + len(batch.transactions))
+            linked = slice(link_at, link_at + len(batch.links))
+            event_at, link_at = events.stop, linked.stop
+            kept_events, kept_links = fresh_events[events], fresh_links[linked]
+            bought = set(batch.transactions[CUSTOMER_ID][kept_events].tolist())
+            linked = {
+                *batch.links[LEFT][kept_links].tolist(),
+                *batch.links[RIGHT][kept_links].tolist(),
+            }
+            found = self._aliases(bought | linked)
+            canonical = {
+                alias: found[alias].customer if alias in found else alias
+                for alias in bought | linked
+            }
+            # A link changes a profile only when it merges two (as in apply).
+            mine = {canonical[alias] for alias in bought} | {
+                canonical[alias] for alias in linked if canonical[alias] in merged_into
+            }
+            rows.append([rows_of[c] for c in sorted(mine) if c in rows_of])
+            applied.append(int(kept_events.sum() + kept_links.sum()))
+            moved = {old: new for old, new in merged.items() if new in mine}
+            changes = [change for change in transitions if change[CUSTOMER_ID] in mine]
+            shares.append((moved, changes))
+        return rows, applied, shares
 
     def link(self, links: Any, **kwargs: Any) -> pd.DataFrame:
         """Apply identity links (a table :func:`clvlab.read_links` reads: ``id_a``, ``id_b``,
