@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -151,7 +151,10 @@ def read_events(events: Events, fields: EventFields) -> EventBatch:
         )
     frame = frame.reset_index(drop=True)
     rejected: list[Rejected] = []
-    ids = frame[EVENT_ID].map(lambda v: None if _id_problem(v) else str(v))
+    if _all_fine(frame[EVENT_ID], _id_problem):
+        ids = frame[EVENT_ID].map(str)
+    else:
+        ids = frame[EVENT_ID].map(lambda v: None if _id_problem(v) else str(v))
     bad = ids.isna()
     for position in frame.index[bad]:
         problem = _id_problem(frame.at[position, EVENT_ID], EVENT_ID) or ""
@@ -193,6 +196,31 @@ def _id_problem(value: object, field: str = "id") -> str | None:
     return None
 
 
+def _problems(
+    values: pd.Series, check: Callable[[object, str], str | None], field: str
+) -> pd.Series:
+    """``check(value, field)`` of each value: what is wrong with it, or None."""
+    if _all_fine(values, check):
+        return pd.Series(None, index=values.index, dtype=object)
+    return values.map(lambda value: check(value, field))
+
+
+def _all_fine(values: pd.Series, check: Callable[[object, str], str | None]) -> bool:
+    """Whether ``check`` (:func:`_id_problem` or :func:`_missing_problem`) finds nothing wrong
+    with any of ``values``, seen at once in the usual cases (False: look at each)."""
+    if values.isna().any():
+        return False
+    if check is _missing_problem:
+        return True
+    kind = values.dtype.kind
+    if kind in "iu" or isinstance(values.dtype, pd.StringDtype):
+        return True
+    if kind == "f":
+        numbers = values.to_numpy()
+        return bool(np.isfinite(numbers).all() and (numbers == np.floor(numbers)).all())
+    return kind == "O" and all(type(value) is str for value in values.tolist())
+
+
 def _missing_problem(value: object, field: str) -> str | None:
     return f"no {field}" if _missing(value) else None
 
@@ -209,7 +237,7 @@ def _links(rows: pd.DataFrame, ids: pd.Series, rejected: list[Rejected]) -> pd.D
         return pd.DataFrame({EVENT_ID: [], LEFT: [], RIGHT: []}, dtype="string")
     ok = pd.Series(True, index=rows.index)
     for column in (LEFT, RIGHT):
-        problems = rows[column].map(lambda value, column=column: _id_problem(value, column))
+        problems = _problems(rows[column], _id_problem, column)
         for position in rows.index[problems.notna()]:
             reason = f"a link with {problems[position]}"
             rejected.append(Rejected(ids[position], int(position), reason))
@@ -240,7 +268,7 @@ def _transactions(
     ok = pd.Series(True, index=rows.index)
     for field in fields:
         check = _id_problem if field == CUSTOMER_ID else _missing_problem
-        problems = rows[field].map(lambda value, field=field, check=check: check(value, field))
+        problems = _problems(rows[field], check, field)
         for position in rows.index[problems.notna()]:
             rejected.append(Rejected(ids[position], int(position), problems[position]))
         ok &= problems.isna()

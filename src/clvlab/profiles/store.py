@@ -400,10 +400,9 @@ class ProfileStore:
         rows, applied, shares = [], [], []
         event_at = link_at = 0
         for batch in batches:
-            events = slice(event_at, event_at + len(batch.transactions))
-            linked = slice(link_at, link_at + len(batch.links))
-            event_at, link_at = events.stop, linked.stop
-            kept_events, kept_links = fresh_events[events], fresh_links[linked]
+            kept_events = fresh_events[event_at : event_at + len(batch.transactions)]
+            kept_links = fresh_links[link_at : link_at + len(batch.links)]
+            event_at, link_at = event_at + len(batch.transactions), link_at + len(batch.links)
             bought = set(batch.transactions[CUSTOMER_ID][kept_events].tolist())
             linked = {
                 *batch.links[LEFT][kept_links].tolist(),
