@@ -85,16 +85,8 @@ def purchase_days(
     lines are not merged by invoice either). Returns each day's owner and the days, sorted by
     owner and day.
     """
-    ns = rows["ns"]
-    # Rows already in order of owner and instant, no instant twice (history as files keep it)
-    # need no sort: the other keys only order rows of one instant.
-    if (
-        len(ns) > 1
-        and not ((owner[1:] > owner[:-1]) | ((owner[1:] == owner[:-1]) & (ns[1:] > ns[:-1]))).all()
-    ):
-        keys = [rows["content"], rows["amount"], alias_rank, ns, owner]
-        # A key the same on every row orders nothing (often content, ids without links).
-        order = np.lexsort([key for key in keys if (key != key[0]).any()] or [owner])
+    order = _cleaning_order(rows, owner, alias_rank)
+    if order is not None:
         rows, owner, alias_rank = rows[order], owner[order], alias_rank[order]
         if cancelled is not None:
             cancelled = cancelled[order]
@@ -104,9 +96,21 @@ def purchase_days(
         keys = [owner, rows["ns"], rank.astype(np.int64), rows["content"].view(np.int64)]
         if not count_only:
             keys.append(rows["amount"].view(np.int64))
-        first = np.unique(np.stack(keys), axis=1, return_index=True)[1]
-        keep[:] = False
-        keep[first] = True
+        amount = rows["amount"]
+        if count_only:  # amounts order rows but do not tell copies apart: one amount only
+            adjacent = not (amount.view(np.int64) != amount[:1].view(np.int64)).any()
+        else:  # -0.0 sorts as 0.0 and NaN as itself, but they differ bitwise
+            adjacent = not (np.isnan(amount) | ((amount == 0) & np.signbit(amount))).any()
+        if adjacent:
+            # Sorted by these keys, the copies of a row follow it: keep the first of each run.
+            same = np.ones(len(rows) - 1, dtype=bool)
+            for key in keys:
+                same &= key[1:] == key[:-1]
+            keep[1:] = ~same
+        else:
+            first = np.unique(np.stack(keys), axis=1, return_index=True)[1]
+            keep[:] = False
+            keep[first] = True
     if not count_only and policy.zero_amounts == "drop":
         keep &= rows["amount"] != 0
     rows, owner = rows[keep], owner[keep]
@@ -127,6 +131,31 @@ def purchase_days(
     else:
         kept = ~refunds
     return _days(owner[kept], ns[kept], amount[kept], values[kept])
+
+
+def _cleaning_order(rows: Rows, owner: np.ndarray, alias_rank: np.ndarray) -> np.ndarray | None:
+    """The order in which cleaning takes the rows: by owner, instant, id (``alias_rank``),
+    amount and content, stably; None when they are in it already."""
+    ns = rows["ns"]
+    if len(ns) < 2:
+        return None
+    same_owner = owner[1:] == owner[:-1]
+    ordered = (owner[1:] > owner[:-1]) | (same_owner & (ns[1:] >= ns[:-1]))
+    tied = same_owner & (ns[1:] == ns[:-1])
+    keys = [rows["content"], rows["amount"], alias_rank]
+    if ordered.all():
+        # In order of owner and instant (history as files keep it): only the rows of an
+        # instant that has several need ordering, among themselves.
+        if not tied.any():
+            return None
+        members = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])
+        run = np.cumsum(np.r_[True, ~tied])[members]
+        order = np.arange(len(ns))
+        order[members] = members[np.lexsort([key[members] for key in keys] + [run])]
+        return order
+    # A key the same on every row orders nothing (often content, ids without links).
+    keys += [ns, owner]
+    return np.lexsort([key for key in keys if (key != key[0]).any()] or [owner])
 
 
 def _merge_invoices(

@@ -776,34 +776,32 @@ class ProfileStore:
                     )
                 ],
             )
-        table = pd.DataFrame(
-            {
-                CUSTOMER_ID: owners.astype("string").to_numpy(),
-                DATE: frame[DATE].to_numpy(),
-                SOURCE_CUSTOMER_ID: aliases.astype("string").to_numpy(),
-                AMOUNT: np.nan if self._count_only else frame[AMOUNT].to_numpy(dtype=float),
-            }
-        )
+        # One customer's rows together (each profile's transactions are one piece).
+        codes, names = pd.factorize(owners, sort=True)
+        by_owner = np.argsort(codes, kind="stable")
+        codes = codes[by_owner]
         read = self._fields
         invoice = read.invoice if read.invoice in frame else None
+        linked = identity_links is not None
+        # The text columns (ids, invoices, covariate values) only when a profile lists them.
+        listing = linked or invoice is not None or bool(read.covariates)
+        table = pd.DataFrame({CUSTOMER_ID: names[codes] if listing else codes})
+        if linked:
+            table[SOURCE_CUSTOMER_ID] = aliases.astype("string").to_numpy()[by_owner]
         if invoice is not None:
-            table[INVOICE] = as_customer_ids(frame[invoice]).to_numpy()
+            table[INVOICE] = as_customer_ids(frame[invoice]).to_numpy()[by_owner]
         if read.covariates:  # each row's values as one key (JSON): None when all missing
             table["values"] = [
                 None if all(is_missing(v) for v in row) else json.dumps([plain(v) for v in row])
-                for row in frame[list(read.covariates)].itertuples(index=False)
+                for row in frame[list(read.covariates)].iloc[by_owner].itertuples(index=False)
             ]
+        content: np.ndarray | int = 0
         if read.content:
             other = [c for c in frame.columns if c not in (CUSTOMER_ID, DATE, AMOUNT)]
-            table[CONTENT] = np.asarray(
+            content = np.asarray(
                 [content_hash(record) for record in frame[other].to_dict("records")],
                 dtype=np.uint64,
-            )
-        # One customer's rows together (each profile's transactions are one piece).
-        codes, names = pd.factorize(table[CUSTOMER_ID], sort=True)
-        by_owner = np.argsort(codes, kind="stable")
-        table, codes = table.iloc[by_owner].reset_index(drop=True), codes[by_owner]
-        linked = identity_links is not None
+            )[by_owner]
         ids = (
             per_owner(table, SOURCE_CUSTOMER_ID, own=True)
             if linked
@@ -812,12 +810,12 @@ class ProfileStore:
         invoices = per_owner(table, INVOICE) if invoice is not None else None
         values = per_owner(table, "values") if read.covariates else None
         rows = new_rows(
-            table[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64),
-            table[AMOUNT].to_numpy(),
+            frame[DATE].to_numpy(dtype="datetime64[ns]").astype(np.int64)[by_owner],
+            np.nan if self._count_only else frame[AMOUNT].to_numpy(dtype=float)[by_owner],
             ids[0],
             -1 if invoices is None else invoices[0],
             -1 if values is None else values[0],
-            table[CONTENT].to_numpy() if CONTENT in table else 0,
+            content,
         )
         ranks = pd.factorize(table[SOURCE_CUSTOMER_ID], sort=True)[0] if linked else codes
         cancelled = None
@@ -840,6 +838,7 @@ class ProfileStore:
         listed = (
             set(ids[1]) | set(invoices[1] if invoices else ()) | set(values[1] if values else ())
         )
+        customers = names.tolist()
         keys = [
             profile_keys(
                 name,
@@ -849,10 +848,10 @@ class ProfileStore:
             )
             if name in listed
             else None
-            for name in names.tolist()
+            for name in customers
         ]
         self._backend.put_profiles(
-            zip(names.tolist(), keys, row_blobs, day_blobs, [None] * len(names), strict=True)
+            zip(customers, keys, row_blobs, day_blobs, [None] * len(customers), strict=True)
         )
         if len(rows):
             self._set_last(int(rows["ns"].max()))
