@@ -96,7 +96,8 @@ class SQLiteBackend:
         for chunk in _chunks(set(ids)):
             seen = {row[0] for row in self._select("event_id FROM seen WHERE event_id", chunk)}
             fresh.update(event for event in chunk if event not in seen)
-        self._db.executemany("INSERT INTO seen VALUES (?)", [(event,) for event in fresh])
+        if fresh:
+            self._db.executemany("INSERT INTO seen VALUES (?)", [(event,) for event in fresh])
         return fresh
 
     def aliases(self, ids: Iterable[str]) -> dict[str, tuple[str, int | None]]:
@@ -116,7 +117,8 @@ class SQLiteBackend:
         }
 
     def put_aliases(self, records: list[AliasRecord]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", records)
+        if records:
+            self._db.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", records)
 
     def profiles(self, customers: Iterable[str]) -> list[Record]:
         return [
@@ -137,7 +139,9 @@ class SQLiteBackend:
         )
 
     def delete_profiles(self, customers: Iterable[str]) -> None:
-        self._db.executemany("DELETE FROM profiles WHERE customer = ?", [(c,) for c in customers])
+        gone = [(customer,) for customer in customers]
+        if gone:
+            self._db.executemany("DELETE FROM profiles WHERE customer = ?", gone)
 
     def purchase_days(self, customers: list[str] | None) -> Iterator[tuple[str, int, bytes]]:
         what = f"customer, length(rows) / {ROW.itemsize}, days FROM profiles"
