@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
+from pathlib import Path
 
 import pandas as pd
 
@@ -27,14 +28,18 @@ def load_packaged(source: str) -> pd.DataFrame:
     1998-06-30); ``lifetimes:CDNOW_sample`` the 2,357-customer sample of Fader, Hardie and Lee
     (2005), identified by its sample id 1..2357. The files are read from lifetimes' package
     folder directly: ``lifetimes.datasets`` imports ``pkg_resources``, which current setuptools
-    no longer ships.
+    no longer ships (and the folder is found without importing lifetimes, which would import
+    its fitters, autograd and scipy.optimize).
     """
     name = source.removeprefix("lifetimes:")
     if name not in _LIFETIMES_FILES:
         known = ", ".join(f"lifetimes:{key}" for key in _LIFETIMES_FILES)
         raise DataError(f"unknown packaged data set {source!r}; known: {known}")
     file_name, columns = _LIFETIMES_FILES[name]
-    path = importlib.resources.files("lifetimes") / "datasets" / file_name
+    spec = importlib.util.find_spec("lifetimes")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"{source} needs the package lifetimes, which is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / file_name
     with path.open() as handle:
         frame = pd.read_csv(
             handle,

@@ -14,8 +14,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from clvlab.data.io import CUSTOMER_ID, DATE, as_customer_ids, load_table
 from clvlab.data.validate import parse_dates, require_columns
@@ -194,6 +192,11 @@ class _LinkGraph(NamedTuple):
 
 def _link_graph(id_a: pd.Series, id_b: pd.Series) -> _LinkGraph:
     """Group the linked ids into connected components, counting the unusable links."""
+    # Imported here: only identity links need them, and scipy.sparse takes a tenth of a
+    # second to import in every process that reads data.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     missing = id_a.isna().to_numpy() | id_b.isna().to_numpy()
     pairs = pd.concat([id_a[~missing], id_b[~missing]], ignore_index=True)
     codes, ids = pd.factorize(pairs, sort=True)

@@ -11,10 +11,10 @@ The three purchase-and-dropout models share their interface (``fit`` and the pre
 :class:`PurchaseModel`; every model is a :class:`BTYDEstimator` (fitting, fitted state, JSON).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clvlab.errors import ConfigError
-from clvlab.models.btyd.base import BTYDConvergenceWarning, BTYDEstimator
+from clvlab.models.btyd.base import BTYDEstimator, convergence_warning
 from clvlab.models.btyd.beta_geo import BetaGeo
 from clvlab.models.btyd.gamma_gamma import GammaGamma
 from clvlab.models.btyd.modified_beta_geo import ModifiedBetaGeo
@@ -27,6 +27,18 @@ PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
     "mbgnbd": ModifiedBetaGeo,
     "pareto_nbd": ParetoNBD,
 }
+
+
+if TYPE_CHECKING:
+    from clvlab.models.btyd.base import BTYDConvergenceWarning
+
+
+def __getattr__(name: str) -> Any:
+    # BTYDConvergenceWarning derives from scikit-learn's ConvergenceWarning: made on first use
+    # (see clvlab.models.btyd.base), so that importing the models does not import sklearn.
+    if name == "BTYDConvergenceWarning":
+        return convergence_warning()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def estimator_from_dict(state: dict[str, Any]) -> BTYDEstimator:

@@ -22,21 +22,34 @@ the data's time or money unit.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
-from sklearn.base import BaseEstimator
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from threadpoolctl import threadpool_limits
 
 from clvlab.errors import ConfigError, DataError
+
+# scikit-learn and scipy.optimize are imported where they are needed (fitting, errors), not
+# here: importing scikit-learn takes about half a second (it imports scipy.stats), which every
+# process that only scores (`clvlab score`, each `clvlab serve` worker) would pay.
+if TYPE_CHECKING:
+    # To mypy the base stays what it was, scikit-learn's BaseEstimator (untyped: Any), so that
+    # code typed against BTYDEstimator keeps reaching its subclasses' methods.
+    from sklearn.base import BaseEstimator as _EstimatorBase
+    from sklearn.exceptions import ConvergenceWarning
+
+    class BTYDConvergenceWarning(ConvergenceWarning):
+        """A clvlab BTYD fit did not converge or ended with a parameter on its search bound."""
+
+else:
+    _EstimatorBase = object
 
 #: Box on the shifted log-parameters ``u = log(theta) - offset`` searched by the optimizer.
 LOG_BOUND = 15.0
@@ -55,8 +68,24 @@ _FORMAT_VERSION = 1
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
-class BTYDConvergenceWarning(ConvergenceWarning):
-    """A clvlab BTYD fit did not converge or ended with a parameter on its search bound."""
+@functools.cache
+def convergence_warning() -> type[BTYDConvergenceWarning]:
+    """:class:`BTYDConvergenceWarning`, a subclass of scikit-learn's ``ConvergenceWarning``:
+    made on first use, so that importing the models does not import scikit-learn."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    class BTYDConvergenceWarning(ConvergenceWarning):
+        """A clvlab BTYD fit did not converge or ended with a parameter on its search bound."""
+
+    BTYDConvergenceWarning.__module__ = "clvlab.models.btyd"  # where users import it from
+    BTYDConvergenceWarning.__qualname__ = "BTYDConvergenceWarning"
+    return BTYDConvergenceWarning
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BTYDConvergenceWarning":
+        return convergence_warning()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -401,7 +430,7 @@ def purchase_histories_to_fit(
             f"everywhere), so {unidentified} are not identified and the purchase rate is "
             "pushed towards 0; predictions will say 'no more purchases'. Fit on a longer "
             "period or more customers.",
-            BTYDConvergenceWarning,
+            convergence_warning(),
             stacklevel=3,
         )
     max_age = float(table["T"].max())
@@ -555,6 +584,8 @@ def _projected_gradient(u: np.ndarray, grad: np.ndarray) -> np.ndarray:
 
 def _run_lbfgsb(objective: Objective, start: np.ndarray) -> FitResult:
     """One L-BFGS-B run from ``start``."""
+    from scipy.optimize import minimize
+
     bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
     x0 = np.clip(np.asarray(start, dtype=float), -LOG_BOUND, LOG_BOUND)
     with warnings.catch_warnings():
@@ -716,8 +747,13 @@ def _nan_to_none(value: float) -> float | None:
     return None if not np.isfinite(value) else float(value)
 
 
-class BTYDEstimator(BaseEstimator):
+class BTYDEstimator(_EstimatorBase):
     """Base of clvlab's BTYD estimators: fitting, fitted-state checks and serialization.
+
+    They keep scikit-learn's estimator contract (settings in the constructor,
+    ``get_params``/``set_params``, ``sklearn.base.clone``, the learned state in attributes
+    ending in ``_``) without deriving from ``sklearn.base.BaseEstimator``, whose import costs
+    every scoring process half a second.
 
     Parameters
     ----------
@@ -749,6 +785,45 @@ class BTYDEstimator(BaseEstimator):
     def __init__(self, penalizer_coef: float = 0.0) -> None:
         self.penalizer_coef = penalizer_coef
 
+    # -- scikit-learn's estimator contract ---------------------------------------------
+
+    @classmethod
+    def _init_parameters(cls) -> list[inspect.Parameter]:
+        """The constructor's parameters, sorted by name (as scikit-learn lists them)."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return sorted(
+            (p for p in parameters if p.name != "self" and p.kind != p.VAR_KEYWORD),
+            key=lambda p: p.name,
+        )
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The settings the estimator was constructed with, by name (scikit-learn's
+        ``get_params``; these estimators hold no nested estimators, so ``deep`` changes
+        nothing)."""
+        return {p.name: getattr(self, p.name) for p in self._init_parameters()}
+
+    def set_params(self, **params: Any) -> Self:
+        """Change settings by name (scikit-learn's ``set_params``); returns ``self``."""
+        valid = [p.name for p in self._init_parameters()]
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {self}. Valid parameters are: "
+                    f"{valid!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        """The class and the settings that differ from their defaults, as scikit-learn
+        shows an estimator: ``BetaGeo(penalizer_coef=0.1)``."""
+        changed = [
+            f"{p.name}={getattr(self, p.name)!r}"
+            for p in self._init_parameters()
+            if p.default is p.empty or repr(getattr(self, p.name)) != repr(p.default)
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
     # -- fitting ---------------------------------------------------------------------
 
     def _check_penalizer(self) -> float:
@@ -773,6 +848,8 @@ class BTYDEstimator(BaseEstimator):
             # L-BFGS-B and the likelihoods make many small BLAS calls (dot products of
             # per-history vectors); with a multi-threaded BLAS their thread hand-offs cost
             # more than the arithmetic.
+            from threadpoolctl import threadpool_limits
+
             with threadpool_limits(limits=1, user_api="blas"):
                 result = minimize_problem(problem, coef)
         else:
@@ -807,7 +884,7 @@ class BTYDEstimator(BaseEstimator):
                 f"clvlab {name}: the optimizer did not converge ({result.message}); the "
                 f"parameters {self._params_text()} may not maximise the likelihood. Try a "
                 "small penalizer_coef (e.g. 0.001) or check the RFM table.",
-                BTYDConvergenceWarning,
+                convergence_warning(),
                 stacklevel=4,
             )
         if result.on_bound.any():
@@ -817,7 +894,7 @@ class BTYDEstimator(BaseEstimator):
                 f"({self._params_text()}): the data hardly identify them (e.g. too few repeat "
                 "buyers), so predictions may be unreliable and their standard errors are NaN. "
                 "Use more data or a penalizer_coef > 0.",
-                BTYDConvergenceWarning,
+                convergence_warning(),
                 stacklevel=4,
             )
         if singular.any():
@@ -827,7 +904,7 @@ class BTYDEstimator(BaseEstimator):
                 f"({self._params_text()}), so the data do not identify {unclear} and their "
                 "standard errors are NaN (e.g. no or very few repeat buyers). Use more data or "
                 "a penalizer_coef > 0.",
-                BTYDConvergenceWarning,
+                convergence_warning(),
                 stacklevel=4,
             )
 
@@ -850,6 +927,8 @@ class BTYDEstimator(BaseEstimator):
         """The fitted parameters as floats, in :attr:`PARAM_NAMES` order."""
         params = getattr(self, "params_", None)
         if params is None:  # check_is_fitted's error, without its cost (many calls a score)
+            from sklearn.exceptions import NotFittedError
+
             raise NotFittedError(
                 f"This {type(self).__name__} is not fitted yet; call fit(rfm) or "
                 "from_dict(...) before predicting."
