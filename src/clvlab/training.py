@@ -200,7 +200,14 @@ def train(
         gbm = None
         if GBM in kinds.values():
             gbm = gbm_predictor(config, result.windows["holdout"].days)
-            gbm.fit(PurchaseDays.from_transactions(transactions), end, customers)
+            # Only the boosters of the targets the GBM is champion of: the others would never
+            # score (a target falls back to its BTYD champion, not to the GBM).
+            gbm.fit(
+                PurchaseDays.from_transactions(transactions),
+                end,
+                customers,
+                targets=[target for target, kind in kinds.items() if kind == GBM],
+            )
         step.summary = ", ".join(f"{target}={name}" for target, name in chosen.items())
     targets = [*kinds, *(target for target in btyd_champions if target not in kinds)]
     model = dataclasses.replace(

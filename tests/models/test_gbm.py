@@ -106,6 +106,17 @@ def test_count_only_data_have_no_revenue_model(simulated):
     predicted = model.predict(days, CUTOFF)
     assert predicted["expected_revenue"].isna().all()
     assert (predicted["expected_purchases"] > 0).all()
+    # Trained for churn alone (a scoring model whose GBM is only the churn champion): the
+    # same churn booster, the other targets NaN, also after a JSON round trip.
+    churn_only = GBMPredictor(HORIZON, unit_days=1.0, max_origins=3, hybrid=None).fit(
+        days, CUTOFF, targets=["churn"]
+    )
+    assert set(churn_only.boosters_) == {"churn"}
+    restored = GBMPredictor.from_dict(json.loads(json.dumps(churn_only.to_dict())))
+    for model in (churn_only, restored):
+        alone = model.predict(days, CUTOFF)
+        pd.testing.assert_series_equal(alone["p_churn"], predicted["p_churn"])
+        assert alone[["expected_purchases", "expected_revenue"]].isna().all().all()
 
 
 def test_short_history_is_refused_with_the_reason(simulated):

@@ -11,8 +11,10 @@ horizon only.
 
 The latest origin is held out for early stopping (and the churn calibration); the models are
 then refit on all origins with the number of trees found, so the most recent behaviour is
-learnt too. Seeds are fixed and LightGBM runs in deterministic mode: the same data give the
-same model.
+learnt too. ``fit(..., targets=...)`` trains only some of the three (a scoring model whose
+GBM is the champion of churn alone needs no purchases or revenue booster); the others are
+then NaN in :meth:`GBMPredictor.predict`. Seeds are fixed and LightGBM runs in
+deterministic mode: the same data give the same model.
 
 Each booster starts from a baseline and learns a correction to it (LightGBM's init score):
 trees cannot extrapolate, and at scoring time customers are older and have more purchases than
@@ -167,6 +169,8 @@ class GBMPredictor:
         purchases: PurchaseDays,
         train_end: pd.Timestamp | str,
         customers: pd.DataFrame | None = None,
+        *,
+        targets: Sequence[str] | None = None,
     ) -> GBMPredictor:
         """Train on the rolling origins of the data up to ``train_end``.
 
@@ -178,7 +182,13 @@ class GBMPredictor:
             The last day whose data may be used (labels included).
         customers
             Optional static covariates indexed by ``customer_id``.
+        targets
+            The targets to train (``"purchases"``, ``"revenue"``, ``"churn"``); by default
+            all three (revenue only when the data have amounts).
         """
+        unknown = sorted(set(targets or ()) - set(TARGETS))
+        if unknown:
+            raise ClvlabError(f"unknown GBM target(s) {unknown}; known: {sorted(TARGETS)}")
         train_end = pd.Timestamp(train_end).normalize()
         origins = self.check_history(purchases, train_end)
         features, labels = stacked_examples(
@@ -205,8 +215,11 @@ class GBMPredictor:
         holdout = (features[ORIGIN] == origins[-1]).to_numpy()
         self.boosters_: dict[str, lgb.Booster] = {}
         self.best_iterations_: dict[str, int] = {}
+        self.calibration_: tuple[float, float] | None = None
         for target, objective in TARGETS.items():
             if target == "revenue" and not self.has_revenue_:
+                continue
+            if targets is not None and target not in targets:
                 continue
             y = labels[target].to_numpy(dtype=float)
             base = self._baseline(target, features)
@@ -352,7 +365,8 @@ class GBMPredictor:
         -------
         pandas.DataFrame
             Indexed by ``customer_id``: ``expected_purchases``, ``p_churn`` and
-            ``expected_revenue`` (NaN for count-only data).
+            ``expected_revenue``; NaN for a target the predictor was not trained for (revenue
+            of count-only data, or one left out by ``fit(..., targets=...)``).
         """
         self._check_fitted()
         features = self._features(purchases, as_of, customers)
@@ -365,8 +379,14 @@ class GBMPredictor:
             return raw + self._baseline(target, features)
 
         result = pd.DataFrame(index=features.index)
-        result["expected_purchases"] = np.exp(margin("purchases"))
-        result["p_churn"] = _apply_platt(self.calibration_, _sigmoid(margin("churn")))
+        result["expected_purchases"] = (
+            np.exp(margin("purchases")) if "purchases" in self.boosters_ else np.nan
+        )
+        result["p_churn"] = (
+            _apply_platt(self.calibration_, _sigmoid(margin("churn")))
+            if self.calibration_ is not None
+            else np.nan
+        )
         result["expected_revenue"] = (
             np.exp(margin("revenue")) if "revenue" in self.boosters_ else np.nan
         )
@@ -404,7 +424,7 @@ class GBMPredictor:
             "n_examples": self.n_examples_,
             "has_revenue": self.has_revenue_,
             "best_iterations": self.best_iterations_,
-            "calibration": list(self.calibration_),
+            "calibration": None if self.calibration_ is None else list(self.calibration_),
             "boosters": {k: b.model_to_string() for k, b in self.boosters_.items()},
             "btyd": self.btyd_.to_dict() if self.hybrid is not None else None,
         }
@@ -420,7 +440,8 @@ class GBMPredictor:
         model.n_examples_ = int(state["n_examples"])
         model.has_revenue_ = bool(state["has_revenue"])
         model.best_iterations_ = dict(state["best_iterations"])
-        model.calibration_ = tuple(state["calibration"])
+        calibration = state["calibration"]
+        model.calibration_ = None if calibration is None else (calibration[0], calibration[1])
         model.boosters_ = {k: lgb.Booster(model_str=text) for k, text in state["boosters"].items()}
         if state["btyd"] is not None:
             model.btyd_ = estimator_from_dict(state["btyd"])
