@@ -239,6 +239,14 @@ def test_broadcasting_and_shapes(fitted: BTYDEstimator) -> None:
     # Monotone in the horizon.
     t = np.linspace(0.0, 200.0, 50)
     assert (np.diff(fitted.expected_purchases(t, 2, 30.43, 38.86)) > 0).all()
+    # Several horizons at once (P(alive) computed once): exactly one call per horizon.
+    by_horizon = fitted.expected_purchases_by_horizon(
+        [1.0, 39.0], [0, 2, 5], [0, 30.0, 35.0], 38.86
+    )
+    assert by_horizon.shape == (2, 3)
+    for row, horizon in zip(by_horizon, [1.0, 39.0], strict=True):
+        expected = fitted.expected_purchases(horizon, [0, 2, 5], [0, 30.0, 35.0], 38.86)
+        np.testing.assert_array_equal(row, expected)
 
 
 def test_predictions_are_pure(fitted: BTYDEstimator) -> None:

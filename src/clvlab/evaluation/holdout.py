@@ -88,7 +88,8 @@ def holdout_tracking(
     x, t_x, age = (
         calibration[c].to_numpy(float) for c in ("frequency_cal", "recency_cal", "T_cal")
     )
-    predicted = [float(model.purchases.expected_purchases(t, x, t_x, age).sum()) for t in grid]
+    by_horizon = model.purchases.expected_purchases_by_horizon(grid, x, t_x, age)
+    predicted = [float(row.sum()) for row in by_horizon]
     days = (
         holdout_transactions[["customer_id", "date"]]
         .assign(day=lambda f: f["date"].dt.floor("D"))

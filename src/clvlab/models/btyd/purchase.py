@@ -17,7 +17,7 @@ of its class docstring:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, Self
 
 import numpy as np
@@ -184,6 +184,22 @@ class PurchaseModel(BTYDEstimator):
         """
         horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
         return self._expected(horizon, x, t_x, age)
+
+    def expected_purchases_by_horizon(
+        self, horizons: Sequence[float], frequency: object, recency: object, T: object
+    ) -> np.ndarray:
+        """:meth:`expected_purchases` for each of several horizons, stacked: row ``i`` is
+        ``expected_purchases(horizons[i], frequency, recency, T)``, exactly. The probability
+        of being alive, which does not depend on the horizon (and is most of the cost for
+        Pareto/NBD), is computed once.
+        """
+        x, t_x, age = history_arrays(frequency, recency, T)
+        alive = expit(-self._log_dropout_odds(x, t_x, age))
+        rows = []
+        for t in horizons:
+            horizon, x, _, age = history_arrays(frequency, recency, T, t=t)
+            rows.append(alive * self._expected_if_alive(horizon, x, age))
+        return np.stack(rows)
 
     def p_churn(self, t: object, frequency: object, recency: object, T: object) -> np.ndarray:
         r"""Probability of no purchase in :math:`(T, T + t]` given :math:`(x, t_x, T)`.
