@@ -2,6 +2,9 @@
 #   make train   bootstrap .venv and run `clvlab train` on configs/cdnow.yaml
 #   make test    bootstrap .venv, lint (ruff, mypy), and run the whole test suite
 PYTHON ?= python3
+# Python's bytecode cache stays on (some machines turn it off): the suite starts many Python
+# processes (CLI commands, servers, their workers), and without it each compiles clvlab again.
+unexport PYTHONDONTWRITEBYTECODE
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
