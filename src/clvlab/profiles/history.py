@@ -113,11 +113,12 @@ def purchase_days(
             keep[first] = True
     if not count_only and policy.zero_amounts == "drop":
         keep &= rows["amount"] != 0
-    rows, owner = rows[keep], owner[keep]
-    if cancelled is not None:
-        cancelled = cancelled[keep]
-        if policy.aggregate_invoices:
-            rows, owner, cancelled = _merge_invoices(rows, owner, cancelled)
+    if not keep.all():  # else no copy (a history's rows are hundreds of MB)
+        rows, owner = rows[keep], owner[keep]
+        if cancelled is not None:
+            cancelled = cancelled[keep]
+    if cancelled is not None and policy.aggregate_invoices:
+        rows, owner, cancelled = _merge_invoices(rows, owner, cancelled)
     ns, amount, values = rows["ns"], rows["amount"], rows["values"]
     if count_only:
         return _days(owner, ns, np.full(len(ns), np.nan), values)
