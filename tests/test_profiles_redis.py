@@ -132,6 +132,14 @@ def test_links_late_events_and_segments_as_on_sqlite(model, events, url, tmp_pat
     for customer in ["1", "2", "3", "4", "x", "y", "nobody"]:
         assert redis_store.customer(customer) == sqlite_store.customer(customer)
     assert redis_store.customer("x")["ids"] == ["x", "y"]  # type: ignore[index]
+    # The same batches applied together (as the service groups requests): the same answers.
+    grouped = ProfileStore.build(model, path=f"{url}-grouped")
+    together = grouped.apply_each(batches, as_of="1998-06-30")
+    alone = ProfileStore.build(model, path=tmp_path / "q.db").apply_each(
+        batches, as_of="1998-06-30"
+    )
+    assert together == alone
+    assert_same_scores(grouped.scores("1998-06-30"), redis_store.scores("1998-06-30"))
     everything = pd.concat([small, *batches[1:2], batches[4]])
     expected = batch_scores(model, everything, "1998-06-30", links[["id_a", "id_b"]])
     assert_same_scores(redis_store.scores("1998-06-30"), expected)
