@@ -24,7 +24,7 @@ train: $(STAMP)
 	$(BIN)/clvlab train
 
 test: $(STAMP) lint
-	@echo "Running the test suite on every core (about 4 minutes on 2 cores; the slowest tests are listed at the end)..."
+	@echo "Running the test suite on every core (about 3 minutes on 2 cores; the slowest tests are listed at the end)..."
 	$(BIN)/python -m pytest -n auto --dist loadfile --durations=15
 
 lint: $(STAMP)
