@@ -123,7 +123,7 @@ def test_continuous_discounting_matches_a_fine_reference(
 def test_continuous_discounting_takes_few_model_evaluations(model, monkeypatch):
     """A year at 10 %: expected purchases at the horizon plus 6 quadrature nodes, not one
     evaluation per day (scoring a million customers costs about one second per 7); for a few
-    customers the 6 nodes of a panel are one call."""
+    customers the horizon and every node are one call."""
     calls = []
     evaluate = model.purchases.expected_purchases
 
@@ -133,10 +133,11 @@ def test_continuous_discounting_takes_few_model_evaluations(model, monkeypatch):
 
     monkeypatch.setattr(model.purchases, "expected_purchases", counted)
     model.predict(CUSTOMERS, horizon_days=365)
-    assert calls == [(), (6, len(CUSTOMERS))]
+    assert calls == [(7, len(CUSTOMERS))]
     calls.clear()
     model.predict(CUSTOMERS, horizon_days=3652.5)  # long horizons take a few panels more
-    assert 2 < len(calls) <= 5
+    [(rows, customers)] = calls
+    assert 13 <= rows <= 25 and (rows - 1) % 6 == 0 and customers == len(CUSTOMERS)
     monkeypatch.setattr(clv_module, "_STACKED_CUSTOMERS", 1)
     calls.clear()
     model.predict(CUSTOMERS, horizon_days=365)

@@ -277,6 +277,14 @@ class CLVModel:
             other[HISTORICAL] = historical_predictions(summary, self.unit_days, horizon_days)
 
         expected_by_model: dict[int, np.ndarray] = {}
+        discounted = None
+        if self.spend is not None and len(x) < _DISTINCT_MIN_CUSTOMERS:
+            # A few customers: the revenue model's horizon and discounting in one evaluation
+            # (with many, distinct histories are evaluated once each: per_alive_history).
+            revenue_model = self.source("revenue").btyd
+            expected_by_model[id(revenue_model)], discounted = self._expected_and_discounted(
+                horizon, x, t_x, age, model=revenue_model
+            )
 
         def btyd_expected(target: str) -> np.ndarray:
             model = self.source(target).btyd
@@ -314,7 +322,8 @@ class CLVModel:
                     horizon, xs, t_xs, ages, expected=expected, model=revenue_model
                 )
 
-            discounted = per_alive_history(revenue_model, x, t_x, age, discount)
+            if discounted is None:
+                discounted = per_alive_history(revenue_model, x, t_x, age, discount)
             given = from_source("revenue", "expected_revenue")
             if given is None:
                 revenue, clv = timing * spend, discounted * spend
@@ -436,41 +445,74 @@ class CLVModel:
         model
             The purchase model; :attr:`purchases` when None.
         """
+        return self._expected_and_discounted(
+            horizon, frequency, recency, T, expected=expected, model=model
+        )[1]
+
+    def _expected_and_discounted(
+        self,
+        horizon: float,
+        frequency: np.ndarray,
+        recency: np.ndarray,
+        T: np.ndarray,
+        *,
+        expected: np.ndarray | None = None,
+        model: BTYDEstimator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The expected purchases within ``horizon`` (``expected`` when given) and the same
+        discounted (:meth:`discounted_purchases`). For a few customers (a profile's event, a
+        served request) continuous discounting evaluates the model once, at the horizon and at
+        every node of the quadrature together: a call costs more than its arithmetic."""
         model = self.purchases if model is None else model
         if self.discounting == "monthly":
-            return self._monthly_discounted_purchases(horizon, frequency, recency, T, model)
-        if expected is None:
-            expected = model.expected_purchases(horizon, frequency, recency, T)
+            if expected is None:
+                expected = model.expected_purchases(horizon, frequency, recency, T)
+            monthly = self._monthly_discounted_purchases(horizon, frequency, recency, T, model)
+            return np.asarray(expected, dtype=float), monthly
         delta = math.log1p(self.annual_discount_rate) * self.unit_days / 365.25
-        expected = np.asarray(expected, dtype=float)
-        if delta == 0 or horizon == 0 or expected.size == 0:
-            return expected
         x, t_x, age = np.broadcast_arrays(
-            *(np.asarray(a, dtype=float) for a in (frequency, recency, T)), expected
-        )[:3]
+            *(np.asarray(a, dtype=float) for a in (frequency, recency, T))
+        )
+        stacked = x.ndim == 1 and x.size <= _STACKED_CUSTOMERS
+        if delta == 0 or horizon == 0 or x.size == 0 or not stacked:
+            if expected is None:
+                expected = model.expected_purchases(horizon, frequency, recency, T)
+            expected = np.asarray(expected, dtype=float)
+            if delta == 0 or horizon == 0 or expected.size == 0:
+                return expected, expected
+            x, t_x, age = np.broadcast_arrays(x, t_x, age, expected)[:3]
         scale = age + _time_scale(model, horizon)
         decay = abs(delta)
         log_span = np.log1p(horizon / scale)  # u at the horizon
         panels = max(1, math.ceil((float(np.max(log_span)) + decay * horizon) / _PANEL_LENGTH))
         ends = [np.zeros(scale.shape), *self._panel_ends(panels, scale, decay, horizon), log_span]
-        total = np.zeros(expected.shape)
-        # A few customers: the nodes of a panel in one call (a call costs more than its
-        # arithmetic); many: one node at a time, in bounded memory. The same sum either way
-        # (to rounding: within 1e-14).
-        stacked = expected.size <= _STACKED_CUSTOMERS
-        for low, high in itertools.pairwise(ends):
-            half = (high - low) / 2
-            if stacked:
-                t = scale * np.expm1(low + half * (1.0 + _GAUSS_NODES[:, np.newaxis]))
-                at_t = model.expected_purchases(t, x, t_x, age)
-                terms = (_GAUSS_WEIGHTS[:, np.newaxis] * half) * (scale + t) * np.exp(-delta * t)
-                total += np.add.reduce(terms * at_t, axis=0)
-                continue
-            for node, weight in zip(_GAUSS_NODES, _GAUSS_WEIGHTS, strict=True):
-                t_k = scale * np.expm1(low + half * (1.0 + node))
-                at_t = model.expected_purchases(t_k, x, t_x, age)
-                total += (weight * half) * (scale + t_k) * np.exp(-delta * t_k) * at_t
-        return math.exp(-delta * horizon) * expected + delta * total
+        total = np.zeros(scale.shape)
+        if stacked:  # every node of every panel (and the horizon) in one call
+            lows, highs = np.stack(ends[:-1]), np.stack(ends[1:])
+            halves = (highs - lows) / 2
+            nodes = _GAUSS_NODES[np.newaxis, :, np.newaxis]
+            t = scale * np.expm1(lows[:, np.newaxis] + halves[:, np.newaxis] * (1.0 + nodes))
+            times = t.reshape(-1, x.size)
+            if expected is None:
+                times = np.concatenate([np.full((1, x.size), float(horizon)), times])
+            values = model.expected_purchases(times, x, t_x, age)
+            if expected is None:
+                expected, values = values[0], values[1:]
+            at_t = values.reshape(t.shape)
+            for panel in range(panels):
+                weights = _GAUSS_WEIGHTS[:, np.newaxis] * halves[panel]
+                terms = weights * (scale + t[panel]) * np.exp(-delta * t[panel])
+                total += np.add.reduce(terms * at_t[panel], axis=0)
+        else:  # one node at a time, in bounded memory
+            for low, high in itertools.pairwise(ends):
+                half = (high - low) / 2
+                for node, weight in zip(_GAUSS_NODES, _GAUSS_WEIGHTS, strict=True):
+                    t_k = scale * np.expm1(low + half * (1.0 + node))
+                    at_k = model.expected_purchases(t_k, x, t_x, age)
+                    total += (weight * half) * (scale + t_k) * np.exp(-delta * t_k) * at_k
+        assert expected is not None
+        expected = np.asarray(expected, dtype=float)
+        return expected, math.exp(-delta * horizon) * expected + delta * total
 
     @staticmethod
     def _panel_ends(
