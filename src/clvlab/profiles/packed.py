@@ -115,12 +115,6 @@ class Summaries:
     no_history: np.ndarray
     excluded: np.ndarray
 
-    def table(self) -> pd.DataFrame:
-        """The summaries as :func:`clvlab.rfm`'s table (indexed by ``customer_id``)."""
-        return pd.DataFrame(
-            self.columns, index=pd.Index(self.ids, dtype="string", name=CUSTOMER_ID)
-        )
-
 
 def summaries(
     records: list[DayRecord], as_of: pd.Timestamp, unit_days: float, count_only: bool
