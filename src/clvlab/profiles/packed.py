@@ -176,15 +176,17 @@ def clean_profiles(
     rows = unpack_rows(b"".join(profile.rows for profile in profiles))
     lengths = [len(profile.rows) // ROW.itemsize for profile in profiles]
     owner = np.repeat(np.arange(len(profiles)), lengths)
-    # The id of each row: the profile's own for most, looked up where it has several.
-    aliases = np.repeat(np.asarray([p.ids[0] for p in profiles], dtype=object), lengths)
-    start = 0
-    for profile, length in zip(profiles, lengths, strict=True):
-        if len(profile.ids) > 1:
-            ids = np.asarray(profile.ids, dtype=object)
-            aliases[start : start + length] = ids[rows["alias"][start : start + length]]
-        start += length
-    ranks = np.unique(aliases, return_inverse=True)[1] if len(aliases) else owner
+    if all(len(profile.ids) == 1 for profile in profiles):
+        ranks = owner  # one id a profile: the ids order nothing within one
+    else:  # the id of each row: the profile's own for most, looked up where it has several
+        aliases = np.repeat(np.asarray([p.ids[0] for p in profiles], dtype=object), lengths)
+        start = 0
+        for profile, length in zip(profiles, lengths, strict=True):
+            if len(profile.ids) > 1:
+                ids = np.asarray(profile.ids, dtype=object)
+                aliases[start : start + length] = ids[rows["alias"][start : start + length]]
+            start += length
+        ranks = np.unique(aliases, return_inverse=True)[1]
     cancelled = None
     if invoiced:  # whether each row's invoice is a cancellation
         prefix = policy.cancellation_prefix
