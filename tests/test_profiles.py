@@ -534,3 +534,44 @@ def test_batches_applied_together_as_one_after_the_other(model, events, tmp_path
     assert outcomes[2].merged == in_turn[2].merged and outcomes[2].merged
     with pytest.raises(DataError):  # a batch that cannot be read at all: nothing applied
         together.apply_each([later[:1], [{"no": "event id"}]])
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    old=st.lists(
+        st.tuples(st.integers(0, 40), st.sampled_from([5.0, -5.0, 0.0, 7.25])), min_size=1
+    ),
+    new=st.lists(st.tuples(st.integers(1, 12), st.floats(0.5, 50.0)), min_size=1, max_size=4),
+    values=st.lists(st.integers(-1, 2), min_size=5, max_size=5),
+    count_only=st.booleans(),
+)
+def test_purchases_after_the_last_extend_the_days_as_cleaning_all_does(
+    old, new, values, count_only
+):
+    """The shortcut for events after a profile's last purchase (a day added to or started)
+    gives the purchase days cleaning every transaction again gives."""
+    from clvlab.data.clean import CleaningPolicy
+    from clvlab.profiles.history import appended_days, new_rows, purchase_days
+
+    hours = 3_600 * 10**9
+    old_ns = np.asarray([step * 7 * hours for step, _ in old])
+    last = int(old_ns.max())
+    new_ns = last + np.cumsum([step * 5 * hours for step, _ in new])
+    rows = new_rows(
+        np.concatenate([old_ns, new_ns]),
+        np.asarray([a for _, a in old] + [a for _, a in new]),
+        0,
+        -1,
+        np.resize(np.asarray(values), len(old) + len(new)),
+    )
+    policy = CleaningPolicy(duplicates="drop", zero_amounts="drop", returns="net")
+    owner = np.zeros(len(rows), dtype=np.int64)
+    cleaned = purchase_days(
+        rows[: len(old)], owner[: len(old)], owner[: len(old)], policy, count_only
+    )
+    every = purchase_days(rows, owner, owner, policy, count_only)[1]
+    got = appended_days(cleaned[1].tobytes(), rows[: len(old)], rows[len(old) :], count_only)
+    if not len(cleaned[1]):
+        assert got is None  # nothing to extend: cleaned whole
+        return
+    assert got == every.tobytes()  # to the bit (NaN values of count-only days included)

@@ -134,6 +134,35 @@ def purchase_days(
     return _days(owner[kept], ns[kept], amount[kept], values[kept])
 
 
+def appended_days(days: bytes, old: Rows, new: Rows, count_only: bool) -> bytes | None:
+    """The purchase days of a profile whose transactions ``old`` (cleaned into ``days``) are
+    followed by ``new``, when cleaning them all would only extend ``days``: the new purchases
+    come after every earlier one, in order, with positive amounts, and there are no invoices
+    (the caller's to know). Then no new row is a copy, a return or a zero amount, and none
+    changes how the earlier ones were cleaned: each is added to the last day or starts the
+    next. None otherwise (clean them all)."""
+    if not len(old) or not len(new) or not days:
+        return None
+    ns = new["ns"]
+    if ns[0] <= old["ns"].max() or (len(ns) > 1 and (ns[1:] <= ns[:-1]).any()):
+        return None
+    if not count_only and not (new["amount"] > 0).all():
+        return None
+    out = np.concatenate([unpack_days(days), np.zeros(len(new), dtype=DAY)])
+    last = len(out) - len(new) - 1
+    for row in new.tolist():  # (ns, amount, alias, invoice, values, content)
+        at, amount, values = row[0], row[1], row[4]
+        day = at - at % NS_PER_DAY
+        if day != out["day"][last]:
+            last += 1
+            out[last] = (day, 0.0 if not count_only else np.nan, -1)
+        if not count_only:
+            out["value"][last] += amount
+        if values >= 0:  # the day's last purchase with covariate values
+            out["values"][last] = values
+    return out[: last + 1].tobytes()
+
+
 def _cleaning_order(rows: Rows, owner: np.ndarray, alias_rank: np.ndarray) -> np.ndarray | None:
     """The order in which cleaning takes the rows: by owner, instant, id (``alias_rank``),
     amount and content, stably; None when they are in it already."""

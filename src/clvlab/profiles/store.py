@@ -67,6 +67,7 @@ from clvlab.profiles.events import (
 from clvlab.profiles.history import (
     DAY,
     ROW,
+    appended_days,
     new_rows,
     purchase_days,
     unpack_days,
@@ -701,16 +702,30 @@ class ProfileStore:
             stamps[order], amounts[order], positions[0], positions[1], positions[2], content
         ).tobytes()
         start = 0
+        extended: dict[str, bytes] = {}  # profiles whose new purchases only add days
+        simple = self._fields.invoice is None and not merged
         for owner, group in itertools.groupby(owner_list[i] for i in order):
             end = start + sum(1 for _ in group) * ROW.itemsize
-            profiles[owner].rows += added[start:end]
+            profile = profiles[owner]
+            if simple:
+                days = appended_days(
+                    profile.days,
+                    unpack_rows(profile.rows),
+                    unpack_rows(added[start:end]),
+                    self._count_only,
+                )
+                if days is not None:
+                    extended[owner] = days
+            profile.rows += added[start:end]
             start = end
         if len(stamps):
             self._set_last(int(stamps.max()))
         changed.update(owner_list)
         changed -= set(merged)
+        for owner, days in extended.items():
+            profiles[owner].days = days
         clean_profiles(
-            [profiles[c] for c in changed if c in profiles],
+            [profiles[c] for c in changed if c in profiles and c not in extended],
             self._policy,
             self._count_only,
             self._fields.invoice is not None,
