@@ -365,7 +365,7 @@ def gbm_inputs_at(model: CLVModel, seen: pd.DataFrame, as_of: pd.Timestamp) -> _
 def score_summary(
     model: CLVModel,
     summary: pd.DataFrame,
-    unscored: pd.Series,
+    unscored: tuple[np.ndarray, np.ndarray],
     horizon_days: float | None,
     gbm_inputs: _GBMInputs | None = None,
     id_dtype: IdDtype = None,
@@ -378,7 +378,7 @@ def score_summary(
         model,
         summary.index.to_numpy(dtype=object),
         columns,
-        (unscored.index.to_numpy(dtype=object), unscored.to_numpy(dtype=object)),
+        unscored,
         horizon_days,
         gbm_inputs,
     )
@@ -482,7 +482,7 @@ def score_values(
     )
     columns.update(model.predict_columns(inputs, horizon_days=horizon_days, **gbm_inputs))
     reasons = np.full(rows, None, dtype=object)
-    unscored_ids, unscored_reasons = unscored
+    unscored_ids, why = unscored
     if len(unscored_ids):  # merged into the sorted ids
         columns = {
             name: np.concatenate(
@@ -491,7 +491,7 @@ def score_values(
             for name, values in columns.items()
         }
         columns[CUSTOMER_ID][rows:] = unscored_ids
-        reasons = np.concatenate([reasons, unscored_reasons])
+        reasons = np.concatenate([reasons, why])
         order = np.argsort(columns[CUSTOMER_ID], kind="stable")
         columns = {name: values[order] for name, values in columns.items()}
         reasons = reasons[order]
@@ -532,13 +532,16 @@ def _report_at(
     )
 
 
-def unscored_reasons(no_history: pd.Index, excluded: pd.Index) -> pd.Series:
-    """The reason for each customer who cannot be scored: no transaction on or before as-of
-    (``no_history``), or every transaction excluded by cleaning (``excluded``)."""
-    ids = [*no_history, *excluded]
-    reasons = [NO_HISTORY] * len(no_history) + [ALL_EXCLUDED] * len(excluded)
-    index = pd.Index(ids, dtype="string", name=CUSTOMER_ID)
-    return pd.Series(reasons, index=index, dtype="string", name="reason")
+def unscored_reasons(
+    no_history: Sequence[str] | pd.Index | np.ndarray,
+    excluded: Sequence[str] | pd.Index | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The customers who cannot be scored and the reason of each (object arrays): no
+    transaction on or before as-of (``no_history``), or every transaction excluded by
+    cleaning (``excluded``)."""
+    ids = np.array([*no_history, *excluded], dtype=object)
+    reasons = np.array([NO_HISTORY] * len(no_history) + [ALL_EXCLUDED] * len(excluded), object)
+    return ids, reasons
 
 
 def read_columns(

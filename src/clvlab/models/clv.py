@@ -62,8 +62,8 @@ BTYD = "btyd"
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(6)
 #: Largest length of a panel in ``v = ln(1 + t / c) + delta t``.
 _PANEL_LENGTH = 3.0
-#: Up to this many customers, :meth:`CLVModel.discounted_purchases` evaluates a panel's
-#: nodes in one call.
+#: Up to this many customers, :meth:`CLVModel.discounted_purchases` evaluates the model at
+#: the horizon and at every node of the quadrature in one call.
 _STACKED_CUSTOMERS = 4096
 #: Newton steps placing the panel ends (any ends make a valid rule: they only even out panels).
 _PANEL_NEWTON_STEPS = 3

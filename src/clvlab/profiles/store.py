@@ -87,8 +87,6 @@ from clvlab.profiles.packed import (
     summaries,
 )
 from clvlab.scoring import (
-    ALL_EXCLUDED,
-    NO_HISTORY,
     ScoreValues,
     as_model,
     check_arguments,
@@ -97,6 +95,7 @@ from clvlab.scoring import (
     gbm_inputs_at,
     read_columns,
     score_values,
+    unscored_reasons,
 )
 
 #: The store's file format; a store of another format is refused (rebuild it).
@@ -512,13 +511,9 @@ class ProfileStore:
             if self.model.covariates:
                 frame = self._with_covariates(frame, records)
             gbm_inputs = gbm_inputs_at(self.model, frame[frame[DATE] < day_after(as_of)], as_of)
-        unscored = np.concatenate([summary.no_history, summary.excluded])
-        reasons = np.array(
-            [NO_HISTORY] * len(summary.no_history) + [ALL_EXCLUDED] * len(summary.excluded),
-            dtype=object,
-        )
+        unscored = unscored_reasons(summary.no_history, summary.excluded)
         values = score_values(
-            self.model, summary.ids, summary.columns, (unscored, reasons), horizon_days, gbm_inputs
+            self.model, summary.ids, summary.columns, unscored, horizon_days, gbm_inputs
         )
         report = DataReport(
             rows_read=sum(record[1] for record in records),
@@ -800,7 +795,11 @@ class ProfileStore:
         linked = identity_links is not None
         # The text columns (ids, invoices, covariate values) only when a profile lists them.
         listing = linked or invoice is not None or bool(read.covariates)
-        table = pd.DataFrame({CUSTOMER_ID: names[codes] if listing else codes})
+        table = (
+            pd.DataFrame({CUSTOMER_ID: names[codes]})
+            if listing
+            else pd.DataFrame(index=pd.RangeIndex(len(codes)))
+        )
         if linked:
             table[SOURCE_CUSTOMER_ID] = aliases.astype("string").to_numpy()[by_owner]
         if invoice is not None:
