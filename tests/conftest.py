@@ -11,12 +11,11 @@ import stores
 #: The test files that take longest (most CPU first; about 90 to 15 s each on 2 cores). `make
 #: test` runs whole files on each core (``--dist loadfile``); these start first, so that the
 #: many short files fill in at the end and both cores finish together. (By default xdist starts
-#: files by their number of tests, which put the README's three tests last: a core then sat
+#: files by their number of tests, which put a slow file with few tests last: a core then sat
 #: idle for half a minute.) The order only affects the time taken.
 SLOW_FILES = [
     "test_end_to_end.py",
     "test_properties.py",
-    "test_readme.py",
     "test_tracking_store.py",
     "test_serving.py",
     "test_purchase_models.py",

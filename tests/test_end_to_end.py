@@ -15,11 +15,14 @@ import pandas as pd
 import pytest
 
 import clvlab
-import stores
+import readme
 from clvlab.models.btyd import BTYDConvergenceWarning
 from clvlab.scoring import ALL_EXCLUDED
+from clvlab.scoring import SCORE_COLUMNS as SCORE_COLUMNS_ALL
+from clvlab.segments import SEGMENT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
+VENV = Path(sys.executable).parents[1]
 # The installed console script, as a user runs it.
 CLVLAB = [str(Path(sys.executable).with_name("clvlab"))]
 SCORE_COLUMNS = [
@@ -52,24 +55,73 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("e2e")
+    """A fresh copy of the project as the README's "Use" section expects it: its configs and
+    the venv that `make train` built (and CDNOW as a CSV file, for the tests below)."""
+    folder = tmp_path_factory.mktemp("e2e") / "clvlab"
     shutil.copytree(ROOT / "configs", folder / "configs")
+    (folder / ".venv").symlink_to(VENV)
     clvlab.read_transactions("lifetimes:CDNOW_master").to_csv(folder / "cdnow.csv", index=False)
     return folder
 
 
 @pytest.fixture(scope="module")
-def env(workdir: Path) -> dict[str, str]:
-    return {**os.environ, "MLFLOW_TRACKING_URI": stores.new_store(workdir / "store.db")}
+def readme_use(workdir: Path) -> subprocess.CompletedProcess:
+    """The commands of the README's "Use" section, in order, as one bash script that stops at
+    the first failure: clvlab's default store in a private home, no MLFLOW_TRACKING_URI.
+    They train and export the default CDNOW model the other tests of this module use."""
+    if shutil.which("curl") is None:
+        pytest.fail("the README's Use section calls curl, which is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["CLVLAB_HOME"] = str(workdir.parent / "home")
+    script = "\n".join(readme.shell_blocks(readme.section("Use")))
+    assert "clvlab train" in script and "clvlab serve" in script
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
 
 
 @pytest.fixture(scope="module")
-def trained(workdir: Path, env: dict[str, str]) -> dict:
-    done = run(["train", "--report", "report.json", "--export", "models/cdnow"], workdir, env)
-    assert done.returncode == 0, done.stderr
-    assert re.search(r"MLflow UI: \S*mlflow ui --backend-store-uri sqlite:///", done.stdout)
-    assert "purchases_mae" in done.stdout
+def env(workdir: Path) -> dict[str, str]:
+    """The environment of the commands below: the store the README's commands trained in."""
+    home = workdir.parent / "home"
+    return {**os.environ, "CLVLAB_HOME": str(home), "MLFLOW_TRACKING_URI": store_uri(home)}
+
+
+def store_uri(home: Path) -> str:
+    return f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def trained(readme_use: subprocess.CompletedProcess, workdir: Path) -> dict:
+    """The report of the README's first `clvlab train` (version 1 of ``cdnow``)."""
+    assert re.search(r"MLflow UI: \S*mlflow ui --backend-store-uri sqlite:///", readme_use.stdout)
+    assert "purchases_mae" in readme_use.stdout
     return json.loads((workdir / "report.json").read_text())
+
+
+def test_the_readme_use_section_runs_as_written(readme_use, workdir):
+    scores = pd.read_parquet(workdir / "scores.parquet")
+    assert list(scores.columns) == SCORE_COLUMNS_ALL + SEGMENT_COLUMNS and len(scores) == 23_570
+    assert set(scores["model_version"]) == {"models:/cdnow/1"}
+    by_part = pd.read_parquet(workdir / "parts.parquet")
+    assert len(list((workdir / "parts.parquet").glob("*.parquet"))) > 1
+    pd.testing.assert_frame_equal(
+        by_part.sort_values("customer_id").reset_index(drop=True), scores, check_dtype=False
+    )
+    assert "champion: moved to version 1" in readme_use.stdout
+    assert "cdnow: champion -> version 2" in readme_use.stdout
+    # The served answer is strict JSON for the one posted customer.
+    assert '"customer_id":"7"' in readme_use.stdout.replace(" ", "")
+    assert (workdir.parent / "home" / "mlruns" / "mlflow.db").is_file()
+    assert not (workdir / "mlruns").exists()
 
 
 def test_train_reports_every_holdout_metric(trained):
@@ -128,7 +180,7 @@ def test_train_logs_config_metrics_plot_and_model(trained, env):
 
 
 def test_score_with_logged_model_uri(trained, workdir, env):
-    output = workdir / "scores.parquet"
+    output = workdir / "run_scores.parquet"
     done = run(
         [
             "score",
@@ -171,14 +223,14 @@ def test_local_export_and_csv_output_score_the_same(trained, workdir, env):
             "--horizon",
             "365",
             "--output",
-            "scores.csv",
+            "run_scores.csv",
         ],
         workdir,
         env,
     )
     assert done.returncode == 0, done.stderr
-    from_csv = pd.read_csv(workdir / "scores.csv", dtype={"customer_id": str})
-    from_parquet = pd.read_parquet(workdir / "scores.parquet")
+    from_csv = pd.read_csv(workdir / "run_scores.csv", dtype={"customer_id": str})
+    from_parquet = pd.read_parquet(workdir / "run_scores.parquet")
     for column in SCORE_COLUMNS[1:]:
         np.testing.assert_allclose(from_csv[column], from_parquet[column], rtol=1e-12)
 
@@ -191,7 +243,7 @@ def test_pyfunc_predict_equals_cli_scores(trained, workdir, env, monkeypatch):
     transactions = clvlab.read_transactions(workdir / "cdnow.csv")
     pyfunc = mlflow.pyfunc.load_model(trained["model_uri"])
     predicted = pyfunc.predict(transactions, params={"as_of": "1998-06-30", "horizon_days": 365})
-    written = pd.read_parquet(workdir / "scores.parquet")
+    written = pd.read_parquet(workdir / "run_scores.parquet")
     pd.testing.assert_frame_equal(predicted.reset_index(drop=True), written, check_dtype=False)
 
 
