@@ -354,9 +354,11 @@ class ProfileStore:
             fresh_links = _first_of(list(itertools.chain(*link_ids)), pending)
             transactions = Columns.concat([batch.transactions for batch in batches])
             links = Columns.concat([batch.links for batch in batches])
-            changed, merged = self._apply(transactions.take(fresh_events), links.take(fresh_links))
+            changed, merged, last = self._apply(
+                transactions.take(fresh_events), links.take(fresh_links)
+            )
             records = [(c.customer, len(c.rows) // ROW.itemsize, c.days) for c in changed]
-            as_of = as_of or self._last_date()
+            as_of = as_of or last or self._last_date()
             customers = [c.customer for c in changed]
             values, report = self._score(customers, as_of, horizon_days, records)
             transitions = self._transitions(values, merged, as_of)
@@ -592,9 +594,12 @@ class ProfileStore:
                 fresh.discard(event)
         return new
 
-    def _apply(self, transactions: Columns, links: Columns) -> tuple[list[Profile], dict[str, str]]:
+    def _apply(
+        self, transactions: Columns, links: Columns
+    ) -> tuple[list[Profile], dict[str, str], pd.Timestamp | None]:
         """Store the new transactions and links; recompute the profiles they change. The
-        changed profiles (by id), and old canonical id -> new for profiles that moved."""
+        changed profiles (by id), old canonical id -> new for profiles that moved, and the
+        store's last transaction now if there were new ones (else None)."""
         ids = {*links[LEFT], *links[RIGHT], *transactions[CUSTOMER_ID]}
         stored = self._aliases(ids)
         # A group is known by its canonical id so far (an id never linked is its own group);
@@ -713,8 +718,7 @@ class ProfileStore:
                     extended[owner] = days
             profile.rows += added[start:end]
             start = end
-        if len(stamps):
-            self._set_last(int(stamps.max()))
+        last = self._set_last(int(stamps.max())) if len(stamps) else None
         changed.update(owner_list)
         changed -= set(merged)
         for owner, days in extended.items():
@@ -729,7 +733,7 @@ class ProfileStore:
         self._backend.put_profiles(
             [profile.record() for name, profile in profiles.items() if name not in merged]
         )
-        return [profiles[c] for c in sorted(changed) if c in profiles], merged
+        return [profiles[c] for c in sorted(changed) if c in profiles], merged, last
 
     def _members(self, customers: list[str]) -> set[str]:
         """The linked ids whose canonical id is one of ``customers``."""
@@ -870,11 +874,13 @@ class ProfileStore:
         if len(rows):
             self._set_last(int(rows["ns"].max()))
 
-    def _set_last(self, ns: int) -> None:
-        """Record ``ns`` as the last transaction's instant if it is later."""
+    def _set_last(self, ns: int) -> pd.Timestamp:
+        """Record ``ns`` as the last transaction's instant if it is later; the last now."""
         last = self._last_date()
         if last is None or ns > last.value:
             self._backend.set_meta({"last_ns": str(ns)})
+            return pd.Timestamp(ns)
+        return last
 
 
 def _ns(stamp: Any) -> int | None:
