@@ -35,9 +35,8 @@ import inspect
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -52,6 +51,9 @@ from clvlab.features.windows import (
     window_features,
 )
 from clvlab.models.btyd import PURCHASE_MODELS, BTYDEstimator, estimator_from_dict
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 #: The targets and their LightGBM objectives.
 TARGETS = {"purchases": "poisson", "revenue": "tweedie", "churn": "binary"}
@@ -282,6 +284,10 @@ class GBMPredictor:
     ) -> lgb.Booster:
         """Boost from the init scores; early stopping on ``valid`` when given.
         Each of ``train`` and ``valid`` is (features, labels, init scores)."""
+        # Imported here: a training whose GBM is skipped (too little history) or disabled,
+        # and every scoring process, need no LightGBM (a second to import).
+        import lightgbm as lgb
+
         x, y, base = train
         data = lgb.Dataset(x, y, init_score=base, free_raw_data=True)
         callbacks: list[Callable[..., Any]] = []
@@ -442,6 +448,8 @@ class GBMPredictor:
         model.best_iterations_ = dict(state["best_iterations"])
         calibration = state["calibration"]
         model.calibration_ = None if calibration is None else (calibration[0], calibration[1])
+        import lightgbm as lgb
+
         model.boosters_ = {k: lgb.Booster(model_str=text) for k, text in state["boosters"].items()}
         if state["btyd"] is not None:
             model.btyd_ = estimator_from_dict(state["btyd"])
