@@ -13,10 +13,11 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "clvlab needs Python 3.11+")'
-	@echo "Setting up $(VENV): the pinned dependencies of requirements.lock (about 1 minute, once)..."
+	@echo "Setting up $(VENV): the pinned dependencies of requirements.lock (about 2 minutes, once)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
 	$(BIN)/python -m pip install --quiet --progress-bar off -c requirements.lock -e '.[dev]'
+	@$(BIN)/python tests/spark_classes.py 2>/dev/null
 	@touch $(STAMP)
 	@echo "Set up $(VENV) ($$($(BIN)/clvlab --version))."
 

@@ -22,6 +22,7 @@ SLOW_FILES = [
     "test_registry.py",
     "test_notebooks.py",
     "test_tracking_server.py",
+    "test_spark.py",
     "test_profiles_redis.py",
     "test_batch.py",
     "test_profiles.py",

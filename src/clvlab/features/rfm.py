@@ -139,7 +139,7 @@ def calibration_holdout(
     cutoff_ts, end_ts = as_timestamp(cutoff, "cutoff"), as_timestamp(end, "end")
     if end_ts <= cutoff_ts:
         raise DataError(f"holdout end {end_ts.date()} must be after the cutoff {cutoff_ts.date()}")
-    _, divisor = _period(freq, freq_multiplier)
+    _, divisor = period_unit(freq, freq_multiplier)
     with _session(transactions, memory_limit, None) as (con, tx, has_amount):
         cal = f"(SELECT * FROM {tx} WHERE {DATE} {_until(cutoff_ts)})"
         summary = _fetch(con, _summary_sql(cal, cutoff_ts, freq, freq_multiplier, has_amount))
@@ -165,7 +165,7 @@ def calibration_holdout(
     summary = summary.set_index(CUSTOMER_ID)
     summary.columns = [f"{column}_cal" for column in summary.columns]
     combined = summary.join(holdout.set_index(CUSTOMER_ID), how="left").fillna(0.0)
-    periods = _period_bounds(end_ts, freq)[0] - _period_bounds(cutoff_ts, freq)[0]
+    periods = period_bounds(end_ts, freq)[0] - period_bounds(cutoff_ts, freq)[0]
     combined["duration_holdout"] = periods.days / divisor
     return combined
 
@@ -173,8 +173,8 @@ def calibration_holdout(
 def _summary_sql(
     source: str, as_of: pd.Timestamp, freq: str, freq_multiplier: float, has_amount: bool
 ) -> str:
-    _, divisor = _period(freq, freq_multiplier)
-    as_of_period, next_period = _period_bounds(as_of, freq)
+    _, divisor = period_unit(freq, freq_multiplier)
+    as_of_period, next_period = period_bounds(as_of, freq)
     # fsum (compensated summation) rather than sum: DuckDB adds up a group's partial sums
     # from its threads in whatever order they finish, and a plain floating-point sum then
     # differs in the last bits from run to run; a compensated one is (all but) exactly
@@ -218,7 +218,7 @@ def _period_of(column: str, freq: str) -> str:
     return f"CAST(date_trunc('{_TRUNC[freq]}', {column}) AS DATE)"
 
 
-def _period_bounds(stamp: pd.Timestamp, freq: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+def period_bounds(stamp: pd.Timestamp, freq: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     """Start of ``stamp``'s period and of the period after it (weeks start on Monday)."""
     day = stamp.normalize()
     if freq == "D":
@@ -338,7 +338,9 @@ def _literal(stamp: pd.Timestamp) -> str:
     return f"TIMESTAMP '{stamp.isoformat(sep=' ')}'"
 
 
-def _period(freq: str, freq_multiplier: float) -> tuple[str, float]:
+def period_unit(freq: str, freq_multiplier: float) -> tuple[str, float]:
+    """The period of ``freq`` as DuckDB's ``date_trunc`` names it, and its length in days times
+    ``freq_multiplier`` (the divisor of recency and T); a :class:`DataError` for a bad one."""
     if freq not in _TRUNC:
         raise DataError(f"freq must be one of 'D', 'W', 'M', got {freq!r}")
     if not freq_multiplier > 0:

@@ -1,0 +1,359 @@
+"""clvlab.spark against the local path: the same RFM summaries and score tables on Spark.
+
+One Spark session (``local[2]``) serves the whole file: starting one takes about 8 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvlab
+import clvlab.spark
+import spark_classes
+from clvlab import ClvlabError, ClvlabWarning, CLVModel, DataError
+from clvlab.data.identity import link_groups, resolve_identities
+from clvlab.scoring import NO_HISTORY, score_columns
+from clvlab.segments import SEGMENT_COLUMNS, fit_segment_rules
+from clvlab.spark import link_components, runtime
+from clvlab.spark import resolve_identities as spark_resolve_identities
+
+pytestmark = [
+    # pyspark 4.3 warns on every pandas conversion that pandas 3 is "not fully supported",
+    # and its own code calls pandas APIs that pandas 3 deprecates; the tests below check the
+    # conversions clvlab relies on instead.
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
+    pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning"),
+]
+
+#: Small and quiet: as many shuffle partitions as cores, no UI, no progress bars; the JVM
+#: options of spark_classes (the quick compiler only; the classes mapped from the archive made
+#: when the venv was set up).
+CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.log.level": "ERROR",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.extraJavaOptions": spark_classes.java_options(),
+}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """The file's Spark session; a clear failure (not a skip) when there is no Java 17."""
+    try:
+        runtime.check_java()
+    except ClvlabError as exc:  # says how to install Java
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(f"the Spark tests cannot start Spark: {problem}", pytrace=False)
+    with pytest.MonkeyPatch.context() as patch:
+        # Python workers run this interpreter, not `python3` from PATH (which may lack
+        # pyarrow and clvlab).
+        patch.setenv("PYSPARK_PYTHON", sys.executable)
+        session = clvlab.spark.session("local[2]", app_name="clvlab-tests", conf=CONF)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def master_on_spark(spark, cdnow_master):
+    return spark.createDataFrame(cdnow_master).cache()
+
+
+def _as_local(result, like: pd.DataFrame) -> pd.DataFrame:
+    """A Spark summary as the local function's table: indexed by ``customer_id``, sorted."""
+    table = result.toPandas().set_index("customer_id").sort_index()
+    table.index = table.index.astype(like.index.dtype)
+    return table
+
+
+@pytest.mark.parametrize(
+    ("freq", "freq_multiplier", "as_of", "amounts"),
+    [
+        ("D", 1, "1998-06-30", True),
+        ("D", 7, "1997-09-30", True),  # weeks at daily resolution, as Fader, Hardie and Lee
+        ("W", 1, "1998-03-04", True),  # a Wednesday: its whole week counts
+        ("M", 1, "1997-12-15", True),  # mid-month: its whole month counts
+        ("W", 1, None, False),  # count-only, as of the last transaction
+    ],
+)
+def test_rfm_equals_the_local_summary_on_cdnow(
+    master_on_spark, cdnow_master, freq, freq_multiplier, as_of, amounts
+):
+    local_tx = cdnow_master if amounts else cdnow_master.drop(columns="amount")
+    spark_tx = master_on_spark if amounts else master_on_spark.drop("amount")
+    local = clvlab.rfm(
+        local_tx, as_of or cdnow_master["date"].max(), freq=freq, freq_multiplier=freq_multiplier
+    )
+    result = clvlab.spark.rfm(spark_tx, as_of, freq=freq, freq_multiplier=freq_multiplier)
+    assert result.columns == ["customer_id", *local.columns]
+    got = _as_local(result, local)
+    # Counts and periods are the same divisions; only the sums of amounts may differ in the
+    # last bits (compensated summation in DuckDB, plain in Spark).
+    pd.testing.assert_frame_equal(got, local, check_exact=False, rtol=1e-12, atol=0)
+    exact = ["frequency", "recency", "T"]
+    pd.testing.assert_frame_equal(got[exact], local[exact], check_exact=True)
+
+
+@pytest.mark.parametrize("freq", ["D", "W"])
+def test_calibration_holdout_equals_the_local_one_on_cdnow(master_on_spark, cdnow_master, freq):
+    local = clvlab.calibration_holdout(cdnow_master, "1997-09-30", "1998-06-30", freq=freq)
+    result = clvlab.spark.calibration_holdout(
+        master_on_spark, "1997-09-30", "1998-06-30", freq=freq
+    )
+    assert result.columns == ["customer_id", *local.columns]
+    got = _as_local(result, local)
+    pd.testing.assert_frame_equal(got, local, check_exact=False, rtol=1e-12, atol=0)
+
+
+#: Timestamped purchases around a cutoff, a missing amount, and a customer seen only after it.
+TIMED = pd.DataFrame(
+    {
+        "customer_id": ["a", "a", "a", "a", "b", "b", "c"],
+        "date": pd.to_datetime(
+            [
+                "2011-09-01 09:00",
+                "2011-09-09 15:30",  # on the cutoff day, after midnight
+                "2011-09-12 10:00",
+                "2011-09-20 00:00",
+                "2011-09-05 23:59:59.999999",
+                "2011-09-09 23:59:59",
+                "2011-09-15 08:00",
+            ],
+            format="ISO8601",
+        ),
+        "amount": [10.0, np.nan, 5.0, 7.5, 3.0, 4.0, 1.0],
+    }
+)
+
+
+@pytest.mark.parametrize("cutoff", ["2011-09-09", "2011-09-09 12:00"])
+def test_a_date_cutoff_covers_its_day_as_locally(spark, cutoff):
+    """A date covers its whole day, a time only up to it; missing amounts are left out."""
+    transactions = spark.createDataFrame(TIMED)
+    local = clvlab.calibration_holdout(TIMED, cutoff, "2011-09-30", freq="D")
+    got = _as_local(
+        clvlab.spark.calibration_holdout(transactions, cutoff, "2011-09-30", freq="D"), local
+    )
+    pd.testing.assert_frame_equal(got, local, check_exact=False, rtol=1e-12, atol=0)
+    assert local.loc["a", "frequency_cal"] == (1 if cutoff == "2011-09-09" else 0)
+    local_rfm = clvlab.rfm(TIMED, cutoff, freq="W")
+    got_rfm = _as_local(clvlab.spark.rfm(transactions, cutoff, freq="W"), local_rfm)
+    pd.testing.assert_frame_equal(got_rfm, local_rfm, check_exact=False, rtol=1e-12, atol=0)
+
+
+def test_bad_periods_and_cutoffs_are_data_errors(spark):
+    transactions = spark.createDataFrame(TIMED)
+    with pytest.raises(DataError, match="freq must be one of"):
+        clvlab.spark.rfm(transactions, "2011-09-30", freq="Q")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="must be after the cutoff"):
+        clvlab.spark.calibration_holdout(transactions, "2011-09-30", "2011-09-01")
+    with pytest.raises(DataError, match="no transactions on or before the calibration cutoff"):
+        clvlab.spark.calibration_holdout(transactions, "2011-08-01", "2011-09-30")
+    with pytest.raises(DataError, match=r"lack the column\(s\) \['date'\]"):
+        clvlab.spark.rfm(transactions.drop("date"), "2011-09-30")
+
+
+@pytest.fixture(scope="module")
+def model(sample_models, cdnow_sample) -> CLVModel:
+    """BG/NBD and Gamma-Gamma of the CDNOW sample, in weeks, with segment rules."""
+    purchases, spend = sample_models
+    plain = CLVModel(purchases=purchases, spend=spend, time_unit="W", version="spark-test")
+    rules = fit_segment_rules(
+        clvlab.score(plain, cdnow_sample), unit_days=7, horizon_days=plain.horizon_days
+    )
+    return dataclasses.replace(plain, segments=rules)
+
+
+def _scores_as_local(result, local: pd.DataFrame) -> pd.DataFrame:
+    """A Spark score table as :func:`clvlab.score`'s: its dtypes (``toPandas`` gives the
+    nullable segment scores as floats, text as ``str``), sorted by id as it is."""
+    table = result.toPandas().astype(local.dtypes.to_dict())
+    return table.sort_values("customer_id", ignore_index=True)
+
+
+def test_scores_equal_the_local_ones_row_for_row(spark, model, cdnow_sample):
+    # A customer whose only purchase is after as_of keeps a row, with the reason.
+    late = pd.DataFrame(
+        {
+            "customer_id": ["late"],
+            "date": [pd.Timestamp("1998-07-01 12:00")],
+            "amount": [5.0],
+            "n_cds": [1],
+        }
+    )
+    transactions = pd.concat([cdnow_sample, late], ignore_index=True)
+    # More partitions of customers than Spark's shuffle partitions: several to a task.
+    result = clvlab.spark.score(
+        model, spark.createDataFrame(transactions), as_of="1998-06-30", partitions=5
+    )
+    assert result.columns == score_columns(model)
+    assert result.schema["customer_id"].dataType.typeName() == "string"
+    local = clvlab.score(model, transactions, as_of="1998-06-30")
+    got = _scores_as_local(result, local)
+    pd.testing.assert_frame_equal(got, local, check_exact=True)
+    row = got.set_index("customer_id").loc["late"]
+    assert row["reason"] == NO_HISTORY and np.isnan(row["clv"])
+    assert got["reason"].notna().sum() == 1
+    assert row[SEGMENT_COLUMNS].isna().all()
+    assert got[SEGMENT_COLUMNS].notna().sum().tolist() == [len(got) - 1] * len(SEGMENT_COLUMNS)
+
+
+def test_as_of_defaults_to_the_last_date_and_integer_ids_stay_integers(
+    spark, model, cdnow_sample, tmp_path
+):
+    """The model as a file, loaded on the driver; ids of a Spark long column come back as
+    longs; with no as_of, every partition scores as of the last date of the whole data."""
+    path = tmp_path / "clv_model.json"
+    model.save(path)
+    transactions = cdnow_sample.assign(customer_id=cdnow_sample["customer_id"].astype("int64"))
+    transactions.loc[0, "date"] = pd.Timestamp("1998-07-02 10:00")  # one customer's last
+    result = clvlab.spark.score(str(path), spark.createDataFrame(transactions), horizon_days=100)
+    assert result.schema["customer_id"].dataType.typeName() == "long"
+    local = clvlab.score(model, transactions, horizon_days=100)
+    got = _scores_as_local(result, local)
+    pd.testing.assert_frame_equal(got, local, check_exact=True)
+    assert got["customer_id"].dtype == np.int64 and got["reason"].isna().all()
+
+
+def test_bad_input_is_a_data_error_on_the_driver(spark, model):
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", None],
+            "date": pd.to_datetime(["1997-01-01", "1997-01-03", "1997-01-02"]),
+            "amount": [1.0, 2.0, 3.0],
+        }
+    )
+    transactions = spark.createDataFrame(tx)
+    with pytest.warns(ClvlabWarning, match="1 transaction rows have no customer id"):
+        table = clvlab.spark.score(model, transactions, as_of="1997-01-02").toPandas()
+    assert sorted(table["customer_id"]) == ["a", "b"]
+    with_ids = transactions.where("customer_id IS NOT NULL")
+    with pytest.raises(DataError, match="before the first transaction"):
+        clvlab.spark.score(model, with_ids, as_of="1996-12-31")
+    with pytest.raises(DataError, match="missing amount column 'amount'"):
+        clvlab.spark.score(model, with_ids.drop("amount"))
+    with pytest.raises(DataError, match="partitions must be a positive whole number"):
+        clvlab.spark.score(model, with_ids, partitions=0)
+    with pytest.raises(DataError, match="no transactions with a customer id"):
+        clvlab.spark.score(model, transactions.where("customer_id IS NULL"), as_of="1997-01-02")
+    # Raised while cleaning on an executor (finding the last date), raised again here.
+    unreadable = spark.createDataFrame(tx.assign(date=["1997-01-01", "soon", "1997-01-02"]))
+    with pytest.raises(DataError, match="cannot be read as dates: row 0: 'soon'"):
+        clvlab.spark.score(model, unreadable)
+
+
+def test_the_conversions_clvlab_relies_on_round_trip(spark):
+    """pandas 3 -> Spark -> pandas with pyspark 4.3: text ids (and missing ones), naive
+    timestamps to the microsecond, missing amounts, 64-bit integer ids keep their values;
+    the dtypes that change are the ones clvlab reads either way."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.array(["007", None, "x y"], dtype="string"),
+            "date": pd.to_datetime(
+                ["1997-01-01", "1997-03-30 02:30:00.123456", "2038-01-19 03:14:08"],
+                format="ISO8601",
+            ),
+            "amount": [1.5, np.nan, None],
+            "number": np.array([2**53 + 1, -(2**63), 2**63 - 1], dtype=np.int64),
+        }
+    )
+    on_spark = spark.createDataFrame(frame)
+    back = on_spark.toPandas()
+    types = on_spark.schema
+    assert [field.dataType.typeName() for field in types] == [
+        "string",
+        "timestamp",
+        "double",
+        "long",
+    ]
+    assert back["customer_id"].tolist()[0::2] == ["007", "x y"]
+    assert back["customer_id"].isna().tolist() == [False, True, False]
+    assert pd.api.types.is_string_dtype(back["customer_id"])  # `str`, NaN for missing
+    assert back["date"].dtype.kind == "M" and back["date"].dt.tz is None
+    assert back["date"].tolist() == frame["date"].tolist()
+    assert back["amount"].isna().tolist() == [False, True, True]
+    assert back["number"].dtype == np.int64 and back["number"].tolist() == frame["number"].tolist()
+    # A nullable integer column comes back as floats (pyspark's toPandas): clvlab.spark.score
+    # never hands the local code such ids (rows without an id are filtered first).
+    nullable = spark.createDataFrame(pd.DataFrame({"id": pd.array([1, None], dtype="Int64")}))
+    assert nullable.schema["id"].dataType.typeName() == "long"
+    assert nullable.toPandas()["id"].dtype == np.float64
+
+
+def test_no_java_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(ClvlabError, match=r"Java 17 or later \(no java on PATH\): install a JDK"):
+        runtime.check_java()
+
+
+# --- identity resolution -------------------------------------------------------------------
+
+
+def _spark_links(spark, links: pd.DataFrame):
+    """``links`` (text ids, some missing) as a Spark DataFrame."""
+    return spark.createDataFrame(links.astype(object).where(links.notna(), None))
+
+
+def test_identity_resolution_equals_the_local_union_find(spark, cdnow_sample):
+    """Random links between CDNOW customers, with ids that never bought, a self-link, a pair
+    given twice (reversed), a link with a missing id, a chain through 60 customers and two
+    chains of 300 ids that never bought, all linked in random order (their smallest ids far
+    from either end): the same canonical ids, mapping and report as
+    :func:`clvlab.resolve_identities` (union-find), after a few rounds, not 300."""
+    rng = np.random.default_rng(5)
+    ids = cdnow_sample["customer_id"].unique()
+    chains = [
+        [*rng.permutation(ids[:60]), "never-bought-1", "never-bought-2"],
+        *(rng.permutation([f"{name}{i:03d}" for i in range(300)]).tolist() for name in "ab"),
+    ]
+    links = pd.DataFrame(
+        {
+            "id_a": [*rng.choice(ids, 150), *(i for c in chains for i in c[:-1]), "5", None, "7"],
+            "id_b": [*rng.choice(ids, 150), *(i for c in chains for i in c[1:]), "5", "9", "8"],
+        },
+        dtype="string",
+    )
+    links = pd.concat([links, links.iloc[[-1]].set_axis(["id_b", "id_a"], axis=1)])
+    local, local_mapping, local_report = resolve_identities(cdnow_sample, links)
+    transactions = spark.createDataFrame(cdnow_sample)
+    resolved, mapping, report = spark_resolve_identities(transactions, _spark_links(spark, links))
+
+    assert report == local_report
+    assert report.groups > 10 and report.links_ignored == 2 and report.links_missing_id == 1
+    spark_mapping = mapping.toPandas()
+    pd.testing.assert_frame_equal(spark_mapping, local_mapping.astype(object), check_dtype=False)
+    assert set(spark_mapping["customer_id"]) >= {"a000", "b000"}
+    order = ["source_customer_id", "date", "amount"]
+    theirs = local.sort_values(order).reset_index(drop=True)
+    ours = resolved.toPandas().sort_values(order).reset_index(drop=True)
+    assert ours.columns.tolist() == theirs.columns.tolist()
+    assert ours["customer_id"].tolist() == theirs["customer_id"].tolist()
+
+
+def test_float_ids_are_read_as_the_local_path_reads_them(spark):
+    """Ids stored as floating point (integers with missing values): whole numbers by their
+    digits, NaN a missing id, as :func:`clvlab.data.io.as_customer_ids`."""
+    links = pd.DataFrame({"id_a": [17850.0, 2.0, np.nan, 3.0], "id_b": [2.0, 4.0, 5.0, 3.0]})
+    expected = link_groups(links)
+    components = link_components(spark.createDataFrame(links)).toPandas()
+    assert (
+        components["source_id"].tolist()
+        == expected["source_id"].tolist()
+        == [
+            "17850",
+            "2",
+            "3",
+            "4",
+        ]
+    )
+    assert components["component"].tolist() == expected["group_id"].tolist()
