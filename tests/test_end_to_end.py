@@ -247,51 +247,6 @@ def test_pyfunc_predict_equals_cli_scores(trained, workdir, env, monkeypatch):
     pd.testing.assert_frame_equal(predicted.reset_index(drop=True), written, check_dtype=False)
 
 
-def test_batch_scoring_by_registry_alias_over_a_parquet_glob(trained, workdir, env, monkeypatch):
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
-    client.create_registered_model("cdnow-batch")
-    version = client.create_model_version("cdnow-batch", trained["model_uri"], trained["run_id"])
-    client.set_registered_model_alias("cdnow-batch", "champion", version.version)
-    transactions = pd.read_csv(workdir / "cdnow.csv", dtype={"customer_id": str})
-    (workdir / "parts").mkdir()
-    for number in range(4):
-        transactions.iloc[number::4].to_parquet(workdir / "parts" / f"tx-{number}.parquet")
-
-    done = run(
-        [
-            "score",
-            "--model",
-            "models:/cdnow-batch@champion",
-            "--transactions",
-            "parts/*.parquet",
-            "--as-of",
-            "1998-06-30",
-            "--partition-rows",
-            "20000",
-            "--output",
-            "batch.parquet",
-        ],
-        workdir,
-        env,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Scored 23,570 customers as of 1998-06-30 (0 could not be scored) in 4 partition(s)" in (
-        done.stdout
-    )
-    assert "a folder of 4 Parquet files" in done.stdout
-    written = pd.read_parquet(workdir / "batch.parquet").sort_values("customer_id")
-    expected = clvlab.score(trained["model_uri"], workdir / "cdnow.csv", as_of="1998-06-30")
-    assert set(written["model_version"]) == {f"models:/cdnow-batch/{version.version}"}
-    pd.testing.assert_frame_equal(
-        written.drop(columns="model_version").reset_index(drop=True),
-        expected.drop(columns="model_version"),
-        check_dtype=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("csv", "message"),
     [
@@ -471,10 +426,9 @@ def test_online_retail_config_trains_on_the_real_data(in_tmp):
     scored = scores[scores["reason"].isna()]
     assert scored["p_churn"].between(0, 1).all() and (scored["clv"] >= 0).all()
     assert "churn=gbm" in scores["model"].iloc[0]
-    # A year ahead the GBM (trained for 91 days) gives way to the BTYD champion, and says so.
-    with pytest.warns(UserWarning, match="no customer id"):
-        yearly = clvlab.score(result.model, data_file, horizon_days=365)
-    assert "in place of the GBM for churn" in yearly["model"].iloc[0]
+    # A year ahead the GBM (trained for 91 days) gives way to the BTYD champion, and the
+    # score table's model column says so.
+    assert "in place of the GBM for churn" in result.model.label(horizon_days=365)
 
 
 def test_mbgnbd_fitted_by_lifetimes_trains_saves_and_scores(in_tmp):

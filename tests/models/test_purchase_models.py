@@ -361,10 +361,10 @@ def _numpy_global_seed(seed: int) -> Iterator[None]:
 
 
 def _synthetic_histories(spec: Spec, resolution: str) -> pd.DataFrame:
-    """20,000 customers drawn from ``spec.truth``: ages uniform on 20..52 weeks with exact
+    """8,000 customers drawn from ``spec.truth``: ages uniform on 20..52 weeks with exact
     purchase times, or (``daily``) ages of whole days (13..52 weeks) with purchases recorded
     to the day, in weeks, as ``rfm(..., freq="D", freq_multiplier=7)`` reports them."""
-    n = 20_000
+    n = 8_000
     rng = np.random.default_rng({"continuous": 11, "daily": 12}[resolution])
     if resolution == "continuous":
         return spec.simulate(rng, n, spec.truth, T=rng.uniform(20.0, 52.0, n))[COLUMNS]
