@@ -16,11 +16,14 @@ import clvlab
 import clvlab.spark
 import spark_classes
 from clvlab import ClvlabError, ClvlabWarning, CLVModel, DataError
-from clvlab.data.identity import link_groups, resolve_identities
+from clvlab.cli import main
+from clvlab.data.identity import resolve_identities
+from clvlab.data.io import as_customer_ids
 from clvlab.scoring import NO_HISTORY, score_columns
 from clvlab.segments import SEGMENT_COLUMNS, fit_segment_rules
-from clvlab.spark import link_components, runtime
 from clvlab.spark import resolve_identities as spark_resolve_identities
+from clvlab.spark import runtime
+from clvlab.spark.identity import text_ids
 
 pytestmark = [
     # pyspark 4.3 warns on every pandas conversion that pandas 3 is "not fully supported",
@@ -307,14 +310,14 @@ def _spark_links(spark, links: pd.DataFrame):
 def test_identity_resolution_equals_the_local_union_find(spark, cdnow_sample):
     """Random links between CDNOW customers, with ids that never bought, a self-link, a pair
     given twice (reversed), a link with a missing id, a chain through 60 customers and two
-    chains of 300 ids that never bought, all linked in random order (their smallest ids far
+    chains of 200 ids that never bought, all linked in random order (their smallest ids far
     from either end): the same canonical ids, mapping and report as
-    :func:`clvlab.resolve_identities` (union-find), after a few rounds, not 300."""
+    :func:`clvlab.resolve_identities` (union-find), after a few rounds, not 200."""
     rng = np.random.default_rng(5)
     ids = cdnow_sample["customer_id"].unique()
     chains = [
         [*rng.permutation(ids[:60]), "never-bought-1", "never-bought-2"],
-        *(rng.permutation([f"{name}{i:03d}" for i in range(300)]).tolist() for name in "ab"),
+        *(rng.permutation([f"{name}{i:03d}" for i in range(200)]).tolist() for name in "ab"),
     ]
     links = pd.DataFrame(
         {
@@ -342,18 +345,49 @@ def test_identity_resolution_equals_the_local_union_find(spark, cdnow_sample):
 
 def test_float_ids_are_read_as_the_local_path_reads_them(spark):
     """Ids stored as floating point (integers with missing values): whole numbers by their
-    digits, NaN a missing id, as :func:`clvlab.data.io.as_customer_ids`."""
-    links = pd.DataFrame({"id_a": [17850.0, 2.0, np.nan, 3.0], "id_b": [2.0, 4.0, 5.0, 3.0]})
-    expected = link_groups(links)
-    components = link_components(spark.createDataFrame(links)).toPandas()
-    assert (
-        components["source_id"].tolist()
-        == expected["source_id"].tolist()
-        == [
-            "17850",
-            "2",
-            "3",
-            "4",
-        ]
-    )
-    assert components["component"].tolist() == expected["group_id"].tolist()
+    digits, NaN a missing id, as :func:`clvlab.data.io.as_customer_ids`; with one fraction
+    among them, every id as the number it is."""
+    ids = pd.DataFrame({"whole": [17850.0, 2.0, np.nan], "mixed": [17850.0, 2.5, np.nan]})
+    frame = spark.createDataFrame(ids)
+    got = frame.select(*(text_ids(frame, name).alias(name) for name in ids)).toPandas()
+    for column in ids:
+        expected = as_customer_ids(ids[column])
+        assert got[column].tolist()[:2] == expected.tolist()[:2]
+        assert got[column].isna().tolist() == expected.isna().tolist() == [False, False, True]
+
+
+def test_the_command_line_scores_on_spark_into_a_whole_parquet_folder(
+    spark, model, cdnow_sample, tmp_path, capsys
+):
+    """``clvlab score --engine spark`` (in this process, on this file's session): the table
+    clvlab.score gives, as a Parquet folder put in place whole; a run that fails leaves the
+    previous output as it was, and no temporary folder."""
+    model_file = tmp_path / "clv_model.json"
+    model.save(model_file)
+    cdnow_sample.to_parquet(tmp_path / "tx.parquet")
+    output = tmp_path / "scores.parquet"
+    command = ["score", "--engine", "spark", "--model", str(model_file), "--as-of", "1998-06-30"]
+    into = ["--output", str(output)]
+    assert main([*command, "--transactions", str(tmp_path / "tx.parquet"), *into]) == 0
+    assert "Scored 2,357 customers (0 could not be scored) on Spark" in capsys.readouterr().out
+    local = clvlab.score(model, cdnow_sample, as_of="1998-06-30")
+    written = pd.read_parquet(output).astype(local.dtypes.to_dict())
+    pd.testing.assert_frame_equal(written.sort_values("customer_id", ignore_index=True), local)
+    before = sorted(path.name for path in output.iterdir())
+    assert main([*command, "--transactions", str(tmp_path / "none.parquet"), *into]) == 2
+    assert "none.parquet' cannot be read: [PATH_NOT_FOUND]" in capsys.readouterr().err
+    # A date no one can read, found by a partition while the output is being written.
+    spoiled = cdnow_sample.astype({"date": str})
+    spoiled.loc[5, "date"] = "soon"
+    spoiled.to_csv(tmp_path / "spoiled.csv", index=False)
+    assert main([*command, "--transactions", str(tmp_path / "spoiled.csv"), *into]) == 2
+    assert "cannot be read as dates" in capsys.readouterr().err
+    assert sorted(path.name for path in output.iterdir()) == before
+    assert {path.name for path in tmp_path.iterdir()} == {
+        "clv_model.json",
+        "scores.parquet",
+        "spoiled.csv",
+        "tx.parquet",
+    }
+    refused = main([*command, "--transactions", "x.parquet", "--output", "s.csv", "--date", "d"])
+    assert refused == 2 and "--date: not available with --engine spark" in capsys.readouterr().err

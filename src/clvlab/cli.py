@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clvlab import __version__
-from clvlab.errors import ClvlabError
+from clvlab.errors import ClvlabError, ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,6 +147,19 @@ def _parser() -> argparse.ArgumentParser:
         "--progress",
         action=argparse.BooleanOptionalAction,
         help="show a progress bar (default: when standard error is a terminal)",
+    )
+    score.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local: this machine (DuckDB partitions); spark: Spark executors, writing a "
+        "Parquet folder (pip install 'clvlab[spark]'; --transactions may also name a table)",
+    )
+    score.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help="with --engine spark: local[N], spark://HOST:PORT, yarn... (default: Spark's: "
+        "spark-submit's --master, spark-defaults.conf, else local[*])",
     )
 
     export = commands.add_parser(
@@ -382,6 +395,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
+    if args.engine == "spark":
+        _score_on_spark(args)
+        return
     from clvlab.batch import score_to_file
 
     result = score_to_file(
@@ -413,6 +429,49 @@ def _score(args: argparse.Namespace) -> None:
     if excluded:
         print(f"Rows excluded: {json.dumps(excluded)}")
     print(f"Model: {result.model}")
+
+
+def _score_on_spark(args: argparse.Namespace) -> None:
+    """``clvlab score --engine spark``: :func:`clvlab.spark.score`, written whole or not at
+    all."""
+    local_only = {
+        "--identity-links": args.identity_links,
+        "--customer-id": args.customer_id,
+        "--date": args.date,
+        "--amount": args.amount,
+        "--date-format": args.date_format,
+    }
+    given = [name for name, value in local_only.items() if value is not None]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)}: not available with --engine spark yet; give the columns "
+            "the model was trained with (or the canonical customer_id, date, amount)"
+        )
+    try:
+        import clvlab.spark
+        from clvlab.spark.output import read_source, write_scores
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from None
+    spark = clvlab.spark.session(args.spark_master)
+    transactions = read_source(spark, args.transactions)
+    scores = clvlab.spark.score(
+        args.model, transactions, as_of=args.as_of, horizon_days=args.horizon
+    )
+    write_scores(scores, args.output)
+    counts = {
+        row["reason"]: row["count"]
+        for row in spark.read.parquet(str(args.output.absolute()))
+        .groupBy("reason")
+        .count()
+        .collect()
+    }
+    scored = counts.pop(None, 0)
+    print(
+        f"Scored {scored:,} customers ({sum(counts.values()):,} could not be scored) on Spark "
+        f"({spark.sparkContext.master}) -> {args.output} (a Parquet folder)"
+    )
+    for reason, count in sorted(counts.items()):
+        print(f"  not scored, {reason}: {count:,}")
 
 
 def _export(args: argparse.Namespace) -> None:

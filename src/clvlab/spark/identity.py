@@ -33,7 +33,7 @@ COMPONENT = "component"
 MAX_ROUNDS = 100
 
 
-def _text_ids(frame: DataFrame, name: str) -> Column:
+def text_ids(frame: DataFrame, name: str) -> Column:
     """The column ``name`` of ``frame`` as text ids, as :func:`clvlab.data.io.as_customer_ids`
     renders them: floating-point ids (integers stored so because of missing values) by their
     digits when every one is a whole number (17850.0 -> "17850"; one aggregation decides),
@@ -56,7 +56,7 @@ def link_components(links: DataFrame, *, left: str = LEFT, right: str = RIGHT) -
     An id whose only link is to itself is its own component, as locally.
     """
     _check_link_columns(links, left, right)
-    pairs = links.select(_text_ids(links, left).alias("a"), _text_ids(links, right).alias("b"))
+    pairs = links.select(text_ids(links, left).alias("a"), text_ids(links, right).alias("b"))
     pairs = pairs.where(F.col("a").isNotNull() & F.col("b").isNotNull())
     nodes = pairs.select(F.col("a").alias(SOURCE_ID)).union(pairs.select("b")).distinct()
     edges = (
@@ -159,7 +159,7 @@ def resolve_identities(
     """
     _check_transactions(transactions)
     components = link_components(links, left=left, right=right).localCheckpoint()
-    ids = _text_ids(transactions, CUSTOMER_ID)
+    ids = text_ids(transactions, CUSTOMER_ID)
     recorded = transactions.withColumn(SOURCE_CUSTOMER_ID, ids)
     firsts = (
         recorded.where(F.col(SOURCE_CUSTOMER_ID).isNotNull())
@@ -201,7 +201,7 @@ def _report(
     resolved: DataFrame,
 ) -> IdentityReport:
     """The counts of :class:`IdentityReport`, as the local function makes them."""
-    pairs = links.select(_text_ids(links, left).alias("a"), _text_ids(links, right).alias("b"))
+    pairs = links.select(text_ids(links, left).alias("a"), text_ids(links, right).alias("b"))
     present = F.col("a").isNotNull() & F.col("b").isNotNull()
     link_counts = pairs.agg(
         F.count(F.lit(1)).alias("read"),

@@ -31,7 +31,7 @@ _INSTALL_JAVA = (
 
 
 def session(
-    master: str = "local[2]",
+    master: str | None = "local[2]",
     *,
     app_name: str = "clvlab",
     conf: Mapping[str, str] | None = None,
@@ -43,7 +43,8 @@ def session(
     master
         Where Spark runs: ``"local[N]"`` (N cores of this machine) or a cluster's URL
         (``spark://HOST:7077``, ``yarn``, ``k8s://...``); clvlab must be installed where the
-        executors run. Under ``spark-submit``, the master given there wins.
+        executors run. None: Spark's choice (``spark-submit --master``, ``spark.master`` in
+        ``spark-defaults.conf``, else ``local[*]``).
     app_name
         The application's name in Spark's UI and logs.
     conf
@@ -61,7 +62,9 @@ def session(
     Spark would otherwise start ``python3`` from ``PATH``, which may lack pyarrow and clvlab.
     """
     check_java()
-    builder = SparkSession.builder.master(master).appName(app_name)
+    builder = SparkSession.builder.appName(app_name)
+    if master is not None:
+        builder = builder.master(master)
     for key, value in {**DEFAULTS, **(conf or {})}.items():
         builder = builder.config(key, value)
     with _python_workers(master):
@@ -92,10 +95,12 @@ def check_java() -> None:
 
 
 @contextmanager
-def _python_workers(master: str) -> Iterator[None]:
-    """While a local session starts: ``PYSPARK_PYTHON`` set to this interpreter unless set.
-    pyspark reads it once, when the SparkContext is created."""
-    if not master.startswith("local") or "PYSPARK_PYTHON" in os.environ:
+def _python_workers(master: str | None) -> Iterator[None]:
+    """While a local session (or one whose master Spark chooses) starts: ``PYSPARK_PYTHON``
+    set to this interpreter unless set. pyspark reads it once, when the SparkContext is
+    created."""
+    cluster = master is not None and not master.startswith("local")
+    if cluster or "PYSPARK_PYTHON" in os.environ:
         yield
         return
     os.environ["PYSPARK_PYTHON"] = sys.executable

@@ -196,7 +196,7 @@ def _cleaned(keyed: DataFrame, state: str) -> tuple[DataReport, pd.Timestamp | N
         )
 
     schema = "rows long, missing long, last string"
-    with _raised_on_driver():
+    with raised_on_driver():
         found = keyed.groupBy(PARTITION).applyInPandas(dates, schema).collect()
     report = DataReport(
         rows_read=sum(row["rows"] for row in found),
@@ -240,7 +240,7 @@ def _model(state: str) -> CLVModel:
 
 
 @contextmanager
-def _raised_on_driver() -> Iterator[None]:
+def raised_on_driver() -> Iterator[None]:
     """clvlab's own errors raised on an executor raised again on the driver as themselves
     (with the executor's message), not as a Spark ``PythonException``."""
     try:
