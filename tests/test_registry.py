@@ -160,7 +160,7 @@ def test_same_config_same_data_same_params_and_metrics(in_tmp):
         "time_unit": "D",
         "models": {
             "candidates": ["bgnbd"],
-            "gbm": {"static_columns": ["segment"], "n_estimators": 200, "max_origins": 4},
+            "gbm": {"static_columns": ["segment"], "n_estimators": 40, "max_origins": 3},
         },
         "scoring": {"horizon_days": 60},
     }

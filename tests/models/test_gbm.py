@@ -101,14 +101,14 @@ def test_deterministic_and_survives_a_json_round_trip(simulated, fitted, predict
 def test_count_only_data_have_no_revenue_model(simulated):
     transactions, _, _ = simulated
     days = PurchaseDays.from_transactions(transactions.drop(columns=["amount", "segment"]))
-    model = GBMPredictor(HORIZON, unit_days=1.0, max_origins=3, hybrid=None).fit(days, CUTOFF)
+    model = GBMPredictor(HORIZON, **{**SMALL, "max_origins": 3, "hybrid": None}).fit(days, CUTOFF)
     assert set(model.boosters_) == {"purchases", "churn"}
     predicted = model.predict(days, CUTOFF)
     assert predicted["expected_revenue"].isna().all()
     assert (predicted["expected_purchases"] > 0).all()
     # Trained for churn alone (a scoring model whose GBM is only the churn champion): the
     # same churn booster, the other targets NaN, also after a JSON round trip.
-    churn_only = GBMPredictor(HORIZON, unit_days=1.0, max_origins=3, hybrid=None).fit(
+    churn_only = GBMPredictor(HORIZON, **{**SMALL, "max_origins": 3, "hybrid": None}).fit(
         days, CUTOFF, targets=["churn"]
     )
     assert set(churn_only.boosters_) == {"churn"}
