@@ -25,3 +25,23 @@ def test_normalized_gini_perfect_reverse_and_ties():
     assert metrics.normalized_gini(actual, np.zeros(4)) == pytest.approx(0.0)
     # Gini by hand: Lorenz points 10/16, 13/16, 15/16, 1 -> mean 0.84375 - 5/8.
     assert metrics.gini(actual, actual) == pytest.approx(0.84375 - 0.625)
+
+
+def test_rank_metrics_equal_scipy_and_scikit_learn_with_ties():
+    """``spearman`` and ``roc_auc`` (average ranks, no SciPy or scikit-learn import) give
+    what ``scipy.stats.spearmanr`` and ``sklearn.metrics.roc_auc_score`` give, ties
+    included."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(4)
+    for size in (2, 7, 50, 2_000):
+        actual = rng.poisson(1.0, size).astype(float)
+        predicted = np.round(rng.gamma(1.0, 1.0, size), 1)  # many ties
+        event = np.arange(size) % 3 == 0
+        if np.ptp(actual) and np.ptp(predicted):
+            expected = spearmanr(actual, predicted).statistic
+            assert metrics.spearman(actual, predicted) == pytest.approx(expected, abs=1e-14)
+        assert metrics.roc_auc(event, predicted) == pytest.approx(
+            roc_auc_score(event, predicted), abs=1e-14
+        )

@@ -39,13 +39,21 @@ def bias_pct(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
 
 
 def roc_auc(event: npt.ArrayLike, probability: npt.ArrayLike) -> float:
-    """ROC-AUC of a probability for a binary event; NaN when only one class occurs."""
-    from sklearn.metrics import roc_auc_score
+    """ROC-AUC of a probability for a binary event; NaN when only one class occurs.
 
+    The Mann-Whitney form: the chance that an event's probability ranks above a non-event's,
+    ties counting half (average ranks), which is the area under the ROC curve as
+    scikit-learn's ``roc_auc_score`` computes it, without importing scikit-learn's metrics
+    (and SciPy's statistics) into every training process.
+    """
     event = np.asarray(event, bool)
     if event.all() or not event.any():
         return float("nan")
-    return float(roc_auc_score(event, probability))
+    ranks = _average_ranks(probability)
+    positives = int(event.sum())
+    negatives = len(event) - positives
+    wins = float(ranks[event].sum()) - positives * (positives + 1) / 2
+    return wins / (positives * negatives)
 
 
 def gini(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
@@ -78,13 +86,17 @@ def brier(event: npt.ArrayLike, probability: npt.ArrayLike) -> float:
 
 
 def spearman(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
-    """Spearman rank correlation; NaN when either side is constant."""
-    from scipy.stats import spearmanr
-
+    """Spearman rank correlation (the Pearson correlation of average ranks, as SciPy's
+    ``spearmanr``); NaN when either side is constant."""
     actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
     if np.ptp(actual) == 0 or np.ptp(predicted) == 0:
         return float("nan")
-    return float(spearmanr(actual, predicted).statistic)
+    return float(np.corrcoef(_average_ranks(actual), _average_ranks(predicted))[0, 1])
+
+
+def _average_ranks(values: npt.ArrayLike) -> np.ndarray:
+    """Ranks 1..n, tied values sharing their average rank (pandas' ``rank``)."""
+    return pd.Series(np.asarray(values, float)).rank(method="average").to_numpy()
 
 
 def top_decile_capture(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
