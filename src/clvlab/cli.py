@@ -449,9 +449,10 @@ def _score_on_spark(args: argparse.Namespace) -> None:
         )
     try:
         import clvlab.spark
-        from clvlab.spark.output import read_source, write_scores
+        from clvlab.spark.output import check_target, read_source, write_scores
     except ImportError as exc:
         raise ConfigError(str(exc)) from None
+    check_target(args.output)  # before Spark starts
     spark = clvlab.spark.session(args.spark_master)
     transactions = read_source(spark, args.transactions)
     scores = clvlab.spark.score(

@@ -38,15 +38,20 @@ def read_source(spark: SparkSession, source: str) -> DataFrame:
         raise DataError(f"transactions {source!r} cannot be read: {reason}") from None
 
 
-def write_scores(scores: DataFrame, target: Path) -> None:
-    """Write ``scores`` to the Parquet folder ``target``, whole or not at all (replacing what
-    was there). ``target`` is a path the driver and every executor see: a local folder in
-    local mode, a shared file system on a cluster."""
+def check_target(target: Path) -> None:
+    """Raise a :class:`ConfigError` unless ``target`` names a Parquet folder."""
     if target.suffix.lower() != ".parquet":
         raise ConfigError(
             f"--output {target}: the Spark engine writes Parquet (a folder of part files); "
             "give a path ending in .parquet"
         )
+
+
+def write_scores(scores: DataFrame, target: Path) -> None:
+    """Write ``scores`` to the Parquet folder ``target``, whole or not at all (replacing what
+    was there). ``target`` is a path the driver and every executor see: a local folder in
+    local mode, a shared file system on a cluster."""
+    check_target(target)
     target = target.absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
