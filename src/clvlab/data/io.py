@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -134,6 +134,19 @@ def read_canonical(
             )
         canonical[column] = frame[column].to_numpy()
     return canonical.reset_index(drop=True), id_dtype(frame[customer_id])
+
+
+def check_canonical(columns: Iterable[object]) -> None:
+    """Raise a :class:`DataError` unless ``columns`` (of a table of transactions, local or
+    on Spark) hold the canonical ``customer_id`` and ``date``."""
+    names = {str(column) for column in columns}
+    missing = {CUSTOMER_ID, DATE} - names
+    if missing:
+        raise DataError(
+            f"transactions lack the column(s) {sorted(missing)}; they have {sorted(names)}. "
+            f"Give canonical transactions: {CUSTOMER_ID!r}, {DATE!r} (a timestamp) and "
+            f"optionally {AMOUNT!r}, as clvlab.read_transactions makes them."
+        )
 
 
 def parquet_glob(source: str | Path, what: str = "transactions") -> str:

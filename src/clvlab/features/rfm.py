@@ -45,7 +45,7 @@ import pyarrow as pa
 from pandas.api.typing import NaTType
 
 from clvlab.config import UNIT_DAYS
-from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, parquet_glob, sql_string
+from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, check_canonical, parquet_glob, sql_string
 from clvlab.errors import DataError
 
 Freq = Literal["D", "W", "M"]
@@ -314,12 +314,7 @@ def _source(
     else:
         raw = f"read_parquet({sql_string(parquet_glob(transactions))})"
         columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()}
-    missing = {CUSTOMER_ID, DATE} - columns
-    if missing:
-        raise DataError(
-            f"transactions lack the column(s) {sorted(missing)}; they have "
-            f"{sorted(columns)}. Read them with clvlab.read_transactions first."
-        )
+    check_canonical(columns)
     source = (
         f"(SELECT * REPLACE (CAST({CUSTOMER_ID} AS VARCHAR) AS {CUSTOMER_ID}, "
         f"CAST({DATE} AS TIMESTAMP) AS {DATE}) FROM {raw})"

@@ -35,7 +35,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE
+from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, check_canonical
 from clvlab.errors import DataError
 
 #: Default feature windows in days.
@@ -63,12 +63,7 @@ class PurchaseDays:
     @classmethod
     def from_transactions(cls, transactions: pd.DataFrame) -> PurchaseDays:
         """Merge canonical transactions (``customer_id``, ``date``, [``amount``]) per day."""
-        missing = {CUSTOMER_ID, DATE} - set(transactions.columns)
-        if missing:
-            raise DataError(
-                f"transactions lack the column(s) {sorted(missing)}; read them with "
-                "clvlab.read_transactions first"
-            )
+        check_canonical(transactions.columns)
         if transactions.empty:
             raise DataError("no transactions to compute features from")
         has_amount = AMOUNT in transactions

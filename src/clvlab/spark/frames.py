@@ -1,27 +1,12 @@
-"""Spark columns in clvlab's conventions: canonical columns, naive timestamps, literals."""
+"""Spark columns in clvlab's conventions: naive timestamps and literals."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column
 from pyspark.sql import functions as F
-
-from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE
-from clvlab.errors import DataError
-
-
-def check_canonical(df: DataFrame) -> None:
-    """Raise a :class:`DataError` unless ``df`` has the canonical ``customer_id`` and
-    ``date`` columns (as the local :func:`clvlab.rfm`)."""
-    missing = [name for name in (CUSTOMER_ID, DATE) if name not in df.columns]
-    if missing:
-        raise DataError(
-            f"transactions lack the column(s) {missing}; they have {sorted(df.columns)}. "
-            f"Give canonical transactions: {CUSTOMER_ID!r}, {DATE!r} (a timestamp) and "
-            f"optionally {AMOUNT!r}."
-        )
 
 
 def naive(column: str) -> Column:

@@ -23,7 +23,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE
+from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, check_canonical
 from clvlab.errors import DataError
 from clvlab.features.rfm import (
     DateLike,
@@ -34,7 +34,6 @@ from clvlab.features.rfm import (
 )
 from clvlab.spark.frames import (
     as_naive_timestamp,
-    check_canonical,
     date_literal,
     naive,
     naive_literal,
@@ -74,7 +73,7 @@ def rfm(
         transactions have amounts, ``monetary_value`` (doubles): one row per customer with a
         purchase in or before the as-of period.
     """
-    check_canonical(df)
+    check_canonical(df.columns)
     period_unit(freq, freq_multiplier)  # a bad freq is an error before any Spark job
     stamp = last_date(df) if as_of is None else as_timestamp(as_of, "as_of")
     return _summary(df, stamp, freq, freq_multiplier)
@@ -109,7 +108,7 @@ def calibration_holdout(
         If ``end`` is not after ``cutoff``, or no transaction is on or before ``cutoff``
         (checked with a one-row Spark job).
     """
-    check_canonical(df)
+    check_canonical(df.columns)
     cutoff_ts, end_ts = as_timestamp(cutoff, "cutoff"), as_timestamp(end, "end")
     if end_ts <= cutoff_ts:
         raise DataError(f"holdout end {end_ts.date()} must be after the cutoff {cutoff_ts.date()}")
