@@ -262,8 +262,9 @@ def _distinct(codes: np.ndarray) -> int:
     return int(np.count_nonzero(np.bincount(present))) if len(present) else 0
 
 
-def _transaction_ids(transactions: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """The customer ids (as strings) and dates of the transactions, checked."""
+def check_transaction_columns(transactions: pd.DataFrame) -> None:
+    """Raise a :class:`DataError` unless ``transactions`` (a table, or an empty one with a
+    Spark DataFrame's columns) has the columns identity resolution reads and none it writes."""
     require_columns(transactions, {"customer id": CUSTOMER_ID, "date": DATE}, "transactions")
     if SOURCE_CUSTOMER_ID in transactions.columns:
         raise DataError(
@@ -271,15 +272,11 @@ def _transaction_ids(transactions: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
             "resolution would overwrite (were identities resolved twice?). Resolve the "
             f"original transactions, or rename or drop {SOURCE_CUSTOMER_ID!r}."
         )
-    # Dates are only ranked here; the transactions keep their own date column untouched.
-    dates = parse_dates(transactions[DATE], DATE, None, "transactions")
-    return as_customer_ids(transactions[CUSTOMER_ID]), dates
 
 
-def _link_ids(
-    frame: pd.DataFrame, left: str, right: str, where: str
-) -> tuple[pd.Series, pd.Series]:
-    """The two id columns of a links table as strings; missing ids stay missing."""
+def check_link_columns(frame: pd.DataFrame, left: str, right: str, where: str) -> None:
+    """Raise a :class:`DataError` unless ``frame`` (a table, or an empty one with a Spark
+    DataFrame's columns) has the two different link columns ``left`` and ``right``."""
     if left == right:
         raise DataError(
             f"{where}: the two link columns are both {left!r}; name two different columns "
@@ -292,4 +289,19 @@ def _link_ids(
         fix="Rename the columns, or give their names with left= and right= "
         "(e.g. left='email', right='loyalty_card').",
     )
+
+
+def _transaction_ids(transactions: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The customer ids (as strings) and dates of the transactions, checked."""
+    check_transaction_columns(transactions)
+    # Dates are only ranked here; the transactions keep their own date column untouched.
+    dates = parse_dates(transactions[DATE], DATE, None, "transactions")
+    return as_customer_ids(transactions[CUSTOMER_ID]), dates
+
+
+def _link_ids(
+    frame: pd.DataFrame, left: str, right: str, where: str
+) -> tuple[pd.Series, pd.Series]:
+    """The two id columns of a links table as strings; missing ids stay missing."""
+    check_link_columns(frame, left, right, where)
     return as_customer_ids(frame[left]), as_customer_ids(frame[right])

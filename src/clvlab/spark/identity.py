@@ -18,11 +18,20 @@ Python's; ids are compared as strings, as :func:`clvlab.data.io.as_customer_ids`
 
 from __future__ import annotations
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import FractionalType
 
-from clvlab.data.identity import LEFT, RIGHT, SOURCE_CUSTOMER_ID, SOURCE_ID, IdentityReport
+from clvlab.data.identity import (
+    LEFT,
+    RIGHT,
+    SOURCE_CUSTOMER_ID,
+    SOURCE_ID,
+    IdentityReport,
+    check_link_columns,
+    check_transaction_columns,
+)
 from clvlab.data.io import CUSTOMER_ID, DATE
 from clvlab.errors import DataError
 
@@ -55,7 +64,7 @@ def link_components(links: DataFrame, *, left: str = LEFT, right: str = RIGHT) -
 
     An id whose only link is to itself is its own component, as locally.
     """
-    _check_link_columns(links, left, right)
+    check_link_columns(_columns(links), left, right, "links")
     pairs = links.select(text_ids(links, left).alias("a"), text_ids(links, right).alias("b"))
     pairs = pairs.where(F.col("a").isNotNull() & F.col("b").isNotNull())
     nodes = pairs.select(F.col("a").alias(SOURCE_ID)).union(pairs.select("b")).distinct()
@@ -157,7 +166,7 @@ def resolve_identities(
         A column is missing from either table, or the transactions already have a
         ``source_customer_id`` column.
     """
-    _check_transactions(transactions)
+    check_transaction_columns(_columns(transactions))
     components = link_components(links, left=left, right=right).localCheckpoint()
     ids = text_ids(transactions, CUSTOMER_ID)
     recorded = transactions.withColumn(SOURCE_CUSTOMER_ID, ids)
@@ -238,30 +247,6 @@ def _report(
     )
 
 
-def _check_link_columns(links: DataFrame, left: str, right: str) -> None:
-    if left == right:
-        raise DataError(
-            f"links: the two link columns are both {left!r}; name two different columns "
-            "with left= and right=."
-        )
-    missing = [name for name in (left, right) if name not in links.columns]
-    if missing:
-        raise DataError(
-            f"links: missing link column(s) {missing}; the table has {links.columns}. Rename "
-            "the columns, or give their names with left= and right= (e.g. left='email', "
-            "right='loyalty_card')."
-        )
-
-
-def _check_transactions(transactions: DataFrame) -> None:
-    missing = [name for name in (CUSTOMER_ID, DATE) if name not in transactions.columns]
-    if missing:
-        raise DataError(
-            f"transactions: missing column(s) {missing}; the table has {transactions.columns}."
-        )
-    if SOURCE_CUSTOMER_ID in transactions.columns:
-        raise DataError(
-            f"transactions: already have a column {SOURCE_CUSTOMER_ID!r}, which identity "
-            "resolution would overwrite (were identities resolved twice?). Resolve the "
-            f"original transactions, or rename or drop {SOURCE_CUSTOMER_ID!r}."
-        )
+def _columns(frame: DataFrame) -> pd.DataFrame:
+    """An empty table with ``frame``'s columns, for the local path's column checks."""
+    return pd.DataFrame(columns=frame.columns)
