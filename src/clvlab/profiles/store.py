@@ -702,7 +702,7 @@ class ProfileStore:
             stamps[order], amounts[order], positions[0], positions[1], positions[2], content
         ).tobytes()
         start = 0
-        extended: dict[str, bytes] = {}  # profiles whose new purchases only add days
+        extended: set[str] = set()  # profiles whose new purchases only add days
         simple = self._fields.invoice is None and not merged
         for owner, group in itertools.groupby(owner_list[i] for i in order):
             end = start + sum(1 for _ in group) * ROW.itemsize
@@ -715,14 +715,13 @@ class ProfileStore:
                     self._count_only,
                 )
                 if days is not None:
-                    extended[owner] = days
+                    profile.days = days
+                    extended.add(owner)
             profile.rows += added[start:end]
             start = end
         last = self._set_last(int(stamps.max())) if len(stamps) else None
         changed.update(owner_list)
         changed -= set(merged)
-        for owner, days in extended.items():
-            profiles[owner].days = days
         clean_profiles(
             [profiles[c] for c in changed if c in profiles and c not in extended],
             self._policy,
