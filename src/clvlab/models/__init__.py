@@ -5,11 +5,14 @@
   them with clvlab's engine or lifetimes');
 * :mod:`clvlab.models.gbm`: LightGBM predictors of purchases, revenue and churn over a horizon;
 * :mod:`clvlab.models.historical`: the naive historical formula, the baseline;
-* :mod:`clvlab.models.clv`: the scorable CLV model, which takes each target from its champion.
+* :mod:`clvlab.models.clv`: the scorable CLV model, which takes each target from its champion;
+* :mod:`clvlab.models.statistics`: the counted distinct rows of an RFM summary, which the BTYD
+  models fit as they fit the summary.
 
-``BetaGeo`` and ``GammaGamma`` are re-exported here.
+``BetaGeo``, ``GammaGamma`` and ``SufficientStatistics`` are re-exported here.
 """
 
 from clvlab.models.btyd import BetaGeo, GammaGamma
+from clvlab.models.statistics import SufficientStatistics
 
-__all__ = ["BetaGeo", "GammaGamma"]
+__all__ = ["BetaGeo", "GammaGamma", "SufficientStatistics"]

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from clvlab.config import UNIT_DAYS
-from clvlab.errors import ClvlabError
+from clvlab.errors import ClvlabError, ConfigError
 from clvlab.models.btyd import (
     PURCHASE_MODELS,
     BTYDEstimator,
@@ -34,6 +34,7 @@ from clvlab.models.btyd import (
 )
 from clvlab.models.engines import Engine, fit_estimator
 from clvlab.models.historical import HISTORICAL, historical_predictions
+from clvlab.models.statistics import SufficientStatistics, positive_repeat_spend
 
 if TYPE_CHECKING:
     from clvlab.features.windows import PurchaseDays
@@ -693,27 +694,41 @@ def _purchase_model_name(model: BTYDEstimator) -> str:
 
 
 def fit_purchase_model(
-    summary: pd.DataFrame, name: str, *, engine: Engine = "clvlab", penalizer_coef: float = 0.0
+    summary: pd.DataFrame | SufficientStatistics,
+    name: str,
+    *,
+    engine: Engine = "clvlab",
+    penalizer_coef: float = 0.0,
 ) -> BTYDEstimator:
     """Fit the purchase model ``name`` (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``).
 
     Parameters
     ----------
     summary
-        RFM summary: ``frequency``, ``recency`` and ``T``.
+        RFM summary (``frequency``, ``recency`` and ``T``), or its
+        :class:`~clvlab.models.statistics.SufficientStatistics` (the same fit, on the distinct
+        histories weighted by their counts).
     name
         The purchase model (a key of :data:`clvlab.models.btyd.PURCHASE_MODELS`).
     engine
-        Who fits: ``"clvlab"`` or ``"lifetimes"`` (see :func:`clvlab.models.engines.fit_estimator`).
+        Who fits: ``"clvlab"`` or ``"lifetimes"`` (see :func:`clvlab.models.engines.fit_estimator`);
+        lifetimes only fits a per-customer summary.
     penalizer_coef
         L2 penalty on the log-parameters.
+
+    Raises
+    ------
+    clvlab.errors.ConfigError
+        ``engine="lifetimes"`` with sufficient statistics.
     """
     model = PURCHASE_MODELS[name](penalizer_coef=penalizer_coef)
+    if isinstance(summary, SufficientStatistics):
+        return _fit_counted(model, summary.purchases, engine)
     return fit_estimator(model, summary[["frequency", "recency", "T"]], engine)
 
 
 def fit_clv_model(
-    summary: pd.DataFrame,
+    summary: pd.DataFrame | SufficientStatistics,
     purchases: str,
     *,
     engine: Engine = "clvlab",
@@ -729,7 +744,9 @@ def fit_clv_model(
     Parameters
     ----------
     summary
-        RFM summary in the units of ``settings["time_unit"]``.
+        RFM summary in the units of ``settings["time_unit"]``, or its
+        :class:`~clvlab.models.statistics.SufficientStatistics` (same parameters, fitted on the
+        counts; ``engine="clvlab"`` only).
     purchases
         The purchase model (a key of :data:`clvlab.models.btyd.PURCHASE_MODELS`).
     engine, penalizer_coef
@@ -747,10 +764,25 @@ def fit_clv_model(
         summary, purchases, engine=engine, penalizer_coef=penalizer_coef
     )
     spend, excluded = None, {}
-    if "monetary_value" in summary:
-        repeat = summary[summary["frequency"] > 0]
-        positive = repeat[repeat["monetary_value"] > 0]
-        excluded["spend_fit.nonpositive_repeat_spend"] = len(repeat) - len(positive)
-        spend = fit_estimator(GammaGamma(penalizer_coef=penalizer_coef), positive, engine)
+    gamma_gamma = GammaGamma(penalizer_coef=penalizer_coef)
+    if isinstance(summary, SufficientStatistics):
+        if summary.spend is not None:
+            excluded["spend_fit.nonpositive_repeat_spend"] = summary.nonpositive_repeat_spend
+            spend = _fit_counted(gamma_gamma, summary.spend, engine)
+    elif "monetary_value" in summary:
+        positive, excluded["spend_fit.nonpositive_repeat_spend"] = positive_repeat_spend(summary)
+        spend = fit_estimator(gamma_gamma, positive, engine)
     name = f"{purchases}_gamma_gamma" if spend is not None else purchases
     return CLVModel(purchases=purchase_model, spend=spend, name=name, **settings), excluded
+
+
+def _fit_counted(estimator: BTYDEstimator, rows: pd.DataFrame, engine: Engine) -> BTYDEstimator:
+    """Fit ``estimator`` on distinct rows weighted by their ``count`` (clvlab's engine only:
+    lifetimes' Pareto/NBD scales a weighted likelihood by the mean weight, so its fit on
+    counts is not its fit on customers)."""
+    if engine != "clvlab":
+        raise ConfigError(
+            f"engine {engine!r} fits the per-customer RFM summary, not SufficientStatistics: "
+            "fit the summary, or use engine 'clvlab'"
+        )
+    return estimator.fit(rows, sample_weight=rows["count"].to_numpy(dtype=float))
