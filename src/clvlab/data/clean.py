@@ -155,7 +155,7 @@ def clean_transactions(
         returns |= kept[AMOUNT] < 0
     if policy.cancellation_prefix is not None:
         returns |= kept[invoice].astype("string").str.startswith(policy.cancellation_prefix)
-    if policy.returns == "net" and returns.any():
+    if policy.returns == "net":  # its steps are counted (as 0) without returns too
         kept = _net_returns(kept, returns, steps)
     else:
         kept = _drop(kept, returns, "returns_dropped", steps)

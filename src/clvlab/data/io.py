@@ -13,7 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clvlab.data.datasets import is_packaged_source, load_packaged
-from clvlab.data.validate import parse_amounts, parse_dates, require_columns
+from clvlab.data.validate import (
+    BadValues,
+    raise_bad_values,
+    read_amounts,
+    read_dates,
+    require_columns,
+)
 from clvlab.errors import DataError
 
 #: The canonical column names (see DESIGN.md).
@@ -100,6 +106,42 @@ def read_canonical(
     leave clvlab (a score table): :func:`id_dtype` of the id column as read. Inside clvlab
     ids are text; this is how scoring returns them in the type they came in."""
     frame, where = load_table(source)
+    canonical, dtype, _ = to_canonical(
+        frame,
+        where,
+        customer_id=customer_id,
+        date=date,
+        amount=amount,
+        quantity=quantity,
+        price=price,
+        date_format=date_format,
+        timezone=timezone,
+        keep=keep,
+    )
+    return canonical, dtype
+
+
+def to_canonical(
+    frame: pd.DataFrame,
+    where: str,
+    *,
+    customer_id: str = CUSTOMER_ID,
+    date: str = DATE,
+    amount: str | None = AMOUNT,
+    quantity: str | None = None,
+    price: str | None = None,
+    date_format: str | None = None,
+    timezone: str | None = None,
+    keep: Sequence[str] | None = None,
+    strict: bool = True,
+    label: str = "row",
+) -> tuple[pd.DataFrame, IdDtype, list[BadValues]]:
+    """:func:`read_canonical` of a loaded table (``where`` names it in messages).
+
+    With ``strict=False`` the rows whose date or amount cannot be read are not an error
+    here: they are given back (counted, with examples labelled by ``label`` and the index)
+    for the caller to add up over the parts of a table read apart, as a Spark job does.
+    """
     if frame.empty:
         raise DataError(f"{where}: no transactions (the table has no rows).")
     roles = {"customer id": customer_id, "date": date}
@@ -114,17 +156,26 @@ def read_canonical(
     extra = [c for c in frame.columns if c not in mapped] if keep is None else list(keep)
     require_columns(frame, {**roles, **{f"kept column {c!r}": c for c in extra}}, where)
 
+    problems: list[BadValues | None] = []
+
+    def checked(read: tuple[pd.Series, BadValues | None]) -> pd.Series:
+        values, bad = read
+        if strict:
+            raise_bad_values(bad, where)
+        problems.append(bad)
+        return values
+
     canonical = pd.DataFrame(
         {
             CUSTOMER_ID: as_customer_ids(frame[customer_id]),
-            DATE: parse_dates(frame[date], date, date_format, where, timezone),
+            DATE: checked(read_dates(frame[date], date, date_format, where, timezone, label)),
         }
     )
     if amount is not None:
-        canonical[AMOUNT] = parse_amounts(frame[amount], amount, where)
+        canonical[AMOUNT] = checked(read_amounts(frame[amount], amount, label))
     elif quantity is not None and price is not None:  # both or neither (checked above)
-        canonical[AMOUNT] = parse_amounts(frame[quantity], quantity, where) * parse_amounts(
-            frame[price], price, where
+        canonical[AMOUNT] = checked(read_amounts(frame[quantity], quantity, label)) * checked(
+            read_amounts(frame[price], price, label)
         )
     for column in extra:
         if column in (CUSTOMER_ID, DATE, AMOUNT):
@@ -133,7 +184,8 @@ def read_canonical(
                 "name; rename it or leave it out with keep=[...]"
             )
         canonical[column] = frame[column].to_numpy()
-    return canonical.reset_index(drop=True), id_dtype(frame[customer_id])
+    found = [bad for bad in problems if bad is not None]
+    return canonical.reset_index(drop=True), id_dtype(frame[customer_id]), found
 
 
 def check_canonical(columns: Iterable[object]) -> None:
