@@ -391,3 +391,128 @@ def test_the_command_line_scores_on_spark_into_a_whole_parquet_folder(
     }
     refused = main([*command, "--transactions", "x.parquet", "--output", "s.csv", "--date", "d"])
     assert refused == 2 and "--date: not available with --engine spark" in capsys.readouterr().err
+
+
+# --- reading and cleaning ------------------------------------------------------------------
+
+#: Invoice lines of a small shop, as a CSV gives them (text): lines of one invoice, an exact
+#: duplicate, a free sample, cancellations ("C...") netted against earlier purchases (one in
+#: full, one with nothing before it), two purchases at one minute (the return nets against
+#: the later line of the file, as locally), a line without a customer, one after the end.
+SHOP_LINES = [
+    ("1", "a", "2021-01-01 10:00", "2", "5.0", "UK"),
+    ("1", "a", "2021-01-01 10:00", "1", "4.5", "UK"),
+    ("1", "a", "2021-01-01 10:00", "1", "4.5", "UK"),
+    ("2", "a", "2021-01-05 09:30", "3", "0", "UK"),
+    ("3", "a", "2021-01-08 12:00", "1", "30.0", "UK"),
+    ("C4", "a", "2021-01-09 12:00", "-1", "10.0", "UK"),
+    ("5", "b", "2021-01-02 12:00", "2", "4.0", "FR"),
+    ("C6", "b", "2021-01-03 12:00", "-2", "4.0", "FR"),
+    ("7", "c", "2021-01-01 08:00", "1", "7.0", "DE"),
+    ("8", "c", "2021-01-01 08:00", "2", "3.0", "DE"),
+    ("C9", "c", "2021-01-01 08:00", "-1", "3.0", "DE"),
+    ("C10", "d", "2021-01-01 08:00", "-1", "3.0", "DE"),
+    ("11", "d", "2021-01-04 08:00", "1", "3.0", "DE"),
+    ("12", "", "2021-01-09 08:00", "1", "7.0", "UK"),
+    ("13", "b", "2021-03-09 08:00", "1", "7.0", "FR"),
+]
+SHOP_READING = {"customer_id": "customer", "date": "when", "amount": None}
+SHOP_POLICY = clvlab.CleaningPolicy(
+    duplicates="drop", zero_amounts="drop", cancellation_prefix="C", returns="net"
+)
+
+
+@pytest.fixture(scope="module")
+def shop_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("shop") / "lines.csv"
+    columns = ["invoice", "customer", "when", "quantity", "price", "country"]
+    pd.DataFrame(SHOP_LINES * 3, columns=columns).assign(
+        # three copies of the shop: customers a, a2, a3 ... (the same rules, more partitions)
+        customer=lambda t: (
+            t["customer"]
+            .where(t.index < 15, t["customer"] + (t.index // 15).astype(str))
+            .where(t["customer"] != "", "")
+        )
+    ).to_csv(path, index=False)
+    return path
+
+
+def _local_read_clean(source, links=None, *, reading, **cleaning):
+    transactions = clvlab.read_transactions(source, **reading)
+    identity = None
+    if links is not None:
+        transactions, _, identity = resolve_identities(transactions, links)
+    kept, report = clvlab.clean_transactions(transactions, **cleaning)
+    return kept, report, identity
+
+
+def _same_rows(spark_frame, local: pd.DataFrame) -> None:
+    """The cleaned Spark rows are the local ones (order aside)."""
+    ours = spark_frame.toPandas()
+    assert ours.columns.tolist() == local.columns.tolist()
+    key = local.columns.tolist()
+    ours = ours.astype(str).sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(ours, local.astype(str).sort_values(key, ignore_index=True))
+
+
+def test_reading_resolving_and_cleaning_equal_the_local_path(spark, shop_csv):
+    """Invoice lines (quantity x price) read from CSV, customers linked across the copies of
+    the shop, lines merged into invoices, cancellations netted, duplicates, zero amounts,
+    rows without a customer and after the end counted: the same rows, canonical ids,
+    identity counts and data report as read_transactions, resolve_identities and
+    clean_transactions."""
+    reading = {**SHOP_READING, "quantity": "quantity", "price": "price"}
+    cleaning = {"policy": SHOP_POLICY, "invoice": "invoice", "until": "2021-02-28"}
+    links = pd.DataFrame({"id_a": ["a", "b1", "x"], "id_b": ["b1", "c2", "d"]}, dtype="string")
+    local, local_report, local_identity = _local_read_clean(
+        shop_csv, links, reading=reading, **cleaning
+    )
+    ours = clvlab.spark.read_transactions(
+        spark,
+        str(shop_csv),
+        **reading,
+        cleaning=SHOP_POLICY,
+        invoice="invoice",
+        until="2021-02-28",
+        identity_links=_spark_links(spark, links),
+    )
+    try:
+        assert ours.identity == local_identity and local_identity.transactions_remapped == 9
+        assert ours.report == local_report
+        assert local_report.steps == {
+            "missing_customer_id": 3,
+            "duplicates": 3,
+            "after_end": 3,
+            "zero_amounts": 3,
+            "invoice_lines_merged": 3,
+            "returns_netted": 9,
+            "returns_unmatched": 3,
+            "purchases_fully_returned": 3,
+        }
+        _same_rows(ours.frame, local)
+    finally:
+        ours.unpersist()
+
+
+def test_unreadable_dates_are_counted_over_the_whole_table(spark, shop_csv, tmp_path):
+    """Bad dates in several Arrow batches: one DataError on the driver that counts them over
+    the whole table, with examples (labelled by customer: Spark has no row numbers); the
+    first problem is the dates', as locally."""
+    lines = pd.read_csv(shop_csv, dtype=str)
+    lines.loc[[2, 20, 40], "when"] = ["soon", "later", "never"]
+    lines.loc[30, "price"] = "free"
+    lines.to_csv(tmp_path / "bad.csv", index=False)
+    reading = {**SHOP_READING, "quantity": "quantity", "price": "price"}
+    with pytest.raises(DataError) as local:
+        clvlab.read_transactions(tmp_path / "bad.csv", **reading)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "8")
+    try:
+        with pytest.raises(DataError) as ours:
+            clvlab.spark.read_transactions(spark, str(tmp_path / "bad.csv"), **reading)
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    head = f"{tmp_path / 'bad.csv'}: 3 of 45 rows of date column 'when' cannot be read as dates: "
+    assert str(local.value).startswith(head + "row 2: 'soon', row 20: 'later'")
+    assert str(ours.value).startswith(head) and "customer a: 'soon'" in str(ours.value)
+    assert str(ours.value).split(": 'never'")[0].endswith("customer c2")
+    assert str(ours.value).endswith(str(local.value).split("'never'")[1])

@@ -449,7 +449,8 @@ def _score_on_spark(args: argparse.Namespace) -> None:
         )
     try:
         import clvlab.spark
-        from clvlab.spark.output import check_target, read_source, write_scores
+        from clvlab.spark.io import read_source
+        from clvlab.spark.output import check_target, write_scores
     except ImportError as exc:
         raise ConfigError(str(exc)) from None
     check_target(args.output)  # before Spark starts

@@ -20,13 +20,16 @@ except ImportError as exc:  # pragma: no cover - the extra is installed with the
     ) from exc
 
 from clvlab.spark.identity import link_components, resolve_identities
+from clvlab.spark.io import SparkTransactions, read_transactions
 from clvlab.spark.rfm import calibration_holdout, rfm
 from clvlab.spark.runtime import session
 from clvlab.spark.scoring import score
 
 __all__ = [
+    "SparkTransactions",
     "calibration_holdout",
     "link_components",
+    "read_transactions",
     "resolve_identities",
     "rfm",
     "score",

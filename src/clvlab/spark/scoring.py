@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 from pyspark.errors import PythonException
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -117,7 +117,7 @@ def score(
     columns = read_columns(model, df.columns)
     id_column, date_column = columns["customer_id"], columns["date"]
     require_columns(pd.DataFrame(columns=df.columns), _roles(columns), "transactions", _COLUMN_FIX)
-    groups = _default_partitions(df) if partitions is None else partitions
+    groups = default_partitions(df.sparkSession) if partitions is None else partitions
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise DataError(f"partitions must be a positive whole number, got {partitions!r}")
     keyed = df.withColumn(PARTITION, F.pmod(F.xxhash64(id_column), F.lit(groups)))
@@ -146,10 +146,10 @@ _COLUMN_FIX = (
 )
 
 
-def _default_partitions(df: DataFrame) -> int:
+def default_partitions(spark: SparkSession) -> int:
     """``spark.sql.shuffle.partitions``, or 200 where it is not a number (Databricks'
     ``auto``)."""
-    value = str(df.sparkSession.conf.get("spark.sql.shuffle.partitions", "200"))
+    value = str(spark.conf.get("spark.sql.shuffle.partitions", "200"))
     return int(value) if value.isdigit() and int(value) > 0 else 200
 
 
