@@ -10,6 +10,7 @@ shows the same lines.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,22 +54,25 @@ class StageHandler(logging.Handler):
     then replaces; elsewhere (a log file, CI) only the one-line summary of each finished
     step."""
 
-    def __init__(self, stream: TextIO, *, terminal: bool) -> None:
+    def __init__(self, stream: TextIO | None = None, *, terminal: bool) -> None:
         super().__init__(level=logging.INFO)
         self.stream = stream
         self.terminal = terminal
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "clvlab_event", None)
+        # None: standard error as it is now (redirected, or captured by a test, since the
+        # handler was installed by an earlier command in this process).
+        stream = self.stream or sys.stderr
         try:
             message = record.getMessage()
             if event == "start":
                 if self.terminal:
-                    self.stream.write(f"\r\033[K... {message}")
-                    self.stream.flush()
+                    stream.write(f"\r\033[K... {message}")
+                    stream.flush()
                 return
             prefix = "\r\033[K" if self.terminal else ""
-            self.stream.write(f"{prefix}{message}\n")
-            self.stream.flush()
+            stream.write(f"{prefix}{message}\n")
+            stream.flush()
         except Exception:  # a broken stream must not break the job
             self.handleError(record)
