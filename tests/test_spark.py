@@ -19,11 +19,13 @@ from clvlab import ClvlabError, ClvlabWarning, CLVModel, DataError
 from clvlab.cli import main
 from clvlab.data.identity import resolve_identities
 from clvlab.data.io import as_customer_ids
+from clvlab.models.clv import fit_purchase_model
 from clvlab.scoring import NO_HISTORY, score_columns
 from clvlab.segments import SEGMENT_COLUMNS, fit_segment_rules
 from clvlab.spark import resolve_identities as spark_resolve_identities
 from clvlab.spark import runtime
 from clvlab.spark.identity import text_ids
+from clvlab.spark.training import training_data
 
 pytestmark = [
     # pyspark 4.3 warns on every pandas conversion that pandas 3 is "not fully supported",
@@ -516,3 +518,77 @@ def test_unreadable_dates_are_counted_over_the_whole_table(spark, shop_csv, tmp_
     assert str(ours.value).startswith(head) and "customer a: 'soon'" in str(ours.value)
     assert str(ours.value).split(": 'never'")[0].endswith("customer c2")
     assert str(ours.value).endswith(str(local.value).split("'never'")[1])
+
+
+# --- training --------------------------------------------------------------------------------
+
+#: CDNOW's sample with a 91-day holdout, so that the GBM (small here) is a candidate too.
+TRAIN_CONFIG = {
+    "name": "spark_cdnow",
+    "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
+    "split": {"calibration_end": "1998-03-31", "holdout_end": "1998-06-30"},
+    "models": {"gbm": {"n_estimators": 40, "max_origins": 3, "learning_rate": 0.2}},
+    "scoring": {"horizon_days": 91},
+}
+
+
+@pytest.fixture(scope="module")
+def trained_locally():
+    return clvlab.train(TRAIN_CONFIG)
+
+
+def test_training_on_spark_equals_the_local_run(spark, trained_locally, tmp_path, capsys):
+    """``clvlab train --engine spark`` (in this process, on this file's session), with fewer
+    customers than the sample: the same champions, metrics, parameters, data report and
+    data fingerprint as the local run; the BTYD fits on the statistics counted in Spark."""
+    config = tmp_path / "spark_cdnow.yaml"
+    config.write_text(clvlab.load_config(TRAIN_CONFIG).model_dump_json())
+    report = tmp_path / "report.json"
+    assert (
+        main(["train", "--config", str(config), "--engine", "spark", "--report", str(report)]) == 0
+    )
+    assert "count the statistics on Spark as of 1998-03-31" in capsys.readouterr().err
+    ours = pd.read_json(report, typ="series")
+    local = trained_locally
+    assert ours["champions"] == local.backtest.champions
+    assert "gbm" in local.metrics.index
+    metrics = pd.DataFrame(ours["holdout_metrics"]).T.loc[
+        local.metrics.index, local.metrics.columns
+    ]
+    pd.testing.assert_frame_equal(
+        metrics, local.metrics, check_exact=False, rtol=1e-9, atol=0, check_names=False
+    )
+    for stage in ("calibration", "full"):
+        expected = pd.Series(local.params[stage])
+        pd.testing.assert_series_equal(
+            pd.Series(ours["params"][stage])[expected.index], expected, rtol=1e-12, atol=0
+        )
+    assert ours["data_report"] == {**local.data_report, "spark.customers_sampled": 2_357}
+    assert ours["tags"]["clvlab.data_fingerprint"] == local.tags["clvlab.data_fingerprint"]
+
+
+def test_a_customer_sample_comes_to_the_driver_and_every_customer_is_counted(spark):
+    """With a sample of about a third of the customers: their transactions, whole, come to
+    the driver (what the backtest judges and the GBM learns from); the statistics that the
+    BTYD models are fitted on count every customer, and fit what the local summary of all
+    customers fits; the data report counts every row."""
+    config = clvlab.load_config(
+        {**TRAIN_CONFIG, "engine": "spark", "spark": {"sample_customers": 800}}
+    )
+    loaded = training_data(config)
+    try:
+        transactions = clvlab.read_transactions("lifetimes:CDNOW_sample")
+        local, report = clvlab.clean_transactions(transactions, until="1998-06-30")
+        assert loaded.report == report
+        sampled = loaded.extra["spark.customers_sampled"]
+        assert 700 < sampled < 900 and loaded.transactions["customer_id"].nunique() == sampled
+        theirs = local[local["customer_id"].isin(loaded.transactions["customer_id"])]
+        pd.testing.assert_frame_equal(loaded.transactions, theirs.reset_index(drop=True))
+        end = pd.Timestamp("1998-06-30")
+        statistics = loaded.statistics(end)
+        assert statistics.customers == 2_357 and statistics.spend is not None
+        every = clvlab.rfm(local, end, freq="D", freq_multiplier=7)
+        fitted = fit_purchase_model(statistics, "bgnbd").params_
+        assert fitted.to_dict() == fit_purchase_model(every, "bgnbd").params_.to_dict()
+    finally:
+        loaded.close()

@@ -75,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
         help="register the model as NAME (alias challenger); the alias champion moves to it "
         "only if it beats the current champion by the config's registry rule",
     )
+    train.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        help="where the data is read, cleaned and counted (default: the config's engine, "
+        "else local); spark: pip install 'clvlab[spark]', the models are fitted on the driver",
+    )
+    train.add_argument(
+        "--spark-master",
+        help="with --engine spark: local[N], spark://HOST:PORT, yarn... (default: the "
+        "config's spark.master, else Spark's own)",
+    )
 
     score = commands.add_parser(
         "score",
@@ -347,6 +358,11 @@ def _train(args: argparse.Namespace) -> None:
     # A config with a mistake is reported before the training stack (MLflow, LightGBM,
     # matplotlib) is imported.
     config = load_config(args.config)
+    if args.engine is not None or args.spark_master is not None:
+        spark = config.spark.model_copy(update={"master": args.spark_master or config.spark.master})
+        config = load_config(
+            {**config.model_dump(), "engine": args.engine or config.engine, "spark": spark}
+        )
 
     import pandas as pd
 
@@ -661,7 +677,7 @@ def _quiet(*, verbose: bool) -> None:
 
     progress = logging.getLogger("clvlab.progress")
     if not any(isinstance(h, StageHandler) for h in progress.handlers):
-        progress.addHandler(StageHandler(sys.stderr, terminal=sys.stderr.isatty()))
+        progress.addHandler(StageHandler(terminal=sys.stderr.isatty()))
     progress.setLevel(logging.INFO)
     progress.propagate = False
     if verbose:

@@ -68,7 +68,7 @@ class DataConfig(_Strict):
             raise ValueError("quantity and price go together")
         return self
 
-    def columns(self) -> dict[str, str | None]:
+    def columns(self) -> dict[str, Any]:
         """The column mapping and parsing settings, as ``read_transactions`` takes them."""
         return {
             "customer_id": self.customer_id,
@@ -235,6 +235,33 @@ class TrackingConfig(_Strict):
     )
 
 
+class SparkConfig(_Strict):
+    """How ``engine: spark`` trains (see :mod:`clvlab.spark.training`)."""
+
+    master: str | None = Field(
+        default=None,
+        description="local[N], spark://HOST:PORT, yarn...; null: Spark's own (spark-submit's "
+        "--master, spark-defaults.conf, else local[*]).",
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="Spark settings for the session (spark.* keys)."
+    )
+    partitions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Customer partitions of the cleaning (each one pandas table in one "
+        "Python worker); null: spark.sql.shuffle.partitions.",
+    )
+    sample_customers: int = Field(
+        default=250_000,
+        ge=1,
+        description="Customers whose transactions come to the driver for the backtest's "
+        "metrics, the LightGBM predictors and the segment cut points (a fixed hash sample; "
+        "all customers when there are fewer). The BTYD and Gamma-Gamma models are fitted on "
+        "the counted statistics of every customer.",
+    )
+
+
 class RunConfig(_Strict):
     """A validated run config."""
 
@@ -249,6 +276,21 @@ class RunConfig(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()
     segments: SegmentsConfig = SegmentsConfig()
+    engine: Literal["local", "spark"] = Field(
+        default="local",
+        description="local: this machine; spark: read, clean and count on Spark (pip install "
+        "'clvlab[spark]'), fit on the driver.",
+    )
+    spark: SparkConfig = SparkConfig()
+
+    @model_validator(mode="after")
+    def _spark_fits_with_clvlab(self) -> RunConfig:
+        if self.engine == "spark" and self.models.engine != "clvlab":
+            raise ValueError(
+                "engine: spark fits the counted statistics of all customers, which only "
+                "models.engine: clvlab does; remove models.engine: lifetimes"
+            )
+        return self
 
     @property
     def unit_days(self) -> float:

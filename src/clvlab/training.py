@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from clvlab.data import (
     CUSTOMER_ID,
     DATE,
     DataReport,
+    IdentityReport,
     clean_transactions,
     read_links,
     read_transactions,
@@ -36,6 +38,7 @@ from clvlab.models.clv import (
     fit_purchase_model,
 )
 from clvlab.models.gbm import GBMPredictor
+from clvlab.models.statistics import SufficientStatistics
 from clvlab.progress import stage
 from clvlab.scoring import PreparedTransactions, score_prepared
 from clvlab.segments import SegmentRules, add_segments, fit_segment_rules, segment_grid
@@ -143,24 +146,61 @@ def train(
     export
         Also save the model to this local folder (replacing an earlier export atomically).
     """
-    from clvlab import tracking
-    from clvlab.serving import packaging
-
     config = load_config(config)
     check_tracking_store(config.tracking.uri)
+    end = pd.Timestamp(config.split.holdout_end)
+    if config.engine == "spark":
+        from clvlab.spark.training import training_data
+
+        loaded = training_data(config)
+    else:
+        loaded = local_training_data(config)
+    try:
+        return _train(config, loaded, end, register=register, export=export)
+    finally:
+        if loaded.close is not None:
+            loaded.close()
+
+
+@dataclass
+class TrainingData:
+    """The cleaned transactions a training job learns from, and what became of the rows.
+
+    Attributes
+    ----------
+    transactions
+        Canonical, cleaned transactions, sorted by customer and date. With ``engine: spark``
+        those of a hash sample of ``spark.sample_customers`` customers (all of them when
+        there are fewer): what the backtest judges, the GBM learns from and the segment cut
+        points are fixed on.
+    report
+        The data report of every row read.
+    identity
+        The identity resolution's counts (``identity.<count>``), when links were given.
+    statistics
+        None, or (Spark) the counted sufficient statistics of every customer as of a date,
+        which the BTYD and Gamma-Gamma models are then fitted on.
+    extra
+        More data-report entries (how many customers were sampled).
+    close
+        Frees what the data holds (Spark's persisted rows), or None.
+    """
+
+    transactions: pd.DataFrame
+    report: DataReport
+    identity: dict[str, int] = field(default_factory=dict)
+    statistics: Callable[[pd.Timestamp], SufficientStatistics] | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+    close: Callable[[], None] | None = None
+
+
+def local_training_data(config: RunConfig) -> TrainingData:
+    """Read the run config's transactions, resolve identities (``data.identity_links``) and
+    apply the cleaning policy up to the holdout end, on this machine."""
     data = config.data
     with stage("read") as step:
         # All columns stay until cleaning: exact duplicates are judged on the whole row.
-        transactions = read_transactions(
-            data.source,
-            customer_id=data.customer_id,
-            date=data.date,
-            amount=data.amount,
-            quantity=data.quantity,
-            price=data.price,
-            date_format=data.date_format,
-            timezone=data.timezone,
-        )
+        transactions = read_transactions(data.source, **data.columns())
         step.summary = f"{len(transactions):,} rows from {data.source}"
     identity: dict[str, int] = {}
     if data.identity_links:
@@ -168,26 +208,56 @@ def train(
             transactions, _, resolved = resolve_identities(
                 transactions, read_links(data.identity_links)
             )
-            identity = {f"identity.{key}": value for key, value in resolved.to_dict().items()}
+            identity = identity_counts(resolved)
             step.summary = ", ".join(f"{key} {value:,}" for key, value in identity.items())
-    end = pd.Timestamp(config.split.holdout_end)
     with stage("clean") as step:
         transactions, report = clean_transactions(
-            transactions, policy=config.cleaning, invoice=data.invoice, until=end
+            transactions,
+            policy=config.cleaning,
+            invoice=data.invoice,
+            until=pd.Timestamp(config.split.holdout_end),
         )
-        step.summary = (
-            f"{report.rows_kept:,} of {report.rows_read:,} rows kept, "
-            f"{report.customers:,} customers"
-        )
+        step.summary = cleaned_summary(report)
+    return TrainingData(transactions, report, identity)
+
+
+def identity_counts(report: IdentityReport) -> dict[str, int]:
+    """An identity resolution's counts as data-report entries (``identity.<count>``)."""
+    return {f"identity.{key}": value for key, value in report.to_dict().items()}
+
+
+def cleaned_summary(report: DataReport) -> str:
+    """The line the cleaning step prints."""
+    return f"{report.rows_kept:,} of {report.rows_read:,} rows kept, {report.customers:,} customers"
+
+
+def _train(
+    config: RunConfig,
+    loaded: TrainingData,
+    end: pd.Timestamp,
+    *,
+    register: str | None,
+    export: str | Path | None,
+) -> TrainResult:
+    """:func:`train` on the loaded data."""
+    from clvlab import tracking
+    from clvlab.serving import packaging
+
+    transactions, report, identity = loaded.transactions, loaded.report, loaded.identity
     static_columns = list(config.models.gbm.static_columns)
     customers = customer_covariates(transactions, static_columns) if static_columns else None
 
     settings = backtest_settings(config)
-    result = backtest(transactions, settings, customers=customers)
+    statistics = loaded.statistics
+    result = backtest(transactions, settings, customers=customers, fit_statistics=statistics)
     figures = _figures(result, transactions, config)
     kinds, btyd_champions, chosen = _choice(result, config)
     with stage("refit the champions on all data") as step:
-        summary = rfm(transactions, end, freq="D", freq_multiplier=config.unit_days)
+        summary = (
+            rfm(transactions, end, freq="D", freq_multiplier=config.unit_days)
+            if statistics is None
+            else statistics(end)
+        )
         primary = btyd_champions["purchases"]
         engine, penalizer = settings.engine, settings.penalizer_coef
         model, excluded = fit_clv_model(
@@ -229,10 +299,15 @@ def train(
                 f"value tiers by {rules.value_column}"
             )
 
-    calibration_customers = len(next(iter(result.candidates["holdout"].values())).predictions)
+    calibration_customers = (
+        len(next(iter(result.candidates["holdout"].values())).predictions)
+        if statistics is None
+        else statistics(result.windows["holdout"].start).customers
+    )
     data_report = {
         **identity,
         **report.to_dict(),
+        **loaded.extra,
         "calibration_customers": calibration_customers,
         "customers_first_seen_in_holdout": report.customers - calibration_customers,
         **{f"full.{k}": v for k, v in excluded.items()},

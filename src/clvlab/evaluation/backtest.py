@@ -24,7 +24,7 @@ from the run config (:func:`clvlab.training.backtest_settings`). Each candidate'
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ from clvlab.models.clv import GBM, CLVModel, fit_clv_model
 from clvlab.models.engines import Engine
 from clvlab.models.gbm import GBMPredictor, InsufficientHistoryError
 from clvlab.models.historical import HISTORICAL, historical_predictions
+from clvlab.models.statistics import SufficientStatistics
 from clvlab.progress import stage
 
 
@@ -241,6 +242,7 @@ def backtest(
     settings: BacktestSettings,
     *,
     customers: pd.DataFrame | None = None,
+    fit_statistics: Callable[[pd.Timestamp], SufficientStatistics] | None = None,
 ) -> BacktestResult:
     """Score every candidate on the validation window and the holdout; choose champions on the
     validation window only.
@@ -255,6 +257,11 @@ def backtest(
     customers
         Static covariates indexed by ``customer_id``; by default those named in
         ``settings.static_columns``, taken from the transactions.
+    fit_statistics
+        The BTYD and Gamma-Gamma models of a window are fitted on what this returns for the
+        window's start (the counted statistics of every customer, e.g. from Spark) instead
+        of the calibration summary of ``transactions`` (then a sample of the customers, on
+        which the candidates are judged).
     """
     cutoff = pd.Timestamp(settings.calibration_end)
     end = pd.Timestamp(settings.holdout_end)
@@ -270,7 +277,14 @@ def backtest(
     results = {}
     for window in (validation, holdout):
         results[window.name] = _evaluate(
-            transactions, purchases, customers, settings, window, holdout.days, skipped
+            transactions,
+            purchases,
+            customers,
+            settings,
+            window,
+            holdout.days,
+            skipped,
+            fit_statistics,
         )
     tables = {name: _table(candidates) for name, candidates in results.items()}
     rule = dict(settings.selection)
@@ -334,12 +348,14 @@ def _evaluate(
     window: Window,
     horizon_days: int,
     skipped: dict[str, str],
+    fit_statistics: Callable[[pd.Timestamp], SufficientStatistics] | None,
 ) -> dict[str, CandidateResult]:
     """Every candidate fitted before ``window`` and judged on it."""
     calibration = calibration_holdout(
         transactions, window.start, window.end, freq="D", freq_multiplier=settings.unit_days
     )
     summary = calibration.rename(columns=lambda c: c.removesuffix("_cal"))
+    fit_on = summary if fit_statistics is None else fit_statistics(window.start)
     candidates: dict[str, CandidateResult] = {}
 
     def add(
@@ -355,7 +371,7 @@ def _evaluate(
     for name in settings.candidates:
         with stage(f"backtest on the {window.name} window: {name}") as step:
             model, _ = fit_clv_model(
-                summary,
+                fit_on,
                 name,
                 engine=settings.engine,
                 penalizer_coef=settings.penalizer_coef,

@@ -276,7 +276,7 @@ def _clean_partition(policy: CleaningPolicy, invoice: str | None, until: pd.Time
             return passed
         ordered = rows.sort_values(_ROW, kind="stable").drop(columns=[PARTITION, _ROW, _REPORT])
         kept, report = clean_transactions(
-            ordered.reset_index(drop=True), policy=policy, invoice=invoice, until=until, sort=False
+            ordered.reset_index(drop=True), policy=policy, invoice=invoice, until=until
         )
         summary = _report_row(kept, {"clean": dataclasses.asdict(report)})
         return pd.concat([kept.assign(**{_REPORT: None}), summary, passed], ignore_index=True)
