@@ -592,3 +592,15 @@ def test_a_customer_sample_comes_to_the_driver_and_every_customer_is_counted(spa
         assert fitted.to_dict() == fit_purchase_model(every, "bgnbd").params_.to_dict()
     finally:
         loaded.close()
+
+
+def test_a_profile_store_is_built_from_a_spark_dataframe(spark, model, cdnow_sample, tmp_path):
+    """ProfileStore.build takes a Spark DataFrame (collected once): its scores are the store's
+    built from the same rows locally, and clvlab.score's."""
+    ours = clvlab.ProfileStore.build(
+        model, spark.createDataFrame(cdnow_sample), as_of="1998-06-30", path=tmp_path / "s.db"
+    )
+    scores = ours.scores(as_of="1998-06-30").sort_values("customer_id", ignore_index=True)
+    local = clvlab.score(model, cdnow_sample, as_of="1998-06-30")
+    assert len(scores) == 2_357
+    pd.testing.assert_frame_equal(scores[local.columns], local, check_exact=False, rtol=1e-9)

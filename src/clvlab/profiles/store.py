@@ -173,8 +173,12 @@ class ProfileStore:
         ``model`` is a :class:`CLVModel`, a model URI or a model folder. The transactions are
         read as :func:`clvlab.score` reads them (the model's columns), identities resolved with
         ``identity_links``; those after ``as_of`` are left out (they can come as events).
-        ``path`` must not exist yet.
+        ``transactions`` may also be a Spark DataFrame: the store keeps every profile on this
+        machine, so its rows are collected here once (``toPandas``). ``path`` must not exist
+        yet.
         """
+        if type(transactions).__module__.startswith("pyspark."):
+            transactions = transactions.toPandas()  # type: ignore[union-attr,operator]
         model = as_model(model)
         cut = None if as_of is None else check_arguments(as_of, None)[0]
         backend = connect(path, create=True)
