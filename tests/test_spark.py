@@ -391,8 +391,38 @@ def test_the_command_line_scores_on_spark_into_a_whole_parquet_folder(
         "spoiled.csv",
         "tx.parquet",
     }
-    refused = main([*command, "--transactions", "x.parquet", "--output", "s.csv", "--date", "d"])
-    assert refused == 2 and "--date: not available with --engine spark" in capsys.readouterr().err
+
+
+def test_identity_links_and_other_column_names_score_as_locally(
+    spark, model, cdnow_sample, tmp_path, capsys
+):
+    """``clvlab score --engine spark --identity-links ... --customer-id ... --date ...
+    --amount ...`` on integer ids: the table clvlab.score gives with the same links and
+    names, one row per person, ids still integers."""
+    ids = cdnow_sample["customer_id"].unique()
+    pd.DataFrame({"id_a": ids[:60:2], "id_b": ids[1:60:2]}).to_csv(tmp_path / "links.csv")
+    renamed = cdnow_sample.rename(columns={"customer_id": "cust", "date": "when"})
+    renamed.assign(cust=renamed["cust"].astype("int64")).to_parquet(tmp_path / "tx.parquet")
+    names = {"customer_id": "cust", "date": "when", "amount": "amount"}
+    local = clvlab.score(
+        model,
+        tmp_path / "tx.parquet",
+        as_of="1998-06-30",
+        identity_links=tmp_path / "links.csv",
+        **names,
+    )
+    assert len(local) == 2_357 - 30 and local["customer_id"].dtype == "int64"
+    output = tmp_path / "scores.parquet"
+    command = ["score", "--engine", "spark", "--model", str(tmp_path / "clv_model.json")]
+    model.save(tmp_path / "clv_model.json")
+    options = ["--customer-id", "cust", "--date", "when", "--amount", "amount"]
+    links = ["--identity-links", str(tmp_path / "links.csv"), "--as-of", "1998-06-30"]
+    transactions = ["--transactions", str(tmp_path / "tx.parquet"), "--output", str(output)]
+    assert main([*command, *options, *links, *transactions]) == 0
+    assert "Scored 2,327 customers (0 could not be scored)" in capsys.readouterr().out
+    written = pd.read_parquet(output).sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(written.astype(local.dtypes.to_dict()), local)
+    assert written["customer_id"].dtype == "int64"
 
 
 # --- reading and cleaning ------------------------------------------------------------------

@@ -450,19 +450,6 @@ def _score(args: argparse.Namespace) -> None:
 def _score_on_spark(args: argparse.Namespace) -> None:
     """``clvlab score --engine spark``: :func:`clvlab.spark.score`, written whole or not at
     all."""
-    local_only = {
-        "--identity-links": args.identity_links,
-        "--customer-id": args.customer_id,
-        "--date": args.date,
-        "--amount": args.amount,
-        "--date-format": args.date_format,
-    }
-    given = [name for name, value in local_only.items() if value is not None]
-    if given:
-        raise ConfigError(
-            f"{', '.join(given)}: not available with --engine spark yet; give the columns "
-            "the model was trained with (or the canonical customer_id, date, amount)"
-        )
     try:
         import clvlab.spark
         from clvlab.spark.io import read_source
@@ -472,8 +459,17 @@ def _score_on_spark(args: argparse.Namespace) -> None:
     check_target(args.output)  # before Spark starts
     spark = clvlab.spark.session(args.spark_master)
     transactions = read_source(spark, args.transactions)
+    links = None if args.identity_links is None else read_source(spark, str(args.identity_links))
     scores = clvlab.spark.score(
-        args.model, transactions, as_of=args.as_of, horizon_days=args.horizon
+        args.model,
+        transactions,
+        as_of=args.as_of,
+        horizon_days=args.horizon,
+        identity_links=links,
+        customer_id=args.customer_id,
+        date=args.date,
+        amount=args.amount,
+        date_format=args.date_format,
     )
     write_scores(scores, args.output)
     counts = {

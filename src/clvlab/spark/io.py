@@ -45,7 +45,7 @@ from clvlab.data.validate import BadValues
 from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike, as_timestamp
 from clvlab.spark.identity import resolve_identities
-from clvlab.spark.scoring import PARTITION, default_partitions, raised_on_driver
+from clvlab.spark.jobs import PARTITION, default_partitions, raised_on_driver
 
 #: Extra columns of the steps: each row's place in the source; a part's report (JSON).
 _ROW, _REPORT = "_clvlab_row", "_clvlab_report"
@@ -141,21 +141,16 @@ def read_transactions(
         "timezone": timezone,
         "keep": keep,
     }
-    # The table-wide checks (columns, names, quantity and price, zone) on its first row.
-    with raised_on_driver():
-        first = raw.limit(1).toPandas()
-    sample, _, _ = to_canonical(first, where, strict=False, **reading)
+    sample = _check_columns(raw, where, reading)
     groups = default_partitions(spark) if partitions is None else partitions
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise DataError(f"partitions must be a positive whole number, got {partitions!r}")
     policy = cleaning or CleaningPolicy()
     end = None if until is None else as_timestamp(until, "until")
 
-    numbered = raw.withColumn(_ROW, F.monotonically_increasing_id())
-    schema = _canonical_schema(sample, raw)
     # The read step's report rows (no customer id) travel with the rows, through the
     # cleaning partitions untouched, to the one collect at the end.
-    canonical = numbered.mapInPandas(_read_batches(where, reading), schema)
+    canonical = _read_step(raw, sample, where, reading)
     identity, persisted = None, []
     if identity_links is not None:
         links = (
@@ -194,6 +189,26 @@ def read_transactions(
     return SparkTransactions(frame, report, identity)
 
 
+def read_canonical(
+    raw: DataFrame, where: str, reading: dict[str, Any]
+) -> tuple[DataFrame, DataFrame]:
+    """``raw`` read into canonical columns as :func:`clvlab.read_transactions` reads them
+    (``reading``: its column arguments), before cleaning: the rows (persisted; the caller
+    unpersists the second result), or the local :class:`DataError` on the driver when some
+    date or amount cannot be read (counted over the whole table)."""
+    read = _read_step(raw, _check_columns(raw, where, reading), where, reading).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    try:
+        with raised_on_driver():
+            found = read.where(F.col(_REPORT).isNotNull()).select(_REPORT).collect()
+        _check_read([json.loads(row[0])["read"] for row in found], where)
+    except BaseException:
+        read.unpersist()
+        raise
+    return read.where(F.col(_REPORT).isNull()).drop(_REPORT, _ROW), read
+
+
 def read_source(spark: SparkSession, source: str) -> DataFrame:
     """A table as a Spark DataFrame: a CSV file (a header row; every column text, as clvlab
     reads CSV), Parquet (a file, a folder or a glob), a table name of the Spark catalog, or
@@ -209,6 +224,22 @@ def read_source(spark: SparkSession, source: str) -> DataFrame:
     except AnalysisException as exc:  # no such file or table: Spark's reason, first line
         reason = str(exc).strip().splitlines()[0]
         raise DataError(f"{source!r} cannot be read: {reason}") from None
+
+
+def _check_columns(raw: DataFrame, where: str, reading: dict[str, Any]) -> pd.DataFrame:
+    """The table-wide checks of reading (columns, names, quantity and price, time zone) on
+    the first row of ``raw``, on the driver; that row read."""
+    with raised_on_driver():
+        first = raw.limit(1).toPandas()
+    return to_canonical(first, where, strict=False, **reading)[0]
+
+
+def _read_step(
+    raw: DataFrame, sample: pd.DataFrame, where: str, reading: dict[str, Any]
+) -> DataFrame:
+    """The read step's rows (numbered in the source's order) and report rows."""
+    numbered = raw.withColumn(_ROW, F.monotonically_increasing_id())
+    return numbered.mapInPandas(_read_batches(where, reading), _canonical_schema(sample, raw))
 
 
 def _canonical_schema(sample: pd.DataFrame, raw: DataFrame) -> T.StructType:

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 
 from clvlab.errors import ConfigError
 from clvlab.outputs import publish
-from clvlab.spark.scoring import raised_on_driver
+from clvlab.spark.jobs import raised_on_driver
 
 
 def check_target(target: Path) -> None:

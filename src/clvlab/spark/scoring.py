@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import functools
 import json
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pyspark.errors import PythonException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from clvlab.data.clean import DataReport
-from clvlab.data.io import CUSTOMER_ID
+from clvlab.data.io import CUSTOMER_ID, DATE
 from clvlab.data.validate import require_columns
-from clvlab.errors import ClvlabError, ConfigError, DataError
+from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike
 from clvlab.models.clv import CLVModel
 from clvlab.scoring import (
@@ -36,14 +33,16 @@ from clvlab.scoring import (
     check_arguments,
     check_as_of,
     check_customer_ids,
+    column_names,
     prepare,
     read_columns,
     score_prepared,
 )
 from clvlab.spark.frames import as_naive_timestamp, naive
+from clvlab.spark.identity import resolve_identities
+from clvlab.spark.io import read_canonical
+from clvlab.spark.jobs import PARTITION, default_partitions, raised_on_driver
 
-#: The column that holds each row's partition while scoring (dropped before the local code).
-PARTITION = "_clvlab_partition"
 _INTEGERS = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _TIMES = (T.TimestampType, T.TimestampNTZType, T.DateType)
 #: Spark types of the score table's columns, by their pandas dtype in :func:`clvlab.score`.
@@ -53,11 +52,6 @@ _SPARK_TYPES: dict[str, T.DataType] = {
     "string": T.StringType(),
     "str": T.StringType(),
 }
-_ERRORS: dict[str, type[ClvlabError]] = {
-    "DataError": DataError,
-    "ConfigError": ConfigError,
-    "ClvlabError": ClvlabError,
-}
 
 
 def score(
@@ -66,6 +60,11 @@ def score(
     as_of: DateLike | None = None,
     horizon_days: float | None = None,
     *,
+    identity_links: DataFrame | None = None,
+    customer_id: str | None = None,
+    date: str | None = None,
+    amount: str | None = None,
+    date_format: str | None = None,
     partitions: int | None = None,
 ) -> DataFrame:
     """Score every customer of a Spark DataFrame of transactions (:func:`clvlab.score` on
@@ -87,6 +86,15 @@ def score(
         partition cleaned as for scoring); giving it saves that pass.
     horizon_days
         Horizon of the predictions, in days; defaults to the model's.
+    identity_links
+        Pairs of ids of one person (columns ``id_a``, ``id_b``): the transactions are read
+        (:func:`clvlab.spark.io.read_canonical`, kept persisted for the job) and their ids
+        mapped to one canonical id per person on Spark
+        (:func:`clvlab.spark.resolve_identities`) before scoring, as :func:`clvlab.score`
+        does; one row per person.
+    customer_id, date, amount, date_format
+        Read the transactions by these column names (and date format), as in
+        :func:`clvlab.score`.
     partitions
         How many partitions the customers are scored in, each one pandas table in one
         Python worker; their transactions must fit in its memory. Defaults to
@@ -113,17 +121,25 @@ def score(
         and give a :class:`clvlab.ClvlabWarning`.
     """
     as_of, horizon_days = check_arguments(as_of, horizon_days)
+    names = column_names(customer_id=customer_id, date=date, amount=amount, date_format=date_format)
     model = as_model(model)
-    columns = read_columns(model, df.columns)
+    columns = read_columns(model, df.columns, names)
     id_column, date_column = columns["customer_id"], columns["date"]
     require_columns(pd.DataFrame(columns=df.columns), _roles(columns), "transactions", _COLUMN_FIX)
+    id_type = df.schema[id_column].dataType
+    if identity_links is not None:
+        # Read (the dates a group's canonical id is chosen by), then resolved: the partitions
+        # get canonical columns and clean them as they would the source's.
+        canonical, _ = read_canonical(df, "transactions", columns)
+        df, _, _ = resolve_identities(canonical, identity_links)
+        id_column, date_column, names = CUSTOMER_ID, DATE, {}
     groups = default_partitions(df.sparkSession) if partitions is None else partitions
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise DataError(f"partitions must be a positive whole number, got {partitions!r}")
     keyed = df.withColumn(PARTITION, F.pmod(F.xxhash64(id_column), F.lit(groups)))
     state = json.dumps(model.to_dict())
     if as_of is None:
-        report, last = _cleaned(keyed, state)
+        report, last = _cleaned(keyed, state, names)
         check_customer_ids(report, stacklevel=3)
         if last is None:
             raise DataError("every transaction was excluded by cleaning; nothing to score")
@@ -132,25 +148,22 @@ def score(
         report, first = _read(df, id_column, date_column)
         check_customer_ids(report, stacklevel=3)
         check_as_of(as_of, first)
-    id_type = df.schema[id_column].dataType
-    schema = _schema(model, id_type if isinstance(id_type, _INTEGERS) else T.StringType())
-    scorer = _score_partition(state, as_of, horizon_days)
+    integers = isinstance(id_type, _INTEGERS)
+    # Canonical ids of linked customers are text until scored (ids of the transactions:
+    # given back in their type, as locally).
+    as_text = integers and identity_links is not None
+    schema = _schema(model, id_type if integers and not as_text else T.StringType())
+    scorer = _score_partition(state, as_of, horizon_days, names)
     # Rows without an id are never scored; left in, they would turn a partition's integer
     # ids into floats (pandas has no missing integer there), and its table's ids into text.
     with_ids = keyed.where(F.col(id_column).isNotNull())
-    return with_ids.groupBy(PARTITION).applyInPandas(scorer, schema)
+    scores = with_ids.groupBy(PARTITION).applyInPandas(scorer, schema)
+    return scores.withColumn(CUSTOMER_ID, F.col(CUSTOMER_ID).cast(id_type)) if as_text else scores
 
 
 _COLUMN_FIX = (
     "Give the columns the model was trained on, or the canonical customer_id, date and amount."
 )
-
-
-def default_partitions(spark: SparkSession) -> int:
-    """``spark.sql.shuffle.partitions``, or 200 where it is not a number (Databricks'
-    ``auto``)."""
-    value = str(spark.conf.get("spark.sql.shuffle.partitions", "200"))
-    return int(value) if value.isdigit() and int(value) > 0 else 200
 
 
 def _roles(columns: dict[str, Any]) -> dict[str, str]:
@@ -164,13 +177,13 @@ def _roles(columns: dict[str, Any]) -> dict[str, str]:
 
 
 def _score_partition(
-    state: str, as_of: pd.Timestamp, horizon_days: float | None
+    state: str, as_of: pd.Timestamp, horizon_days: float | None, names: dict[str, str]
 ) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """The function that scores one partition's transactions (on an executor)."""
 
     def score_partition(transactions: pd.DataFrame) -> pd.DataFrame:
         model = _model(state)
-        prepared = prepare(model, transactions.drop(columns=PARTITION))
+        prepared = prepare(model, transactions.drop(columns=PARTITION), names=names)
         # As score() after its checks, which the driver made for the whole data: a
         # partition whose customers all start after as_of is no error, only reasons.
         # DuckDB on one thread: an executor runs a Python worker per core already.
@@ -179,12 +192,14 @@ def _score_partition(
     return score_partition
 
 
-def _cleaned(keyed: DataFrame, state: str) -> tuple[DataReport, pd.Timestamp | None]:
+def _cleaned(
+    keyed: DataFrame, state: str, names: dict[str, str]
+) -> tuple[DataReport, pd.Timestamp | None]:
     """A first pass over the partitions: the rows read and without an id, and the last
     transaction date after cleaning (None when cleaning kept none)."""
 
     def dates(transactions: pd.DataFrame) -> pd.DataFrame:
-        prepared = prepare(_model(state), transactions.drop(columns=PARTITION))
+        prepared = prepare(_model(state), transactions.drop(columns=PARTITION), names=names)
         steps = prepared.report.steps
         last = None if prepared.canonical.empty else str(prepared.last_date)
         return pd.DataFrame(
@@ -237,17 +252,3 @@ def _model(state: str) -> CLVModel:
     """The model of its JSON ``state``, rebuilt once per Python worker (workers are reused
     between partitions)."""
     return CLVModel.from_dict(json.loads(state))
-
-
-@contextmanager
-def raised_on_driver() -> Iterator[None]:
-    """clvlab's own errors raised on an executor raised again on the driver as themselves
-    (with the executor's message), not as a Spark ``PythonException``."""
-    try:
-        yield
-    except PythonException as exc:
-        found = re.search(r"clvlab\.errors\.(\w+): (.*)", str(exc), flags=re.DOTALL)
-        if found is None or found[1] not in _ERRORS:
-            raise
-        message = found[2].strip().split("\n\n")[0]
-        raise _ERRORS[found[1]](message) from exc
