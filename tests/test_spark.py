@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -117,6 +118,31 @@ def test_calibration_holdout_equals_the_local_one_on_cdnow(master_on_spark, cdno
     assert result.columns == ["customer_id", *local.columns]
     got = _as_local(result, local)
     pd.testing.assert_frame_equal(got, local, check_exact=False, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("freq", ["D", "W", "M"])
+def test_rfm_equals_the_local_summary_on_online_retail(spark, online_retail_cleaned, freq):
+    """Online Retail's purchases as cleaned by its config (netted invoices, with amounts
+    that are sums of lines): the same summaries for days, weeks and months."""
+    local_tx, on_spark = online_retail_cleaned
+    local = clvlab.rfm(local_tx, "2011-12-09", freq=freq)
+    got = _as_local(clvlab.spark.rfm(on_spark, "2011-12-09", freq=freq), local)
+    assert len(got) == 4_324
+    pd.testing.assert_frame_equal(got, local, check_exact=False, rtol=1e-12, atol=0)
+
+
+@pytest.fixture(scope="module")
+def online_retail_cleaned(spark):
+    source = Path(__file__).parents[2] / "shared" / "data" / "online_retail.parquet"
+    if not source.exists():
+        pytest.skip(f"shared data not found at {source}")
+    config = clvlab.load_config(Path(__file__).parents[1] / "configs" / "online_retail.yaml")
+    transactions = clvlab.read_transactions(source, **config.data.columns())
+    cleaned, _ = clvlab.clean_transactions(
+        transactions, policy=config.cleaning, invoice=config.data.invoice, until="2011-12-09"
+    )
+    canonical = cleaned[["customer_id", "date", "amount"]]
+    return canonical, spark.createDataFrame(canonical).cache()
 
 
 #: Timestamped purchases around a cutoff, a missing amount, and a customer seen only after it.
