@@ -6,6 +6,9 @@
 * :class:`ParetoNBD` — Pareto/NBD: dropout in continuous time (Schmittlein, Morrison &
   Colombo 1987).
 * :class:`GammaGamma` — spend per transaction (Colombo & Jiang 1999; Fader, Hardie & Lee 2005).
+* :class:`BetaGeoBetaBinom` — BG/BB: purchases and dropout at discrete opportunities (Fader,
+  Hardie & Shang 2010); it fits ``frequency, recency, n_periods``, not ``T``, so it is not one
+  of the :data:`PURCHASE_MODELS`.
 
 The three purchase-and-dropout models share their interface (``fit`` and the predictions) in
 :class:`PurchaseModel`; every model is a :class:`BTYDEstimator` (fitting, fitted state, JSON).
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from clvlab.errors import ConfigError
 from clvlab.models.btyd.base import BTYDEstimator, convergence_warning
 from clvlab.models.btyd.beta_geo import BetaGeo
+from clvlab.models.btyd.beta_geo_beta_binom import BetaGeoBetaBinom
 from clvlab.models.btyd.gamma_gamma import GammaGamma
 from clvlab.models.btyd.modified_beta_geo import ModifiedBetaGeo
 from clvlab.models.btyd.pareto_nbd import ParetoNBD
@@ -57,6 +61,7 @@ __all__ = [
     "BTYDConvergenceWarning",
     "BTYDEstimator",
     "BetaGeo",
+    "BetaGeoBetaBinom",
     "GammaGamma",
     "ModifiedBetaGeo",
     "ParetoNBD",
