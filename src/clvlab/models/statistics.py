@@ -39,12 +39,17 @@ class SufficientStatistics:
         positive (or missing).
     customers
         Number of customers summarized.
+    transferred_bytes
+        What the tables took to move to this process from where they were counted (the
+        Arrow bytes collected from Spark, with recency and T as whole days), or None when
+        they were counted here.
     """
 
     purchases: pd.DataFrame
     spend: pd.DataFrame | None
     nonpositive_repeat_spend: int
     customers: int
+    transferred_bytes: int | None = None
 
     def __post_init__(self) -> None:
         tables = {"purchases": (self.purchases, PURCHASE_COLUMNS)}

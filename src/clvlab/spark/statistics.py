@@ -3,65 +3,92 @@
 A purchase model sees a customer only through ``(frequency, recency, T)`` and Gamma-Gamma
 through ``(frequency, monetary_value)``: the distinct rows with their counts
 (:class:`clvlab.models.statistics.SufficientStatistics`) are aggregated where the customers
-are, and only they reach the driver, which fits the models on them. Their size grows with
-the distinct histories, not with the customers (a history in whole periods has at most a few
-hundred thousand distinct values however many customers share it).
+are, and only they reach the driver, which fits the models on them. Their number grows with
+the distinct histories, not with the customers: recency and T are whole days (at most a few
+thousand values each), so the purchase histories saturate; the spend rows are as many as
+the distinct (repeat purchases, mean spend) pairs.
 
-The rows are ordered by the smallest customer id (text order) they count: the order in
-which the local fit, on :func:`clvlab.rfm`'s table sorted by id, meets them first; so the
-fitted parameters are those of the local fit, bit for bit.
+They travel compactly: frequency, recency and T as whole days and the counts as 32-bit
+integers (16 bytes a history, 16 a spend row), converted to the model's unit on the driver
+with the same floating-point division Spark's RFM summary makes. The rows are ordered by the
+smallest customer id (text order) they count: the order in which the local fit, on
+:func:`clvlab.rfm`'s table sorted by id, meets them first; so the fitted parameters are
+those of the local fit, bit for bit.
 """
 
 from __future__ import annotations
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from clvlab.data.io import CUSTOMER_ID
-from clvlab.models.statistics import PURCHASE_COLUMNS, SPEND_COLUMNS, SufficientStatistics
+from clvlab.features.rfm import DateLike
+from clvlab.models.statistics import SufficientStatistics
+from clvlab.spark.rfm import rfm
 
 _FIRST = "_clvlab_first_customer"
 
 
-def sufficient_statistics(summary: DataFrame) -> SufficientStatistics:
-    """Count the distinct rows of a Spark RFM summary and collect them to the driver.
+def sufficient_statistics(
+    transactions: DataFrame, as_of: DateLike, *, unit_days: float = 1.0
+) -> SufficientStatistics:
+    """Count the distinct purchase histories and repeat spends of a Spark DataFrame of
+    transactions at ``as_of``, and collect them to the driver.
 
     Parameters
     ----------
-    summary
-        One row per customer, as :func:`clvlab.spark.rfm` gives it: ``customer_id``,
-        ``frequency``, ``recency``, ``T`` and optionally ``monetary_value``.
+    transactions
+        Canonical transactions (``customer_id``, ``date``, optionally ``amount``), e.g.
+        :func:`clvlab.spark.read_transactions`' frame.
+    as_of
+        The end of the observation period (:func:`clvlab.spark.rfm`'s ``as_of``).
+    unit_days
+        The model's time unit in days (7 for weeks): recency and T are
+        :func:`clvlab.rfm`'s with ``freq="D", freq_multiplier=unit_days``.
 
     Returns
     -------
     SufficientStatistics
         What :func:`clvlab.models.clv.fit_clv_model` fits as it fits the per-customer
-        summary.
+        summary; ``transferred_bytes`` says how much was collected.
     """
+    summary = rfm(transactions, as_of, freq="D")  # recency and T in whole days
     summary = summary.withColumn(CUSTOMER_ID, F.col(CUSTOMER_ID).cast("string"))
-    purchases = _counts(summary, PURCHASE_COLUMNS[:3])
+    days = [_whole("frequency"), _whole("recency"), _whole("T")]
+    purchases, sent = _counts(summary, days)
+    for column in ("recency", "T"):
+        purchases[column] = purchases[column].to_numpy() / float(unit_days)
     spend, nonpositive = None, 0
     totals = [F.count(F.lit(1)).alias("customers")]
     if "monetary_value" in summary.columns:
         repeat = F.col("frequency") > 0
         positive = repeat & (F.col("monetary_value") > 0)
         totals.append(F.count(F.when(repeat & ~F.coalesce(positive, F.lit(False)), 1)))
-        spend = _counts(summary.where(positive), SPEND_COLUMNS[:2])
+        spend, spend_sent = _counts(
+            summary.where(positive), [_whole("frequency"), F.col("monetary_value")]
+        )
+        sent += spend_sent
     row = summary.agg(*totals).first()
     assert row is not None  # an aggregation has one row
     if len(row) > 1:
         nonpositive = int(row[1])
-    return SufficientStatistics(purchases, spend, nonpositive, int(row[0]))
+    return SufficientStatistics(purchases, spend, nonpositive, int(row[0]), sent)
 
 
-def _counts(summary: DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The distinct rows of ``summary[columns]`` with their ``count``, in the order of their
-    smallest customer id."""
+def _whole(column: str) -> Column:
+    """A column of whole numbers as a 32-bit integer, under its name."""
+    return F.col(column).cast("int").alias(column)
+
+
+def _counts(summary: DataFrame, columns: list[Column]) -> tuple[pd.DataFrame, int]:
+    """The distinct rows of ``columns`` of ``summary`` with their ``count``, in the order of
+    their smallest customer id, and the bytes collected."""
     counted = (
         summary.groupBy(*columns)
-        .agg(F.count(F.lit(1)).alias("count"), F.min(CUSTOMER_ID).alias(_FIRST))
+        .agg(F.count(F.lit(1)).cast("int").alias("count"), F.min(CUSTOMER_ID).alias(_FIRST))
         .orderBy(_FIRST)
         .drop(_FIRST)
+        .toArrow()
     )
-    return counted.toPandas()
+    return counted.to_pandas(), counted.nbytes

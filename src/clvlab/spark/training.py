@@ -6,7 +6,7 @@ What grows with the customers stays in Spark; what reaches the driver is bounded
   (:func:`clvlab.spark.read_transactions`), and the data report counts every row;
 - the BTYD and Gamma-Gamma models of each backtest window and of the final model are fitted
   on the counted sufficient statistics of every customer
-  (:func:`clvlab.spark.statistics.sufficient_statistics` of :func:`clvlab.spark.rfm`),
+  (:func:`clvlab.spark.statistics.sufficient_statistics`),
   which are small whatever the number of customers;
 - the transactions of a fixed hash sample of ``spark.sample_customers`` customers (all of
   them when there are fewer) come to the driver: the backtest judges every candidate on
@@ -27,7 +27,6 @@ from clvlab.data.io import CUSTOMER_ID, DATE
 from clvlab.models.statistics import SufficientStatistics
 from clvlab.progress import stage
 from clvlab.spark.io import read_transactions
-from clvlab.spark.rfm import rfm
 from clvlab.spark.runtime import session
 from clvlab.spark.statistics import sufficient_statistics
 from clvlab.training import TrainingData, cleaned_summary, identity_counts
@@ -66,12 +65,10 @@ def training_data(config: RunConfig) -> TrainingData:
     @functools.cache
     def statistics(as_of: pd.Timestamp) -> SufficientStatistics:
         with stage(f"count the statistics on Spark as of {as_of.date()}") as step:
-            counted = sufficient_statistics(
-                rfm(frame, as_of, freq="D", freq_multiplier=config.unit_days)
-            )
+            counted = sufficient_statistics(frame, as_of, unit_days=config.unit_days)
             step.summary = (
                 f"{counted.customers:,} customers in {len(counted.purchases):,} histories, "
-                f"{counted.nbytes / 1e6:.1f} MB"
+                f"{(counted.transferred_bytes or 0) / 1e6:.1f} MB collected"
             )
         return counted
 
