@@ -8,6 +8,7 @@
 * :mod:`clvlab.models.clv`: the scorable CLV model, which takes each target from its champion;
 * :mod:`clvlab.models.statistics`: the counted distinct rows of an RFM summary, which the BTYD
   models fit as they fit the summary.
+* :mod:`clvlab.models.contractual`: churn observed in subscriptions (shifted-beta-geometric).
 
 ``BetaGeo``, ``GammaGamma`` and ``SufficientStatistics`` are re-exported here.
 """

@@ -1,0 +1,14 @@
+"""clvlab's models of contractual churn: subscribers who pay period by period and whose
+cancellations the business sees, fitted by maximum likelihood.
+
+* :class:`ShiftedBetaGeometric` — sBG: churn probability per period constant for each
+  subscriber and beta-distributed across them (Fader & Hardie 2007). It fits one row per
+  subscriber with ``periods`` (periods completed) and ``churned`` (False: still active).
+
+The models are :class:`~clvlab.models.btyd.BTYDEstimator` subclasses: fitted, checked and
+serialized (``to_dict``/``from_dict``) as the BTYD models are.
+"""
+
+from clvlab.models.contractual.shifted_beta_geo import ShiftedBetaGeometric
+
+__all__ = ["ShiftedBetaGeometric"]
