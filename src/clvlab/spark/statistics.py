@@ -54,26 +54,26 @@ def sufficient_statistics(
         summary; ``transferred_bytes`` says how much was collected.
     """
     summary = rfm(transactions, as_of, freq="D")  # recency and T in whole days
-    summary = summary.withColumn(CUSTOMER_ID, F.col(CUSTOMER_ID).cast("string"))
-    days = [_whole("frequency"), _whole("recency"), _whole("T")]
-    purchases, sent = _counts(summary, days)
+    # One summary for both tables: computed once, kept while they are counted.
+    summary = summary.withColumn(CUSTOMER_ID, F.col(CUSTOMER_ID).cast("string")).persist()
+    try:
+        days = [_whole("frequency"), _whole("recency"), _whole("T")]
+        purchases, sent = _counts(summary, days)
+        spend, nonpositive = None, 0
+        if "monetary_value" in summary.columns:
+            positive = (F.col("frequency") > 0) & (F.col("monetary_value") > 0)
+            pairs = [_whole("frequency"), F.col("monetary_value")]
+            spend, spend_sent = _counts(summary.where(positive), pairs)
+            sent += spend_sent
+            # Repeat buyers not in the spend rows: a mean spend of 0 or less, or missing.
+            repeat = int(purchases.loc[purchases["frequency"] > 0, "count"].sum())
+            nonpositive = repeat - int(spend["count"].sum())
+    finally:
+        summary.unpersist()
     for column in ("recency", "T"):
         purchases[column] = purchases[column].to_numpy() / float(unit_days)
-    spend, nonpositive = None, 0
-    totals = [F.count(F.lit(1)).alias("customers")]
-    if "monetary_value" in summary.columns:
-        repeat = F.col("frequency") > 0
-        positive = repeat & (F.col("monetary_value") > 0)
-        totals.append(F.count(F.when(repeat & ~F.coalesce(positive, F.lit(False)), 1)))
-        spend, spend_sent = _counts(
-            summary.where(positive), [_whole("frequency"), F.col("monetary_value")]
-        )
-        sent += spend_sent
-    row = summary.agg(*totals).first()
-    assert row is not None  # an aggregation has one row
-    if len(row) > 1:
-        nonpositive = int(row[1])
-    return SufficientStatistics(purchases, spend, nonpositive, int(row[0]), sent)
+    customers = int(purchases["count"].sum())
+    return SufficientStatistics(purchases, spend, nonpositive, customers, sent)
 
 
 def _whole(column: str) -> Column:
