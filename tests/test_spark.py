@@ -574,6 +574,10 @@ def test_unreadable_dates_are_counted_over_the_whole_table(spark, shop_csv, tmp_
     assert str(ours.value).startswith(head) and "customer a: 'soon'" in str(ours.value)
     assert str(ours.value).split(": 'never'")[0].endswith("customer c2")
     assert str(ours.value).endswith(str(local.value).split("'never'")[1])
+    # A policy the columns cannot follow is refused on the driver too, before any job.
+    with pytest.raises(DataError, match="returns='net' needs amounts"):
+        policy = clvlab.CleaningPolicy(returns="net")
+        clvlab.spark.read_transactions(spark, str(shop_csv), **SHOP_READING, cleaning=policy)
 
 
 # --- training --------------------------------------------------------------------------------

@@ -133,7 +133,9 @@ def train(
     rules (:mod:`clvlab.segments`), whose cut points are fixed on its own scores of the
     training customers at the holdout end; they are logged (``segment_rules.json``) with the
     segment map (``segment_map.png``). It is exported to a local folder only when asked
-    (``export``, or ``<tracking.export_dir>/<name>/`` when the config sets it).
+    (``export``, or ``<tracking.export_dir>/<name>/`` when the config sets it). With
+    ``engine: spark`` the transactions are read, resolved, cleaned and counted on Spark and
+    the BTYD models fitted on the counts of every customer (:mod:`clvlab.spark.training`).
 
     Parameters
     ----------

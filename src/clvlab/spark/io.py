@@ -147,6 +147,7 @@ def read_transactions(
         raise DataError(f"partitions must be a positive whole number, got {partitions!r}")
     policy = cleaning or CleaningPolicy()
     end = None if until is None else as_timestamp(until, "until")
+    clean_transactions(sample, policy=policy, invoice=invoice)  # the policy fits the columns
 
     # The read step's report rows (no customer id) travel with the rows, through the
     # cleaning partitions untouched, to the one collect at the end.
