@@ -27,6 +27,7 @@ from clvlab.evaluation import plots
 from clvlab.evaluation.backtest import BacktestResult, BacktestSettings, backtest
 from clvlab.evaluation.metrics import METRICS
 from clvlab.features import rfm
+from clvlab.features.regularity import wheat_morrison
 from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.clv import (
     BTYD,
@@ -312,6 +313,7 @@ def _train(
         **loaded.extra,
         "calibration_customers": calibration_customers,
         "customers_first_seen_in_holdout": report.customers - calibration_customers,
+        **wheat_morrison(transactions).to_dict(),
         **{f"full.{k}": v for k, v in excluded.items()},
     }
     params = {
