@@ -308,3 +308,37 @@ def test_rfm_and_calibration_holdout_take_iso_dates_only():
     with pytest.raises(DataError, match=r"end '2021-2-1' is not a date"):
         calibration_holdout(tx, "2021-01-10", "2021-2-1")
     assert rfm(tx, "2021-01-10T12:00+01:00").loc["a", "T"] == 6
+
+
+def test_litt_is_the_sum_of_log_interpurchase_times(cdnow_master):
+    """``litt`` (BTYDplus' elog2cbs): the logs of the times between consecutive purchase days
+    in the summary's unit, summed; 0 for one purchase day; ``litt_cal`` in calibration."""
+    day = pd.Timestamp("2021-01-04")
+    table = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "a", "b"],
+            "date": [
+                day,
+                day + pd.Timedelta(hours=5),
+                day + pd.Timedelta(weeks=1),
+                day + pd.Timedelta(weeks=3),
+                day,
+            ],
+            "amount": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    summary = rfm(table, "2021-02-01", freq="D", freq_multiplier=7, litt=True)
+    assert summary.columns.tolist()[-1] == "litt"
+    assert summary["litt"].tolist() == [pytest.approx(np.log(1) + np.log(2)), 0.0]
+    # CDNOW in weeks: each customer's distinct purchase days, against numpy.
+    ours = rfm(cdnow_master, "1998-06-30", freq="D", freq_multiplier=7, litt=True)
+    days = cdnow_master.assign(day=cdnow_master["date"].dt.normalize())
+    days = days[["customer_id", "day"]].drop_duplicates().sort_values(["customer_id", "day"])
+    gaps = days.groupby("customer_id")["day"].diff().dt.days / 7
+    expected = np.log(gaps).groupby(days["customer_id"]).sum()
+    np.testing.assert_allclose(ours["litt"], expected.loc[ours.index], rtol=1e-12, atol=1e-12)
+    split = calibration_holdout(
+        cdnow_master, "1997-09-30", "1998-06-30", freq="D", freq_multiplier=7, litt=True
+    )
+    calibration = rfm(cdnow_master, "1997-09-30", freq="D", freq_multiplier=7, litt=True)
+    np.testing.assert_array_equal(split["litt_cal"], calibration["litt"].loc[split.index])

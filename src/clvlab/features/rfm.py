@@ -77,6 +77,7 @@ def rfm(
     freq_multiplier: float = 1.0,
     memory_limit: str | None = None,
     threads: int | None = None,
+    litt: bool = False,
 ) -> pd.DataFrame:
     """Summarize each customer's transactions at an as-of date.
 
@@ -99,16 +100,21 @@ def rfm(
         DuckDB threads; when None, all cores (one for a DataFrame of fewer than 10,000 rows,
         which more would only slow down). Callers that summarize in several threads at once
         share the cores this way.
+    litt
+        Also give ``litt``: the sum of the logarithms of the times between consecutive
+        purchase periods, in the unit of recency and T (0 for one purchase), what MBG/CNBD-k
+        models need to estimate the regularity of purchase timing (BTYDplus' ``elog2cbs``).
 
     Returns
     -------
     pandas.DataFrame
         Indexed by ``customer_id`` (sorted); ``frequency``, ``recency``, ``T`` and, when the
-        transactions have amounts, ``monetary_value``. One row per customer with a purchase in
-        or before the as-of period.
+        transactions have amounts, ``monetary_value`` (then ``litt`` when asked). One row per
+        customer with a purchase in or before the as-of period.
     """
     with _session(transactions, memory_limit, threads) as (con, tx, has_amount):
-        sql = _summary_sql(tx, as_timestamp(as_of, "as_of"), freq, freq_multiplier, has_amount)
+        as_of_ts = as_timestamp(as_of, "as_of")
+        sql = _summary_sql(tx, as_of_ts, freq, freq_multiplier, has_amount, litt)
         return _fetch(con, sql).set_index(CUSTOMER_ID)
 
 
@@ -120,6 +126,7 @@ def calibration_holdout(
     freq: Freq = "D",
     freq_multiplier: float = 1.0,
     memory_limit: str | None = None,
+    litt: bool = False,
 ) -> pd.DataFrame:
     """Summarize a calibration period and what each customer did in the holdout after it.
 
@@ -132,7 +139,8 @@ def calibration_holdout(
     -------
     pandas.DataFrame
         Indexed by ``customer_id``: ``frequency_cal``, ``recency_cal``, ``T_cal``,
-        [``monetary_value_cal``], ``frequency_holdout`` (purchase periods in the holdout),
+        [``monetary_value_cal``], [``litt_cal`` with ``litt=True``, see :func:`rfm`],
+        ``frequency_holdout`` (purchase periods in the holdout),
         [``monetary_value_holdout`` (mean transaction value in the holdout, lifetimes'
         definition), ``revenue_holdout`` (total value in the holdout)], ``duration_holdout``.
     """
@@ -142,7 +150,8 @@ def calibration_holdout(
     _, divisor = period_unit(freq, freq_multiplier)
     with _session(transactions, memory_limit, None) as (con, tx, has_amount):
         cal = f"(SELECT * FROM {tx} WHERE {DATE} {_until(cutoff_ts)})"
-        summary = _fetch(con, _summary_sql(cal, cutoff_ts, freq, freq_multiplier, has_amount))
+        sql = _summary_sql(cal, cutoff_ts, freq, freq_multiplier, has_amount, litt)
+        summary = _fetch(con, sql)
         if summary.empty:
             raise DataError(f"no transactions on or before the calibration cutoff {cutoff_ts}")
         money = (
@@ -171,7 +180,12 @@ def calibration_holdout(
 
 
 def _summary_sql(
-    source: str, as_of: pd.Timestamp, freq: str, freq_multiplier: float, has_amount: bool
+    source: str,
+    as_of: pd.Timestamp,
+    freq: str,
+    freq_multiplier: float,
+    has_amount: bool,
+    litt: bool = False,
 ) -> str:
     _, divisor = period_unit(freq, freq_multiplier)
     as_of_period, next_period = period_bounds(as_of, freq)
@@ -188,11 +202,17 @@ def _summary_sql(
         if has_amount
         else ""
     )
-    periods = (
-        f"(SELECT *, min(period) OVER (PARTITION BY {CUSTOMER_ID}) AS first FROM periods)"
-        if has_amount
-        else "periods"
-    )
+    windows = []
+    if has_amount:
+        windows.append(f"min(period) OVER (PARTITION BY {CUSTOMER_ID}) AS first")
+    if litt:
+        windows.append(f"lag(period) OVER (PARTITION BY {CUSTOMER_ID} ORDER BY period) AS previous")
+        # fsum: the same sum whatever the order DuckDB's threads add the logs in.
+        money += (
+            f", coalesce(fsum(ln(date_diff('day', previous, period) / {divisor}))"
+            " FILTER (WHERE previous IS NOT NULL), 0) AS litt"
+        )
+    periods = f"(SELECT *, {', '.join(windows)} FROM periods)" if windows else "periods"
     return f"""
         WITH periods AS (
             SELECT {CUSTOMER_ID}, {_period_of(DATE, freq)} AS period, {value} AS value
