@@ -15,7 +15,7 @@ from sklearn.exceptions import NotFittedError
 
 import clvlab.models.btyd as btyd
 from clvlab.errors import ConfigError, DataError
-from clvlab.models.btyd import BetaGeoBetaBinom
+from clvlab.models.btyd import BetaGeoBetaBinom, estimator_from_dict
 from clvlab.models.btyd.beta_geo_beta_binom import (
     _expected_alive_opportunities,
     negative_log_likelihood,
@@ -229,6 +229,7 @@ def test_round_trip_gives_identical_predictions(
     fitted: BetaGeoBetaBinom, donations: pd.DataFrame
 ) -> None:
     restored = BetaGeoBetaBinom.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    assert estimator_from_dict(fitted.to_dict()).params_.equals(fitted.params_)
     x, t_x, n = _columns(donations)
     np.testing.assert_array_equal(restored.p_alive(x, t_x, n), fitted.p_alive(x, t_x, n))
     np.testing.assert_array_equal(

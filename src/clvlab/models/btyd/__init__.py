@@ -48,7 +48,7 @@ def __getattr__(name: str) -> Any:
 def estimator_from_dict(state: dict[str, Any]) -> BTYDEstimator:
     """Rebuild any BTYD estimator from its ``to_dict()`` output, by the model it names."""
     classes: dict[str, type[BTYDEstimator]] = {
-        cls.__name__: cls for cls in (*PURCHASE_MODELS.values(), GammaGamma)
+        cls.__name__: cls for cls in (*PURCHASE_MODELS.values(), GammaGamma, BetaGeoBetaBinom)
     }
     name = state.get("model")
     if name not in classes:
