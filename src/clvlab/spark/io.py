@@ -45,7 +45,7 @@ from clvlab.data.validate import BadValues
 from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike, as_timestamp
 from clvlab.spark.identity import resolve_identities
-from clvlab.spark.jobs import PARTITION, default_partitions, raised_on_driver
+from clvlab.spark.jobs import PARTITION, partition_count, raised_on_driver
 
 #: Extra columns of the steps: each row's place in the source; a part's report (JSON).
 _ROW, _REPORT = "_clvlab_row", "_clvlab_report"
@@ -142,9 +142,7 @@ def read_transactions(
         "keep": keep,
     }
     sample = _check_columns(raw, where, reading)
-    groups = default_partitions(spark) if partitions is None else partitions
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise DataError(f"partitions must be a positive whole number, got {partitions!r}")
+    groups = partition_count(spark, partitions)
     policy = cleaning or CleaningPolicy()
     end = None if until is None else as_timestamp(until, "until")
     clean_transactions(sample, policy=policy, invoice=invoice)  # the policy fits the columns
@@ -152,7 +150,7 @@ def read_transactions(
     # The read step's report rows (no customer id) travel with the rows, through the
     # cleaning partitions untouched, to the one collect at the end.
     canonical = _read_step(raw, sample, where, reading)
-    identity, persisted = None, []
+    identity, persisted = None, None
     if identity_links is not None:
         links = (
             identity_links
@@ -160,8 +158,7 @@ def read_transactions(
             else read_source(spark, str(identity_links))
         )
         # Resolution reads the transactions several times: read and parsed once.
-        canonical = canonical.persist(StorageLevel.MEMORY_AND_DISK)
-        persisted.append(canonical)
+        canonical = persisted = canonical.persist(StorageLevel.MEMORY_AND_DISK)
         canonical, _, identity = resolve_identities(canonical, links, left=LEFT, right=RIGHT)
     keyed = canonical.withColumn(PARTITION, F.pmod(F.xxhash64(CUSTOMER_ID), F.lit(groups)))
     out_schema = T.StructType([field for field in canonical.schema.fields if field.name != _ROW])
@@ -181,8 +178,8 @@ def read_transactions(
         cleaned.unpersist()
         raise
     finally:
-        for frame in persisted:
-            frame.unpersist()
+        if persisted is not None:
+            persisted.unpersist()
     report = DataReport.combine([DataReport(**part["clean"]) for part in found if "clean" in part])
     if report.rows_read != rows:  # every row read went through one partition's cleaning
         raise AssertionError(f"{rows} rows read, {report.rows_read} cleaned")
@@ -291,8 +288,6 @@ def _check_read(summaries: list[dict[str, Any]], where: str) -> int:
         order = {"no date": 0, "not a date": 0, "not a number": 1}  # dates first, as locally
         first = min(BadValues.combine(bad, rows), key=lambda found: order[found.problem])
         raise DataError(first.message(where))
-    if rows == 0:
-        raise DataError(f"{where}: no transactions (the table has no rows).")
     return rows
 
 

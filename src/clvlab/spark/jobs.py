@@ -21,11 +21,16 @@ _ERRORS: dict[str, type[ClvlabError]] = {
 }
 
 
-def default_partitions(spark: SparkSession) -> int:
-    """``spark.sql.shuffle.partitions``, or 200 where it is not a number (Databricks'
-    ``auto``)."""
-    value = str(spark.conf.get("spark.sql.shuffle.partitions", "200"))
-    return int(value) if value.isdigit() and int(value) > 0 else 200
+def partition_count(spark: SparkSession, partitions: int | None) -> int:
+    """The number of customer partitions of a job: ``partitions``, checked to be a positive
+    whole number, or ``spark.sql.shuffle.partitions`` (200 where it is not a number, as
+    Databricks' ``auto``)."""
+    if partitions is None:
+        value = str(spark.conf.get("spark.sql.shuffle.partitions", "200"))
+        return int(value) if value.isdigit() and int(value) > 0 else 200
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+        raise DataError(f"partitions must be a positive whole number, got {partitions!r}")
+    return partitions
 
 
 @contextmanager

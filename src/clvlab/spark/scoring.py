@@ -41,7 +41,7 @@ from clvlab.scoring import (
 from clvlab.spark.frames import as_naive_timestamp, naive
 from clvlab.spark.identity import resolve_identities
 from clvlab.spark.io import read_canonical
-from clvlab.spark.jobs import PARTITION, default_partitions, raised_on_driver
+from clvlab.spark.jobs import PARTITION, partition_count, raised_on_driver
 
 _INTEGERS = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _TIMES = (T.TimestampType, T.TimestampNTZType, T.DateType)
@@ -133,9 +133,7 @@ def score(
         canonical, _ = read_canonical(df, "transactions", columns)
         df, _, _ = resolve_identities(canonical, identity_links)
         id_column, date_column, names = CUSTOMER_ID, DATE, {}
-    groups = default_partitions(df.sparkSession) if partitions is None else partitions
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise DataError(f"partitions must be a positive whole number, got {partitions!r}")
+    groups = partition_count(df.sparkSession, partitions)
     keyed = df.withColumn(PARTITION, F.pmod(F.xxhash64(id_column), F.lit(groups)))
     state = json.dumps(model.to_dict())
     if as_of is None:
