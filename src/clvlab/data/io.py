@@ -144,13 +144,7 @@ def to_canonical(
     """
     if frame.empty:
         raise DataError(f"{where}: no transactions (the table has no rows).")
-    roles = {"customer id": customer_id, "date": date}
-    if amount is not None:
-        roles["amount"] = amount
-    elif quantity is not None or price is not None:
-        if quantity is None or price is None:
-            raise DataError(f"{where}: give both quantity and price columns, or an amount column")
-        roles.update(quantity=quantity, price=price)
+    roles = reading_roles(where, customer_id, date, amount, quantity, price)
     mapped = set(roles.values()) | {CUSTOMER_ID, DATE, AMOUNT}
     # keep=None keeps the other columns, except any named like a canonical one.
     extra = [c for c in frame.columns if c not in mapped] if keep is None else list(keep)
@@ -186,6 +180,26 @@ def to_canonical(
         canonical[column] = frame[column].to_numpy()
     found = [bad for bad in problems if bad is not None]
     return canonical.reset_index(drop=True), id_dtype(frame[customer_id]), found
+
+
+def reading_roles(
+    where: str,
+    customer_id: str,
+    date: str,
+    amount: str | None,
+    quantity: str | None = None,
+    price: str | None = None,
+) -> dict[str, str]:
+    """The columns reading requires, by role (for messages): the customer id, the date, and
+    the amount or both quantity and price (a :class:`DataError` for one of them alone)."""
+    roles = {"customer id": customer_id, "date": date}
+    if amount is not None:
+        roles["amount"] = amount
+    elif quantity is not None or price is not None:
+        if quantity is None or price is None:
+            raise DataError(f"{where}: give both quantity and price columns, or an amount column")
+        roles.update(quantity=quantity, price=price)
+    return roles
 
 
 def check_canonical(columns: Iterable[object]) -> None:

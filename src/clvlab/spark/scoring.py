@@ -14,7 +14,6 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -22,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from clvlab.data.clean import DataReport
-from clvlab.data.io import CUSTOMER_ID, DATE
+from clvlab.data.io import CUSTOMER_ID, DATE, reading_roles
 from clvlab.data.validate import require_columns
 from clvlab.errors import DataError
 from clvlab.features.rfm import DateLike
@@ -125,7 +124,15 @@ def score(
     model = as_model(model)
     columns = read_columns(model, df.columns, names)
     id_column, date_column = columns["customer_id"], columns["date"]
-    require_columns(pd.DataFrame(columns=df.columns), _roles(columns), "transactions", _COLUMN_FIX)
+    roles = reading_roles(
+        "transactions",
+        columns["customer_id"],
+        columns["date"],
+        columns["amount"],
+        columns["quantity"],
+        columns["price"],
+    )
+    require_columns(pd.DataFrame(columns=df.columns), roles, "transactions", _COLUMN_FIX)
     id_type = df.schema[id_column].dataType
     if identity_links is not None:
         # Read (the dates a group's canonical id is chosen by), then resolved: the partitions
@@ -162,16 +169,6 @@ def score(
 _COLUMN_FIX = (
     "Give the columns the model was trained on, or the canonical customer_id, date and amount."
 )
-
-
-def _roles(columns: dict[str, Any]) -> dict[str, str]:
-    """The columns reading will require, by role (as :func:`clvlab.data.read_canonical`)."""
-    roles = {"customer id": columns["customer_id"], "date": columns["date"]}
-    if columns.get("amount"):
-        roles["amount"] = columns["amount"]
-    elif columns.get("quantity") and columns.get("price"):
-        roles.update(quantity=columns["quantity"], price=columns["price"])
-    return roles
 
 
 def _score_partition(
