@@ -287,7 +287,8 @@ def _log_concave_nodes(
         if np.all(hi <= lo):
             sides.append(np.broadcast_to(end, (end.shape[0], 1)))
             continue
-        level = _bisect(fn, sign * targets, lo, hi, 30)
+        # Panel bounds need not be exact: 16 halvings place a level to 1/65,536 of its side.
+        level = _bisect(fn, sign * targets, lo, hi, 16)
         sides.append(np.where(phi(end) >= targets, end, level))
     left, right = sides
     w_lo, w_hi = left[:, -1:], right[:, -1:]
@@ -296,8 +297,16 @@ def _log_concave_nodes(
     grid = np.minimum(w_lo + _PANEL_WIDTH * np.arange(1, n_grid + 1)[None, :], w_hi)
     bounds = np.sort(np.concatenate([w_lo, peak, w_hi, left, right, grid], axis=1), axis=1)
     bounds = np.clip(bounds, w_lo, w_hi)
-    half = 0.5 * np.diff(bounds, axis=1)
-    centre = 0.5 * (bounds[:, 1:] + bounds[:, :-1])
+    lower, upper = bounds[:, :-1], bounds[:, 1:]
+    # Levels beyond an end, and the grid of rows narrower than the widest, repeat a bound:
+    # move the empty panels to the end of each row and drop the columns that only hold those.
+    empty = upper <= lower
+    order = np.argsort(empty, axis=1, kind="stable")
+    width = int(np.max(np.sum(~empty, axis=1), initial=1))
+    lower = np.take_along_axis(lower, order[:, :width], axis=1)
+    upper = np.take_along_axis(upper, order[:, :width], axis=1)
+    half = 0.5 * (upper - lower)
+    centre = 0.5 * (upper + lower)
     nodes = centre[:, :, None] + half[:, :, None] * _GAUSS_NODES
     with np.errstate(divide="ignore"):
         log_w = np.log(half[:, :, None] * _GAUSS_WEIGHTS)
