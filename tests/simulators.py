@@ -185,6 +185,41 @@ def on_grid(histories: pd.DataFrame, step: float) -> pd.DataFrame:
     return grid
 
 
+def simulate_mbgcnbd(
+    rng: np.random.Generator,
+    k: int,
+    params: dict[str, float],
+    T: np.ndarray,
+    horizon: float,
+) -> pd.DataFrame:
+    """Simulate MBG/CNBD-k histories on (0, T] (BTYDplus ``mbgcnbd.GenerateData``) and the
+    purchases in (T, T + horizon], one customer per element of ``T``.
+
+    lambda ~ Gamma(r, alpha), p ~ Beta(a, b); the times between purchases are Erlang-k
+    (Gamma(k, rate lambda)); right after each purchase, the first included, the customer
+    drops out with probability p. Returns ``frequency``, ``recency``, ``T``, ``litt`` (the
+    sum of the logs of the times between purchases in (0, T]) and ``x_star``.
+    """
+    n = len(T)
+    rate = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    p = rng.beta(params["a"], params["b"], n)
+    x, t_x, litt, x_star, now = (np.zeros(n) for _ in range(5))
+    active = rng.random(n) >= p
+    while active.any():
+        gap = rng.gamma(k, 1.0, n) / rate
+        bought = active & (now + gap <= T + horizon)
+        before = bought & (now + gap <= T)
+        now = np.where(bought, now + gap, now)
+        x[before] += 1
+        t_x[before] = now[before]
+        litt[before] += np.log(gap[before])
+        x_star[bought & ~before] += 1
+        active = bought & (rng.random(n) >= p)
+    return pd.DataFrame(
+        {"frequency": x, "recency": t_x, "T": np.asarray(T, float), "litt": litt, "x_star": x_star}
+    )
+
+
 def assert_recovers(model: Any, truth: dict[str, float], z: float = 4.0) -> None:
     """Assert that a fitted BTYD model converged, that each standard error is finite and
     positive, and that each parameter is within ``z`` standard errors of ``truth``."""

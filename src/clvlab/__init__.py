@@ -37,10 +37,15 @@ _LAZY = {
     "GammaGamma": "clvlab.models.btyd",
     "ModifiedBetaGeo": "clvlab.models.btyd",
     "ParetoNBD": "clvlab.models.btyd",
+    "BetaGeoBetaBinom": "clvlab.models.btyd",
+    "MBGCNBD": "clvlab.models.btyd",
+    "ShiftedBetaGeometric": "clvlab.models.contractual",
 }
 
 __all__ = [
+    "MBGCNBD",
     "BetaGeo",
+    "BetaGeoBetaBinom",
     "CLVModel",
     "CleaningPolicy",
     "ClvlabError",
@@ -52,6 +57,7 @@ __all__ = [
     "ParetoNBD",
     "ProfileStore",
     "RunConfig",
+    "ShiftedBetaGeometric",
     "TrainResult",
     "__version__",
     "calibration_holdout",
@@ -78,8 +84,16 @@ if TYPE_CHECKING:
         resolve_identities,
     )
     from clvlab.features import calibration_holdout, rfm
-    from clvlab.models.btyd import BetaGeo, GammaGamma, ModifiedBetaGeo, ParetoNBD
+    from clvlab.models.btyd import (
+        MBGCNBD,
+        BetaGeo,
+        BetaGeoBetaBinom,
+        GammaGamma,
+        ModifiedBetaGeo,
+        ParetoNBD,
+    )
     from clvlab.models.clv import CLVModel
+    from clvlab.models.contractual import ShiftedBetaGeometric
     from clvlab.profiles import ProfileStore
     from clvlab.scoring import score
     from clvlab.tracking import load_model

@@ -10,10 +10,19 @@
   models fit as they fit the summary.
 * :mod:`clvlab.models.contractual`: churn observed in subscriptions (shifted-beta-geometric).
 
-``BetaGeo``, ``GammaGamma`` and ``SufficientStatistics`` are re-exported here.
+The estimators (``BetaGeo``, ``GammaGamma``, ``MBGCNBD``, ``BetaGeoBetaBinom``,
+``ShiftedBetaGeometric``) and ``SufficientStatistics`` are re-exported here.
 """
 
-from clvlab.models.btyd import BetaGeo, GammaGamma
+from clvlab.models.btyd import MBGCNBD, BetaGeo, BetaGeoBetaBinom, GammaGamma
+from clvlab.models.contractual import ShiftedBetaGeometric
 from clvlab.models.statistics import SufficientStatistics
 
-__all__ = ["BetaGeo", "GammaGamma", "SufficientStatistics"]
+__all__ = [
+    "MBGCNBD",
+    "BetaGeo",
+    "BetaGeoBetaBinom",
+    "GammaGamma",
+    "ShiftedBetaGeometric",
+    "SufficientStatistics",
+]

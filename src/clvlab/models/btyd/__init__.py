@@ -9,6 +9,9 @@
 * :class:`BetaGeoBetaBinom` — BG/BB: purchases and dropout at discrete opportunities (Fader,
   Hardie & Shang 2010); it fits ``frequency, recency, n_periods``, not ``T``, so it is not one
   of the :data:`PURCHASE_MODELS`.
+* :class:`MBGCNBD` — MBG/CNBD-k: MBG/NBD with Erlang-k times between purchases, for regular
+  buyers, ``k`` chosen by likelihood (Platzer & Reutterer 2016); it needs ``litt`` to choose
+  ``k`` and is not yet one of the :data:`PURCHASE_MODELS`.
 
 The three purchase-and-dropout models share their interface (``fit`` and the predictions) in
 :class:`PurchaseModel`; every model is a :class:`BTYDEstimator` (fitting, fitted state, JSON).
@@ -21,6 +24,7 @@ from clvlab.models.btyd.base import BTYDEstimator, convergence_warning
 from clvlab.models.btyd.beta_geo import BetaGeo
 from clvlab.models.btyd.beta_geo_beta_binom import BetaGeoBetaBinom
 from clvlab.models.btyd.gamma_gamma import GammaGamma
+from clvlab.models.btyd.mbg_cnbd import MBGCNBD
 from clvlab.models.btyd.modified_beta_geo import ModifiedBetaGeo
 from clvlab.models.btyd.pareto_nbd import ParetoNBD
 from clvlab.models.btyd.purchase import PurchaseModel
@@ -48,7 +52,8 @@ def __getattr__(name: str) -> Any:
 def estimator_from_dict(state: dict[str, Any]) -> BTYDEstimator:
     """Rebuild any BTYD estimator from its ``to_dict()`` output, by the model it names."""
     classes: dict[str, type[BTYDEstimator]] = {
-        cls.__name__: cls for cls in (*PURCHASE_MODELS.values(), GammaGamma, BetaGeoBetaBinom)
+        cls.__name__: cls
+        for cls in (*PURCHASE_MODELS.values(), GammaGamma, BetaGeoBetaBinom, MBGCNBD)
     }
     name = state.get("model")
     if name not in classes:
@@ -57,6 +62,7 @@ def estimator_from_dict(state: dict[str, Any]) -> BTYDEstimator:
 
 
 __all__ = [
+    "MBGCNBD",
     "PURCHASE_MODELS",
     "BTYDConvergenceWarning",
     "BTYDEstimator",
