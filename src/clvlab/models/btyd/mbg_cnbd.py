@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -30,6 +30,7 @@ from clvlab.models.btyd.base import (
     WEIGHTS_NOT_PASSED,
     CompressedRows,
     FitProblem,
+    history_arrays,
     purchase_histories_to_fit,
     renamed_sample_weight,
     times_since_first_purchase,
@@ -364,34 +365,63 @@ class MBGCNBD(PurchaseModel):
             return np.where(
                 n == 0, 1.0 - reach[:, 1], c[:, 0] * reach[:, 0] - c[:, 1] * reach[:, 1]
             )
+        # E = sum_j w_j sum_n P(N_j = n) C(floor((n + j) / k)), C(M) = c_0 + ... + c_(M-1):
+        # every term positive (no difference of tails). Stage counts are summed per row up
+        # to where the rest has a chance below _TAIL, with rows taken in order of that
+        # count, so that a heavy buyer does not widen the block of light ones.
         r, alpha = params[0], params[1]
-        # Future purchases to sum per row: enough that reaching the next one has a chance
-        # below _TAIL even with the most stages completed (k - 1); rows are taken in order of
-        # it, so that a heavy buyer does not widen the block of light ones.
+        success = (alpha + T) / (alpha + T + t)
         with np.errstate(invalid="ignore"):
-            stages = nbdtrik(1.0 - _TAIL, r + k * x + k - 1, (alpha + T) / (alpha + T + t))
-        most = np.ceil(np.nan_to_num(stages, nan=0.0) / k).astype(np.int64) + 2
+            stages = nbdtrik(1.0 - _TAIL, r + k * x + k - 1, success)
+        most = np.ceil(np.nan_to_num(stages, nan=0.0)).astype(np.int64) + k
         order = np.argsort(most, kind="stable")
         out = np.empty(x.size)
         for start in range(0, x.size, _BLOCK):
             rows = order[start : start + _BLOCK]
-            count = np.arange(1.0, most[rows].max() + 1.0)[None, :]
+            n = np.arange(float(most[rows].max() + 1))[None, :, None]  # stage counts
             window = _Window(params, k, t[rows], x[rows], t_x[rows], T[rows])
-            survived = np.exp(_log_survival(params, x[rows], count - 1.0))
-            out[rows] = np.sum(survived * window.reach(count), axis=1)
+            shape = window.shape[:, None, :]  # (rows, 1, k)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_pmf = (
+                    gammaln(n + shape) - gammaln(shape) - gammaln(n + 1.0)
+                    + shape * np.log(success[rows])[:, None, None]
+                    + n * np.log1p(-success[rows])[:, None, None]
+                )  # fmt: skip
+            log_pmf = np.where(n == 0, (shape * np.log(success[rows])[:, None, None]), log_pmf)
+            purchases = (n + np.arange(k)) // k  # (1, stages, k): purchases the stages make
+            m = np.arange(float(purchases.max()))[None, :]
+            reached = np.concatenate(
+                [
+                    np.zeros((rows.size, 1)),
+                    np.cumsum(np.exp(_log_survival(params, x[rows], m)), axis=1),
+                ],
+                axis=1,
+            )  # (rows, M + 1): C(M)
+            gained = reached[:, purchases.reshape(-1).astype(np.int64)].reshape(log_pmf.shape)
+            out[rows] = np.einsum("isj,isj,ij->i", np.exp(log_pmf), gained, window.stages)
         return out
 
     def _expected(self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         shape = np.broadcast(t, x, t_x, T).shape
-        t, x, t_x, T = (np.broadcast_to(v, shape).reshape(-1).astype(float) for v in (t, x, t_x, T))
+        (t, x, t_x, T), inverse = _distinct(t, x, t_x, T)
         alive = expit(-self._log_dropout_odds(x, t_x, T))
-        return (alive * self._future(t, x, t_x, T, None)).reshape(shape)
+        return (alive * self._future(t, x, t_x, T, None))[inverse].reshape(shape)
 
     def expected_purchases_by_horizon(
-        self, horizons: Any, frequency: object, recency: object, T: object
+        self, horizons: Sequence[float], frequency: object, recency: object, T: object
     ) -> np.ndarray:
-        """:meth:`expected_purchases` for each of several horizons, stacked (one row each)."""
-        return np.stack([self.expected_purchases(t, frequency, recency, T) for t in horizons])
+        """:meth:`expected_purchases` for each of several horizons, stacked: row ``i`` is
+        ``expected_purchases(horizons[i], frequency, recency, T)``; each distinct history and
+        its P(alive) are computed once."""
+        x, t_x, age = history_arrays(frequency, recency, T)
+        shape = x.shape
+        (x, t_x, age), inverse = _distinct(x, t_x, age)
+        alive = expit(-self._log_dropout_odds(x, t_x, age))
+        rows = []
+        for t in horizons:
+            horizon = history_arrays(x, t_x, age, t=t)[0]
+            rows.append((alive * self._future(horizon, x, t_x, age, None))[inverse].reshape(shape))
+        return np.stack(rows)
 
     def _no_purchase(
         self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
@@ -402,12 +432,10 @@ class MBGCNBD(PurchaseModel):
         self, n: np.ndarray, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
         shape = np.broadcast(n, t, x, t_x, T).shape
-        n, t, x, t_x, T = (
-            np.broadcast_to(v, shape).reshape(-1).astype(float) for v in (n, t, x, t_x, T)
-        )
+        (n, t, x, t_x, T), inverse = _distinct(n, t, x, t_x, T)
         alive = expit(-self._log_dropout_odds(x, t_x, T))
         future = self._future(t, x, t_x, T, n)
-        return (np.where(n == 0, 1.0 - alive, 0.0) + alive * future).reshape(shape)
+        return (np.where(n == 0, 1.0 - alive, 0.0) + alive * future)[inverse].reshape(shape)
 
     def expected_purchases_new_customer(self, t: object) -> np.ndarray:
         """Expected repeat purchases in (0, t] of a new customer (x = t_x = T = 0)."""
@@ -443,6 +471,23 @@ class MBGCNBD(PurchaseModel):
             )
             model.log_likelihoods_.index.name = "k"
         return model
+
+
+def _distinct(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of broadcast ``arrays`` (as flat float columns) and, for each
+    element, the index of its row: predictions are computed once per distinct history."""
+    shape = np.broadcast(*arrays).shape
+    columns = [np.broadcast_to(a, shape).reshape(-1).astype(float) for a in arrays]
+    order = np.lexsort(columns[::-1])
+    repeated = np.zeros(order.size, dtype=bool)  # the same row as the one before it
+    repeated[1:] = True
+    for column in columns:
+        ordered = column[order]
+        repeated[1:] &= ordered[1:] == ordered[:-1]
+    first = ~repeated
+    inverse = np.empty(order.size, dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return [column[order[first]] for column in columns], inverse
 
 
 #: The fitted state of one ``k`` (kept while the others are tried).
