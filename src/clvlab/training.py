@@ -29,6 +29,7 @@ from clvlab.evaluation.metrics import METRICS
 from clvlab.features import rfm
 from clvlab.features.regularity import wheat_morrison
 from clvlab.features.windows import PurchaseDays, customer_covariates
+from clvlab.models.btyd import NEEDS_LITT
 from clvlab.models.clv import (
     BTYD,
     GBM,
@@ -257,7 +258,13 @@ def _train(
     kinds, btyd_champions, chosen = _choice(result, config)
     with stage("refit the champions on all data") as step:
         summary = (
-            rfm(transactions, end, freq="D", freq_multiplier=config.unit_days)
+            rfm(
+                transactions,
+                end,
+                freq="D",
+                freq_multiplier=config.unit_days,
+                litt=bool(NEEDS_LITT.intersection(btyd_champions.values())),
+            )
             if statistics is None
             else statistics(end)
         )

@@ -16,8 +16,10 @@ from scipy.optimize import approx_fprime
 import clvlab
 import simulators
 from clvlab.errors import ConfigError, DataError
+from clvlab.models import SufficientStatistics
 from clvlab.models.btyd import MBGCNBD, ModifiedBetaGeo, ParetoNBD, estimator_from_dict
 from clvlab.models.btyd.mbg_cnbd import negative_log_likelihood
+from clvlab.models.clv import fit_purchase_model
 
 #: BTYDplus' test of mbgcnbd (tests/testthat/test-mbg-cnbd-k.R).
 TRUTH = {"r": 0.85, "alpha": 1.45, "a": 0.79, "b": 2.42}
@@ -145,3 +147,40 @@ def test_bad_settings_and_data(cdnow):
             MBGCNBD(k=k).fit(cdnow)
     with pytest.raises(DataError, match="'litt' has 1 missing"):
         MBGCNBD().fit(cdnow.assign(litt=[np.nan, *cdnow["litt"].iloc[1:]]))
+
+
+def test_a_config_candidate_trains_saves_and_scores(in_tmp, cdnow_sample):
+    """``models.candidates: [mbgcnbd]``: the backtest summaries carry ``litt``, the model is
+    logged and loaded with its k, and scores every customer; lifetimes has no such fitter."""
+    config = {
+        "name": "cnbd",
+        "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
+        "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+        "time_unit": "W",
+        "models": {"purchases": "mbgcnbd", "candidates": ["mbgcnbd"], "gbm": {"enabled": False}},
+    }
+    result = clvlab.train(config)
+    assert "mbgcnbd_gamma_gamma" in result.metrics.index
+    assert result.model.name == "mbgcnbd_gamma_gamma"
+    # The fit on the calibration period is the estimator's on clvlab.rfm(..., litt=True), in
+    # weeks of days (whole weeks would round the gaps into a false regularity: k = 2).
+    summary = clvlab.rfm(cdnow_sample, as_of="1997-09-30", freq_multiplier=7, litt=True)
+    direct = MBGCNBD().fit(summary)
+    calibration = result.params["calibration"]
+    for name, value in direct.params_.items():
+        assert calibration[f"mbgcnbd.{name}"] == pytest.approx(value, rel=1e-6), name
+    reloaded = clvlab.load_model(result.model_uri)
+    assert isinstance(reloaded.purchases, MBGCNBD) and reloaded.purchases.k_ == direct.k_ == 1
+    scores = clvlab.score(result.model_uri, "lifetimes:CDNOW_sample")
+    assert len(scores) == 2_357 and scores["expected_purchases"].notna().all()
+    assert scores["p_alive"].between(0, 1).all() and scores["p_churn"].between(0, 1).all()
+    config["models"]["engine"] = "lifetimes"
+    with pytest.raises(ConfigError, match="lifetimes has no MBGCNBD"):
+        clvlab.train(config)
+
+
+def test_counted_statistics_say_they_cannot_choose_k(cdnow):
+    """Spark's statistics have no ``litt`` yet: a clear refusal, not a fit without it."""
+    statistics = SufficientStatistics.from_summary(cdnow)
+    with pytest.raises(ConfigError, match=r"'mbgcnbd' chooses its k .* engine spark"):
+        fit_purchase_model(statistics, "mbgcnbd")

@@ -41,7 +41,7 @@ from clvlab.evaluation.holdout import (
 )
 from clvlab.features.rfm import calibration_holdout
 from clvlab.features.windows import PurchaseDays, customer_covariates
-from clvlab.models.btyd import PURCHASE_MODELS
+from clvlab.models.btyd import NEEDS_LITT, PURCHASE_MODELS
 from clvlab.models.clv import GBM, CLVModel, fit_clv_model
 from clvlab.models.engines import Engine
 from clvlab.models.gbm import GBMPredictor, InsufficientHistoryError
@@ -65,8 +65,8 @@ class BacktestSettings:
     time_unit
         ``"D"``, ``"W"`` or ``"M"``: the unit of the BTYD models' time.
     candidates
-        The BTYD purchase models compared (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``), each
-        with Gamma-Gamma when there are amounts.
+        The BTYD purchase models compared (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``,
+        ``"mbgcnbd"``), each with Gamma-Gamma when there are amounts.
     selection
         Target (``purchases``, ``churn``, ``revenue``) -> the metric that chooses its
         champion (a selecting metric of :data:`clvlab.evaluation.metrics.METRICS`).
@@ -352,7 +352,12 @@ def _evaluate(
 ) -> dict[str, CandidateResult]:
     """Every candidate fitted before ``window`` and judged on it."""
     calibration = calibration_holdout(
-        transactions, window.start, window.end, freq="D", freq_multiplier=settings.unit_days
+        transactions,
+        window.start,
+        window.end,
+        freq="D",
+        freq_multiplier=settings.unit_days,
+        litt=bool(NEEDS_LITT.intersection(settings.candidates)),
     )
     summary = calibration.rename(columns=lambda c: c.removesuffix("_cal"))
     fit_on = summary if fit_statistics is None else fit_statistics(window.start)

@@ -27,6 +27,7 @@ import pandas as pd
 from clvlab.config import UNIT_DAYS
 from clvlab.errors import ClvlabError, ConfigError
 from clvlab.models.btyd import (
+    NEEDS_LITT,
     PURCHASE_MODELS,
     BTYDEstimator,
     GammaGamma,
@@ -700,14 +701,15 @@ def fit_purchase_model(
     engine: Engine = "clvlab",
     penalizer_coef: float = 0.0,
 ) -> BTYDEstimator:
-    """Fit the purchase model ``name`` (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``).
+    """Fit the purchase model ``name`` (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``,
+    ``"mbgcnbd"``).
 
     Parameters
     ----------
     summary
-        RFM summary (``frequency``, ``recency`` and ``T``), or its
-        :class:`~clvlab.models.statistics.SufficientStatistics` (the same fit, on the distinct
-        histories weighted by their counts).
+        RFM summary (``frequency``, ``recency`` and ``T``; ``litt`` too for ``"mbgcnbd"``), or
+        its :class:`~clvlab.models.statistics.SufficientStatistics` (the same fit, on the
+        distinct histories weighted by their counts; not for ``"mbgcnbd"``).
     name
         The purchase model (a key of :data:`clvlab.models.btyd.PURCHASE_MODELS`).
     engine
@@ -719,12 +721,19 @@ def fit_purchase_model(
     Raises
     ------
     clvlab.errors.ConfigError
-        ``engine="lifetimes"`` with sufficient statistics.
+        ``engine="lifetimes"`` with sufficient statistics, or ``"mbgcnbd"`` with them.
     """
     model = PURCHASE_MODELS[name](penalizer_coef=penalizer_coef)
     if isinstance(summary, SufficientStatistics):
+        if name in NEEDS_LITT:
+            raise ConfigError(
+                f"the purchase model {name!r} chooses its k from the times between purchases, "
+                "which Spark's statistics do not count yet: leave it out of "
+                "models.candidates with engine spark"
+            )
         return _fit_counted(model, summary.purchases, engine)
-    return fit_estimator(model, summary[["frequency", "recency", "T"]], engine)
+    columns = ["frequency", "recency", "T", *(["litt"] if name in NEEDS_LITT else [])]
+    return fit_estimator(model, summary[columns], engine)
 
 
 def fit_clv_model(

@@ -11,6 +11,7 @@ from typing import Literal
 
 import pandas as pd
 
+from clvlab.errors import ConfigError
 from clvlab.models.btyd import BTYDEstimator, GammaGamma
 
 Engine = Literal["clvlab", "lifetimes"]
@@ -28,11 +29,15 @@ def fit_estimator(estimator: BTYDEstimator, rfm: pd.DataFrame, engine: Engine) -
     """Fit ``estimator`` on an RFM table with the given engine; returns the fitted estimator."""
     if engine == "clvlab":
         return estimator.fit(rfm)
+    name = type(estimator).__name__
+    if name not in _LIFETIMES_FITTERS:
+        raise ConfigError(
+            f"lifetimes has no {name}: fit it with engine 'clvlab' (models.engine), or leave "
+            "it out of models.candidates"
+        )
     import lifetimes
 
-    fitter = getattr(lifetimes, _LIFETIMES_FITTERS[type(estimator).__name__])(
-        penalizer_coef=estimator.penalizer_coef
-    )
+    fitter = getattr(lifetimes, _LIFETIMES_FITTERS[name])(penalizer_coef=estimator.penalizer_coef)
     if isinstance(estimator, GammaGamma):
         repeat = rfm[rfm["frequency"] > 0]
         fitter.fit(repeat["frequency"], repeat["monetary_value"])

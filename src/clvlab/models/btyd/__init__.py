@@ -11,7 +11,7 @@
   of the :data:`PURCHASE_MODELS`.
 * :class:`MBGCNBD` — MBG/CNBD-k: MBG/NBD with Erlang-k times between purchases, for regular
   buyers, ``k`` chosen by likelihood (Platzer & Reutterer 2016); it needs ``litt`` to choose
-  ``k`` and is not yet one of the :data:`PURCHASE_MODELS`.
+  ``k`` (``clvlab.rfm(..., litt=True)``).
 
 The three purchase-and-dropout models share their interface (``fit`` and the predictions) in
 :class:`PurchaseModel`; every model is a :class:`BTYDEstimator` (fitting, fitted state, JSON).
@@ -34,7 +34,11 @@ PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
     "bgnbd": BetaGeo,
     "mbgnbd": ModifiedBetaGeo,
     "pareto_nbd": ParetoNBD,
+    "mbgcnbd": MBGCNBD,
 }
+
+#: Purchase models that fit ``litt`` too (the sum of the logs of the times between purchases).
+NEEDS_LITT = frozenset({"mbgcnbd"})
 
 
 if TYPE_CHECKING:
@@ -63,6 +67,7 @@ def estimator_from_dict(state: dict[str, Any]) -> BTYDEstimator:
 
 __all__ = [
     "MBGCNBD",
+    "NEEDS_LITT",
     "PURCHASE_MODELS",
     "BTYDConvergenceWarning",
     "BTYDEstimator",
