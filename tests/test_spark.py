@@ -27,6 +27,7 @@ from clvlab.segments import SEGMENT_COLUMNS, fit_segment_rules
 from clvlab.spark import resolve_identities as spark_resolve_identities
 from clvlab.spark import runtime
 from clvlab.spark.identity import text_ids
+from clvlab.spark.statistics import sufficient_statistics
 from clvlab.spark.training import training_data
 
 pytestmark = [
@@ -651,6 +652,13 @@ def test_a_customer_sample_comes_to_the_driver_and_every_customer_is_counted(spa
         every = clvlab.rfm(local, end, freq="D", freq_multiplier=7)
         fitted = fit_purchase_model(statistics, "bgnbd").params_
         assert fitted.to_dict() == fit_purchase_model(every, "bgnbd").params_.to_dict()
+        # With litt (MBG/CNBD-k): Spark's sum in days, converted to weeks, is the local one.
+        counted = sufficient_statistics(spark.createDataFrame(local), end, unit_days=7, litt=True)
+        every = clvlab.rfm(local, end, freq="D", freq_multiplier=7, litt=True)
+        assert counted.litt == pytest.approx(every["litt"].sum(), rel=1e-12)
+        ours, theirs = (fit_purchase_model(s, "mbgcnbd") for s in (counted, every))
+        assert ours.k_ == theirs.k_
+        assert ours.params_.to_dict() == pytest.approx(theirs.params_.to_dict(), rel=1e-9)
     finally:
         loaded.close()
 

@@ -179,8 +179,14 @@ def test_a_config_candidate_trains_saves_and_scores(in_tmp, cdnow_sample):
         clvlab.train(config)
 
 
-def test_counted_statistics_say_they_cannot_choose_k(cdnow):
-    """Spark's statistics have no ``litt`` yet: a clear refusal, not a fit without it."""
-    statistics = SufficientStatistics.from_summary(cdnow)
-    with pytest.raises(ConfigError, match=r"'mbgcnbd' chooses its k .* engine spark"):
-        fit_purchase_model(statistics, "mbgcnbd")
+def test_counted_statistics_fit_as_the_summary(cdnow):
+    """SufficientStatistics carry the sum of litt: the same k and fit as on the summary;
+    counted without it, a clear refusal rather than a fit that cannot choose k."""
+    counted = fit_purchase_model(SufficientStatistics.from_summary(cdnow), "mbgcnbd")
+    direct = fit_purchase_model(cdnow, "mbgcnbd")
+    assert counted.k_ == direct.k_ == 2
+    np.testing.assert_allclose(counted.params_, direct.params_, rtol=1e-10)
+    assert counted.log_likelihood_ == pytest.approx(direct.log_likelihood_, rel=1e-12)
+    without = SufficientStatistics.from_summary(cdnow.drop(columns="litt"))
+    with pytest.raises(ConfigError, match=r"'mbgcnbd' chooses its k .* litt=True"):
+        fit_purchase_model(without, "mbgcnbd")

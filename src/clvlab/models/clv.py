@@ -709,7 +709,7 @@ def fit_purchase_model(
     summary
         RFM summary (``frequency``, ``recency`` and ``T``; ``litt`` too for ``"mbgcnbd"``), or
         its :class:`~clvlab.models.statistics.SufficientStatistics` (the same fit, on the
-        distinct histories weighted by their counts; not for ``"mbgcnbd"``).
+        distinct histories weighted by their counts; with ``litt`` for ``"mbgcnbd"``).
     name
         The purchase model (a key of :data:`clvlab.models.btyd.PURCHASE_MODELS`).
     engine
@@ -721,17 +721,21 @@ def fit_purchase_model(
     Raises
     ------
     clvlab.errors.ConfigError
-        ``engine="lifetimes"`` with sufficient statistics, or ``"mbgcnbd"`` with them.
+        ``engine="lifetimes"`` with sufficient statistics, or ``"mbgcnbd"`` with statistics
+        counted without ``litt``.
     """
     model = PURCHASE_MODELS[name](penalizer_coef=penalizer_coef)
     if isinstance(summary, SufficientStatistics):
-        if name in NEEDS_LITT:
+        if name not in NEEDS_LITT:
+            return _fit_counted(model, summary.purchases, engine)
+        if summary.litt is None:
             raise ConfigError(
-                f"the purchase model {name!r} chooses its k from the times between purchases, "
-                "which Spark's statistics do not count yet: leave it out of "
-                "models.candidates with engine spark"
+                f"the purchase model {name!r} chooses its k from the times between purchases: "
+                "count the statistics with litt (SufficientStatistics.from_summary of "
+                "rfm(..., litt=True), or clvlab.spark.statistics.sufficient_statistics(..., "
+                "litt=True))"
             )
-        return _fit_counted(model, summary.purchases, engine)
+        return _fit_counted(model, summary.purchases, engine, litt_total=summary.litt)
     columns = ["frequency", "recency", "T", *(["litt"] if name in NEEDS_LITT else [])]
     return fit_estimator(model, summary[columns], engine)
 
@@ -785,13 +789,15 @@ def fit_clv_model(
     return CLVModel(purchases=purchase_model, spend=spend, name=name, **settings), excluded
 
 
-def _fit_counted(estimator: BTYDEstimator, rows: pd.DataFrame, engine: Engine) -> BTYDEstimator:
+def _fit_counted(
+    estimator: BTYDEstimator, rows: pd.DataFrame, engine: Engine, **fit: Any
+) -> BTYDEstimator:
     """Fit ``estimator`` on distinct rows weighted by their ``count`` (clvlab's engine only:
     lifetimes' Pareto/NBD scales a weighted likelihood by the mean weight, so its fit on
-    counts is not its fit on customers)."""
+    counts is not its fit on customers); ``fit`` goes to its ``fit``."""
     if engine != "clvlab":
         raise ConfigError(
             f"engine {engine!r} fits the per-customer RFM summary, not SufficientStatistics: "
             "fit the summary, or use engine 'clvlab'"
         )
-    return estimator.fit(rows, sample_weight=rows["count"].to_numpy(dtype=float))
+    return estimator.fit(rows, sample_weight=rows["count"].to_numpy(dtype=float), **fit)

@@ -10,6 +10,7 @@ aggregated where the customers are (e.g. in Spark) and fitted on one machine.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -43,6 +44,10 @@ class SufficientStatistics:
         What the tables took to move to this process from where they were counted (the
         Arrow bytes collected from Spark, with recency and T as whole days), or None when
         they were counted here.
+    litt
+        The sum over the customers of ``litt`` (the logs of the times between purchases, in
+        the unit of recency and T), what MBG/CNBD-k chooses its ``k`` from; None when not
+        counted.
     """
 
     purchases: pd.DataFrame
@@ -50,6 +55,7 @@ class SufficientStatistics:
     nonpositive_repeat_spend: int
     customers: int
     transferred_bytes: int | None = None
+    litt: float | None = None
 
     def __post_init__(self) -> None:
         tables = {"purchases": (self.purchases, PURCHASE_COLUMNS)}
@@ -68,7 +74,7 @@ class SufficientStatistics:
         ----------
         summary
             One row per customer, as :func:`clvlab.rfm` gives it: ``frequency``, ``recency``,
-            ``T`` and optionally ``monetary_value``.
+            ``T`` and optionally ``monetary_value`` and ``litt``.
 
         Returns
         -------
@@ -85,7 +91,8 @@ class SufficientStatistics:
         if "monetary_value" in summary.columns:
             positive, nonpositive = positive_repeat_spend(summary)
             spend = _counts(positive, SPEND_COLUMNS[:2])
-        return cls(purchases, spend, nonpositive, len(summary))
+        litt = math.fsum(summary["litt"]) if "litt" in summary.columns else None
+        return cls(purchases, spend, nonpositive, len(summary), litt=litt)
 
     @property
     def nbytes(self) -> int:

@@ -40,6 +40,7 @@ from clvlab.spark.frames import (
 )
 
 _PERIOD, _VALUE, _FIRST = "_clvlab_period", "_clvlab_value", "_clvlab_first"
+_PREVIOUS = "_clvlab_previous"
 _HOLDOUT_ID = "_clvlab_holdout_id"
 
 
@@ -49,6 +50,7 @@ def rfm(
     *,
     freq: Freq = "D",
     freq_multiplier: float = 1.0,
+    litt: bool = False,
 ) -> DataFrame:
     """Summarize each customer's transactions at an as-of date (:func:`clvlab.rfm` on Spark).
 
@@ -65,18 +67,21 @@ def rfm(
         Period to which dates are floored: ``"D"``, ``"W"`` (weeks from Monday) or ``"M"``.
     freq_multiplier
         Divides recency and T, e.g. 7 with ``freq="D"`` for weeks at daily resolution.
+    litt
+        Also give ``litt``, the sum of the logs of the times between consecutive purchase
+        periods (as :func:`clvlab.rfm`'s).
 
     Returns
     -------
     pyspark.sql.DataFrame
         ``customer_id`` (the input's type), ``frequency``, ``recency``, ``T`` and, when the
-        transactions have amounts, ``monetary_value`` (doubles): one row per customer with a
-        purchase in or before the as-of period.
+        transactions have amounts, ``monetary_value`` (then ``litt`` when asked; doubles):
+        one row per customer with a purchase in or before the as-of period.
     """
     check_canonical(df.columns)
     period_unit(freq, freq_multiplier)  # a bad freq is an error before any Spark job
     stamp = last_date(df) if as_of is None else as_timestamp(as_of, "as_of")
-    return _summary(df, stamp, freq, freq_multiplier)
+    return _summary(df, stamp, freq, freq_multiplier, litt)
 
 
 def calibration_holdout(
@@ -160,7 +165,9 @@ def last_date(df: DataFrame) -> pd.Timestamp:
     return last
 
 
-def _summary(df: DataFrame, as_of: pd.Timestamp, freq: str, freq_multiplier: float) -> DataFrame:
+def _summary(
+    df: DataFrame, as_of: pd.Timestamp, freq: str, freq_multiplier: float, litt: bool = False
+) -> DataFrame:
     """The RFM summary of ``df`` at ``as_of`` (see the module docstring)."""
     _, divisor = period_unit(freq, freq_multiplier)
     as_of_period = date_literal(period_bounds(as_of, freq)[0])
@@ -190,6 +197,11 @@ def _summary(df: DataFrame, as_of: pd.Timestamp, freq: str, freq_multiplier: flo
         columns.append(
             F.when(count > 1, repeats / (count - 1)).otherwise(0.0).alias("monetary_value")
         )
+    if litt:
+        before = F.lag(_PERIOD).over(Window.partitionBy(CUSTOMER_ID).orderBy(_PERIOD))
+        periods = periods.withColumn(_PREVIOUS, before)
+        gaps = F.log(F.datediff(period, F.col(_PREVIOUS)) / divisor)  # null for the first
+        columns.append(F.coalesce(F.sum(gaps), F.lit(0.0)).alias("litt"))
     return periods.groupBy(CUSTOMER_ID).agg(*columns)
 
 

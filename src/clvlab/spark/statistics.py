@@ -18,6 +18,8 @@ those of the local fit, bit for bit.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -31,7 +33,7 @@ _FIRST = "_clvlab_first_customer"
 
 
 def sufficient_statistics(
-    transactions: DataFrame, as_of: DateLike, *, unit_days: float = 1.0
+    transactions: DataFrame, as_of: DateLike, *, unit_days: float = 1.0, litt: bool = False
 ) -> SufficientStatistics:
     """Count the distinct purchase histories and repeat spends of a Spark DataFrame of
     transactions at ``as_of``, and collect them to the driver.
@@ -46,6 +48,8 @@ def sufficient_statistics(
     unit_days
         The model's time unit in days (7 for weeks): recency and T are
         :func:`clvlab.rfm`'s with ``freq="D", freq_multiplier=unit_days``.
+    litt
+        Also sum ``litt`` over the customers (what MBG/CNBD-k chooses its ``k`` from).
 
     Returns
     -------
@@ -53,7 +57,7 @@ def sufficient_statistics(
         What :func:`clvlab.models.clv.fit_clv_model` fits as it fits the per-customer
         summary; ``transferred_bytes`` says how much was collected.
     """
-    summary = rfm(transactions, as_of, freq="D")  # recency and T in whole days
+    summary = rfm(transactions, as_of, freq="D", litt=litt)  # recency and T in whole days
     # One summary for both tables: computed once, kept while they are counted.
     summary = summary.withColumn(CUSTOMER_ID, F.col(CUSTOMER_ID).cast("string")).persist()
     try:
@@ -68,12 +72,18 @@ def sufficient_statistics(
             # Repeat buyers not in the spend rows: a mean spend of 0 or less, or missing.
             repeat = int(purchases.loc[purchases["frequency"] > 0, "count"].sum())
             nonpositive = repeat - int(spend["count"].sum())
+        litt_total = None
+        if litt:
+            # In days here; each of the sum(frequency) gaps is ln(days / unit_days) in the unit.
+            sums = summary.agg(F.sum("litt"), F.sum("frequency")).first()
+            in_days, gaps = (float(v or 0.0) for v in (sums or (0.0, 0.0)))
+            litt_total = in_days - gaps * math.log(unit_days)
     finally:
         summary.unpersist()
     for column in ("recency", "T"):
         purchases[column] = purchases[column].to_numpy() / float(unit_days)
     customers = int(purchases["count"].sum())
-    return SufficientStatistics(purchases, spend, nonpositive, customers, sent)
+    return SufficientStatistics(purchases, spend, nonpositive, customers, sent, litt_total)
 
 
 def _whole(column: str) -> Column:

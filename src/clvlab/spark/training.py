@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from clvlab.config import RunConfig
 from clvlab.data.io import CUSTOMER_ID, DATE
+from clvlab.models.btyd import NEEDS_LITT
 from clvlab.models.statistics import SufficientStatistics
 from clvlab.progress import stage
 from clvlab.spark.io import read_transactions
@@ -62,10 +63,13 @@ def training_data(config: RunConfig) -> TrainingData:
         sampled = int(transactions[CUSTOMER_ID].nunique())
         step.summary = f"{sampled:,} of {loaded.report.customers:,} customers"
 
+    # MBG/CNBD-k needs the times between purchases too (see clvlab.models.btyd.NEEDS_LITT).
+    litt = bool(NEEDS_LITT.intersection({*config.models.candidates, config.models.purchases}))
+
     @functools.cache
     def statistics(as_of: pd.Timestamp) -> SufficientStatistics:
         with stage(f"count the statistics on Spark as of {as_of.date()}") as step:
-            counted = sufficient_statistics(frame, as_of, unit_days=config.unit_days)
+            counted = sufficient_statistics(frame, as_of, unit_days=config.unit_days, litt=litt)
             step.summary = (
                 f"{counted.customers:,} customers in {len(counted.purchases):,} histories, "
                 f"{(counted.transferred_bytes or 0) / 1e6:.1f} MB collected"

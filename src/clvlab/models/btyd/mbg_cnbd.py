@@ -246,11 +246,14 @@ class MBGCNBD(PurchaseModel):
         *,
         at: Mapping[str, float] | None = None,
         weights: object = WEIGHTS_NOT_PASSED,
+        litt_total: float | None = None,
     ) -> Self:
         """Fit ``r, alpha, a, b`` for each ``k`` tried and keep the most likely ``k``.
 
         Parameters and warnings are those of :meth:`PurchaseModel.fit`; ``rfm`` also needs
-        ``litt`` when ``k`` is None (``at`` then needs ``k`` set).
+        ``litt`` when ``k`` is None (``at`` then needs ``k`` set), unless ``litt_total``, the
+        weighted sum of ``litt`` over the rows, is given (rows that count several customers,
+        e.g. :class:`~clvlab.models.statistics.SufficientStatistics`, have no one ``litt``).
 
         Raises
         ------
@@ -263,7 +266,9 @@ class MBGCNBD(PurchaseModel):
         candidates = self._ks()
         chosen_weight = renamed_sample_weight(sample_weight, weights, name)
         rows, time_scale = purchase_histories_to_fit(rfm, chosen_weight, name, self._UNIDENTIFIED)
-        litt_total, repeat_total = self._litt_sums(rfm, chosen_weight, needed=len(candidates) > 1)
+        litt_total, repeat_total = self._litt_sums(
+            rfm, chosen_weight, litt_total, needed=len(candidates) > 1
+        )
         if at is not None and len(candidates) > 1:
             raise ConfigError(f"{name}: fitting at given parameters needs k set.")
         fits: dict[int, tuple[dict[str, Any], list[warnings.WarningMessage]]] = {}
@@ -302,9 +307,14 @@ class MBGCNBD(PurchaseModel):
         return [int(self.k)] if self.k is not None else list(range(1, int(self.max_k) + 1))
 
     def _litt_sums(
-        self, rfm: pd.DataFrame, sample_weight: object, needed: bool
+        self, rfm: pd.DataFrame, sample_weight: object, litt_total: float | None, needed: bool
     ) -> tuple[float, float]:
         """Weighted sums of ``litt`` and of ``frequency`` (0, 0 without ``litt``)."""
+        w = np.ones(len(rfm)) if sample_weight is None else np.asarray(sample_weight, float)
+        if litt_total is not None:
+            if not math.isfinite(litt_total):
+                raise DataError(f"{type(self).__name__}: litt_total must be finite.")
+            return float(litt_total), float(w @ rfm["frequency"].to_numpy(dtype=float))
         if "litt" not in rfm.columns:
             if needed:
                 raise DataError(
@@ -319,7 +329,6 @@ class MBGCNBD(PurchaseModel):
                 f"{type(self).__name__}: 'litt' has {int((~np.isfinite(litt)).sum())} missing "
                 "or infinite values; summarise with clvlab.rfm(..., litt=True)."
             )
-        w = np.ones(len(rfm)) if sample_weight is None else np.asarray(sample_weight, float)
         return float(w @ litt), float(w @ rfm["frequency"].to_numpy(dtype=float))
 
     def _problem_for_k(self, rows: CompressedRows, time_scale: float, k: int) -> FitProblem:
