@@ -220,6 +220,31 @@ def simulate_mbgcnbd(
     )
 
 
+def simulate_ggompertz_nbd(
+    rng: np.random.Generator, n: int, params: dict[str, float], T: float, horizon: float
+) -> pd.DataFrame:
+    """Simulate GGompertz/NBD histories on (0, T] (the former BTYDplus ``ggnbd.GenerateData``)
+    and the purchases in (T, T + horizon]: lambda ~ Gamma(r, alpha); the lifetime from
+    S(tau) = (beta / (beta - 1 + e^(b tau)))^s by inversion; Poisson purchases while alive.
+    Returns ``frequency``, ``recency``, ``T``, ``x_star`` and ``alive`` (at T)."""
+    r, alpha, b, s, beta = (params[k] for k in ("r", "alpha", "b", "s", "beta"))
+    rate = rng.gamma(r, 1.0 / alpha, n)
+    lifetime = np.log(1.0 - beta + beta / (1.0 - rng.random(n)) ** (1.0 / s)) / b
+    x, t_x, x_star, now = (np.zeros(n) for _ in range(4))
+    active = np.ones(n, dtype=bool)
+    while active.any():
+        now = now + rng.exponential(1.0, n) / rate
+        bought = active & (now < np.minimum(lifetime, T + horizon))
+        before = bought & (now <= T)
+        x[before] += 1
+        t_x[before] = now[before]
+        x_star[bought & ~before] += 1
+        active = bought
+    return pd.DataFrame(
+        {"frequency": x, "recency": t_x, "T": T, "x_star": x_star, "alive": lifetime > T}
+    )
+
+
 def assert_recovers(model: Any, truth: dict[str, float], z: float = 4.0) -> None:
     """Assert that a fitted BTYD model converged, that each standard error is finite and
     positive, and that each parameter is within ``z`` standard errors of ``truth``."""

@@ -39,6 +39,7 @@ _LAZY = {
     "ParetoNBD": "clvlab.models.btyd",
     "BetaGeoBetaBinom": "clvlab.models.btyd",
     "MBGCNBD": "clvlab.models.btyd",
+    "GGompertzNBD": "clvlab.models.btyd",
     "ShiftedBetaGeometric": "clvlab.models.contractual",
 }
 
@@ -52,6 +53,7 @@ __all__ = [
     "ClvlabWarning",
     "ConfigError",
     "DataError",
+    "GGompertzNBD",
     "GammaGamma",
     "ModifiedBetaGeo",
     "ParetoNBD",
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
         BetaGeo,
         BetaGeoBetaBinom,
         GammaGamma,
+        GGompertzNBD,
         ModifiedBetaGeo,
         ParetoNBD,
     )

@@ -97,7 +97,7 @@ class SplitConfig(_Strict):
         return self
 
 
-PurchaseModelName = Literal["bgnbd", "mbgnbd", "pareto_nbd", "mbgcnbd"]
+PurchaseModelName = Literal["bgnbd", "mbgnbd", "pareto_nbd", "mbgcnbd", "ggompertz_nbd"]
 
 
 class GBMConfig(_Strict):
@@ -128,7 +128,7 @@ class ModelsConfig(_Strict):
     purchases: Literal["champion"] | PurchaseModelName = Field(
         default="champion",
         description="champion: each target's champion in the backtest; or a BTYD purchase "
-        "model (bgnbd, mbgnbd, pareto_nbd, mbgcnbd) for every target.",
+        "model (bgnbd, mbgnbd, pareto_nbd, mbgcnbd, ggompertz_nbd) for every target.",
     )
     candidates: tuple[PurchaseModelName, ...] = Field(
         default=("bgnbd", "mbgnbd", "pareto_nbd"),

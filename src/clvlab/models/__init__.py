@@ -10,11 +10,11 @@
   models fit as they fit the summary.
 * :mod:`clvlab.models.contractual`: churn observed in subscriptions (shifted-beta-geometric).
 
-The estimators (``BetaGeo``, ``GammaGamma``, ``MBGCNBD``, ``BetaGeoBetaBinom``,
+The estimators (``BetaGeo``, ``GammaGamma``, ``MBGCNBD``, ``GGompertzNBD``, ``BetaGeoBetaBinom``,
 ``ShiftedBetaGeometric``) and ``SufficientStatistics`` are re-exported here.
 """
 
-from clvlab.models.btyd import MBGCNBD, BetaGeo, BetaGeoBetaBinom, GammaGamma
+from clvlab.models.btyd import MBGCNBD, BetaGeo, BetaGeoBetaBinom, GammaGamma, GGompertzNBD
 from clvlab.models.contractual import ShiftedBetaGeometric
 from clvlab.models.statistics import SufficientStatistics
 
@@ -22,6 +22,7 @@ __all__ = [
     "MBGCNBD",
     "BetaGeo",
     "BetaGeoBetaBinom",
+    "GGompertzNBD",
     "GammaGamma",
     "ShiftedBetaGeometric",
     "SufficientStatistics",

@@ -31,6 +31,7 @@ from clvlab.models.btyd import (
     PURCHASE_MODELS,
     BTYDEstimator,
     GammaGamma,
+    PurchaseModel,
     estimator_from_dict,
 )
 from clvlab.models.engines import Engine, fit_estimator
@@ -680,10 +681,8 @@ def per_alive_history(
 
 def _time_scale(model: BTYDEstimator, horizon: float) -> float:
     """Time within which a purchase model's ``expected_purchases`` may curve sharply: the
-    smallest of its ``alpha`` and ``beta`` (scales of the purchase and dropout rates), else the
-    horizon."""
-    params = getattr(model, "params_", {})
-    scales = [float(params[name]) for name in ("alpha", "beta") if name in params]
+    smallest of its :meth:`~clvlab.models.btyd.PurchaseModel.time_scales`, else the horizon."""
+    scales = model.time_scales() if isinstance(model, PurchaseModel) else []
     scales = [value for value in scales if value > 0 and math.isfinite(value)]
     return min(scales) if scales else (horizon if horizon > 0 else 1.0)
 

@@ -12,6 +12,8 @@
 * :class:`MBGCNBD` — MBG/CNBD-k: MBG/NBD with Erlang-k times between purchases, for regular
   buyers, ``k`` chosen by likelihood (Platzer & Reutterer 2016); it needs ``litt`` to choose
   ``k`` (``clvlab.rfm(..., litt=True)``).
+* :class:`GGompertzNBD` — GGompertz/NBD: Pareto/NBD's purchases with a Gamma-Gompertz
+  lifetime, whose dropout hazard can rise with age (Bemmaor & Glady 2012).
 
 The three purchase-and-dropout models share their interface (``fit`` and the predictions) in
 :class:`PurchaseModel`; every model is a :class:`BTYDEstimator` (fitting, fitted state, JSON).
@@ -24,6 +26,7 @@ from clvlab.models.btyd.base import BTYDEstimator, convergence_warning
 from clvlab.models.btyd.beta_geo import BetaGeo
 from clvlab.models.btyd.beta_geo_beta_binom import BetaGeoBetaBinom
 from clvlab.models.btyd.gamma_gamma import GammaGamma
+from clvlab.models.btyd.ggompertz_nbd import GGompertzNBD
 from clvlab.models.btyd.mbg_cnbd import MBGCNBD
 from clvlab.models.btyd.modified_beta_geo import ModifiedBetaGeo
 from clvlab.models.btyd.pareto_nbd import ParetoNBD
@@ -35,6 +38,7 @@ PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
     "mbgnbd": ModifiedBetaGeo,
     "pareto_nbd": ParetoNBD,
     "mbgcnbd": MBGCNBD,
+    "ggompertz_nbd": GGompertzNBD,
 }
 
 #: Purchase models that fit ``litt`` too (the sum of the logs of the times between purchases).
@@ -73,6 +77,7 @@ __all__ = [
     "BTYDEstimator",
     "BetaGeo",
     "BetaGeoBetaBinom",
+    "GGompertzNBD",
     "GammaGamma",
     "ModifiedBetaGeo",
     "ParetoNBD",

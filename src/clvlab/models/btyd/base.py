@@ -645,6 +645,34 @@ def thin_counts(counts: np.ndarray, target: float, seed: int = 0) -> np.ndarray 
     return np.random.default_rng(seed).poisson(counts * (target / total)).astype(float)
 
 
+def coarse_to_fine(
+    problem_for: Callable[[CompressedRows], FitProblem], rows: CompressedRows, customers: float
+) -> FitProblem:
+    """``problem_for(rows)``, with the same problem on a Poisson-thinned subsample of about
+    ``customers`` as its ``coarse`` version when the data are much larger (see
+    :class:`FitProblem`)."""
+    problem = problem_for(rows)
+    thinned = thin_counts(rows.counts, customers)
+    if thinned is not None:
+        problem.coarse = problem_for(rows.subset(thinned > 0, thinned[thinned > 0]))
+    return problem
+
+
+def forward_difference_hessian(
+    nll: Objective, step: float = 1e-6
+) -> Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]:
+    """A :attr:`FitProblem.hessian` from an exact gradient: the value, the gradient and the
+    symmetrised forward differences of the gradient (one more gradient per parameter; the
+    standard errors come out to about 6 digits)."""
+
+    def hessian(log_theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        value, grad = nll(log_theta)
+        rows = np.array([(nll(log_theta + d)[1] - grad) / step for d in np.eye(len(grad)) * step])
+        return value, grad, 0.5 * (rows + rows.T)
+
+    return hessian
+
+
 def polish(problem: FitProblem, penalizer_coef: float, start: np.ndarray) -> FitResult | None:
     """Newton steps on ``problem`` from ``start``, a point close to its optimum (the optimum
     of ``problem.coarse``, in the coarse problem's ``u``).

@@ -31,16 +31,15 @@ from clvlab.models.btyd.base import (
     WEIGHTS_NOT_PASSED,
     CompressedRows,
     FitProblem,
+    coarse_to_fine,
+    forward_difference_hessian,
     history_arrays,
     purchase_histories_to_fit,
     renamed_sample_weight,
-    thin_counts,
     times_since_first_purchase,
 )
 from clvlab.models.btyd.purchase import PurchaseModel
 
-#: Step in the log-parameters of the Hessian's forward differences.
-_HESSIAN_STEP = 1e-6
 #: Customers in the coarse subsample of large fits (see FitProblem.coarse).
 _COARSE_CUSTOMERS = 20_000.0
 #: Rows per block when predictions sum over future purchases (bounds memory).
@@ -389,28 +388,16 @@ class MBGCNBD(PurchaseModel):
             def nll(log_theta: np.ndarray) -> tuple[float, np.ndarray]:
                 return coded.nll(log_theta, k)
 
-            def hessian(log_theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-                # Forward differences of the exact gradient: 4 more gradients, not 8, and
-                # the standard errors to about 6 digits.
-                value, grad = nll(log_theta)
-                steps = np.eye(len(log_theta)) * _HESSIAN_STEP
-                rows = [(nll(log_theta + step)[1] - grad) / _HESSIAN_STEP for step in steps]
-                return value, grad, 0.5 * (np.array(rows) + np.array(rows).T)
-
             return FitProblem(
                 nll=nll,
                 total_weight=float(histories.counts.sum()),
                 log_offset=np.array([0.0, math.log(time_scale), 0.0, 0.0]),
                 penalty_scale=np.array([1.0, 1.0 / time_scale, 1.0, 1.0]),
                 starts=starts,
-                hessian=hessian,
+                hessian=forward_difference_hessian(nll),
             )
 
-        problem = problem_for(rows)
-        thinned = thin_counts(counts, _COARSE_CUSTOMERS)
-        if thinned is not None:
-            problem.coarse = problem_for(rows.subset(thinned > 0, thinned[thinned > 0]))
-        return problem
+        return coarse_to_fine(problem_for, rows, _COARSE_CUSTOMERS)
 
     # -- predictions -------------------------------------------------------------------
 

@@ -99,6 +99,13 @@ class PurchaseModel(BTYDEstimator):
         self._fit_problem(self._problem_for(rows, time_scale), at)
         return self
 
+    def time_scales(self) -> list[float]:
+        """Times within which the predictions may curve sharply (the scales of the purchase
+        and dropout rates): ``alpha`` and, where it is one, ``beta``."""
+        params = self._fitted_params()
+        return [value for name, value in zip(self.PARAM_NAMES, params, strict=True)
+                if name in ("alpha", "beta")]  # fmt: skip
+
     # -- what each model supplies ------------------------------------------------------
 
     def _problem_for(self, rows: CompressedRows, time_scale: float) -> FitProblem:
