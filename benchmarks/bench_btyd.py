@@ -6,8 +6,9 @@ The goals (each measured against lifetimes in the same run):
   ``lifetimes.BetaGeoFitter().fit(frequency, recency, T)``;
 - ``pareto``: Pareto/NBD fit on the 23,570 CDNOW customers (39-week calibration, weeks at daily
   resolution) at least 30x faster than lifetimes' ``ParetoNBDFitter``;
-- ``mbgcnbd``: MBG/CNBD-k fit (k chosen among 1, 2, ...) on the same 1M synthetic customers in
-  under 5 s; its peer, BTYDplus, is R and does not run here, so there is no ratio;
+- ``mbgcnbd``, ``ggompertz``: MBG/CNBD-k (k chosen among 1, 2, ...) and GGompertz/NBD fits
+  on the same 1M synthetic customers in under 5 s each; their peers (BTYDplus, CLVTools) are
+  R and do not run here, so there is no ratio;
 - ``score``: scoring 1M customers with ``clvlab.CLVModel.predict`` (p_alive, p_churn, expected
   purchases, expected spend, expected revenue, discounted CLV) at least 3x faster than lifetimes
   computing the subset it can (expected purchases, P(alive), Gamma-Gamma expected spend and
@@ -26,7 +27,7 @@ Usage::
     python benchmarks/bench_btyd.py                                 # all three, 1M customers
     python benchmarks/bench_btyd.py --repeat 3 --lifetimes-repeat 3
     python benchmarks/bench_btyd.py --only pareto --repeat 5
-    python benchmarks/bench_btyd.py --only mbgcnbd
+    python benchmarks/bench_btyd.py --only mbgcnbd --only ggompertz --repeat 1
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ CDNOW_END = "1998-06-30"
 HORIZON_DAYS = 365
 ANNUAL_DISCOUNT_RATE = 0.10
 LIFETIMES_CLV_MONTHS = 12
-MBGCNBD_GOAL_SECONDS = 5.0
-BENCHMARKS = ("fit", "pareto", "mbgcnbd", "score")
+NEW_MODEL_GOAL_SECONDS = 5.0
+BENCHMARKS = ("fit", "pareto", "mbgcnbd", "ggompertz", "score")
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,31 +329,48 @@ def bench_pareto(args: argparse.Namespace, state: State) -> list[Outcome]:
     return outcomes
 
 
-def bench_mbgcnbd(args: argparse.Namespace, state: State) -> list[Outcome]:
-    """MBG/CNBD-k fit on the synthetic customers, k by likelihood, against its goal in seconds
-    (BTYDplus, which has the model, is R: no comparison runs here)."""
-    from clvlab.models.btyd import MBGCNBD, BTYDConvergenceWarning
+def bench_new_model(
+    args: argparse.Namespace, state: State, name: str, title: str, columns: list[str]
+) -> list[Outcome]:
+    """Fit a model added in issue 17 on the synthetic customers against its goal in seconds
+    (its peers, BTYDplus and CLVTools, are R: no comparison runs here)."""
+    from clvlab.models.btyd import PURCHASE_MODELS, BTYDConvergenceWarning
 
     summary = state.summary
     assert summary is not None
     header(
-        f"MBG/CNBD-k fit: {len(summary):,} synthetic customers, daily, k by likelihood "
-        f"(goal < {MBGCNBD_GOAL_SECONDS:g} s)"
+        f"{title} fit: {len(summary):,} synthetic customers, daily "
+        f"(goal < {NEW_MODEL_GOAL_SECONDS:g} s)"
     )
-    rfm = summary[["frequency", "recency", "T", "litt"]]
-    ours = timed(lambda: MBGCNBD().fit(rfm), args.repeat, BTYDConvergenceWarning)
+    rfm = summary[columns]
+    model = PURCHASE_MODELS[name]
+    ours = timed(lambda: model().fit(rfm), args.repeat, BTYDConvergenceWarning)
     fitted = ours.result
-    print(f"  MBGCNBD().fit(rfm): {ours.best:.2f} s ({ours.describe()})")
-    tried = ", ".join(f"k={k}: {v:.1f}" for k, v in fitted.log_likelihoods_.items())
-    params = ", ".join(f"{name}={value:.4g}" for name, value in fitted.params_.items())
-    print(f"  k = {fitted.k_} (log-likelihoods {tried}); {params}")
+    print(f"  {model.__name__}().fit(rfm): {ours.best:.2f} s ({ours.describe()})")
+    params = ", ".join(f"{key}={value:.4g}" for key, value in fitted.params_.items())
+    if hasattr(fitted, "log_likelihoods_"):
+        tried = ", ".join(f"k={k}: {v:.1f}" for k, v in fitted.log_likelihoods_.items())
+        params = f"k = {fitted.k_} (log-likelihoods {tried}); {params}"
+    print(f"  {params}")
     for text in ours.warnings:
         print(f"  warning: {text}")
-    passed = ours.best < MBGCNBD_GOAL_SECONDS
+    passed = ours.best < NEW_MODEL_GOAL_SECONDS
     verdict = "PASS" if passed else "FAIL"
-    print(f"  {verdict}: {ours.best:.2f} s (goal < {MBGCNBD_GOAL_SECONDS:g} s)")
-    print("  BTYDplus (R) does not run here: no peer ratio (SKIPPED)")
-    return [Outcome("mbgcnbd", passed), Outcome("mbgcnbd peer ratio", None)]
+    print(f"  {verdict}: {ours.best:.2f} s (goal < {NEW_MODEL_GOAL_SECONDS:g} s)")
+    print("  its peer is R and does not run here: no peer ratio (SKIPPED)")
+    return [Outcome(name, passed), Outcome(f"{name} peer ratio", None)]
+
+
+def bench_mbgcnbd(args: argparse.Namespace, state: State) -> list[Outcome]:
+    """MBG/CNBD-k, k chosen by likelihood (BTYDplus has it)."""
+    columns = ["frequency", "recency", "T", "litt"]
+    return bench_new_model(args, state, "mbgcnbd", "MBG/CNBD-k, k by likelihood,", columns)
+
+
+def bench_ggompertz(args: argparse.Namespace, state: State) -> list[Outcome]:
+    """GGompertz/NBD (CLVTools has it)."""
+    columns = ["frequency", "recency", "T"]
+    return bench_new_model(args, state, "ggompertz_nbd", "GGompertz/NBD", columns)
 
 
 def lifetimes_scorer(
@@ -533,13 +551,14 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     state = State()
-    if {"fit", "mbgcnbd", "score"} & set(chosen):
+    if {"fit", "mbgcnbd", "ggompertz", "score"} & set(chosen):
         args.workdir.mkdir(parents=True, exist_ok=True)
         state.summary = synthetic_summary(args)
     runners = {
         "fit": bench_fit,
         "pareto": bench_pareto,
         "mbgcnbd": bench_mbgcnbd,
+        "ggompertz": bench_ggompertz,
         "score": bench_score,
     }
     outcomes: list[Outcome] = []
