@@ -701,7 +701,7 @@ def fit_purchase_model(
     penalizer_coef: float = 0.0,
 ) -> BTYDEstimator:
     """Fit the purchase model ``name`` (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``,
-    ``"mbgcnbd"``).
+    ``"mbgcnbd"``, ``"ggompertz_nbd"``).
 
     Parameters
     ----------
