@@ -5,6 +5,7 @@ values BTYDplus printed, predictions against simulation at known parameters, and
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,6 @@ from scipy.optimize import approx_fprime
 
 import clvlab
 import simulators
-from clvlab.errors import ClvlabError
 from clvlab.models.btyd import (
     BTYDConvergenceWarning,
     GGompertzNBD,
@@ -36,8 +36,11 @@ def cdnow() -> pd.DataFrame:
 
 
 def _known(params: dict[str, float]) -> GGompertzNBD:
-    return GGompertzNBD().fit(pd.DataFrame({"frequency": [1.0], "recency": [1.0], "T": [2.0]}),
-                              at=params)  # fmt: skip
+    """The model at ``params`` (fitted state taken there, its warnings ignored)."""
+    history = pd.DataFrame({"frequency": [1.0], "recency": [1.0], "T": [2.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return GGompertzNBD().fit(history, at=params)
 
 
 @pytest.mark.parametrize(
@@ -109,8 +112,20 @@ def test_predictions_at_known_parameters_match_simulation():
     none = model.p_churn(32.0, *history)
     assert none.mean() == pytest.approx((data["x_star"] == 0).mean(), abs=0.006)
     assert model.p_purchases(0, 32.0, *history) == pytest.approx(none)
-    with pytest.raises(ClvlabError, match="n = 0 only"):
-        model.p_purchases(1, 32.0, *history)
+
+
+@pytest.mark.parametrize("t", [5.0, 32.0, 200.0])
+def test_the_purchase_distribution_adds_up(t):
+    """P(X = n) over n sums to 1 and its mean is the expected purchases, for light and heavy
+    buyers, short and long windows."""
+    model = _known(TRUTH)
+    history = (np.array([0.0, 2, 10, 60]), np.array([0.0, 10, 30, 31]), np.full(4, 32.0))
+    probabilities = model.p_purchases(np.arange(600)[:, None], t, *history)
+    assert (probabilities >= 0).all()
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-12)
+    mean = np.arange(600) @ probabilities
+    np.testing.assert_allclose(mean, model.expected_purchases(t, *history), rtol=1e-10)
+    np.testing.assert_allclose(probabilities[0], model.p_churn(t, *history), rtol=1e-12)
 
 
 def test_simulated_parameters_are_recovered():

@@ -21,7 +21,6 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import digamma, expit, gammaln
 
-from clvlab.errors import ClvlabError
 from clvlab.models.btyd.base import (
     CompressedRows,
     FitProblem,
@@ -172,8 +171,9 @@ class GGompertzNBD(PurchaseModel):
         P(X = 0 \mid \text{alive}) = 1 - \int_0^t \frac{r + x}{\alpha + T + u}
         \Big(\frac{\alpha + T}{\alpha + T + u}\Big)^{r + x} R(u)\, du,
 
-    both by Gauss-Legendre quadrature (the second in :math:`w = ((\alpha + T) / (\alpha + T +
-    u))^{r + x}`, which takes up the power).
+    by Gauss-Legendre quadrature; :math:`P(X = n \mid \text{alive})` is the negative binomial
+    averaged over the rest of the lifetime (:meth:`_count_if_alive`), of which the second
+    formula is the case :math:`n = 0`.
     """
 
     PARAM_NAMES: ClassVar[tuple[str, ...]] = ("r", "alpha", "b", "s", "beta")
@@ -237,29 +237,50 @@ class GGompertzNBD(PurchaseModel):
         alive_time = (t * _WEIGHTS * self._remaining(T, t * _NODES)).sum(axis=1, keepdims=True)
         return ((r + x) / (alpha + T) * alive_time).reshape(shape)
 
-    def _none_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        """P(no purchase in (T, T + t] | alive at T), flat arrays."""
-        r, alpha = self._fitted_params()[:2]
-        p, big = (r + x)[:, None], (alpha + T)[:, None]
-        w_end = np.exp(-p * np.log1p(t[:, None] / big))
-        w = w_end + (1.0 - w_end) * _NODES
-        u = big * np.expm1(-np.log(w) / p)
-        covered = ((1.0 - w_end) * _WEIGHTS * self._remaining(T[:, None], u)).sum(axis=1)
-        return 1.0 - covered
-
     def _no_purchase(
         self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
         shape = np.broadcast(t, x, t_x, T).shape
         t, x, t_x, T = (np.broadcast_to(v, shape).reshape(-1).astype(float) for v in (t, x, t_x, T))
         alive = expit(-self._log_dropout_odds(x, t_x, T))
-        return (1.0 - alive + alive * self._none_if_alive(t, x, T)).reshape(shape)
+        none = self._count_if_alive(np.zeros_like(t), t, x, T)
+        return (1.0 - alive + alive * none).reshape(shape)
+
+    def _count_if_alive(
+        self, n: np.ndarray, t: np.ndarray, x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        r"""P(exactly ``n`` purchases in (T, T + t] | alive at T), flat arrays: with
+        :math:`m = \min(\text{rest of the lifetime}, t)` and :math:`q(m) = (\alpha + T) /
+        (\alpha + T + m)`, the negative binomial :math:`\mathrm{NB}(n; r + x, q(m))` averaged
+        over :math:`m`: :math:`R(t)\,\mathrm{NB}(q(t)) + \int_0^t \mathrm{NB}(q(u))\,
+        h(u) R(u)\,du`, with :math:`h` the hazard of the lifetime at :math:`T + u`; the
+        integral in :math:`w = -\ln q(u)`."""
+        r, alpha, b, s, beta = self._fitted_params()
+        a, big = (r + x)[:, None], (alpha + T)[:, None]
+        count = n[:, None]  # 0 ** 0 = 1: n = 0 is P(no purchase)
+        end = np.log1p(t[:, None] / big)  # w at u = t
+        w = end * _NODES
+        u = big * np.expm1(w)
+        log_coefficient = gammaln(a + count) - gammaln(a) - gammaln(count + 1.0)
+
+        def log_nb(w: np.ndarray) -> np.ndarray:
+            return log_coefficient - a * w + np.where(count > 0, count * np.log(-np.expm1(-w)), 0.0)
+
+        age = T[:, None] + u
+        log_hazard = math.log(s * b) + b * age - _log_gompertz_base(b, beta, age)
+        remaining = self._remaining(T[:, None], u)
+        inner = np.exp(log_nb(w) + log_hazard + np.log(big) + w) * remaining * end * _WEIGHTS
+        at_end = np.exp(log_nb(end))[:, 0] * self._remaining(T[:, None], t[:, None])[:, 0]
+        return at_end + inner.sum(axis=1)
 
     def _pmf(
         self, n: np.ndarray, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
-        if np.any(n != 0):
-            raise ClvlabError(
-                "GGompertzNBD gives P(X = n) for n = 0 only (p_churn), not yet for n > 0"
-            )
-        return self._no_purchase(t, x, t_x, T) * np.ones_like(n)
+        shape = np.broadcast(n, t, x, t_x, T).shape
+        n, t, x, t_x, T = (
+            np.broadcast_to(v, shape).reshape(-1).astype(float) for v in (n, t, x, t_x, T)
+        )
+        alive = expit(-self._log_dropout_odds(x, t_x, T))
+        return (
+            np.where(n == 0, 1.0 - alive, 0.0) + alive * self._count_if_alive(n, t, x, T)
+        ).reshape(shape)
