@@ -36,14 +36,15 @@ from clvlab.models.btyd.base import (
     history_arrays,
     purchase_histories_to_fit,
     renamed_sample_weight,
-    times_since_first_purchase,
 )
 from clvlab.models.btyd.purchase import PurchaseModel
 
 #: Customers in the coarse subsample of large fits (see FitProblem.coarse).
 _COARSE_CUSTOMERS = 20_000.0
-#: Rows per block when predictions sum over future purchases (bounds memory).
+#: Rows per block when predictions sum over future purchases, and the most cells (rows x
+#: stage counts x k) a block may hold (bounds memory: 32 MB an array).
 _BLOCK = 2048
+_CELLS = 4_000_000
 #: Future purchases are summed until the chance of reaching the next one is below this.
 _TAIL = 1e-15
 
@@ -435,8 +436,13 @@ class MBGCNBD(PurchaseModel):
         most = np.ceil(np.nan_to_num(stages, nan=0.0)).astype(np.int64) + k
         order = np.argsort(most, kind="stable")
         out = np.empty(x.size)
-        for start in range(0, x.size, _BLOCK):
-            rows = order[start : start + _BLOCK]
+        start = 0
+        while start < x.size:
+            # At most _BLOCK rows, and fewer where the stage counts are long (bounds memory).
+            widest = int(most[order[min(start + _BLOCK, x.size) - 1]]) + 1
+            size = max(1, min(_BLOCK, _CELLS // (widest * k)))
+            rows = order[start : start + size]
+            start += size
             n = np.arange(float(most[rows].max() + 1))[None, :, None]  # stage counts
             window = _Window(params, k, t[rows], x[rows], t_x[rows], T[rows])
             shape = window.shape[:, None, :]  # (rows, 1, k)
@@ -495,12 +501,6 @@ class MBGCNBD(PurchaseModel):
         alive = expit(-self._log_dropout_odds(x, t_x, T))
         future = self._future(t, x, t_x, T, n)
         return (np.where(n == 0, 1.0 - alive, 0.0) + alive * future)[inverse].reshape(shape)
-
-    def expected_purchases_new_customer(self, t: object) -> np.ndarray:
-        """Expected repeat purchases in (0, t] of a new customer (x = t_x = T = 0)."""
-        horizon = times_since_first_purchase(t)
-        zero = np.zeros_like(horizon)
-        return self._expected(horizon, zero, zero, zero)
 
     # -- serialization -----------------------------------------------------------------
 
