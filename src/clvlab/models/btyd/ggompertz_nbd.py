@@ -30,8 +30,11 @@ from clvlab.models.btyd.base import (
 from clvlab.models.btyd.purchase import PurchaseModel
 
 #: Gauss-Legendre rule of the integrals, on [0, 1].
-_LEGENDRE = np.polynomial.legendre.leggauss(48)
+_LEGENDRE = np.polynomial.legendre.leggauss(24)
 _NODES, _WEIGHTS = 0.5 * (_LEGENDRE[0] + 1.0), 0.5 * _LEGENDRE[1]
+_LOG_WEIGHTS = np.log(_WEIGHTS)
+#: Rows integrated at a time (their node arrays, 24 x 4,096 doubles, stay in the cache).
+_ROWS = 4096
 #: The steep integrals stop where the power has fallen by e^-_DEPTH.
 _DEPTH = 45.0
 #: Customers in the coarse subsample of large fits (see FitProblem.coarse).
@@ -59,34 +62,56 @@ def _dropout_integral(
     (``-inf`` and zeros where :math:`t_x = T`). With :math:`p = r + x`, the substitution
     :math:`z = ((\alpha + y) / (\alpha + t_x))^{1 - p}` (for :math:`p > 1.5`, in
     :math:`\ln z`) absorbs the power, however steep, into the variable; otherwise
-    :math:`v = \ln(\alpha + y)`. Either way a 48-point Gauss-Legendre rule integrates what
+    :math:`v = \ln(\alpha + y)`. Either way a 24-point Gauss-Legendre rule integrates what
     is left, and the partial derivatives are the integrals of the integrand's, on the same
     nodes.
     """
+    if x.size > _ROWS:  # in blocks of rows: the node arrays stay in the cache
+        parts = [
+            _dropout_integral(params, x[i : i + _ROWS], t_x[i : i + _ROWS], T[i : i + _ROWS])
+            for i in range(0, x.size, _ROWS)
+        ]
+        return (
+            np.concatenate([part[0] for part in parts]),
+            np.concatenate([part[1] for part in parts], axis=1),
+        )
     r, alpha, b, s, beta = params
     p = (r + x)[:, None]
-    low, high = (alpha + t_x)[:, None], (alpha + T)[:, None]
-    steep = p > 1.5
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    log_low, log_high = np.log(alpha + t_x)[:, None], np.log(alpha + T)[:, None]
+    steep = (p > 1.5)[:, 0]
+    # Per node: ln(alpha + y) and the log-weight of the rule, which includes (alpha + y)^-p.
+    log_big_y = np.empty((x.size, _NODES.size))
+    log_w = np.empty_like(log_big_y)
+    with np.errstate(divide="ignore", invalid="ignore"):
         # z-substitution, z = ((alpha + y) / (alpha + t_x))^(1 - p), taken in c = ln z:
         # (alpha + y)^-p dy = e^c dc (alpha + t_x)^(1 - p) / (p - 1), c from ln z_T to 0, and
         # below c = -_DEPTH the integrand is under e^-_DEPTH of its value at t_x: left out.
-        c_end = np.maximum((1.0 - p) * (np.log(high) - np.log(low)), -_DEPTH)
+        ps, lows = p[steep], log_low[steep]
+        c_end = np.maximum((1.0 - ps) * (log_high[steep] - lows), -_DEPTH)
         c = c_end * (1.0 - _NODES)
-        y_steep = low * np.exp(c / (1.0 - p)) - alpha
-        log_w_steep = (
-            np.log(_WEIGHTS) + np.log(-c_end) + c + (1.0 - p) * np.log(low) - np.log(p - 1.0)
-        )  # fmt: skip
-        # v-substitution: y = e^v - alpha, dy = e^v dv.
-        v = np.log(low) + (np.log(high) - np.log(low)) * _NODES
-        y_flat = np.exp(v) - alpha
-        log_w_flat = np.log(_WEIGHTS) + np.log(np.log(high) - np.log(low)) + (1.0 - p) * v
-    y = np.clip(np.where(steep, y_steep, y_flat), t_x[:, None], T[:, None])
-    log_w = np.where(steep, log_w_steep, log_w_flat)  # includes (alpha + y)^-p
-    base = _log_gompertz_base(b, beta, y)
+        log_big_y[steep] = lows + c / (1.0 - ps)
+        log_w[steep] = _LOG_WEIGHTS + np.log(-c_end) + c + (1.0 - ps) * lows - np.log(ps - 1.0)
+        # v-substitution: v = ln(alpha + y), dy = e^v dv.
+        flat = ~steep
+        pf, lowf = p[flat], log_low[flat]
+        width = log_high[flat] - lowf
+        v = lowf + width * _NODES
+        log_big_y[flat] = v
+        log_w[flat] = _LOG_WEIGHTS + np.log(width) + (1.0 - pf) * v
+    y = np.clip(np.exp(log_big_y) - alpha, t_x[:, None], T[:, None])
+    grown_m1 = np.expm1(b * y) if b * float(np.max(T, initial=0.0)) <= 700.0 else None
+    if grown_m1 is not None:
+        denominator = beta + grown_m1  # beta - 1 + e^{by}
+        base = np.log(denominator)
+        inverse = 1.0 / denominator
+        grown = (grown_m1 + 1.0) * inverse  # e^{by} / (beta - 1 + e^{by})
+    else:  # e^{by} would overflow somewhere: the log-domain form
+        base = _log_gompertz_base(b, beta, y)
+        inverse = np.exp(-base)
+        grown = np.exp(b * y - base)
     log_f = log_w + b * y - (s + 1.0) * base
     empty = ~(t_x < T)
-    log_f = np.where(empty[:, None], -np.inf, log_f)
+    log_f[empty] = -np.inf
     top = np.max(log_f, axis=1, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     share = np.exp(log_f - top)
@@ -94,12 +119,11 @@ def _dropout_integral(
     with np.errstate(divide="ignore", invalid="ignore"):
         log_i = (top + np.log(total))[:, 0]
         share = np.where(total > 0, share / total, 0.0)
-    grown = np.exp(b * y - base)  # e^{by} / (beta - 1 + e^{by})
-    d_r = -(share * np.log(alpha + y)).sum(axis=1)
-    d_alpha = -(share * (p / (alpha + y))).sum(axis=1)
-    d_b = (share * (y - (s + 1.0) * y * grown)).sum(axis=1)
+    d_r = -(share * log_big_y).sum(axis=1)
+    d_alpha = -p[:, 0] * (share * np.exp(-log_big_y)).sum(axis=1)
+    d_b = (share * (y * (1.0 - (s + 1.0) * grown))).sum(axis=1)
     d_s = -(share * base).sum(axis=1)
-    d_beta = -(s + 1.0) * (share * np.exp(-base)).sum(axis=1)
+    d_beta = -(s + 1.0) * (share * inverse).sum(axis=1)
     log_i = np.where(empty, -np.inf, log_i)
     return log_i, np.array([d_r, d_alpha, d_b, d_s, d_beta])
 
