@@ -135,3 +135,33 @@ def test_simulated_parameters_are_recovered():
     again = estimator_from_dict(json.loads(json.dumps(fitted.to_dict())))
     assert isinstance(again, GGompertzNBD)
     pd.testing.assert_series_equal(again.params_, fitted.params_)
+
+
+def test_random_parameters_give_sane_predictions():
+    """60 random parameter sets, Gompertz scales b from 1e-5 to 20 per period (lifetimes that
+    end abruptly included) and random histories: expected purchases finite and rising with
+    the horizon, P(alive) falling as time passes without a purchase, P(churn) a probability
+    falling with the horizon, and the purchase distribution summing to 1."""
+    rng = np.random.default_rng(0)
+    horizons = np.array([1.0, 10.0, 52.0, 260.0])
+    for _ in range(60):
+        params = {
+            "r": rng.lognormal(0, 1),
+            "alpha": rng.lognormal(1, 1.5),
+            "b": rng.lognormal(-3, 2),
+            "s": rng.lognormal(0, 1),
+            "beta": rng.lognormal(0, 3),
+        }
+        model = _known(params)
+        x = float(rng.integers(0, 40))
+        T = float(rng.uniform(0.1, 150))
+        t_x = 0.0 if x == 0 else float(rng.uniform(0, T))
+        expected = model.expected_purchases(horizons, x, t_x, T)
+        assert np.isfinite(expected).all(), params
+        assert (np.diff(expected) >= -1e-9 * expected[1:]).all(), (params, expected)
+        alive = model.p_alive(x, t_x, T + np.array([0.0, 5.0, 50.0]))
+        assert (np.diff(alive) <= 1e-12).all(), (params, alive)
+        churn = model.p_churn(horizons, x, t_x, T)
+        assert ((churn >= 0) & (churn <= 1 + 1e-12)).all() and (np.diff(churn) <= 1e-9).all()
+        total = model.p_purchases(np.arange(2000), 26.0, x, t_x, T).sum()
+        assert total == pytest.approx(1.0, abs=1e-6), params

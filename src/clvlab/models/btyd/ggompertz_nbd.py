@@ -254,11 +254,34 @@ class GGompertzNBD(PurchaseModel):
         _, _, b, s, beta = self._fitted_params()
         return np.exp(-s * (_log_gompertz_base(b, beta, T + u) - _log_gompertz_base(b, beta, T)))
 
+    def _window(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes ``u`` and weights ``du`` (shape ``(n, nodes)``, from column arrays) of the
+        integrals over the window (0, t] of customers alive at ``T``. The window is cut
+        where the rest of the lifetime survives with a chance below e^-_DEPTH (a Gompertz
+        lifetime can end abruptly), and the rule is taken in ``w = ln(1 + u / c)``, with
+        ``c`` the shortest of the scales on which the integrands change (the lifetime's
+        hazard at T, the purchase rate's posterior, the window), so that nodes crowd where
+        they change most."""
+        r, alpha, b, s, beta = self._fitted_params()
+        base_T = _log_gompertz_base(b, beta, T)
+        level = base_T + _DEPTH / s  # ln(beta - 1 + e^{b (T + u)}) at the cut
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            cut = (level + np.log1p(-(beta - 1.0) * np.exp(-level))) / b - T
+        end = np.where(np.isfinite(cut) & (cut > 0), np.minimum(t, cut), t)
+        hazard = s * b * np.exp(b * T - base_T)
+        scale = np.minimum.reduce(
+            [1.0 / hazard, (alpha + T) / (r + x + 1.0), np.maximum(end, 1e-300)]
+        )
+        width = np.log1p(end / scale)
+        w = width * _NODES
+        return scale * np.expm1(w), scale * np.exp(w) * width * _WEIGHTS
+
     def _expected_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
         r, alpha = self._fitted_params()[:2]
         shape = np.broadcast(t, x, T).shape
         t, x, T = (np.broadcast_to(v, shape).reshape(-1, 1).astype(float) for v in (t, x, T))
-        alive_time = (t * _WEIGHTS * self._remaining(T, t * _NODES)).sum(axis=1, keepdims=True)
+        u, du = self._window(t, x, T)
+        alive_time = (du * self._remaining(T, u)).sum(axis=1, keepdims=True)
         return ((r + x) / (alpha + T) * alive_time).reshape(shape)
 
     def _no_purchase(
@@ -277,24 +300,24 @@ class GGompertzNBD(PurchaseModel):
         :math:`m = \min(\text{rest of the lifetime}, t)` and :math:`q(m) = (\alpha + T) /
         (\alpha + T + m)`, the negative binomial :math:`\mathrm{NB}(n; r + x, q(m))` averaged
         over :math:`m`: :math:`R(t)\,\mathrm{NB}(q(t)) + \int_0^t \mathrm{NB}(q(u))\,
-        h(u) R(u)\,du`, with :math:`h` the hazard of the lifetime at :math:`T + u`; the
-        integral in :math:`w = -\ln q(u)`."""
+        h(u) R(u)\,du`, with :math:`h` the hazard of the lifetime at :math:`T + u`, on the
+        nodes of :meth:`_window`."""
         r, alpha, b, s, beta = self._fitted_params()
         a, big = (r + x)[:, None], (alpha + T)[:, None]
         count = n[:, None]  # 0 ** 0 = 1: n = 0 is P(no purchase)
-        end = np.log1p(t[:, None] / big)  # w at u = t
-        w = end * _NODES
-        u = big * np.expm1(w)
         log_coefficient = gammaln(a + count) - gammaln(a) - gammaln(count + 1.0)
 
-        def log_nb(w: np.ndarray) -> np.ndarray:
-            return log_coefficient - a * w + np.where(count > 0, count * np.log(-np.expm1(-w)), 0.0)
+        def log_nb(u: np.ndarray) -> np.ndarray:
+            w = np.log1p(u / big)  # -ln q(u)
+            with np.errstate(divide="ignore"):
+                tail = np.where(count > 0, count * np.log(-np.expm1(-w)), 0.0)
+            return log_coefficient - a * w + tail
 
+        u, du = self._window(t[:, None], x[:, None], T[:, None])
         age = T[:, None] + u
         log_hazard = math.log(s * b) + b * age - _log_gompertz_base(b, beta, age)
-        remaining = self._remaining(T[:, None], u)
-        inner = np.exp(log_nb(w) + log_hazard + np.log(big) + w) * remaining * end * _WEIGHTS
-        at_end = np.exp(log_nb(end))[:, 0] * self._remaining(T[:, None], t[:, None])[:, 0]
+        inner = np.exp(log_nb(u) + log_hazard) * self._remaining(T[:, None], u) * du
+        at_end = np.exp(log_nb(t[:, None]))[:, 0] * self._remaining(T[:, None], t[:, None])[:, 0]
         return at_end + inner.sum(axis=1)
 
     def _pmf(
