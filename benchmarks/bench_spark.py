@@ -87,21 +87,6 @@ PHASES = [
     ("stats_end", "sufficient statistics as of {end} (holdout end)"),
     ("score", "score as of {end}, written to Parquet"),
 ]
-#: Score columns compared value by value, and those compared only without sampling (the
-#: segment cut points are fixed on the customers the driver has).
-SCORE_VALUES = [
-    "frequency",
-    "recency",
-    "T",
-    "monetary_value",
-    "p_alive",
-    "p_churn",
-    "expected_purchases",
-    "expected_spend",
-    "expected_revenue",
-    "clv",
-]
-SEGMENT_VALUES = ["r_score", "f_score", "m_score", "rfm_segment", "value_tier", "churn_tier"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,47 +505,49 @@ def _relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b))
 
 
+def _nested_agreement(
+    local: dict[str, dict[str, Any]], spark: dict[str, dict[str, Any]], what: str
+) -> tuple[bool, str]:
+    """Whether every value of ``local`` (group -> name -> value) is in ``spark`` and agrees
+    with it (rtol 1e-9); the detail counts the compared ``what``."""
+    worst, mismatched, compared = 0.0, [], 0
+    for group, values in local.items():
+        theirs = spark.get(group, {})
+        for key, value in values.items():
+            if key not in theirs:
+                mismatched.append(f"{group}.{key} (missing)")
+                continue
+            compared += 1
+            difference = _relative(float(value), float(theirs[key]))
+            worst = max(worst, difference)
+            if difference > RTOL:
+                mismatched.append(f"{group}.{key}: {value!r} vs {theirs[key]!r}")
+    count = compared if what == "values" else len(local)
+    detail = f"{count} {what}, largest relative difference {worst:.1e}"
+    if mismatched:
+        detail += "; differ: " + ", ".join(mismatched[:5])
+    return not mismatched, detail
+
+
 def compare_params(
     local: dict[str, dict[str, float]], spark: dict[str, dict[str, float]], sampled: bool
 ) -> tuple[bool, str]:
     """Whether the fitted parameters agree (rtol 1e-9); the GBM's trees only without
     sampling (on a sample the GBM learns from other customers)."""
-    worst, mismatched, compared = 0.0, [], 0
-    for stage in ("calibration", "full"):
-        ours, theirs = local.get(stage, {}), spark.get(stage, {})
-        keys = [key for key in ours if not (sampled and key.startswith("gbm."))]
-        missing = [key for key in keys if key not in theirs]
-        mismatched += [f"{stage}.{key} (missing)" for key in missing]
-        for key in keys:
-            if key in theirs:
-                compared += 1
-                difference = _relative(float(ours[key]), float(theirs[key]))
-                worst = max(worst, difference)
-                if difference > RTOL:
-                    mismatched.append(f"{stage}.{key}: {ours[key]!r} vs {theirs[key]!r}")
-    detail = f"{compared} values, largest relative difference {worst:.1e}"
-    if mismatched:
-        detail += "; differ: " + ", ".join(mismatched[:5])
-    return not mismatched, detail
+    compared = {
+        stage: {
+            key: value
+            for key, value in local.get(stage, {}).items()
+            if not (sampled and key.startswith("gbm."))
+        }
+        for stage in ("calibration", "full")
+    }
+    return _nested_agreement(compared, spark, "values")
 
 
 def compare_metrics(local: dict[str, dict], spark: dict[str, dict]) -> tuple[bool, str]:
     """Whether the holdout metrics of every candidate agree (rtol 1e-9)."""
-    worst, mismatched = 0.0, []
-    for candidate, values in local.items():
-        for metric, value in values.items():
-            theirs = spark.get(candidate, {}).get(metric)
-            if theirs is None:
-                mismatched.append(f"{candidate}.{metric} (missing)")
-                continue
-            difference = _relative(float(value), float(theirs))
-            worst = max(worst, difference)
-            if difference > RTOL:
-                mismatched.append(f"{candidate}.{metric}: {value!r} vs {theirs!r}")
-    detail = f"{len(local)} candidates, largest relative difference {worst:.1e}"
-    if mismatched:
-        detail += "; differ: " + ", ".join(mismatched[:5])
-    return not mismatched, detail
+    return _nested_agreement(local, spark, "candidates")
 
 
 def _scores_source(path: Path) -> str:
@@ -570,8 +557,14 @@ def _scores_source(path: Path) -> str:
 
 def compare_scores(local: Path, spark: Path, sampled: bool) -> tuple[bool, str]:
     """Whether the two score tables have the same customers and values (rtol 1e-6; the
-    segment columns only without sampling), joined by customer id in DuckDB."""
+    segment columns only without sampling: their cut points are fixed on the customers the
+    driver has), joined by customer id in DuckDB."""
     import duckdb
+
+    from clvlab.models.clv import PREDICTION_COLUMNS
+    from clvlab.segments import SEGMENT_COLUMNS
+
+    values = ["frequency", "recency", "T", "monetary_value", *PREDICTION_COLUMNS]
 
     connection = duckdb.connect()
     try:
@@ -583,16 +576,16 @@ def compare_scores(local: Path, spark: Path, sampled: bool) -> tuple[bool, str]:
         tests = [
             f"sum(CASE WHEN a.{c} IS NOT DISTINCT FROM b.{c} OR abs(a.{c} - b.{c}) <= "
             f"{SCORE_RTOL} * abs(b.{c}) + 1e-12 THEN 0 ELSE 1 END)"
-            for c in SCORE_VALUES
+            for c in values
         ]
-        columns = list(SCORE_VALUES)
+        columns = list(values)
         if not sampled:
             tests += [
                 f"sum(CASE WHEN a.{c}::VARCHAR IS NOT DISTINCT FROM b.{c}::VARCHAR "
                 "THEN 0 ELSE 1 END)"
-                for c in SEGMENT_VALUES
+                for c in SEGMENT_COLUMNS
             ]
-            columns += SEGMENT_VALUES
+            columns += SEGMENT_COLUMNS
         row = connection.execute(
             f"SELECT count(*), {', '.join(tests)} FROM read_parquet(?) a "
             "JOIN read_parquet(?) b USING (customer_id)",
