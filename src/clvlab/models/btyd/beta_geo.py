@@ -36,7 +36,7 @@ from clvlab.models.btyd.base import (
     FitProblem,
     as_float_arrays,
     check_nonnegative,
-    thin_counts,
+    coarse_to_fine,
 )
 from clvlab.models.btyd.beta_geo_likelihood import GroupedHistories
 from clvlab.models.btyd.purchase import PurchaseModel, check_counts
@@ -388,11 +388,7 @@ class BetaGeo(PurchaseModel):
                 hessian=grouped.nll_with_hessian,
             )
 
-        problem = problem_for(rows)
-        thinned = thin_counts(counts, _COARSE_CUSTOMERS)
-        if thinned is not None:
-            problem.coarse = problem_for(rows.subset(thinned > 0, thinned[thinned > 0]))
-        return problem
+        return coarse_to_fine(problem_for, rows, _COARSE_CUSTOMERS)
 
     # -- model pieces on validated arrays -------------------------------------------------
 
