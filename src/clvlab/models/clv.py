@@ -663,10 +663,14 @@ def per_alive_history(
     ``T`` for repeat buyers, where being alive is likeliest) and scaled by the ratio of the
     probabilities of being alive. On daily or
     weekly data a million customers have a few tens of thousands of distinct pairs, and the
-    hypergeometric functions of BG/NBD are what scoring spends its time on.
+    hypergeometric functions of BG/NBD are what scoring spends its time on. Models whose
+    future given alive depends on recency too
+    (:meth:`~clvlab.models.btyd.PurchaseModel.future_needs_recency`, e.g. MBG/CNBD-k with
+    k > 1) are evaluated for every customer.
     """
     n = len(frequency)
-    if n < _DISTINCT_MIN_CUSTOMERS:
+    shared = isinstance(model, PurchaseModel) and not model.future_needs_recency()
+    if n < _DISTINCT_MIN_CUSTOMERS or not shared:
         return evaluate(frequency, recency, T)
     codes, pairs = pd.factorize(frequency + 1j * T)
     if len(pairs) > n * _DISTINCT_MAX_SHARE:

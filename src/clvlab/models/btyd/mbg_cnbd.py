@@ -402,6 +402,11 @@ class MBGCNBD(PurchaseModel):
 
     # -- predictions -------------------------------------------------------------------
 
+    def future_needs_recency(self) -> bool:
+        """True for ``k > 1``: the Erlang stages completed since the last purchase, and so
+        the wait for the next, depend on the time since it."""
+        return self._fitted_k() > 1
+
     def _fitted_k(self) -> int:
         self._fitted_params()  # the not-fitted error
         return int(self.k_)

@@ -99,6 +99,13 @@ class PurchaseModel(BTYDEstimator):
         self._fit_problem(self._problem_for(rows, time_scale), at)
         return self
 
+    def future_needs_recency(self) -> bool:
+        """Whether a customer's future, given alive at ``T``, depends on recency as well as
+        on frequency and ``T``. In BG/NBD, MBG/NBD, Pareto/NBD and GGompertz/NBD it does not
+        (recency only tells whether the customer is alive), which lets scoring evaluate one
+        history per distinct ``(frequency, T)`` (:func:`clvlab.models.clv.per_alive_history`)."""
+        return False
+
     def time_scales(self) -> list[float]:
         """Times within which the predictions may curve sharply (the scales of the purchase
         and dropout rates): ``alpha`` and, where it is one, ``beta``."""
