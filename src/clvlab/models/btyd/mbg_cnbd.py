@@ -49,31 +49,6 @@ _CELLS = 4_000_000
 _TAIL = 1e-15
 
 
-def _phase_log_terms(
-    r: float, alpha: float, k: int, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
-) -> np.ndarray:
-    r"""Log of the terms :math:`j = 0, \dots, k - 1` of the sum :math:`S_2` (shape ``(n, k)``):
-
-    .. math::
-        \ln \frac{\Gamma(r + kx + j)}{\Gamma(r + kx)\, j!}
-        \Big(\frac{T - t_x}{\alpha + T}\Big)^j,
-
-    proportional to the probability that, alive at :math:`T`, the customer has completed
-    :math:`j` of the ``k`` stages towards the next purchase (term 0 is 0).
-    """
-    j = np.arange(k, dtype=float)
-    shape = r + k * x
-    with np.errstate(divide="ignore"):
-        log_ratio = np.log(T - t_x) - np.log(alpha + T)
-    terms = (
-        gammaln(shape[:, None] + j)
-        - gammaln(shape)[:, None]
-        - gammaln(j + 1.0)
-        + np.multiply(j, log_ratio[:, None], out=np.zeros((x.size, k)), where=j > 0)
-    )
-    return np.nan_to_num(terms, nan=-np.inf)
-
-
 def _log_dropout_odds(
     params: tuple[float, ...],
     k: int,
@@ -82,10 +57,9 @@ def _log_dropout_odds(
     T: np.ndarray,
 ) -> np.ndarray:
     r"""Log odds :math:`\ln(S_1 / S_2)` of "dropped out after the purchase at :math:`t_x`" vs
-    "alive at :math:`T`" (BTYDplus ``mbgcnbd.PAlive``)."""
-    r, alpha, a, b = params
-    log_s1 = math.log(a) - np.log(b + x) + (r + k * x) * (np.log(alpha + T) - np.log(alpha + t_x))
-    return log_s1 - logsumexp(_phase_log_terms(r, alpha, k, x, t_x, T), axis=1)
+    "alive at :math:`T`" (BTYDplus ``mbgcnbd.PAlive``; :meth:`_Histories.terms`)."""
+    log_s1, terms, _, _ = _Histories.of(x, t_x, T).terms(params, k)
+    return log_s1 - logsumexp(terms, axis=1)
 
 
 def negative_log_likelihood(
@@ -107,7 +81,7 @@ def negative_log_likelihood(
         - (r + kx) \ln(\alpha + T) + \ln(S_1 + S_2),\quad
         S_1 = \frac{a}{b + x}\Big(\frac{\alpha + T}{\alpha + t_x}\Big)^{r + kx}
 
-    with :math:`S_2` the sum of :func:`_phase_log_terms`.
+    with :math:`S_2` the sum of the terms of :meth:`_Histories.terms`.
     """
     return _Histories.of(x, t_x, T, weight).nll(log_params, k)
 
@@ -124,19 +98,46 @@ class _Histories:
     weight: np.ndarray
 
     @classmethod
-    def of(cls, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, weight: np.ndarray) -> _Histories:
+    def of(
+        cls, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, weight: np.ndarray | None = None
+    ) -> _Histories:
         values, codes = np.unique(x, return_inverse=True)
-        return cls(values, codes.reshape(-1), t_x, T, weight)
+        return cls(values, codes.reshape(-1), t_x, T, np.ones(len(x)) if weight is None else weight)
+
+    def terms(
+        self, params: tuple[float, ...] | np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        r"""Per row: :math:`\ln S_1` and the log of the terms :math:`j = 0, \dots, k - 1` of
+        :math:`S_2` (shape ``(n, k)``),
+
+        .. math::
+            \ln \frac{\Gamma(r + kx + j)}{\Gamma(r + kx)\, j!}
+            \Big(\frac{T - t_x}{\alpha + T}\Big)^j,
+
+        proportional to the probability that, alive at :math:`T`, the customer has completed
+        :math:`j` of the ``k`` stages towards the next purchase (term 0 is 0); and
+        :math:`\ln(\alpha + T)`, :math:`\ln(\alpha + t_x)`."""
+        r, alpha, a, b = params
+        x, code, t_x, T = self.values, self.codes, self.t_x, self.T
+        j = np.arange(k, dtype=float)
+        shape_x = r + k * x
+        log_big, log_last = np.log(alpha + T), np.log(alpha + t_x)
+        log_s1 = math.log(a) - np.log(b + x)[code] + shape_x[code] * (log_big - log_last)
+        terms = (gammaln(shape_x[:, None] + j) - gammaln(shape_x)[:, None] - gammaln(j + 1.0))[code]
+        if k > 1:
+            with np.errstate(divide="ignore"):
+                log_ratio = np.log(T - t_x) - log_big
+            terms[:, 1:] += j[1:] * log_ratio[:, None]  # -inf where T = t_x: no stage done
+        return log_s1, terms, log_big, log_last
 
     def nll(self, log_params: np.ndarray, k: int) -> tuple[float, np.ndarray]:
         """:func:`negative_log_likelihood` of the rows."""
         r, alpha, a, b = np.exp(log_params)
-        x, code, t_x, T = self.values, self.codes, self.t_x, self.T
+        x, code, T = self.values, self.codes, self.T
         j = np.arange(k, dtype=float)
+        log_s1, terms, log_big, log_last = self.terms((r, alpha, a, b), k)
         # Per distinct frequency.
         shape_x = r + k * x
-        stage_x = gammaln(shape_x[:, None] + j) - gammaln(shape_x)[:, None] - gammaln(j + 1.0)
-        stage_d_r = digamma(shape_x[:, None] + j) - digamma(shape_x)[:, None]
         value_x = (
             gammaln(b + x + 1) - gammaln(a + b + x + 1) - gammaln(b) + gammaln(a + b)
             + gammaln(shape_x) - gammaln(r) + r * math.log(alpha)
@@ -144,24 +145,18 @@ class _Histories:
         d_r_x = digamma(shape_x) - digamma(r) + math.log(alpha)
         d_a_x = digamma(a + b) - digamma(a + b + x + 1)
         d_b_x = digamma(b + x + 1) - digamma(a + b + x + 1) - digamma(b) + digamma(a + b)
-        log_b_x = np.log(b + x)
         # Per row.
         shape = shape_x[code]
-        log_big, log_last = np.log(alpha + T), np.log(alpha + t_x)
-        log_s1 = math.log(a) - log_b_x[code] + shape * (log_big - log_last)
         if k == 1:
             log_s2 = np.zeros_like(log_s1)
             d_s2_r = d_s2_alpha = log_s2
         else:
-            with np.errstate(divide="ignore"):
-                log_ratio = np.log(T - t_x) - log_big
-            terms = stage_x[code]
-            terms[:, 1:] += j[1:] * log_ratio[:, None]  # -inf where T = t_x: no stage done
             top = terms.max(axis=1)  # >= 0 (term 0 is 0)
             stages = np.exp(terms - top[:, None])
             total = stages.sum(axis=1)
             log_s2 = top + np.log(total)
             stages /= total[:, None]  # posterior of the completed stages
+            stage_d_r = digamma(shape_x[:, None] + j) - digamma(shape_x)[:, None]
             d_s2_r = (stages * stage_d_r[code]).sum(axis=1)
             d_s2_alpha = -(stages @ j) / (alpha + T)
         mix = np.logaddexp(log_s1, log_s2)
@@ -171,11 +166,11 @@ class _Histories:
         d_r = d_r_x[code] - log_big + share_s1 * (log_big - log_last) + (1 - share_s1) * d_s2_r
         d_alpha = (
             r / alpha - shape / (alpha + T)
-            + share_s1 * shape * (1 / (alpha + T) - 1 / (alpha + t_x))
+            + share_s1 * shape * (1 / (alpha + T) - np.exp(-log_last))
             + (1 - share_s1) * d_s2_alpha
         )  # fmt: skip
         d_a = d_a_x[code] + share_s1 / a
-        d_b = d_b_x[code] - share_s1 * np.exp(-log_b_x)[code]
+        d_b = d_b_x[code] - share_s1 / (b + x)[code]
         grad = np.array([d_r @ w * r, d_alpha @ w * alpha, d_a @ w * a, d_b @ w * b])
         return -float(value @ w), -grad
 
@@ -200,7 +195,7 @@ class _Window:
         T: np.ndarray,
     ) -> None:
         r, alpha = params[0], params[1]
-        terms = _phase_log_terms(r, alpha, k, x, t_x, T)
+        terms = _Histories.of(x, t_x, T).terms(params, k)[1]
         self.k = k
         self.stages = np.exp(terms - logsumexp(terms, axis=1)[:, None])  # (rows, k)
         self.shape = (r + k * x)[:, None] + np.arange(k)  # lambda's posterior shape given j
@@ -250,7 +245,7 @@ class MBGCNBD(PurchaseModel):
     -----
     Alive at :math:`T`, the customer has completed :math:`j < k` stages since the purchase
     at :math:`t_x` with probability :math:`w_j \propto` the ``j``-th term of
-    :func:`_phase_log_terms`, and then :math:`\lambda \sim \mathrm{Gamma}(r + kx + j,
+    :meth:`_Histories.terms`, and then :math:`\lambda \sim \mathrm{Gamma}(r + kx + j,
     \alpha + T)` and, independently, :math:`p \sim \mathrm{Beta}(a, b + x + 1)`. The
     ``m``-th future purchase falls in :math:`(T, T + t]` when the stages there,
     :math:`N \sim \mathrm{NB}(r + kx + j, \frac{\alpha + T}{\alpha + T + t})`, number at
