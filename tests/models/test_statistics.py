@@ -62,8 +62,10 @@ def test_row_order_changes_only_rounding(
     summary: pd.DataFrame, statistics: SufficientStatistics
 ) -> None:
     """Rows in another order (as an aggregation in Spark may give them) sum the likelihood in
-    another order: the same fit up to rounding (on CDNOW, 3e-10 in the parameters, 2e-9 in
-    the standard errors)."""
+    another order: the same fit up to rounding. How far rounding moves the optimizer's stop
+    depends on the CPU's summation (on CDNOW, 3e-10 to 2e-8 relative in the parameters, up to
+    4e-8 in the standard errors), so the parameters are held to a millionth of their standard
+    error: a difference no data could show."""
     assert statistics.spend is not None
     shuffled = SufficientStatistics(
         statistics.purchases.sample(frac=1.0, random_state=1),
@@ -75,8 +77,10 @@ def test_row_order_changes_only_rounding(
     theirs, _ = fit_clv_model(summary, "pareto_nbd")
     assert ours.spend is not None and theirs.spend is not None
     for fitted, reference in [(ours.purchases, theirs.purchases), (ours.spend, theirs.spend)]:
-        np.testing.assert_allclose(fitted.params_, reference.params_, rtol=1e-8)
-        np.testing.assert_allclose(fitted.stderr_, reference.stderr_, rtol=1e-7)
+        np.testing.assert_array_less(
+            np.abs(fitted.params_ - reference.params_), 1e-6 * reference.stderr_
+        )
+        np.testing.assert_allclose(fitted.stderr_, reference.stderr_, rtol=1e-6)
         assert fitted.log_likelihood_ == pytest.approx(reference.log_likelihood_, rel=1e-12)
 
 
