@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,31 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stores.new_store(tmp_path / "mlflow.db"))
     return tmp_path
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """``cli(args, cwd, env)``: ``clvlab ARGS`` run by :func:`clvlab.cli.main` in this process,
+    as the console script calls it, from folder ``cwd`` with ``env``'s ``CLVLAB_HOME`` and
+    ``MLFLOW_TRACKING_URI`` (unset when ``env`` has none). The same command as a subprocess
+    without its two seconds of imports; tests of a fresh process's output start the script."""
+    from clvlab.cli import main
+
+    def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+        with monkeypatch.context() as patch:
+            patch.chdir(cwd)
+            patch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main sets it
+            for name in ("CLVLAB_HOME", "MLFLOW_TRACKING_URI"):
+                if name in env:
+                    patch.setenv(name, env[name])
+                else:
+                    patch.delenv(name, raising=False)
+            capsys.readouterr()
+            code = main(args)
+            out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["clvlab", *args], code, out, err)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,6 @@ from clvlab.segments import SEGMENT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parents[1]
-# The installed console script, as a user runs it.
-CLVLAB = [str(Path(sys.executable).with_name("clvlab"))]
 SCORE_COLUMNS = [
     "customer_id",
     "frequency",
@@ -45,12 +43,6 @@ HOLDOUT_METRICS = {
     "churn_roc_auc",
     "revenue_normalized_gini",
 }
-
-
-def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        CLVLAB + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +171,9 @@ def test_train_logs_config_metrics_plot_and_model(trained, env):
     assert "model/MLmodel" in model_files
 
 
-def test_score_with_logged_model_uri(trained, workdir, env):
+def test_score_with_logged_model_uri(trained, workdir, env, cli):
     output = workdir / "run_scores.parquet"
-    done = run(
+    done = cli(
         [
             "score",
             "--model",
@@ -210,8 +202,8 @@ def test_score_with_logged_model_uri(trained, workdir, env):
     assert (scores["model_version"] == f"runs:/{trained['run_id']}/model").all()
 
 
-def test_local_export_and_csv_output_score_the_same(trained, workdir, env):
-    done = run(
+def test_local_export_and_csv_output_score_the_same(trained, workdir, env, cli):
+    done = cli(
         [
             "score",
             "--model",
@@ -262,12 +254,12 @@ def test_pyfunc_predict_equals_cli_scores(trained, workdir, env, monkeypatch):
     ],
 )
 def test_bad_transactions_exit_2_with_clear_error_and_no_output(
-    trained, workdir, env, csv, message
+    trained, workdir, env, csv, message, cli
 ):
     bad = workdir / "bad.csv"
     bad.write_text(csv)
     output = workdir / "bad_scores.parquet"
-    done = run(
+    done = cli(
         ["score", "--model", "models/cdnow", "--transactions", str(bad), "--output", str(output)],
         workdir,
         env,
@@ -278,10 +270,10 @@ def test_bad_transactions_exit_2_with_clear_error_and_no_output(
     assert not output.exists()
 
 
-def test_bad_config_exits_2_naming_the_key(workdir, env):
+def test_bad_config_exits_2_naming_the_key(workdir, env, cli):
     config = workdir / "typo.yaml"
     config.write_text((ROOT / "configs" / "cdnow.yaml").read_text().replace("time_unit", "unit"))
-    done = run(["train", "--config", str(config)], workdir, env)
+    done = cli(["train", "--config", str(config)], workdir, env)
     assert done.returncode == 2
     assert "unit: unknown key" in done.stderr and "Traceback" not in done.stderr
 

@@ -501,16 +501,8 @@ def _post_ignoring_errors(url: str, body: bytes) -> None:
         _post(url, body)
 
 
-def _serve_and_fail(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [*CLVLAB, "serve", *args],
-        cwd=workdir,
-        env=_env(workdir),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def _serve_and_fail(cli, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    done = cli(["serve", *args], workdir, _env(workdir))
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert done.stdout == ""  # nothing printed before the error ("Serving ..." comes later)
     lines = done.stderr.strip().splitlines()
@@ -519,22 +511,24 @@ def _serve_and_fail(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def test_port_in_use_is_one_line_naming_port_and_process(trained):
+def test_port_in_use_is_one_line_naming_port_and_process(trained, cli):
     """(g) Another process listening on the port: one line naming the port and its pid."""
     _, workdir = trained
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = _serve_and_fail(workdir, "srv", "--port", str(port))
+        done = _serve_and_fail(cli, workdir, "srv", "--port", str(port))
     assert f"port {port} on 127.0.0.1 is in use by process {os.getpid()} (" in done.stderr
     assert "pick another with --port" in done.stderr
 
 
-def test_unknown_alias_is_one_line_and_nothing_is_served(trained):
+def test_unknown_alias_is_one_line_and_nothing_is_served(trained, cli):
     """(h) The model is looked up before anything is printed."""
     _, workdir = trained
-    done = _serve_and_fail(workdir, "srv", "--alias", "retired", "--port", str(servers.free_port()))
+    done = _serve_and_fail(
+        cli, workdir, "srv", "--alias", "retired", "--port", str(servers.free_port())
+    )
     assert "no version of registered model 'srv' has the alias 'retired'" in done.stderr
 
 

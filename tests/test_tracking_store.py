@@ -2,7 +2,9 @@
 
 One model is trained once for the module by the ``clvlab`` command, in its own folder, with
 clvlab's default store in a private ``CLVLAB_HOME`` (no ``MLFLOW_TRACKING_URI``), and
-registered as ``st``. The other tests run the command from other folders against it.
+registered as ``st``. The other tests run the command from other folders against it, in this
+process (its ``main``, as the console script calls it: the same command without two seconds
+of imports per call).
 """
 
 from __future__ import annotations
@@ -72,11 +74,11 @@ def test_training_exports_nothing_unless_asked(home):
     assert not (home["a"] / "models").exists()
 
 
-def test_another_folder_finds_the_run_and_the_registered_model(home, tmp_path):
+def test_another_folder_finds_the_run_and_the_registered_model(home, cli, tmp_path):
     elsewhere = tmp_path / "b"
     elsewhere.mkdir()
     # (A run's model from another folder: test_export_writes_the_registry_model_...)
-    done = _run(
+    done = cli(
         ["score", "--model", "models:/st@champion", *SCORE, "--output", "s.csv"],
         elsewhere,
         home["env"],
@@ -84,13 +86,13 @@ def test_another_folder_finds_the_run_and_the_registered_model(home, tmp_path):
     assert done.returncode == 0, done.stderr
     versions = pd.read_csv(elsewhere / "s.csv")["model_version"].unique()
     assert list(versions) == ["models:/st/1"]  # the registry version, not a run id
-    listed = _run(["models", "st"], elsewhere, home["env"])
+    listed = cli(["models", "st"], elsewhere, home["env"])
     assert listed.returncode == 0 and "champion" in listed.stdout
     assert not (elsewhere / "mlruns").exists()
 
 
-def test_a_missing_model_names_the_store_searched(home, tmp_path):
-    done = _run(
+def test_a_missing_model_names_the_store_searched(home, cli, tmp_path):
+    done = cli(
         ["score", "--model", "runs:/0123456789abcdef/model", *SCORE, "--output", "s.csv"],
         tmp_path,
         home["env"],
@@ -102,14 +104,14 @@ def test_a_missing_model_names_the_store_searched(home, tmp_path):
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_looking_up_a_model_never_creates_a_store(home, tmp_path):
+def test_looking_up_a_model_never_creates_a_store(home, cli, tmp_path):
     env = {**home["env"], "CLVLAB_HOME": str(tmp_path / "empty-home")}
     for args in (
         ["score", "--model", "models:/st@champion", *SCORE, "--output", "s.csv"],
         ["models", "st"],
         ["export", "st", "copy"],
     ):
-        done = _run(args, tmp_path, env)
+        done = cli(args, tmp_path, env)
         assert done.returncode == 2, args
         assert "no MLflow tracking store at" in done.stderr
         assert str(tmp_path / "empty-home" / "mlruns" / "mlflow.db") in done.stderr
@@ -117,8 +119,8 @@ def test_looking_up_a_model_never_creates_a_store(home, tmp_path):
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def test_export_writes_the_registry_model_and_scores_name_its_version(home, tmp_path):
-    done = _run(["export", "st@champion", "models/st"], tmp_path, home["env"])
+def test_export_writes_the_registry_model_and_scores_name_its_version(home, cli, tmp_path):
+    done = cli(["export", "st@champion", "models/st"], tmp_path, home["env"])
     assert done.returncode == 0, done.stderr
     assert "models:/st/1" in done.stdout
     folder = tmp_path / "models" / "st"
@@ -128,7 +130,7 @@ def test_export_writes_the_registry_model_and_scores_name_its_version(home, tmp_
     by_run = clvlab.load_model(folder / "artifacts" / "clv_model.json")
     assert by_run.version == f"runs:/{home['run_id']}/model"  # the run it was logged in
     # A run's model is copied from the same store, not from one MLflow makes in this folder.
-    done = _run(["export", f"runs:/{home['run_id']}/model", "by-run"], tmp_path, home["env"])
+    done = cli(["export", f"runs:/{home['run_id']}/model", "by-run"], tmp_path, home["env"])
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "by-run" / "MLmodel").is_file()
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
