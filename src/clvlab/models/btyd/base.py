@@ -26,8 +26,10 @@ import functools
 import inspect
 import math
 import numbers
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -59,6 +61,12 @@ _ON_BOUND_TOL = 1e-6
 #: L-BFGS-B stops for a reason other than its own convergence tests (e.g. a line search
 #: that cannot make progress in floating point any more).
 _ACCEPT_PGTOL = 1e-5
+#: A coarse optimum's shifted log-parameter this close to :data:`LOG_BOUND` is polished on the
+#: bound (a likelihood that rises towards a limiting case, e.g. GGompertz/NBD's Pareto/NBD
+#: limit, leaves a coarse optimum short of it).
+_NEAR_BOUND = 1.0
+#: Halvings of a Newton step of the polish before it gives up.
+_POLISH_HALVINGS = 6
 #: Step (in log-parameter units) of the central differences giving the Hessian.
 _HESSIAN_STEP = 1e-5
 #: Version of :meth:`BTYDEstimator.to_dict`'s layout.
@@ -521,12 +529,12 @@ class FitProblem:
         Start points in ``u``; the first is tried first, the others only when needed.
     hessian
         Optional: the total NLL, its gradient and its Hessian w.r.t. ``log(theta)``. With it
-        the standard errors use the exact Hessian, and ``coarse`` can be used.
+        the standard errors use this Hessian, and a ``coarse`` version with one can be used.
     coarse
         Optional: the same model on a random subsample of the data (:func:`thin_counts`).
         For large data the fit first solves this cheap problem and then polishes its
-        optimum on the full data with Newton steps (:func:`polish`); when that fails, the
-        full problem is solved from scratch.
+        optimum on the full data with Newton steps from its Hessian (:func:`polish`); when
+        that fails, the full problem is solved from scratch.
     """
 
     nll: Objective
@@ -582,12 +590,15 @@ def _projected_gradient(u: np.ndarray, grad: np.ndarray) -> np.ndarray:
     return pg
 
 
-def _run_lbfgsb(objective: Objective, start: np.ndarray) -> FitResult:
-    """One L-BFGS-B run from ``start``."""
+def _run_lbfgsb(
+    objective: Objective, start: np.ndarray, held: np.ndarray | None = None
+) -> FitResult:
+    """One L-BFGS-B run from ``start``; parameters ``held`` stay where they start."""
     from scipy.optimize import minimize
 
-    bounds = [(-LOG_BOUND, LOG_BOUND)] * len(start)
     x0 = np.clip(np.asarray(start, dtype=float), -LOG_BOUND, LOG_BOUND)
+    fixed = np.zeros(len(x0), dtype=bool) if held is None else held
+    bounds = [(v, v) if f else (-LOG_BOUND, LOG_BOUND) for v, f in zip(x0, fixed, strict=True)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = minimize(
@@ -645,6 +656,13 @@ def thin_counts(counts: np.ndarray, target: float, seed: int = 0) -> np.ndarray 
     return np.random.default_rng(seed).poisson(counts * (target / total)).astype(float)
 
 
+@functools.cache
+def likelihood_threads() -> ThreadPoolExecutor:
+    """Threads (one per core, at most 4) for the per-history sums of large likelihoods, in
+    chunks of rows: NumPy releases the GIL in its loops."""
+    return ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 4))
+
+
 def coarse_to_fine(
     problem_for: Callable[[CompressedRows], FitProblem], rows: CompressedRows, customers: float
 ) -> FitProblem:
@@ -673,47 +691,66 @@ def forward_difference_hessian(
     return hessian
 
 
-def polish(problem: FitProblem, penalizer_coef: float, start: np.ndarray) -> FitResult | None:
+def polish(
+    problem: FitProblem,
+    penalizer_coef: float,
+    start: np.ndarray,
+    held: np.ndarray | None = None,
+) -> FitResult | None:
     """Newton steps on ``problem`` from ``start``, a point close to its optimum (the optimum
     of ``problem.coarse``, in the coarse problem's ``u``).
 
-    The exact Hessian is taken once, at ``start``, then updated by BFGS from the steps
-    taken (each step costs one gradient and converges superlinearly). Returns None (so that the
-    caller optimises from scratch) if the problem has no Hessian, a step fails to decrease
-    the objective, the Hessian is not positive definite, a parameter reaches the search
-    bounds or 50 steps do not converge.
+    The first Newton step uses the coarse problem's Hessian at ``start`` (per unit of weight,
+    that of the whole data up to sampling error, at a fraction of the cost), which BFGS then
+    updates from the steps taken: each step costs one gradient, and convergence is
+    superlinear. A step that leaves the search box or does not decrease the objective is
+    halved. Parameters ``held`` (those the coarse optimum has at or near a search bound: a
+    model's limiting case, which a flat likelihood approaches only slowly) are put on that
+    bound and stay there; the result is converged only if the gradient then pushes each of
+    them out of the box (the bound is active). Returns None (so that the caller optimises
+    from scratch) if the coarse problem has no Hessian, the Hessian is not positive definite,
+    no halving of a step decreases the objective or 50 steps do not converge.
     """
-    if problem.hessian is None or problem.coarse is None:
+    coarse = problem.coarse
+    if coarse is None or coarse.hessian is None:
         return None
     objective = penalized_objective(problem, penalizer_coef)
-    u = np.asarray(start, dtype=float) + problem.coarse.log_offset - problem.log_offset
+    u = np.asarray(start, dtype=float) + coarse.log_offset - problem.log_offset
+    held = np.zeros(len(u), dtype=bool) if held is None else np.asarray(held, dtype=bool)
+    u[held] = np.sign(u[held]) * LOG_BOUND
+    free = np.flatnonzero(~held)
+    if free.size == 0:
+        return None
     log_theta = u + problem.log_offset
-    nll, nll_grad, nll_hess = problem.hessian(log_theta)
+    value, grad = objective(u)
     scaled = np.exp(log_theta) * problem.penalty_scale
-    weight = problem.total_weight
-    value = nll / weight + penalizer_coef * float(np.sum(scaled**2))
-    grad = nll_grad / weight + 2.0 * penalizer_coef * scaled**2
-    hess = nll_hess / weight + 4.0 * penalizer_coef * np.diag(scaled**2)
+    coarse_hess = coarse.hessian(u + coarse.log_offset)[2] / coarse.total_weight
+    hess = (coarse_hess + 4.0 * penalizer_coef * np.diag(scaled**2))[np.ix_(free, free)]
     if not np.all(np.linalg.eigvalsh(hess) > 0):
         return None
     for iteration in range(1, 51):
-        step = np.linalg.solve(hess, grad)
-        trial = u - step
-        if np.any(np.abs(trial) >= LOG_BOUND - _ON_BOUND_TOL):
-            return None
-        trial_value, trial_grad = objective(trial)
-        if not trial_value <= value + 1e-12 * abs(value):
+        step = np.linalg.solve(hess, grad[free])
+        # The full step, else halved until it stays inside the bounds and decreases the
+        # objective (a flat ridge towards a limiting case can make the first steps too long).
+        for _ in range(_POLISH_HALVINGS):
+            trial = u.copy()
+            trial[free] -= step
+            if np.all(np.abs(trial[free]) < LOG_BOUND - _ON_BOUND_TOL):
+                trial_value, trial_grad = objective(trial)
+                if trial_value <= value + 1e-12 * abs(value):
+                    break
+            step = 0.5 * step
+        else:
             return None
         # BFGS update of the Hessian with the step taken: superlinear convergence.
-        s, y = -step, trial_grad - grad
+        s, y = -step, trial_grad[free] - grad[free]
         hess_s = hess @ s
         if y @ s > 0:
             hess = hess + np.outer(y, y) / (y @ s) - np.outer(hess_s, hess_s) / (s @ hess_s)
         u, value, grad = trial, trial_value, trial_grad
         if float(np.max(np.abs(step))) < 1e-8:
-            pg = float(np.max(np.abs(grad)))
-            no_bound = np.zeros(len(u), dtype=bool)
-            return FitResult(u, value, pg < _ACCEPT_PGTOL, iteration, no_bound, "Newton polish")
+            pg = float(np.max(np.abs(_projected_gradient(u, grad))))
+            return FitResult(u, value, pg < _ACCEPT_PGTOL, iteration, held, "Newton polish")
     return None
 
 
@@ -724,8 +761,14 @@ def minimize_problem(problem: FitProblem, penalizer_coef: float) -> FitResult:
     if problem.coarse is None:
         return minimize_with_restarts(objective, problem.starts)
     rough = minimize_problem(problem.coarse, penalizer_coef)
-    if rough.converged and not rough.on_bound.any():
-        polished = polish(problem, penalizer_coef, rough.log_params)
+    if rough.converged:
+        near_bound = np.abs(rough.log_params) >= LOG_BOUND - _NEAR_BOUND
+        start = rough.log_params
+        if near_bound.any():  # the coarse optimum with those on the bound (cheap) is polished
+            on_bound = np.where(near_bound, np.sign(start) * LOG_BOUND, start)
+            coarse_objective = penalized_objective(problem.coarse, penalizer_coef)
+            start = _run_lbfgsb(coarse_objective, on_bound, held=near_bound).log_params
+        polished = polish(problem, penalizer_coef, start, held=near_bound)
         if polished is not None and polished.converged:
             return polished
     start = rough.log_params + problem.coarse.log_offset - problem.log_offset

@@ -36,25 +36,17 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 from typing import Literal, cast, overload
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln, polygamma
 
-from clvlab.models.btyd.base import CompressedRows
+from clvlab.models.btyd.base import CompressedRows, likelihood_threads
 
 #: Histories per chunk below which the per-history sums are not split across threads.
 _CHUNK_ROWS = 100_000
 _MAX_CHUNKS = 4
-
-
-@cache
-def _pool() -> ThreadPoolExecutor:
-    """Threads for the per-history sums (numpy releases the GIL in its loops)."""
-    return ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, _MAX_CHUNKS))
 
 
 @dataclass
@@ -225,7 +217,7 @@ class GroupedHistories:
         if len(chunks) == 1:
             parts = [self._history_sums(*chunks[0])]
         else:
-            parts = list(_pool().map(lambda args: self._history_sums(*args), chunks))
+            parts = list(likelihood_threads().map(lambda args: self._history_sums(*args), chunks))
         sums = {key: sum(part[key] for part in parts) for key in parts[0]}
         ll += sums["softplus"]
         # The "*_by_x" sums are arrays (one entry per distinct x; see _segment_sums).

@@ -26,6 +26,7 @@ from clvlab.models.btyd.base import (
     FitProblem,
     coarse_to_fine,
     forward_difference_hessian,
+    likelihood_threads,
 )
 from clvlab.models.btyd.purchase import PurchaseModel
 
@@ -66,11 +67,15 @@ def _dropout_integral(
     is left, and the partial derivatives are the integrals of the integrand's, on the same
     nodes.
     """
-    if x.size > _ROWS:  # in blocks of rows: the node arrays stay in the cache
-        parts = [
-            _dropout_integral(params, x[i : i + _ROWS], t_x[i : i + _ROWS], T[i : i + _ROWS])
-            for i in range(0, x.size, _ROWS)
-        ]
+    if x.size > _ROWS:  # in blocks of rows (the node arrays stay in the cache), on threads
+        parts = list(
+            likelihood_threads().map(
+                lambda i: _dropout_integral(
+                    params, x[i : i + _ROWS], t_x[i : i + _ROWS], T[i : i + _ROWS]
+                ),
+                range(0, x.size, _ROWS),
+            )
+        )
         return (
             np.concatenate([part[0] for part in parts]),
             np.concatenate([part[1] for part in parts], axis=1),
