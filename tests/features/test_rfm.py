@@ -35,6 +35,26 @@ def test_rfm_equals_lifetimes_on_cdnow(cdnow_master, freq, multiplier):
     )
 
 
+def test_as_of_defaults_to_the_last_transaction_as_in_lifetimes(cdnow_master):
+    """Without ``as_of`` the summary ends at the last transaction, date and time, as
+    lifetimes' summary without ``observation_period_end``."""
+    assert cdnow_master["date"].max() == pd.Timestamp("1998-06-30")
+    pd.testing.assert_frame_equal(rfm(cdnow_master), rfm(cdnow_master, "1998-06-30"))
+    timed = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b"],
+            "date": pd.to_datetime(["2024-01-01 09:00", "2024-01-03 18:30", "2024-01-02 00:00"]),
+        }
+    )
+    ours = rfm(timed)
+    pd.testing.assert_frame_equal(ours, rfm(timed, pd.Timestamp("2024-01-03 18:30")))
+    theirs = summary_data_from_transaction_data(timed, "customer_id", "date").sort_index()
+    pd.testing.assert_frame_equal(ours, theirs, check_index_type=False, check_names=False)
+    assert ours.loc["a"].tolist() == [1.0, 2.0, 2.0] and ours.loc["b"].tolist() == [0.0, 0.0, 1.0]
+    with pytest.raises(DataError, match="no dates"):
+        rfm(timed.iloc[:0])
+
+
 @pytest.mark.parametrize(("freq", "multiplier"), [("D", 7), ("W", 1)])
 def test_calibration_holdout_equals_lifetimes_on_cdnow(cdnow_master, freq, multiplier):
     ours = calibration_holdout(

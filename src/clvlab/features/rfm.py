@@ -71,7 +71,7 @@ _ISO_DATE = re.compile(
 
 def rfm(
     transactions: Transactions,
-    as_of: DateLike,
+    as_of: DateLike | None = None,
     *,
     freq: Freq = "D",
     freq_multiplier: float = 1.0,
@@ -89,7 +89,9 @@ def rfm(
     as_of
         End of the observation period; transactions in later periods are ignored. An ISO 8601
         string (``"1998-06-30"``, see :func:`as_timestamp`) or a date/time object; anything
-        else is a :class:`DataError`.
+        else is a :class:`DataError`. None (the default): the last transaction's date and
+        time, as lifetimes' ``summary_data_from_transaction_data`` without
+        ``observation_period_end``.
     freq
         Period to which dates are floored: ``"D"``, ``"W"`` or ``"M"``.
     freq_multiplier
@@ -113,7 +115,7 @@ def rfm(
         customer with a purchase in or before the as-of period.
     """
     with _session(transactions, memory_limit, threads) as (con, tx, has_amount):
-        as_of_ts = as_timestamp(as_of, "as_of")
+        as_of_ts = _last_date(con, tx) if as_of is None else as_timestamp(as_of, "as_of")
         sql = _summary_sql(tx, as_of_ts, freq, freq_multiplier, has_amount, litt)
         return _fetch(con, sql).set_index(CUSTOMER_ID)
 
@@ -340,6 +342,14 @@ def _source(
         f"CAST({DATE} AS TIMESTAMP) AS {DATE}) FROM {raw})"
     )
     return source, AMOUNT in columns
+
+
+def _last_date(con: duckdb.DuckDBPyConnection, tx: str) -> pd.Timestamp:
+    """The last transaction date of ``tx``; a :class:`DataError` when it has none."""
+    [(last,)] = con.execute(f"SELECT max({DATE}) FROM {tx}").fetchall()
+    if last is None:
+        raise DataError("the transactions have no dates, so no last date to summarize at")
+    return pd.Timestamp(last)
 
 
 def _until(stamp: pd.Timestamp) -> str:
