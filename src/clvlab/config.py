@@ -136,6 +136,12 @@ class ModelsConfig(_Strict):
         description="BTYD purchase models compared in the backtest.",
     )
     gbm: GBMConfig = GBMConfig()
+    ensemble: bool = Field(
+        default=True,
+        description="Also judge, per target, a convex blend of the other candidates' "
+        "predictions with weights fitted on the validation window (champion only if it wins "
+        "there, out of fold).",
+    )
     engine: Literal["clvlab", "lifetimes"] = Field(
         default="clvlab", description="Who fits: clvlab's engine, or lifetimes' (for parity)."
     )

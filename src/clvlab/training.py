@@ -32,6 +32,7 @@ from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.btyd import NEEDS_LITT
 from clvlab.models.clv import (
     BTYD,
+    ENSEMBLE,
     GBM,
     TARGETS,
     CLVModel,
@@ -273,29 +274,50 @@ def _train(
         model, excluded = fit_clv_model(
             summary, primary, engine=engine, penalizer_coef=penalizer, **model_settings(config)
         )
+        # Blends of the ensemble champions: target -> candidate -> weight.
+        blends = {
+            target: result.blend.weights[target]
+            for target, kind in kinds.items()
+            if kind == ENSEMBLE and result.blend is not None
+        }
+        members = {name for weights in blends.values() for name in weights}
+        btyd_names = set(btyd_champions.values()) | {
+            result.btyd_candidates[name] for name in members if name in result.btyd_candidates
+        }
         btyd_models = {primary: model.purchases} | {
             name: fit_purchase_model(summary, name, engine=engine, penalizer_coef=penalizer)
-            for name in sorted(set(btyd_champions.values()) - {primary})
+            for name in sorted(btyd_names - {primary})
         }
         gbm = None
-        if GBM in kinds.values():
+        gbm_targets = [
+            target for target, kind in kinds.items() if kind == GBM or GBM in blends.get(target, {})
+        ]
+        if gbm_targets:
             gbm = gbm_predictor(config, result.windows["holdout"].days)
-            # Only the boosters of the targets the GBM is champion of: the others would never
-            # score (a target falls back to its BTYD champion, not to the GBM).
+            # Only the boosters of the targets the GBM predicts (as champion or in the
+            # ensemble): the others would never score.
             gbm.fit(
-                PurchaseDays.from_transactions(transactions),
-                end,
-                customers,
-                targets=[target for target, kind in kinds.items() if kind == GBM],
+                PurchaseDays.from_transactions(transactions), end, customers, targets=gbm_targets
             )
         step.summary = ", ".join(f"{target}={name}" for target, name in chosen.items())
+
+    def source(target: str) -> TargetSource:
+        stand_in = btyd_models[btyd_champions[target]]
+        blended = tuple(
+            (
+                TargetSource(BTYD, btyd_models[result.btyd_candidates[name]])
+                if name in result.btyd_candidates
+                else TargetSource(name, stand_in),
+                weight,
+            )
+            for name, weight in blends.get(target, {}).items()
+        )
+        return TargetSource(kinds.get(target, BTYD), stand_in, blended)
+
     targets = [*kinds, *(target for target in btyd_champions if target not in kinds)]
     model = dataclasses.replace(
         model,
-        sources={
-            target: TargetSource(kinds.get(target, BTYD), btyd_models[btyd_champions[target]])
-            for target in targets
-        },
+        sources={target: source(target) for target in targets},
         gbm=gbm,
         covariates=tuple(static_columns) if gbm is not None else (),
     )
@@ -405,8 +427,8 @@ def _train(
 def backtest_settings(config: RunConfig) -> BacktestSettings:
     """The backtest a run config describes (its ``split``, ``time_unit``, ``models`` and
     ``selection``): the BTYD candidates ``models.candidates`` and the model
-    ``models.purchases`` pins if it is not among them, and the GBM candidate unless
-    ``models.gbm.enabled`` is false."""
+    ``models.purchases`` pins if it is not among them, the GBM candidate unless
+    ``models.gbm.enabled`` is false and the ensemble unless ``models.ensemble`` is false."""
     models = config.models
     candidates: list[str] = list(models.candidates)
     if models.purchases not in ("champion", *candidates):
@@ -422,6 +444,7 @@ def backtest_settings(config: RunConfig) -> BacktestSettings:
         penalizer_coef=models.penalizer_coef,
         gbm=gbm_predictor(config, holdout_days) if models.gbm.enabled else None,
         static_columns=tuple(models.gbm.static_columns),
+        ensemble=models.ensemble,
     )
 
 
@@ -464,8 +487,9 @@ def _choice(
     result: BacktestResult, config: RunConfig
 ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """What the scoring model uses, per target: the kind of its source (``"btyd"``,
-    ``"gbm"``, ``"historical"``), its BTYD purchase model (every target), and the backtest
-    candidate whose holdout metrics are the scoring model's."""
+    ``"gbm"``, ``"historical"``, ``"ensemble"``), its BTYD purchase model (every target: an
+    ensemble's stand-in), and the backtest candidate whose holdout metrics are the scoring
+    model's."""
     names = {key: name for name, key in result.btyd_candidates.items()}
     pinned = config.models.purchases
     if pinned != "champion":

@@ -27,6 +27,7 @@ def test_cdnow_holdout_metrics_are_the_known_ones(cdnow_backtest):
         "mbgnbd_gamma_gamma",
         "pareto_nbd_gamma_gamma",
         "historical",
+        "ensemble",
     ]
     # BG/NBD on the 39-week holdout: the values of the walking skeleton (equal to lifetimes).
     bgnbd = table.loc["bgnbd_gamma_gamma"]
@@ -49,12 +50,20 @@ def test_cdnow_champions_come_from_a_shortened_validation_window(cdnow_backtest)
         "churn": table["churn_roc_auc"].idxmax(),
         "revenue": table["revenue_mae"].idxmin(),
     }
-    assert set(result.champions.values()) == {"pareto_nbd_gamma_gamma"}
+    # Pareto/NBD but for churn, where the blend of BG/NBD and the historical formula wins out
+    # of fold (tests/evaluation/test_ensemble.py: the blend itself).
+    assert result.champions == {
+        "purchases": "pareto_nbd_gamma_gamma",
+        "churn": "ensemble",
+        "revenue": "pareto_nbd_gamma_gamma",
+    }
+    assert result.btyd_champions == dict.fromkeys(result.champions, "pareto_nbd_gamma_gamma")
     deciles = result.deciles["pareto_nbd_gamma_gamma"]
     assert deciles["customers"].sum() == 23_570
     assert deciles["share_of_actual"].sum() == pytest.approx(1.0)
     report = result.report()
     assert report["champions"] == result.champions and report["skipped"] == result.skipped
+    assert report["ensemble_weights"] == result.blend.weights
 
 
 def test_each_candidate_is_a_typed_result(cdnow_backtest, cdnow_master):

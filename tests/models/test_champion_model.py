@@ -1,6 +1,7 @@
 """A CLVModel whose targets come from different champions: GBM, BTYD and the historical
 formula, and the BTYD stand-in when the GBM cannot answer."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -225,3 +226,117 @@ def test_a_model_saved_in_format_2_loads_and_predicts_as_then():
             rtol=1e-12,
         )
         assert model.label(horizon, gbm_inputs=with_history) == then["label"].iloc[0]
+
+
+# An ensemble champion (issue 17, item 7): each target the convex blend of its members.
+
+
+@pytest.fixture(scope="module")
+def blended(model):
+    """``model`` with every target an ensemble: GBM, historical and BTYD members."""
+    bgnbd, pareto = model.purchases, model.source("churn").btyd
+
+    def ensemble(stand_in, *members):
+        return TargetSource("ensemble", stand_in, tuple(members))
+
+    return dataclasses.replace(
+        model,
+        name="blend",
+        sources={
+            "purchases": ensemble(
+                bgnbd, (TargetSource("gbm", bgnbd), 0.6), (TargetSource("btyd", pareto), 0.4)
+            ),
+            "churn": ensemble(
+                pareto,
+                (TargetSource("btyd", bgnbd), 0.25),
+                (TargetSource("historical", pareto), 0.75),
+            ),
+            "revenue": ensemble(
+                bgnbd,
+                (TargetSource("historical", bgnbd), 0.5),
+                (TargetSource("btyd", bgnbd), 0.5),
+            ),
+        },
+    )
+
+
+def test_an_ensemble_predicts_the_weighted_sum_of_its_members(blended, model, inputs):
+    out = predict(blended, inputs)
+    summary = inputs["summary"]
+    x, t_x, age = histories(summary)
+    bgnbd, pareto = model.purchases, model.source("churn").btyd
+    gbm = model.gbm.predict(inputs["history"], AS_OF, inputs["covariates"]).reindex(summary.index)
+    historical = historical_predictions(summary, 1.0, HORIZON)
+    np.testing.assert_allclose(
+        out["expected_purchases"],
+        0.6 * gbm["expected_purchases"] + 0.4 * pareto.expected_purchases(HORIZON, x, t_x, age),
+    )
+    np.testing.assert_allclose(
+        out["p_churn"],
+        0.25 * bgnbd.p_churn(HORIZON, x, t_x, age) + 0.75 * historical["p_churn"],
+    )
+    expected = bgnbd.expected_purchases(HORIZON, x, t_x, age)
+    spend = model.spend.expected_spend(x, summary["monetary_value"])
+    np.testing.assert_allclose(
+        out["expected_revenue"], 0.5 * historical["expected_revenue"] + 0.5 * expected * spend
+    )
+    # P(alive) from the churn stand-in; CLV discounted as the revenue stand-in expects.
+    np.testing.assert_allclose(out["p_alive"], pareto.p_alive(x, t_x, age))
+    discounted = blended.discounted_purchases(HORIZON, x, t_x, age)
+    np.testing.assert_allclose(out["clv"], out["expected_revenue"] * discounted / expected)
+    assert blended.label(HORIZON) == (
+        "purchases=ensemble(0.60 gbm + 0.40 pareto_nbd), "
+        "churn=ensemble(0.25 bgnbd + 0.75 historical), "
+        "revenue=ensemble(0.50 historical + 0.50 bgnbd_gamma_gamma)"
+    )
+
+
+def test_an_ensemble_with_a_gbm_gives_way_where_the_gbm_cannot_answer(blended, model, inputs):
+    x, t_x, age = histories(inputs["summary"])
+    out = predict(blended, inputs, horizon=30)
+    np.testing.assert_allclose(
+        out["expected_purchases"], model.purchases.expected_purchases(30, x, t_x, age)
+    )
+    assert blended.label(30).startswith("purchases=bgnbd, churn=ensemble(")
+    assert "in place of the GBM for purchases" in blended.label(30)
+
+
+def test_an_ensemble_survives_a_json_round_trip(blended, inputs):
+    state = json.loads(json.dumps(blended.to_dict()))
+    assert state["format"] == "clvlab.CLVModel/4"
+    assert state["ensembles"]["purchases"] == [
+        {"kind": "gbm", "btyd": "bgnbd", "weight": 0.6},
+        {"kind": "btyd", "btyd": "pareto_nbd", "weight": 0.4},
+    ]
+    again = CLVModel.from_dict(state)
+    pd.testing.assert_frame_equal(predict(again, inputs), predict(blended, inputs))
+    assert again.sources == {
+        target: TargetSource(
+            source.kind,
+            again.purchase_models()[source.btyd_name],
+            tuple(
+                (TargetSource(m.kind, again.purchase_models()[m.btyd_name]), w)
+                for m, w in source.members
+            ),
+        )
+        for target, source in blended.sources.items()
+    }
+
+
+def test_ensemble_members_are_checked(model):
+    bgnbd = model.purchases
+    member = TargetSource("btyd", bgnbd)
+    with pytest.raises(clvlab.ClvlabError, match="only an ensemble source, has members"):
+        TargetSource("ensemble", bgnbd)
+    with pytest.raises(clvlab.ClvlabError, match="only an ensemble source, has members"):
+        TargetSource("btyd", bgnbd, ((member, 1.0),))
+    with pytest.raises(clvlab.ClvlabError, match="sum to 1"):
+        TargetSource("ensemble", bgnbd, ((member, 0.5), (TargetSource("gbm", bgnbd), 0.4)))
+    with pytest.raises(clvlab.ClvlabError, match="two fitted bgnbd models"):
+        CLVModel(
+            purchases=bgnbd,
+            spend=None,
+            sources={
+                "churn": TargetSource("ensemble", bgnbd, ((TargetSource("btyd", BetaGeo()), 1.0),))
+            },
+        )

@@ -14,7 +14,9 @@ LightGBM predictors of :mod:`clvlab.models.gbm` trained for exactly ``H`` days, 
 historical formula (each customer's past repeat-purchase rate and mean spend carried
 forward: average value x purchases per period x periods; churn as a Poisson zero at that
 rate). A GBM that the data cannot train for ``H`` days, or that the validation window cannot
-judge for ``H`` days, is skipped with the reason.
+judge for ``H`` days, is skipped with the reason. Last, the ensemble (:mod:`clvlab.evaluation.
+ensemble`): per target, a convex blend of the candidates judged on both windows, with weights
+fitted on the validation window (out of fold there).
 
 What to compare and how to choose is a :class:`BacktestSettings`; the training job builds it
 from the run config (:func:`clvlab.training.backtest_settings`). Each candidate's result is a
@@ -33,6 +35,7 @@ import pandas as pd
 from clvlab.config import UNIT_DAYS
 from clvlab.errors import ConfigError, DataError
 from clvlab.evaluation import metrics
+from clvlab.evaluation.ensemble import Blend, fit_blend, out_of_fold
 from clvlab.evaluation.holdout import (
     beside_actuals,
     holdout_metrics,
@@ -42,7 +45,7 @@ from clvlab.evaluation.holdout import (
 from clvlab.features.rfm import calibration_holdout
 from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.btyd import NEEDS_LITT, PURCHASE_MODELS
-from clvlab.models.clv import GBM, CLVModel, fit_clv_model
+from clvlab.models.clv import ENSEMBLE, GBM, CLVModel, fit_clv_model
 from clvlab.models.engines import Engine
 from clvlab.models.gbm import GBMPredictor, InsufficientHistoryError
 from clvlab.models.historical import HISTORICAL, historical_predictions
@@ -78,6 +81,8 @@ class BacktestSettings:
     static_columns
         Transaction columns the GBM takes static covariates from when :func:`backtest` is not
         given ``customers``.
+    ensemble
+        Whether the ensemble of the other candidates is a candidate too.
     """
 
     calibration_end: dt.date | pd.Timestamp | str
@@ -89,6 +94,7 @@ class BacktestSettings:
     penalizer_coef: float = 0.0
     gbm: GBMPredictor | None = None
     static_columns: tuple[str, ...] = ()
+    ensemble: bool = True
 
     def __post_init__(self) -> None:
         if self.time_unit not in UNIT_DAYS:
@@ -142,7 +148,9 @@ class CandidateResult:
         Its metrics (:func:`clvlab.evaluation.holdout.holdout_metrics` of ``predictions``).
     model
         The fitted model: a :class:`CLVModel` for a BTYD candidate, the
-        :class:`GBMPredictor`, None for the historical formula.
+        :class:`GBMPredictor`, the ensemble's :class:`~clvlab.evaluation.ensemble.Blend`
+        (on the validation window, that of the whole window; its predictions there are out of
+        fold), None for the historical formula.
     purchase_model
         A BTYD candidate's purchase model (``"bgnbd"``, ...), else None.
     calibration
@@ -153,7 +161,7 @@ class CandidateResult:
     name: str
     predictions: pd.DataFrame = field(repr=False)
     metrics: dict[str, float]
-    model: CLVModel | GBMPredictor | None = field(repr=False)
+    model: CLVModel | GBMPredictor | Blend | None = field(repr=False)
     purchase_model: str | None
     calibration: pd.DataFrame = field(repr=False)
 
@@ -187,6 +195,9 @@ class BacktestResult:
     deciles
         Candidate -> decile table of the holdout (by predicted revenue, or purchases for
         count-only data).
+    blend
+        The ensemble's weights, fitted on the validation window (what a scoring model whose
+        champion is the ensemble uses), or None: no ensemble.
     """
 
     metrics: pd.DataFrame
@@ -199,6 +210,7 @@ class BacktestResult:
     windows: dict[str, Window]
     candidates: dict[str, dict[str, CandidateResult]] = field(repr=False)
     deciles: dict[str, pd.DataFrame] = field(repr=False)
+    blend: Blend | None = None
 
     def report(self) -> dict[str, Any]:
         """A JSON-friendly summary (what ``--report`` writes)."""
@@ -211,6 +223,7 @@ class BacktestResult:
             "btyd_champions": self.btyd_champions,
             "skipped": self.skipped,
             "notes": self.notes,
+            "ensemble_weights": None if self.blend is None else self.blend.weights,
             "holdout_metrics": self.metrics.to_dict(orient="index"),
             "validation_metrics": self.validation_metrics.to_dict(orient="index"),
             "holdout_deciles": {
@@ -286,8 +299,9 @@ def backtest(
             skipped,
             fit_statistics,
         )
-    tables = {name: _table(candidates) for name, candidates in results.items()}
     rule = dict(settings.selection)
+    blend = _add_ensemble(results, rule) if settings.ensemble else None
+    tables = {name: _table(candidates) for name, candidates in results.items()}
     btyd_candidates = {
         name: candidate.purchase_model
         for name, candidate in results["holdout"].items()
@@ -313,11 +327,36 @@ def backtest(
         windows={"validation": validation, "holdout": holdout},
         candidates=results,
         deciles=deciles,
+        blend=blend,
     )
 
 
+def _add_ensemble(
+    results: dict[str, dict[str, CandidateResult]], rule: dict[str, str]
+) -> Blend | None:
+    """Add the ensemble of the candidates judged on both windows to each window's results
+    (last, so that a tie goes to the single candidate); its weights, or None when no target
+    has two candidates to blend."""
+    validation, holdout = results["validation"], results["holdout"]
+    members = [name for name in validation if name in holdout]
+    blend = fit_blend({name: validation[name].predictions for name in members}, rule)
+    if not blend.weights:
+        return None
+    judged = {
+        "validation": out_of_fold({name: validation[name].predictions for name in members}, rule),
+        "holdout": blend.predict({name: holdout[name].predictions for name in members}),
+    }
+    for window, predictions in judged.items():
+        calibration = next(iter(results[window].values())).calibration
+        results[window][ENSEMBLE] = CandidateResult(
+            ENSEMBLE, predictions, holdout_metrics(predictions), blend, None, calibration
+        )
+    return blend
+
+
 def choose_champions(table: pd.DataFrame, rule: dict[str, str]) -> dict[str, str]:
-    """The best candidate per target by the metric ``rule`` names (NaN never wins)."""
+    """The best candidate per target by the metric ``rule`` names (NaN never wins; of equals,
+    the first)."""
     champions = {}
     for target, metric in rule.items():
         if metric not in table or table[metric].isna().all():

@@ -3,8 +3,8 @@
 At its core are the fitted BTYD models (a purchase-and-dropout model and Gamma-Gamma for
 spend). After a backtest (:mod:`clvlab.evaluation.backtest`) the model also knows each
 target's champion, as a :class:`TargetSource`: for expected purchases, churn and revenue the
-source may be a BTYD model, the LightGBM predictor (:class:`clvlab.models.gbm.GBMPredictor`)
-or the historical formula.
+source may be a BTYD model, the LightGBM predictor (:class:`clvlab.models.gbm.GBMPredictor`),
+the historical formula or a convex blend of these (the ensemble).
 ``p_alive`` and ``expected_spend`` always come from the BTYD models, which are the only ones
 that predict them; a GBM predicts only the horizon it was trained for, so for any other horizon
 the target's BTYD champion stands in, and the score table's ``model`` column says so.
@@ -56,9 +56,16 @@ PREDICTION_COLUMNS = [
 
 #: The targets a champion is chosen for.
 TARGETS = ("purchases", "churn", "revenue")
+#: Each target's column in the predictions of a GBM or the historical formula.
+_PREDICTED = {
+    "purchases": "expected_purchases",
+    "churn": "p_churn",
+    "revenue": "expected_revenue",
+}
 #: The kinds of source of a target's predictions (with :data:`HISTORICAL`).
 GBM = "gbm"
 BTYD = "btyd"
+ENSEMBLE = "ensemble"
 
 #: Gauss-Legendre rule of each panel of the continuous discounting quadrature (nodes on
 #: [-1, 1] and weights); see :meth:`CLVModel.discounted_purchases`.
@@ -78,11 +85,12 @@ _DISTINCT_MIN_CUSTOMERS = 10_000
 _DISTINCT_MAX_SHARE = 0.5
 #: The JSON formats :meth:`CLVModel.to_dict` writes, and those :meth:`CLVModel.from_dict`
 #: reads (format 1 had no champions: every target from ``purchases``). Format 3 is format 2
-#: with segment rules; a model without them is still written as format 2, which older clvlab
-#: versions read.
+#: with segment rules, format 4 format 3 with ensembles; a model is written in the oldest
+#: format that holds it, which older clvlab versions read.
 _FORMAT = "clvlab.CLVModel/2"
 _SEGMENTS_FORMAT = "clvlab.CLVModel/3"
-_READABLE_FORMATS = ("clvlab.CLVModel/1", _FORMAT, _SEGMENTS_FORMAT)
+_ENSEMBLE_FORMAT = "clvlab.CLVModel/4"
+_READABLE_FORMATS = ("clvlab.CLVModel/1", _FORMAT, _SEGMENTS_FORMAT, _ENSEMBLE_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -94,22 +102,44 @@ class TargetSource:
     kind
         ``"btyd"``: the BTYD purchase model :attr:`btyd` (with the spend model for revenue);
         ``"gbm"``: the :class:`CLVModel`'s LightGBM predictor; ``"historical"``: the formula
-        of :mod:`clvlab.models.historical`.
+        of :mod:`clvlab.models.historical`; ``"ensemble"``: the blend of :attr:`members`.
     btyd
         The target's fitted BTYD purchase model: its predictions when :attr:`kind` is
-        ``"btyd"``, and what stands in for a GBM that cannot answer (another horizon, no
-        purchase history). Whatever the kind, churn's also gives ``p_alive``, and revenue's
-        the timing of purchases that discounts revenue to ``clv``.
+        ``"btyd"``, and what stands in for a GBM (or an ensemble with a GBM) that cannot
+        answer (another horizon, no purchase history). Whatever the kind, churn's also gives
+        ``p_alive``, and revenue's the timing of purchases that discounts revenue to ``clv``.
+    members
+        An ensemble's sources (of the other kinds) and their weights (non-negative, summing
+        to 1): the target's prediction is the weighted sum of theirs
+        (:mod:`clvlab.evaluation.ensemble`). Empty for the other kinds.
     """
 
     kind: str
     btyd: BTYDEstimator
+    members: tuple[tuple[TargetSource, float], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in (BTYD, GBM, HISTORICAL):
+        if self.kind not in (BTYD, GBM, HISTORICAL, ENSEMBLE):
             raise ClvlabError(
-                f"a target's source is {BTYD!r}, {GBM!r} or {HISTORICAL!r}, not {self.kind!r}"
+                f"a target's source is {BTYD!r}, {GBM!r}, {HISTORICAL!r} or {ENSEMBLE!r}, "
+                f"not {self.kind!r}"
             )
+        if (self.kind == ENSEMBLE) != bool(self.members):
+            raise ClvlabError("an ensemble source, and only an ensemble source, has members")
+        weights = [weight for _, weight in self.members]
+        if self.members and (
+            min(weights) < 0
+            or not math.isclose(sum(weights), 1.0, abs_tol=1e-9)
+            or any(member.kind == ENSEMBLE for member, _ in self.members)
+        ):
+            raise ClvlabError(
+                "an ensemble's members are sources of the other kinds, with non-negative "
+                f"weights that sum to 1; got {[(m.kind, w) for m, w in self.members]}"
+            )
+
+    def uses(self, kind: str) -> bool:
+        """Whether this source, or one of its members, is of ``kind``."""
+        return self.kind == kind or any(member.kind == kind for member, _ in self.members)
 
     @property
     def btyd_name(self) -> str:
@@ -119,7 +149,11 @@ class TargetSource:
 
     def label(self, target: str) -> str:
         """What the score table's ``model`` column says of this source for ``target``: the
-        kind, or the BTYD model's name (``"<name>_gamma_gamma"`` for revenue)."""
+        kind, or the BTYD model's name (``"<name>_gamma_gamma"`` for revenue); an ensemble's
+        members with their weights."""
+        if self.kind == ENSEMBLE:
+            parts = [f"{weight:.2f} {member.label(target)}" for member, weight in self.members]
+            return f"ensemble({' + '.join(parts)})"
         if self.kind != BTYD:
             return self.kind
         return f"{self.btyd_name}_gamma_gamma" if target == "revenue" else self.btyd_name
@@ -192,11 +226,12 @@ class CLVModel:
         for target, source in self.sources.items():
             if target not in TARGETS:
                 raise ClvlabError(f"unknown target {target!r}: the targets are {TARGETS}")
-            if models.setdefault(source.btyd_name, source.btyd) is not source.btyd:
-                raise ClvlabError(
-                    f"two fitted {source.btyd_name} models: the sources of a CLVModel hold "
-                    "one fitted model per BTYD purchase model (`purchases` for its own)"
-                )
+            for each in (source, *(member for member, _ in source.members)):
+                if models.setdefault(each.btyd_name, each.btyd) is not each.btyd:
+                    raise ClvlabError(
+                        f"two fitted {each.btyd_name} models: the sources of a CLVModel hold "
+                        "one fitted model per BTYD purchase model (`purchases` for its own)"
+                    )
 
     @property
     def unit_days(self) -> float:
@@ -260,22 +295,17 @@ class CLVModel:
         horizon_days = self.horizon_days if horizon_days is None else horizon_days
         horizon = horizon_days / self.unit_days
         x, t_x, age = (np.asarray(summary[c], dtype=float) for c in ("frequency", "recency", "T"))
-        kinds = {
-            target: source.kind
-            for target, source in self.sources_for(
-                horizon_days, gbm_inputs=history is not None
-            ).items()
-        }
+        sources = self.sources_for(horizon_days, gbm_inputs=history is not None)
         # The predictions of the sources other than BTYD, each computed once.
         other: dict[str, pd.DataFrame] = {}
-        if set(kinds.values()) - {BTYD} and not isinstance(summary, pd.DataFrame):
-            raise ClvlabError("a GBM or historical source predicts from a summary table")
-        if GBM in kinds.values():
+        if any(s.kind != BTYD for s in sources.values()) and not isinstance(summary, pd.DataFrame):
+            raise ClvlabError("a GBM, historical or ensemble source predicts from a summary table")
+        if any(source.uses(GBM) for source in sources.values()):
             if self.gbm is None or history is None or as_of is None:
                 raise ClvlabError("a GBM champion predicts from `history` at `as_of`: give both")
             assert isinstance(summary, pd.DataFrame)
             other[GBM] = self.gbm.predict(history, as_of, covariates).reindex(summary.index)
-        if HISTORICAL in kinds.values():
+        if any(source.uses(HISTORICAL) for source in sources.values()):
             assert isinstance(summary, pd.DataFrame)
             other[HISTORICAL] = historical_predictions(summary, self.unit_days, horizon_days)
 
@@ -289,34 +319,40 @@ class CLVModel:
                 horizon, x, t_x, age, model=revenue_model
             )
 
-        def btyd_expected(target: str) -> np.ndarray:
-            model = self.source(target).btyd
+        def expected_of(model: BTYDEstimator) -> np.ndarray:
             if id(model) not in expected_by_model:
                 expected_by_model[id(model)] = per_alive_history(
                     model, x, t_x, age, partial(model.expected_purchases, horizon)
                 )
             return expected_by_model[id(model)]
 
-        def from_source(target: str, column: str) -> np.ndarray | None:
-            if kinds[target] == BTYD:
-                return None
-            return other[kinds[target]][column].to_numpy(dtype=float)
+        spend = (
+            np.full(len(x), np.nan)
+            if self.spend is None
+            else self.spend.expected_spend(x, np.asarray(summary["monetary_value"], dtype=float))
+        )
 
-        purchases = from_source("purchases", "expected_purchases")
-        if purchases is None:
-            purchases = btyd_expected("purchases")
-        churn_model = self.source("churn").btyd
-        p_alive = churn_model.p_alive(x, t_x, age)
-        p_churn = from_source("churn", "p_churn")
-        if p_churn is None:
-            p_churn = churn_model.p_churn(horizon, x, t_x, age)
+        def predicted(target: str, source: TargetSource) -> np.ndarray:
+            """``source``'s prediction of ``target``: expected purchases, P(churn) or
+            expected revenue within the horizon."""
+            if source.kind == ENSEMBLE:
+                parts = [weight * predicted(target, member) for member, weight in source.members]
+                return np.sum(parts, axis=0)
+            if source.kind != BTYD:
+                return other[source.kind][_PREDICTED[target]].to_numpy(dtype=float)
+            if target == "churn":
+                return source.btyd.p_churn(horizon, x, t_x, age)
+            expected = expected_of(source.btyd)
+            return expected * spend if target == "revenue" else expected
+
+        purchases = predicted("purchases", sources["purchases"])
+        p_alive = self.source("churn").btyd.p_alive(x, t_x, age)
+        p_churn = predicted("churn", sources["churn"])
         if self.spend is None:  # no spend, no revenue and no CLV: skip the discounting
-            spend = np.full(len(x), np.nan)
             revenue, clv = spend, spend
         else:
-            spend = self.spend.expected_spend(x, np.asarray(summary["monetary_value"], dtype=float))
-            timing = btyd_expected("revenue")
             revenue_model = self.source("revenue").btyd
+            timing = expected_of(revenue_model)
 
             def discount(xs: np.ndarray, t_xs: np.ndarray, ages: np.ndarray) -> np.ndarray:
                 # On all customers (no distinct pairs to share), reuse the horizon's purchases.
@@ -327,12 +363,11 @@ class CLVModel:
 
             if discounted is None:
                 discounted = per_alive_history(revenue_model, x, t_x, age, discount)
-            given = from_source("revenue", "expected_revenue")
-            if given is None:
+            if sources["revenue"].kind == BTYD:
                 revenue, clv = timing * spend, discounted * spend
             else:
                 # Discounted as the BTYD model expects the horizon's purchases to come.
-                revenue = given
+                revenue = predicted("revenue", sources["revenue"])
                 factor = np.divide(
                     discounted, timing, out=np.ones_like(discounted), where=timing > 0
                 )
@@ -349,16 +384,16 @@ class CLVModel:
         self, horizon_days: float | None = None, *, gbm_inputs: bool = True
     ) -> dict[str, TargetSource]:
         """Target -> the source that predicts it for ``horizon_days``: the target's champion,
-        except that a GBM champion gives way to its BTYD stand-in when the horizon is not the
-        one it was trained for or its inputs (``gbm_inputs``) are not given. Revenue only
-        with a spend model."""
+        except that a GBM champion (or an ensemble with a GBM) gives way to its BTYD stand-in
+        when the horizon is not the one the GBM was trained for or its inputs
+        (``gbm_inputs``) are not given. Revenue only with a spend model."""
         horizon_days = self.horizon_days if horizon_days is None else horizon_days
         gbm_answers = gbm_inputs and self.gbm is not None and horizon_days == self.gbm.horizon_days
         targets = TARGETS if self.spend is not None else TARGETS[:2]
         sources = {}
         for target in targets:
             source = self.source(target)
-            if source.kind == GBM and not gbm_answers:
+            if source.uses(GBM) and not gbm_answers:
                 source = TargetSource(BTYD, source.btyd)
             sources[target] = source
         return sources
@@ -375,7 +410,7 @@ class CLVModel:
         replaced = [
             target
             for target, source in sources.items()
-            if self.source(target).kind == GBM and source.kind != GBM
+            if self.source(target).uses(GBM) and not source.uses(GBM)
         ]
         if replaced and self.gbm is not None:
             why = (
@@ -390,9 +425,10 @@ class CLVModel:
         """Every BTYD purchase model of this model by name: :attr:`purchases` first, then
         the others of :attr:`sources` by name."""
         others = {
-            source.btyd_name: source.btyd
+            each.btyd_name: each.btyd
             for source in self.sources.values()
-            if source.btyd is not self.purchases
+            for each in (source, *(member for member, _ in source.members))
+            if each.btyd is not self.purchases
         }
         main = {_purchase_model_name(self.purchases): self.purchases}
         return main | dict(sorted(others.items()))
@@ -567,8 +603,20 @@ class CLVModel:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable description from which :meth:`from_dict` rebuilds the model."""
         segments = {} if self.segments is None else {"segments": self.segments.to_dict()}
+        ensembles = {
+            target: [
+                {"kind": member.kind, "btyd": member.btyd_name, "weight": weight}
+                for member, weight in source.members
+            ]
+            for target, source in self.sources.items()
+            if source.kind == ENSEMBLE
+        }
+        if ensembles:
+            saved_as = _ENSEMBLE_FORMAT
+        else:
+            saved_as = _FORMAT if self.segments is None else _SEGMENTS_FORMAT
         return {
-            "format": _FORMAT if self.segments is None else _SEGMENTS_FORMAT,
+            "format": saved_as,
             "purchases": self.purchases.to_dict(),
             "spend": None if self.spend is None else self.spend.to_dict(),
             "time_unit": self.time_unit,
@@ -592,11 +640,12 @@ class CLVModel:
             "gbm": None if self.gbm is None else self.gbm.to_dict(),
             "covariates": list(self.covariates),
             **segments,
+            **({"ensembles": ensembles} if ensembles else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CLVModel:
-        """Rebuild a model from :meth:`to_dict`'s output (formats 1 to 3)."""
+        """Rebuild a model from :meth:`to_dict`'s output (formats 1 to 4)."""
         fields = dict(data)
         saved_as = fields.pop("format", _FORMAT)
         if saved_as not in _READABLE_FORMATS:
@@ -614,14 +663,20 @@ class CLVModel:
             for name, state in fields.pop("alternatives", {}).items()
         }
 
-        def btyd(target: str) -> BTYDEstimator:
-            name = btyd_names.get(target)
+        ensembles = fields.pop("ensembles", {})
+
+        def by_name(name: str | None) -> BTYDEstimator:
             return others.get(name, purchases) if name else purchases
 
+        def source(target: str) -> TargetSource:
+            members = tuple(
+                (TargetSource(member["kind"], by_name(member["btyd"])), float(member["weight"]))
+                for member in ensembles.get(target, ())
+            )
+            return TargetSource(kinds.get(target, BTYD), by_name(btyd_names.get(target)), members)
+
         targets = [*kinds, *(target for target in btyd_names if target not in kinds)]
-        fields["sources"] = {
-            target: TargetSource(kinds.get(target, BTYD), btyd(target)) for target in targets
-        }
+        fields["sources"] = {target: source(target) for target in targets}
         if fields.get("gbm") is not None:
             from clvlab.models.gbm import GBMPredictor
 

@@ -138,8 +138,11 @@ def log_run(
 
 def _log_candidates(backtest: BacktestResult, experiment_id: str) -> None:
     """One nested run per backtest candidate: its metrics on both windows, the targets it is
-    champion of, or why it was skipped."""
+    champion of, or why it was skipped; the ensemble's weights as its params
+    (``weight.<target>.<candidate>``)."""
     import mlflow
+
+    from clvlab.models.clv import ENSEMBLE
 
     tables = {"validation": backtest.validation_metrics, "holdout": backtest.metrics}
     candidates = dict.fromkeys([*backtest.validation_metrics.index, *backtest.metrics.index])
@@ -151,6 +154,14 @@ def _log_candidates(backtest: BacktestResult, experiment_id: str) -> None:
             )
             if candidate in backtest.skipped:
                 mlflow.set_tag("clvlab.skipped", backtest.skipped[candidate])
+            if candidate == ENSEMBLE and backtest.blend is not None:
+                mlflow.log_params(
+                    {
+                        f"weight.{target}.{name}": round(weight, 6)
+                        for target, weights in backtest.blend.weights.items()
+                        for name, weight in weights.items()
+                    }
+                )
             mlflow.log_metrics(
                 {
                     f"{window}.{metric}": float(value)
