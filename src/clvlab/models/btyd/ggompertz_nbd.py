@@ -254,6 +254,10 @@ class GGompertzNBD(PurchaseModel):
         log_l1, _, log_l2, _ = _log_likelihood_parts(self._fitted_params(), x, t_x, T)
         return (log_l2 - log_l1).reshape(shape)
 
+    def _survival_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """:math:`S(T + t) / S(T)`."""
+        return self._remaining(T, t)
+
     def _remaining(self, T: np.ndarray, u: np.ndarray) -> np.ndarray:
         """:math:`R(u) = S(T + u) / S(T)` (``T`` of shape ``(n, 1)``)."""
         _, _, b, s, beta = self._fitted_params()

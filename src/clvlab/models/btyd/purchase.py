@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from clvlab.errors import DataError
+from clvlab.errors import ClvlabError, DataError
 from clvlab.models.btyd.base import (
     WEIGHTS_NOT_PASSED,
     BTYDEstimator,
@@ -134,6 +134,15 @@ class PurchaseModel(BTYDEstimator):
         """:meth:`p_churn` on validated arrays."""
         raise NotImplementedError
 
+    def _survival_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """P(alive at T + t | alive at T, x): :meth:`p_alive` at a future time on validated
+        arrays. Models without the formula say so."""
+        raise ClvlabError(
+            f"{type(self).__name__} has no P(alive) at a future time yet: ask p_alive "
+            "without t (P(alive) now), or use BetaGeo, ModifiedBetaGeo, ParetoNBD or "
+            "GGompertzNBD"
+        )
+
     def _no_purchase_new_customer(self, t: np.ndarray) -> np.ndarray:
         """:meth:`p_no_purchase_new_customer` on validated arrays."""
         zero = np.zeros_like(t)
@@ -152,25 +161,37 @@ class PurchaseModel(BTYDEstimator):
 
     # -- predictions -------------------------------------------------------------------
 
-    def p_alive(self, frequency: object, recency: object, T: object) -> np.ndarray:
-        r"""Probability that a customer with history :math:`(x, t_x, T)` is alive at T.
+    def p_alive(self, frequency: object, recency: object, T: object, t: object = 0.0) -> np.ndarray:
+        r"""Probability that a customer with history :math:`(x, t_x, T)` is alive at
+        :math:`T + t` (by default at :math:`T`, the end of the history).
 
-        :math:`P(\text{alive} \mid x, t_x, T) = 1 / (1 + e^D)`, with :math:`D` the log odds
-        of having dropped out by :math:`T` given the history; the model's formula is in the
-        Notes of its class docstring.
+        :math:`P(\text{alive at } T \mid x, t_x, T) = 1 / (1 + e^D)`, with :math:`D` the log
+        odds of having dropped out by :math:`T` given the history; the model's formula is in
+        the Notes of its class docstring. At a future time (PyMC-Marketing's
+        ``expected_probability_alive(future_t=t)``) it is that times the probability of
+        surviving :math:`t` more given alive at :math:`T`: in Pareto/NBD
+        :math:`((\beta + T) / (\beta + T + t))^s`; in BG/NBD and MBG/NBD, where a customer
+        can only drop out at a purchase, :math:`E[e^{-\lambda p t}]` over the posterior
+        given alive, :math:`{}_2F_1(r + x, a; a + b'; -t / (\alpha + T))` (:math:`b' = b + x`,
+        :math:`b + x + 1` in MBG/NBD); in GGompertz/NBD :math:`S(T + t) / S(T)`.
 
         Parameters
         ----------
         frequency, recency, T : float or array-like
             Customer histories (broadcast against each other).
+        t : float or array-like, optional
+            Time after :math:`T`, in the time unit of the data (0: now).
 
         Returns
         -------
         numpy.ndarray
             Probabilities, in the broadcast shape of the inputs.
         """
-        x, t_x, age = history_arrays(frequency, recency, T)
-        return expit(-self._log_dropout_odds(x, t_x, age))
+        horizon, x, t_x, age = history_arrays(frequency, recency, T, t=t)
+        alive = expit(-self._log_dropout_odds(x, t_x, age))
+        if not np.any(horizon > 0):
+            return alive
+        return alive * np.where(horizon > 0, self._survival_if_alive(horizon, x, age), 1.0)
 
     def expected_purchases(
         self, t: object, frequency: object, recency: object, T: object
