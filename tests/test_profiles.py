@@ -450,10 +450,14 @@ def test_online_retail_replayed_as_events_equals_batch(tmp_path):
     assert expected["reason"].notna().any()  # customers with nothing but cancellations
 
 
-def test_a_gbm_champion_reads_the_covariates_of_the_latest_purchase(sample_models, tmp_path):
+@pytest.mark.parametrize("champion", ["gbm", "ensemble"])
+def test_a_gbm_champion_reads_the_covariates_of_the_latest_purchase(
+    sample_models, tmp_path, champion
+):
     """A GBM with a static covariate (each customer's segment on their latest transaction)
-    as the churn champion: the store's scores equal batch scoring, the later half of the
-    transactions applied as events (some customers change segment)."""
+    as the churn champion, alone or in an ensemble with BG/NBD and the historical formula:
+    the store's scores equal batch scoring, the later half of the transactions applied as
+    events (some customers change segment)."""
     import simulators
     from clvlab.features.windows import PurchaseDays, customer_covariates
     from clvlab.models.clv import TargetSource
@@ -473,6 +477,11 @@ def test_a_gbm_champion_reads_the_covariates_of_the_latest_purchase(sample_model
         PurchaseDays.from_transactions(seen), cutoff, customer_covariates(seen, ["segment"])
     )
     purchases, spend = sample_models
+    churn = TargetSource("gbm", purchases)
+    if champion == "ensemble":
+        members = ((churn, 0.5), (TargetSource("btyd", purchases), 0.3))
+        members += ((TargetSource("historical", purchases), 0.2),)
+        churn = TargetSource("ensemble", purchases, members)
     model = CLVModel(
         purchases,
         spend,
@@ -480,7 +489,7 @@ def test_a_gbm_champion_reads_the_covariates_of_the_latest_purchase(sample_model
         horizon_days=90,
         gbm=gbm,
         covariates=("segment",),
-        sources={"churn": TargetSource("gbm", purchases)},
+        sources={"churn": churn},
     )
     events = transactions.assign(**{EVENT_ID: [f"s{i:05d}" for i in range(len(transactions))]})
     half = len(events) // 2
@@ -490,7 +499,7 @@ def test_a_gbm_champion_reads_the_covariates_of_the_latest_purchase(sample_model
     store.apply(events.iloc[half:].sample(frac=1.0, random_state=1))
     as_of = transactions["date"].max()
     got = store.scores(as_of)
-    assert "churn=gbm" in got["model"].iloc[0]
+    assert f"churn={churn.label('churn')}" in got["model"].iloc[0]
     assert_same_scores(got, clvlab.score(model, transactions, as_of=as_of))
 
 
