@@ -436,6 +436,14 @@ def test_online_retail_config_trains_on_the_real_data(in_tmp):
     assert result.model.source("churn").kind == "gbm"
     assert result.model.covariates == ("Country",)
     assert result.champion_metrics["churn_roc_auc"] == table.loc["gbm", "churn_roc_auc"]
+    # The holdout GBM's feature importance is logged with the run, by target, largest first.
+    import mlflow
+
+    importance = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/gbm_feature_importance.json")
+    assert set(importance) == {"purchases", "churn", "revenue"}
+    gains = list(importance["churn"].values())
+    assert gains == sorted(gains, reverse=True) and gains[0] > 0
+    assert "days_since_last" in importance["churn"] and "Country" in importance["churn"]
     with pytest.warns(UserWarning, match="135080 transaction rows have no customer id"):
         scores = clvlab.score(result.model, data_file)
     # One row per customer id in the file, always: 48 have nothing but cancellations or

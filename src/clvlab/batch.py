@@ -150,6 +150,7 @@ def score_to_file(
     date: str | None = None,
     amount: str | None = None,
     date_format: str | None = None,
+    explain: bool = False,
 ) -> BatchResult:
     """Score every customer in ``transactions`` into ``output``, one part at a time.
 
@@ -174,6 +175,8 @@ def score_to_file(
     customer_id, date, amount, date_format
         As for :func:`clvlab.score`: read the transactions by these column names (and date
         format) instead of those the model was trained with.
+    explain
+        As for :func:`clvlab.score`: add each target's reasons in plain words.
 
     Returns
     -------
@@ -204,7 +207,9 @@ def score_to_file(
         with _progress(parts * (2 if as_of is None and parts > 1 else 1), show) as bar:
             if as_of is None:
                 as_of = _last_date(source, parts, bar)
-            return _score_parts(model, source, parts, as_of, horizon_days, target, bar)
+            return _score_parts(
+                model, source, parts, as_of, horizon_days, target, bar, explain=explain
+            )
 
 
 def _score_parts(
@@ -215,6 +220,8 @@ def _score_parts(
     horizon_days: float | None,
     target: Path,
     bar: Any,
+    *,
+    explain: bool = False,
 ) -> BatchResult:
     """Score each part into a temporary file or folder, then move it into place."""
     csv = target.suffix.lower() == ".csv"
@@ -226,7 +233,7 @@ def _score_parts(
         if prepared is not None and not _no_ids(prepared.report):
             result.first_date = prepared.first_date
             scores, result.report = score_prepared(
-                model, prepared, as_of, horizon_days, source.threads
+                model, prepared, as_of, horizon_days, source.threads, explain=explain
             )
             result.path = _write_part(scores, staging, number, csv)
             result.customers = len(scores)
@@ -259,7 +266,7 @@ def _score_parts(
             data_report=report.to_dict(),
         )
         if csv:
-            built = _concatenate(files, staging, score_columns(model))
+            built = _concatenate(files, staging, score_columns(model, explain=explain))
         elif len(files) == 1:
             built = files[0]
         else:

@@ -144,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
         help="CSV/Parquet of id pairs (id_a, id_b) to resolve to one person first",
     )
     score.add_argument(
+        "--explain",
+        action="store_true",
+        help="add each target's reasons in plain words (reasons_purchases, reasons_churn, "
+        "reasons_revenue): the GBM's top three feature contributions, or the RFM position",
+    )
+    score.add_argument(
         "--partition-rows",
         type=int,
         default=DEFAULT_PARTITION_ROWS,
@@ -412,6 +418,11 @@ def _train(args: argparse.Namespace) -> None:
 
 def _score(args: argparse.Namespace) -> None:
     if args.engine == "spark":
+        if args.explain:
+            raise ConfigError(
+                "--explain scores on one machine only (not with --engine spark yet): drop "
+                "--explain, or score without --engine spark"
+            )
         _score_on_spark(args)
         return
     from clvlab.batch import score_to_file
@@ -430,6 +441,7 @@ def _score(args: argparse.Namespace) -> None:
         date=args.date,
         amount=args.amount,
         date_format=args.date_format,
+        explain=args.explain,
     )
     layout = (
         f"a folder of {len(result.files)} Parquet files" if result.output.is_dir() else "one file"

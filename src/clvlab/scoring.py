@@ -28,6 +28,7 @@ from clvlab.data.clean import DataReport
 from clvlab.data.identity import LinkSource
 from clvlab.data.io import IdDtype, TransactionSource, read_canonical, restore_ids
 from clvlab.errors import ClvlabWarning, DataError
+from clvlab.explain import REASON_COLUMNS, reason_columns
 from clvlab.features.rfm import DateLike, as_timestamp, rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.clv import BTYD, PREDICTION_COLUMNS, CLVModel
@@ -56,9 +57,11 @@ COLUMN_ROLES = ("customer_id", "date", "amount", "date_format")
 _READ_ROLES = ("customer_id", "date", "amount", "quantity", "price", "date_format", "timezone")
 
 
-def score_columns(model: CLVModel) -> list[str]:
-    """The columns of ``model``'s score table, in order."""
-    return SCORE_COLUMNS + (SEGMENT_COLUMNS if model.segments is not None else [])
+def score_columns(model: CLVModel, *, explain: bool = False) -> list[str]:
+    """The columns of ``model``'s score table, in order (with the reasons when ``explain``)."""
+    segments = SEGMENT_COLUMNS if model.segments is not None else []
+    reasons = [REASON_COLUMNS[target] for target in model.sources_for()] if explain else []
+    return SCORE_COLUMNS + segments + reasons
 
 
 def score(
@@ -72,6 +75,7 @@ def score(
     date: str | None = None,
     amount: str | None = None,
     date_format: str | None = None,
+    explain: bool = False,
 ) -> pd.DataFrame:
     """Score every customer in ``transactions``.
 
@@ -105,6 +109,12 @@ def score(
         ``clvlab score`` options ``--customer-id``, ``--date``, ``--amount`` and
         ``--date-format``). ``amount`` replaces a trained quantity and price; a count-only
         model reads no amount.
+    explain
+        Add each target's reasons in plain words (``reasons_purchases``, ``reasons_churn``
+        and, with spend, ``reasons_revenue``; ``clvlab score --explain``): the GBM's three
+        largest feature contributions where it predicts the target, the customer's RFM
+        position where a BTYD model, the historical formula or an ensemble does (see
+        :mod:`clvlab.explain`).
 
     Returns
     -------
@@ -141,7 +151,7 @@ def score(
     names = column_names(customer_id=customer_id, date=date, amount=amount, date_format=date_format)
     model = as_model(model)
     prepared = prepare(model, transactions, identity_links, names)
-    return score_at(model, prepared, as_of, horizon_days)[0]
+    return score_at(model, prepared, as_of, horizon_days, explain=explain)[0]
 
 
 def score_at(
@@ -149,6 +159,8 @@ def score_at(
     prepared: PreparedTransactions,
     as_of: pd.Timestamp | None,
     horizon_days: float | None,
+    *,
+    explain: bool = False,
 ) -> tuple[pd.DataFrame, pd.Timestamp]:
     """What :func:`score` does once the transactions are read: check the customer ids (a
     warning for rows without one, at the caller of the caller), take the last transaction
@@ -159,7 +171,7 @@ def score_at(
         as_of = prepared.last_date
     else:
         check_as_of(as_of, prepared.first_date)
-    table, _ = score_prepared(model, prepared, as_of, horizon_days)
+    table, _ = score_prepared(model, prepared, as_of, horizon_days, explain=explain)
     return table, as_of
 
 
@@ -333,10 +345,13 @@ def score_prepared(
     as_of: pd.Timestamp,
     horizon_days: float | None,
     threads: int | None = None,
+    *,
+    explain: bool = False,
 ) -> tuple[pd.DataFrame, DataReport]:
     """The score table (see :func:`score`) of prepared transactions at ``as_of``
-    (``threads``: DuckDB's, as in :func:`clvlab.rfm`), and the data report with the rows
-    after ``as_of`` excluded (also the table's ``.attrs["data_report"]``)."""
+    (``threads``: DuckDB's, as in :func:`clvlab.rfm`; ``explain``: with the reasons), and the
+    data report with the rows after ``as_of`` excluded (also the table's
+    ``.attrs["data_report"]``)."""
     canonical = prepared.canonical
     summary = rfm(canonical, as_of, freq="D", freq_multiplier=model.unit_days, threads=threads)
     on_time = (canonical[DATE] < day_after(as_of)).to_numpy()
@@ -345,6 +360,11 @@ def score_prepared(
     unscored = unscored_reasons(later, prepared.excluded)
     gbm_inputs = gbm_inputs_at(model, canonical[on_time], as_of)
     table = score_summary(model, summary, unscored, horizon_days, gbm_inputs, prepared.id_dtype)
+    if explain:
+        reasons = reason_columns(model, summary, horizon_days, **gbm_inputs)
+        keys = table[CUSTOMER_ID].astype("string").to_numpy(dtype=object)
+        for column in reasons:
+            table[column] = pd.array(reasons[column].reindex(keys).to_numpy(), dtype="string")
     table.attrs["data_report"] = report.to_dict()
     return table, report
 

@@ -374,11 +374,7 @@ class GBMPredictor:
             ``expected_revenue``; NaN for a target the predictor was not trained for (revenue
             of count-only data, or one left out by ``fit(..., targets=...)``).
         """
-        self._check_fitted()
-        features = self._features(purchases, as_of, customers)
-        if self.hybrid is not None:
-            features = features.join(self._hybrid_features(self.btyd_, features))
-        matrix = self._matrix(features)
+        features, matrix = self.feature_matrix(purchases, as_of, customers)
 
         def margin(target: str) -> np.ndarray:
             raw = self.boosters_[target].predict(matrix, raw_score=True)
@@ -397,6 +393,31 @@ class GBMPredictor:
             np.exp(margin("revenue")) if "revenue" in self.boosters_ else np.nan
         )
         return result
+
+    def feature_matrix(
+        self,
+        purchases: PurchaseDays,
+        as_of: pd.Timestamp | str,
+        customers: pd.DataFrame | None = None,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The features of every customer with history by ``as_of`` (with the hybrid BTYD
+        ones) and the matrix of them the boosters read (:attr:`feature_names_`, in order)."""
+        self._check_fitted()
+        features = self._features(purchases, as_of, customers)
+        if self.hybrid is not None:
+            features = features.join(self._hybrid_features(self.btyd_, features))
+        return features, self._matrix(features)
+
+    def feature_importance(self) -> dict[str, dict[str, float]]:
+        """Each booster's features by their total gain (LightGBM's ``importance_type="gain"``),
+        largest first: target -> feature -> gain."""
+        self._check_fitted()
+        importance = {}
+        for target, booster in self.boosters_.items():
+            gains = booster.feature_importance(importance_type="gain")
+            ranked = sorted(zip(booster.feature_name(), gains, strict=True), key=lambda f: -f[1])
+            importance[target] = {name: float(gain) for name, gain in ranked}
+        return importance
 
     def _matrix(self, features: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.feature_names_ if c not in features]

@@ -104,8 +104,10 @@ def log_run(
     (``holdout.<metric>``), the provenance ``tags`` (see :func:`provenance`), the scoring
     model's ``model_label`` (tag ``clvlab.model``) and the model folder already written
     (:func:`clvlab.serving.packaging.write_model`, with ``run.model_uri`` as the model's
-    version), as the artifact ``model``; and the model's ``segment_rules``, its segment cut
-    points (:meth:`clvlab.segments.SegmentRules.to_dict`), as ``segment_rules.json``.
+    version), as the artifact ``model``; the model's ``segment_rules``, its segment cut
+    points (:meth:`clvlab.segments.SegmentRules.to_dict`), as ``segment_rules.json``; and the
+    holdout GBM's feature importance (gain per target), when it was trained, as
+    ``gbm_feature_importance.json``.
     """
     import mlflow
 
@@ -130,6 +132,11 @@ def log_run(
     mlflow.log_dict(backtest.report(), "backtest_report.json")
     if segment_rules is not None:
         mlflow.log_dict(segment_rules, "segment_rules.json")
+    from clvlab.models.gbm import GBMPredictor
+
+    gbm = backtest.candidates["holdout"].get("gbm")
+    if gbm is not None and isinstance(gbm.model, GBMPredictor):
+        mlflow.log_dict(gbm.model.feature_importance(), "gbm_feature_importance.json")
     for name, figure in figures.items():
         mlflow.log_figure(figure, name)
     _log_candidates(backtest, run.experiment_id)
