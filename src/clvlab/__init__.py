@@ -27,6 +27,8 @@ _LAZY = {
     "CleaningPolicy": "clvlab.data",
     "read_links": "clvlab.data",
     "resolve_identities": "clvlab.data",
+    "read_subscriptions": "clvlab.data",
+    "subscriber_periods": "clvlab.data",
     "rfm": "clvlab.features",
     "calibration_holdout": "clvlab.features",
     "load_config": "clvlab.config",
@@ -67,11 +69,13 @@ __all__ = [
     "load_config",
     "load_model",
     "read_links",
+    "read_subscriptions",
     "read_transactions",
     "resolve_identities",
     "rfm",
     "score",
     "score_to_file",
+    "subscriber_periods",
     "train",
 ]
 
@@ -82,8 +86,10 @@ if TYPE_CHECKING:
         CleaningPolicy,
         clean_transactions,
         read_links,
+        read_subscriptions,
         read_transactions,
         resolve_identities,
+        subscriber_periods,
     )
     from clvlab.features import calibration_holdout, rfm
     from clvlab.models.btyd import (
