@@ -3,7 +3,9 @@
 - A target the GBM predicts gets its three largest feature contributions (LightGBM's
   ``pred_contrib``: SHAP values of the trees, on the scale of the margin, log or logit), each
   said with the customer's value and which way it moves the prediction, e.g.
-  ``"no purchase in the last 120 days (raises churn)"``.
+  ``"no purchase in the last 120 days (raises churn)"``. The trees correct a baseline per
+  customer (his past rate, or the BTYD prediction: see :class:`~clvlab.models.gbm.
+  GBMPredictor`); the reasons are what moves the prediction away from it.
 - A target a BTYD model, the historical formula or an ensemble predicts gets the customer's
   RFM position, which is what those models read: e.g. ``"long gap since the last purchase
   (180 days) for a buyer every 30 days"``.
@@ -96,9 +98,11 @@ def gbm_reasons(
     top: int = TOP,
 ) -> pd.DataFrame:
     """The ``top`` largest feature contributions to each target the GBM predicts, per
-    customer, joined by ``"; "`` (column per target of :data:`REASON_COLUMNS`)."""
+    customer, joined by ``"; "`` (column per target of :data:`REASON_COLUMNS`; missing when
+    no feature moves the prediction)."""
     features, matrix = gbm.feature_matrix(purchases, as_of, customers)
     reasons = pd.DataFrame(index=features.index)
+    values, names = matrix.to_numpy(dtype=object), gbm.feature_names_
     for target in targets:
         if target not in gbm.boosters_:
             continue
@@ -106,10 +110,8 @@ def gbm_reasons(
         predicted = gbm.boosters_[target].predict(matrix, pred_contrib=True)
         contributions = np.asarray(predicted, dtype=float)[:, :-1]
         order = np.argsort(-np.abs(contributions), axis=1)[:, :top]
-        values = matrix.to_numpy(dtype=object)
-        names = gbm.feature_names_
         words = _TARGET_WORDS[target]
-        reasons[REASON_COLUMNS[target]] = [
+        said = [
             "; ".join(
                 f"{feature_phrase(names[j], values[i, j])} "
                 f"({'raises' if contributions[i, j] > 0 else 'lowers'} {words})"
@@ -118,6 +120,7 @@ def gbm_reasons(
             )
             for i in range(len(matrix))
         ]
+        reasons[REASON_COLUMNS[target]] = pd.array([s or None for s in said], dtype="string")
     return reasons
 
 

@@ -257,6 +257,17 @@ def _train(
     result = backtest(transactions, settings, customers=customers, fit_statistics=statistics)
     figures = _figures(result, transactions, config)
     kinds, btyd_champions, chosen = _choice(result, config)
+    # Blends of the ensemble champions: target -> candidate -> weight; every BTYD model they
+    # and the champions use is refit.
+    blends = {
+        target: result.blend.weights[target]
+        for target, kind in kinds.items()
+        if kind == ENSEMBLE and result.blend is not None
+    }
+    members = {name for weights in blends.values() for name in weights}
+    btyd_names = set(btyd_champions.values()) | {
+        result.btyd_candidates[name] for name in members if name in result.btyd_candidates
+    }
     with stage("refit the champions on all data") as step:
         summary = (
             rfm(
@@ -264,7 +275,7 @@ def _train(
                 end,
                 freq="D",
                 freq_multiplier=config.unit_days,
-                litt=bool(NEEDS_LITT.intersection(btyd_champions.values())),
+                litt=bool(NEEDS_LITT.intersection(btyd_names)),
             )
             if statistics is None
             else statistics(end)
@@ -274,16 +285,6 @@ def _train(
         model, excluded = fit_clv_model(
             summary, primary, engine=engine, penalizer_coef=penalizer, **model_settings(config)
         )
-        # Blends of the ensemble champions: target -> candidate -> weight.
-        blends = {
-            target: result.blend.weights[target]
-            for target, kind in kinds.items()
-            if kind == ENSEMBLE and result.blend is not None
-        }
-        members = {name for weights in blends.values() for name in weights}
-        btyd_names = set(btyd_champions.values()) | {
-            result.btyd_candidates[name] for name in members if name in result.btyd_candidates
-        }
         btyd_models = {primary: model.purchases} | {
             name: fit_purchase_model(summary, name, engine=engine, penalizer_coef=penalizer)
             for name in sorted(btyd_names - {primary})

@@ -121,3 +121,23 @@ def test_excluded_rows_are_counted_and_bad_values_named(tmp_path):
 def test_exported_from_clvlab():
     assert clvlab.read_subscriptions is read_subscriptions
     assert clvlab.subscriber_periods is subscriber_periods
+
+
+def test_dates_written_as_numbers_with_empty_ends():
+    """A column of 20240115-style dates with empty cells reads as floats: still dates."""
+    table, report = read_subscriptions(
+        pd.DataFrame(
+            {
+                "customer_id": ["a", "b"],
+                "start": [20240115, 20240201],
+                "end": [20240310.0, None],
+                "price": [1.0, 2.0],
+            }
+        )
+    )
+    assert report.rows_kept == 2 and report.active == 1
+    assert table.loc[0, "end"] == pd.Timestamp("2024-03-10")
+    periods = subscriber_periods(table, "2024-04-20")
+    assert periods["periods"].tolist() == [2, 2] and periods["churned"].tolist() == [True, False]
+    with pytest.raises(DataError, match="as_of 'soon' is not a date"):
+        subscriber_periods(table, "soon")

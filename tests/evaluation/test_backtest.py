@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,22 @@ def test_new_metrics_hand_computed():
     assert table["share_of_actual"].tolist()[:4] == pytest.approx([2 / 3, 0, 0, 1 / 3])
     curve = metrics.calibration_curve([1, 0, 1, 1], [0.05, 0.5, 0.55, 0.95])
     assert curve["observed"].tolist() == [1.0, 0.5, 1.0]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # 60 customers: the fits warn
+def test_too_few_customers_for_the_ensemble_is_a_note(cdnow_master):
+    few = cdnow_master[cdnow_master["customer_id"].isin(cdnow_master["customer_id"].unique()[:60])]
+    result = backtest(few, backtest_settings(load_config(ROOT / "configs" / "cdnow.yaml")))
+    assert "ensemble" not in result.metrics.index and result.blend is None
+    assert any(note.startswith("ensemble skipped: 60 customers") for note in result.notes)
+
+
+def test_a_selection_metric_must_judge_its_target():
+    from clvlab.errors import ConfigError
+
+    config = load_config(ROOT / "configs" / "cdnow.yaml")
+    settings = backtest_settings(config)
+    with pytest.raises(ConfigError, match="'churn_roc_auc' judges churn, not purchases"):
+        dataclasses.replace(settings, selection={"purchases": "churn_roc_auc"})
+    with pytest.raises(ConfigError, match="unknown target 'purchase'"):
+        dataclasses.replace(settings, selection={"purchase": "purchases_mae"})

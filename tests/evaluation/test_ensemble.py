@@ -134,3 +134,34 @@ def test_out_of_fold_predictions_use_weights_fitted_without_the_fold():
         expected = blend.predict({k: f[inside] for k, f in frames.items()})
         pd.testing.assert_frame_equal(oof[inside], expected)
     assert list(oof.index) == list(index)
+
+
+def test_frames_are_matched_by_customer_not_by_position():
+    rng = np.random.default_rng(4)
+    index = pd.Index([f"c{i}" for i in range(300)], name="customer_id")
+    actual = rng.poisson(1.0, 300)
+    frames = {
+        "good": _frame(actual, actual + 0.1, rng.uniform(0, 1, 300), index),
+        "noisy": _frame(actual, rng.uniform(0, 4, 300), rng.uniform(0, 1, 300), index),
+    }
+    shuffled = {"good": frames["good"], "noisy": frames["noisy"].iloc[::-1]}
+    assert fit_blend(shuffled, RULE) == fit_blend(frames, RULE)
+    pd.testing.assert_frame_equal(out_of_fold(shuffled, RULE), out_of_fold(frames, RULE))
+
+
+def test_a_target_the_blend_cannot_predict_has_no_prediction():
+    index = pd.Index(["a", "b"], name="customer_id")
+    one = _frame([0, 1], [0.5, 1.5], [0.5, 0.5], index)
+    two = _frame([0, 1], [1.0, 1.0], [0.4, 0.6], index).drop(columns="p_churn")
+    blended = Blend({"purchases": {"one": 0.5, "two": 0.5}, "churn": {"one": 0.5, "two": 0.5}})
+    table = blended.predict({"one": one, "two": two})
+    assert "p_churn" not in table and "actual_churn" in table  # no churn prediction: no metric
+    np.testing.assert_allclose(table["predicted_purchases"], [0.75, 1.25])
+
+
+def test_weights_stay_weights_when_every_actual_is_zero():
+    matrix = np.column_stack([np.full(50, 0.2), np.full(50, 0.5)])
+    for loss in ("absolute", "squared"):
+        weights = convex_weights(matrix, np.zeros(50), loss)
+        assert np.isfinite(weights).all() and weights.sum() == pytest.approx(1.0)
+        assert weights[0] > 0.99  # the smaller predictions are nearer the zeros

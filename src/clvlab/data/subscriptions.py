@@ -1,7 +1,8 @@
 """Subscriptions, for contractual churn (:class:`clvlab.models.contractual.ShiftedBetaGeometric`).
 
 A subscription table has one row per subscription: the customer, the day it started, the day
-it ended (empty while it is active) and, optionally, the price per period. It is read and
+it ended (empty while it is active) and the price per period (``price=None`` when there is
+none). It is read and
 validated like transactions (:func:`read_subscriptions`), with every excluded row counted in a
 :class:`SubscriptionReport`; :func:`subscriber_periods` then turns it, at an as-of date, into
 what the sBG model is fitted on: per subscription, the periods completed and whether it was
@@ -87,11 +88,11 @@ def read_subscriptions(
     frame = frame.reset_index(drop=True)
     report = SubscriptionReport(rows_read=len(frame))
     table = pd.DataFrame({"customer_id": as_customer_ids(frame[customer_id]).to_numpy()})
-    starts, bad = read_dates(frame[start], start, date_format, where)
+    starts, bad = read_dates(_whole_numbers(frame[start]), start, date_format, where)
     raise_bad_values(bad, where)
     # An empty end is an active subscription; any other end must be a date.
     active = frame[end].isna() | frame[end].astype("string").str.strip().eq("").fillna(False)
-    ends, _ = read_dates(frame[end].where(~active), end, date_format, where)
+    ends, _ = read_dates(_whole_numbers(frame[end]).where(~active), end, date_format, where)
     raise_bad_values(
         BadValues.of(frame[end], ends.isna() & ~active, end, "not a date", date_format), where
     )
@@ -116,6 +117,16 @@ def read_subscriptions(
     report.subscribers = int(table["customer_id"].nunique())
     report.active = int(table["end"].isna().sum())
     return table, report
+
+
+def _whole_numbers(values: pd.Series) -> pd.Series:
+    """Dates written as numbers (20240115) in a column with empty cells, which pandas reads
+    as floats: as the integers they are, so that they are read as ``%Y%m%d``."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.dropna()
+        if len(whole) and (whole == whole.round()).all():
+            return values.astype("Int64")
+    return values
 
 
 def subscriber_periods(
@@ -146,7 +157,7 @@ def subscriber_periods(
     """
     if period not in PERIODS:
         raise DataError(f"period must be one of {list(PERIODS)}, not {period!r}")
-    as_of = pd.Timestamp(as_of)
+    as_of = _as_of(as_of)
     table = subscriptions[subscriptions["start"] <= as_of]
     ended = table["end"].notna() & (table["end"] <= as_of)
     until = table["end"].where(ended, as_of)
@@ -163,6 +174,18 @@ def subscriber_periods(
     if "price" in table:
         out["price"] = table["price"].to_numpy()
     return out
+
+
+def _as_of(value: pd.Timestamp | str) -> pd.Timestamp:
+    """``as_of`` as a timezone-naive timestamp, or a :class:`DataError` naming the value."""
+    problem = DataError(f"as_of {value!r} is not a date: give one such as '2024-06-30'")
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise problem from None
+    if pd.isna(stamp):
+        raise problem
+    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
 
 
 def _elapsed(start: pd.Series, until: pd.Series, period: str) -> tuple[np.ndarray, np.ndarray]:

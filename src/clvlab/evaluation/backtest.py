@@ -35,7 +35,7 @@ import pandas as pd
 from clvlab.config import UNIT_DAYS
 from clvlab.errors import ConfigError, DataError
 from clvlab.evaluation import metrics
-from clvlab.evaluation.ensemble import Blend, fit_blend, out_of_fold
+from clvlab.evaluation.ensemble import FOLDS, Blend, fit_blend, out_of_fold
 from clvlab.evaluation.holdout import (
     beside_actuals,
     holdout_metrics,
@@ -45,12 +45,15 @@ from clvlab.evaluation.holdout import (
 from clvlab.features.rfm import calibration_holdout
 from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.models.btyd import NEEDS_LITT, PURCHASE_MODELS
-from clvlab.models.clv import ENSEMBLE, GBM, CLVModel, fit_clv_model
+from clvlab.models.clv import ENSEMBLE, GBM, TARGETS, CLVModel, fit_clv_model
 from clvlab.models.engines import Engine
 from clvlab.models.gbm import GBMPredictor, InsufficientHistoryError
 from clvlab.models.historical import HISTORICAL, historical_predictions
 from clvlab.models.statistics import SufficientStatistics
 from clvlab.progress import stage
+
+#: Fewest validation customers the ensemble candidate is fitted and judged on.
+ENSEMBLE_MIN_CUSTOMERS = 100
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,15 @@ class BacktestSettings:
                 f"got {list(self.candidates)}"
             )
         for target, metric in self.selection.items():
+            if target not in TARGETS:
+                raise ConfigError(
+                    f"selection: unknown target {target!r}; the targets are {TARGETS}"
+                )
+            if metric in metrics.METRICS and metrics.METRICS[metric].target != target:
+                raise ConfigError(
+                    f"selection of {target}: {metric!r} judges {metrics.METRICS[metric].target}, "
+                    f"not {target}; choose a {target}_* metric"
+                )
             if metric not in metrics.SELECTION_METRICS:
                 raise ConfigError(
                     f"selection of {target}: {metric!r} is not a selecting metric; choose one "
@@ -140,7 +152,7 @@ class CandidateResult:
     ----------
     name
         ``"bgnbd_gamma_gamma"`` (``"bgnbd"`` for count-only data) and the like for a BTYD
-        candidate, ``"gbm"`` or ``"historical"``.
+        candidate, ``"gbm"``, ``"historical"`` or ``"ensemble"``.
     predictions
         Per-customer predictions next to the actuals (the frame of
         :func:`clvlab.evaluation.holdout.holdout_predictions`).
@@ -300,7 +312,7 @@ def backtest(
             fit_statistics,
         )
     rule = dict(settings.selection)
-    blend = _add_ensemble(results, rule) if settings.ensemble else None
+    blend = _add_ensemble(results, rule, notes) if settings.ensemble else None
     tables = {name: _table(candidates) for name, candidates in results.items()}
     btyd_candidates = {
         name: candidate.purchase_model
@@ -315,6 +327,7 @@ def backtest(
             candidate.predictions[f"actual_{value}"], candidate.predictions[f"predicted_{value}"]
         )
         for name, candidate in results["holdout"].items()
+        if f"predicted_{value}" in candidate.predictions
     }
     return BacktestResult(
         metrics=tables["holdout"],
@@ -332,18 +345,27 @@ def backtest(
 
 
 def _add_ensemble(
-    results: dict[str, dict[str, CandidateResult]], rule: dict[str, str]
+    results: dict[str, dict[str, CandidateResult]], rule: dict[str, str], notes: list[str]
 ) -> Blend | None:
     """Add the ensemble of the candidates judged on both windows to each window's results
     (last, so that a tie goes to the single candidate); its weights, or None when no target
-    has two candidates to blend."""
+    has two candidates to blend or the validation window has too few customers for its
+    folds (said in ``notes``)."""
     validation, holdout = results["validation"], results["holdout"]
     members = [name for name in validation if name in holdout]
-    blend = fit_blend({name: validation[name].predictions for name in members}, rule)
+    on_validation = {name: validation[name].predictions for name in members}
+    customers = len(next(iter(on_validation.values()))) if on_validation else 0
+    if customers < ENSEMBLE_MIN_CUSTOMERS:
+        notes.append(
+            f"ensemble skipped: {customers} customers in the validation window, fewer than "
+            f"{ENSEMBLE_MIN_CUSTOMERS} to fit and judge its weights on {FOLDS} folds"
+        )
+        return None
+    blend = fit_blend(on_validation, rule)
     if not blend.weights:
         return None
     judged = {
-        "validation": out_of_fold({name: validation[name].predictions for name in members}, rule),
+        "validation": out_of_fold(on_validation, rule),
         "holdout": blend.predict({name: holdout[name].predictions for name in members}),
     }
     for window, predictions in judged.items():

@@ -51,17 +51,28 @@ class Blend:
     weights: dict[str, dict[str, float]]
 
     def predict(self, predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-        """The blend of candidates' predictions-beside-actuals frames (same customers), as
-        such a frame: the actuals of the first, each blended target's predicted column."""
-        first = next(iter(predictions.values()))
-        blended = first.copy()
+        """The blend of candidates' predictions-beside-actuals frames (the same customers, in
+        the first frame's order), as such a frame: the actuals, and the predicted column of
+        each blended target whose members all predict it (no other predicted column, so the
+        blend has no metric for a target it does not predict)."""
+        frames = list(predictions.values())
+        first = frames[0]
+        blended = first.drop(columns=[c for c in first if c in _PREDICTED_COLUMNS])
         for target, weights in self.weights.items():
-            column = _column(target)
+            column, actual = _columns(target)
+            if not all(column in predictions[name] for name in weights):
+                continue
+            if actual not in blended:
+                having = [frame for frame in frames if actual in frame]
+                if not having:
+                    continue
+                blended[actual] = having[0][actual].reindex(first.index)
             blended[column] = sum(
                 weight * predictions[name][column].reindex(first.index).to_numpy(dtype=float)
                 for name, weight in weights.items()
             )
-        return blended
+        order = [c for c in first if c in blended] + [c for c in blended if c not in first]
+        return blended[order]
 
 
 def fit_blend(predictions: Mapping[str, pd.DataFrame], selection: Mapping[str, str]) -> Blend:
@@ -70,18 +81,21 @@ def fit_blend(predictions: Mapping[str, pd.DataFrame], selection: Mapping[str, s
     A target takes the candidates that predict it for every customer; one with fewer than two
     gets no blend."""
     weights = {}
+    index = next(iter(predictions.values())).index
     for target, metric in selection.items():
-        column, actual = _column(target), METRICS[metric].actual
+        column, actual = _columns(target)
         members = [
             name
             for name, frame in predictions.items()
             if column in frame and actual in frame and np.isfinite(frame[column]).all()
         ]
-        if len(members) < 2:
+        if len(members) < 2 or len(index) == 0:
             continue
-        first = predictions[members[0]]
-        matrix = np.column_stack([predictions[name][column].to_numpy(float) for name in members])
-        fitted = convex_weights(matrix, first[actual].to_numpy(float), _loss(target, metric))
+        matrix = np.column_stack(
+            [predictions[name][column].reindex(index).to_numpy(float) for name in members]
+        )
+        observed = predictions[members[0]][actual].reindex(index).to_numpy(float)
+        fitted = convex_weights(matrix, observed, _loss(target, metric))
         kept = {name: float(w) for name, w in zip(members, fitted, strict=True) if w >= MIN_WEIGHT}
         total = sum(kept.values())
         weights[target] = {
@@ -95,17 +109,18 @@ def out_of_fold(
 ) -> pd.DataFrame:
     """The blend's predictions-beside-actuals frame in which each customer's prediction comes
     from weights fitted without the customer's fold (:data:`FOLDS` folds by a hash of the
-    customer id)."""
-    first = next(iter(predictions.values()))
-    folds = fold_of(first.index)
+    customer id), in the first frame's order."""
+    index = next(iter(predictions.values())).index
+    aligned = {name: frame.reindex(index) for name, frame in predictions.items()}
+    folds = fold_of(index)
     parts = []
     for fold in range(FOLDS):
         inside = folds == fold
         if not inside.any():
             continue
-        blend = fit_blend({name: frame[~inside] for name, frame in predictions.items()}, selection)
-        parts.append(blend.predict({name: frame[inside] for name, frame in predictions.items()}))
-    return pd.concat(parts).reindex(first.index)
+        blend = fit_blend({name: frame[~inside] for name, frame in aligned.items()}, selection)
+        parts.append(blend.predict({name: frame[inside] for name, frame in aligned.items()}))
+    return pd.concat(parts).reindex(index)
 
 
 def fold_of(ids: pd.Index) -> np.ndarray:
@@ -135,7 +150,8 @@ def convex_weights(matrix: np.ndarray, actual: np.ndarray, loss: str) -> np.ndar
             return float(value), probability.T @ (-(actual / p - (1.0 - actual) / (1.0 - p)) / n)
 
         return _on_simplex(log_loss, np.full(k, 1.0 / k))
-    scale = max(float(np.mean(np.abs(actual))), 1e-12)
+    # The unit of the errors: the actuals' mean, or the predictions' when every actual is 0.
+    scale = max(float(np.mean(np.abs(actual))), float(np.mean(np.abs(matrix))), 1e-12)
     if loss == "squared":
 
         def squared(w: np.ndarray) -> tuple[float, np.ndarray]:
@@ -155,11 +171,18 @@ def convex_weights(matrix: np.ndarray, actual: np.ndarray, loss: str) -> np.ndar
     return weights
 
 
+def _best_vertex(objective: Callable[[np.ndarray], tuple[float, np.ndarray]], k: int) -> np.ndarray:
+    """All weight on the one member with the smallest ``objective``."""
+    values = [objective(vertex)[0] for vertex in np.eye(k)]
+    return np.eye(k)[int(np.nanargmin(values))]
+
+
 def _on_simplex(
     objective: Callable[[np.ndarray], tuple[float, np.ndarray]], start: np.ndarray
 ) -> np.ndarray:
     """The minimum of a smooth convex ``objective`` (value and gradient) over the weights
-    ``w >= 0``, ``sum(w) = 1`` (SLSQP from ``start``)."""
+    ``w >= 0``, ``sum(w) = 1`` (SLSQP from ``start``); all on the best member if SLSQP
+    fails."""
     from scipy.optimize import minimize
 
     k = len(start)
@@ -169,16 +192,23 @@ def _on_simplex(
         jac=True,
         method="SLSQP",
         bounds=[(0.0, 1.0)] * k,
-        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones(k)}],
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda _: np.ones(k)}],
         options={"ftol": 1e-12, "maxiter": 500},
     )
     weights = np.clip(result.x, 0.0, None)
+    if not result.success or not np.isfinite(weights).all() or weights.sum() <= 0:
+        return _best_vertex(objective, k)
     return weights / weights.sum()
 
 
-def _column(target: str) -> str:
-    """The predicted column of ``target`` in a predictions-beside-actuals frame."""
-    return next(m.predicted for m in METRICS.values() if m.target == target)
+def _columns(target: str) -> tuple[str, str]:
+    """The predicted and actual columns of ``target`` in a predictions-beside-actuals
+    frame."""
+    return next((m.predicted, m.actual) for m in METRICS.values() if m.target == target)
+
+
+#: Every predicted column of a predictions-beside-actuals frame.
+_PREDICTED_COLUMNS = {metric.predicted for metric in METRICS.values()}
 
 
 def _loss(target: str, metric: str) -> str:

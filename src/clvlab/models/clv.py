@@ -418,7 +418,12 @@ class CLVModel:
                 if not gbm_inputs
                 else f"the GBM predicts {self.gbm.horizon_days:g}-day horizons only"
             )
-            text += f" (BTYD champion in place of the GBM for {', '.join(replaced)}: {why})"
+            replaced_what = (
+                "the GBM or its ensemble"
+                if any(self.source(target).kind == ENSEMBLE for target in replaced)
+                else "the GBM"
+            )
+            text += f" (BTYD champion in place of {replaced_what} for {', '.join(replaced)}: {why})"
         return text
 
     def purchase_models(self) -> dict[str, BTYDEstimator]:

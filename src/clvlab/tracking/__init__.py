@@ -132,9 +132,10 @@ def log_run(
     mlflow.log_dict(backtest.report(), "backtest_report.json")
     if segment_rules is not None:
         mlflow.log_dict(segment_rules, "segment_rules.json")
+    from clvlab.models.clv import GBM
     from clvlab.models.gbm import GBMPredictor
 
-    gbm = backtest.candidates["holdout"].get("gbm")
+    gbm = backtest.candidates["holdout"].get(GBM)
     if gbm is not None and isinstance(gbm.model, GBMPredictor):
         mlflow.log_dict(gbm.model.feature_importance(), "gbm_feature_importance.json")
     for name, figure in figures.items():

@@ -656,11 +656,15 @@ def thin_counts(counts: np.ndarray, target: float, seed: int = 0) -> np.ndarray 
     return np.random.default_rng(seed).poisson(counts * (target / total)).astype(float)
 
 
+#: Most threads of :func:`likelihood_threads`.
+MAX_LIKELIHOOD_THREADS = 4
+
+
 @functools.cache
 def likelihood_threads() -> ThreadPoolExecutor:
-    """Threads (one per core, at most 4) for the per-history sums of large likelihoods, in
-    chunks of rows: NumPy releases the GIL in its loops."""
-    return ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, 4))
+    """Threads (one per core, at most :data:`MAX_LIKELIHOOD_THREADS`) for the per-history
+    sums of large likelihoods, in chunks of rows: NumPy releases the GIL in its loops."""
+    return ThreadPoolExecutor(max_workers=min(os.cpu_count() or 1, MAX_LIKELIHOOD_THREADS))
 
 
 def coarse_to_fine(
@@ -708,8 +712,9 @@ def polish(
     model's limiting case, which a flat likelihood approaches only slowly) are put on that
     bound and stay there; the result is converged only if the gradient then pushes each of
     them out of the box (the bound is active). Returns None (so that the caller optimises
-    from scratch) if the coarse problem has no Hessian, the Hessian is not positive definite,
-    no halving of a step decreases the objective or 50 steps do not converge.
+    from scratch) if the coarse problem has no Hessian, every parameter is held, the Hessian is
+    not positive definite, no halving of a step decreases the objective or 50 steps do not
+    converge.
     """
     coarse = problem.coarse
     if coarse is None or coarse.hessian is None:
@@ -724,7 +729,7 @@ def polish(
     log_theta = u + problem.log_offset
     value, grad = objective(u)
     scaled = np.exp(log_theta) * problem.penalty_scale
-    coarse_hess = coarse.hessian(u + coarse.log_offset)[2] / coarse.total_weight
+    coarse_hess = coarse.hessian(log_theta)[2] / coarse.total_weight
     hess = (coarse_hess + 4.0 * penalizer_coef * np.diag(scaled**2))[np.ix_(free, free)]
     if not np.all(np.linalg.eigvalsh(hess) > 0):
         return None

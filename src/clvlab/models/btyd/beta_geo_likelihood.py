@@ -42,11 +42,10 @@ from typing import Literal, cast, overload
 import numpy as np
 from scipy.special import betaln, digamma, gammaln, polygamma
 
-from clvlab.models.btyd.base import CompressedRows, likelihood_threads
+from clvlab.models.btyd.base import MAX_LIKELIHOOD_THREADS, CompressedRows, likelihood_threads
 
 #: Histories per chunk below which the per-history sums are not split across threads.
 _CHUNK_ROWS = 100_000
-_MAX_CHUNKS = 4
 
 
 @dataclass
@@ -104,7 +103,7 @@ class GroupedHistories:
         """Row ranges for the per-history sums: one per core on large data, each a whole
         number of x segments."""
         n_rows = len(self.x)
-        n_chunks = max(1, min(os.cpu_count() or 1, _MAX_CHUNKS, n_rows // _CHUNK_ROWS))
+        n_chunks = max(1, min(os.cpu_count() or 1, MAX_LIKELIHOOD_THREADS, n_rows // _CHUNK_ROWS))
         cuts = np.searchsorted(self.x_starts, np.arange(1, n_chunks) * n_rows / n_chunks)
         bounds = [0, *np.unique(self.x_starts[np.minimum(cuts, len(self.x_starts) - 1)]), n_rows]
         return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds) if hi > lo] or [(0, 0)]
