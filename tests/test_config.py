@@ -69,6 +69,11 @@ def test_unknown_key_is_named(tmp_path):
             r"'revenue_top_decile_capture' \(got 'churn_auc'\)",
         ),
         ({"registry": {"metrics": ["purchases_spearman"]}}, r"registry\.metrics\.0: Input"),
+        # ... and each must judge the target it chooses for.
+        (
+            {"selection": {"purchases": "churn_roc_auc"}},
+            r"selection: Value error, purchases: 'churn_roc_auc' judges another target",
+        ),
     ],
 )
 def test_wrong_values_are_named(change, message):

@@ -28,7 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from clvlab.data.clean import CleaningPolicy
 from clvlab.errors import ConfigError
-from clvlab.evaluation.metrics import SELECTION_METRICS
+from clvlab.evaluation.metrics import METRICS, SELECTION_METRICS
 from clvlab.segments import CHURN_THRESHOLDS, VALUE_QUANTILES
 
 #: Length of one time unit in days. "M" is the average Gregorian month, as in lifetimes.
@@ -181,6 +181,15 @@ class SelectionConfig(_Strict):
     purchases: SelectionMetric = "purchases_mae"
     churn: SelectionMetric = "churn_roc_auc"
     revenue: SelectionMetric = "revenue_mae"
+
+    @model_validator(mode="after")
+    def _each_judges_its_target(self) -> SelectionConfig:
+        for target, metric in self.as_dict().items():
+            if METRICS[metric].target != target:
+                raise ValueError(
+                    f"{target}: {metric!r} judges another target; choose a {target}_* metric"
+                )
+        return self
 
     def as_dict(self) -> dict[str, str]:
         """Target -> metric."""
