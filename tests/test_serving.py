@@ -212,6 +212,19 @@ def test_one_customer(server, trained, one):
     assert body["horizon_days"] == HORIZON_DAYS
 
 
+def test_explain_adds_the_reasons_and_must_be_a_boolean(server, trained, one):
+    """params.explain: each target's reasons, as clvlab.score(..., explain=True)."""
+    served, _ = trained
+    body = _scores(_post(server, _payload(one, {**PARAMS, "explain": True})))
+    expected = clvlab.score(served, one, as_of=AS_OF, horizon_days=HORIZON_DAYS, explain=True)
+    row = body["predictions"][0]
+    for column in ("reasons_purchases", "reasons_churn", "reasons_revenue"):
+        assert row[column] == expected[column].iloc[0] and row[column]
+    assert "reasons_churn" not in _scores(_post(server, _payload(one, PARAMS)))["predictions"][0]
+    response = _post(server, _payload(one, {**PARAMS, "explain": "yes"}))
+    assert '"explain" must be true or false, got "yes"' in _error(response)
+
+
 def test_dataframe_records_and_the_models_horizon(server, trained, one):
     served, _ = trained
     records = [
@@ -291,7 +304,7 @@ def test_unknown_param_is_a_400_naming_the_known_ones(server, one):
     response = _post(server, _payload(one, params={"as_of": AS_OF, "horizon": 90}))
     message = _error(response)
     assert "unknown params ['horizon']" in message
-    assert "as_of" in message and "horizon_days" in message
+    assert "as_of" in message and "horizon_days" in message and "explain" in message
     assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 

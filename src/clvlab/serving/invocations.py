@@ -2,7 +2,8 @@
 
 The body is what ``mlflow models serve`` accepts: ``{"dataframe_split": {"columns": [...],
 "data": [[...], ...]}}`` or ``{"dataframe_records": [{...}, ...]}``, plus optional ``"params":
-{"as_of": "YYYY-MM-DD", "horizon_days": 365}``. The answer is the score table of
+{"as_of": "YYYY-MM-DD", "horizon_days": 365, "explain": true}`` (``explain``: each target's
+reasons in plain words, as ``clvlab score --explain``). The answer is the score table of
 :func:`clvlab.score` as records, with the ``as_of`` and ``horizon_days`` that were used::
 
     {"as_of": "2026-12-07", "as_of_source": "request date (default; pass params.as_of)",
@@ -31,11 +32,12 @@ from typing import Any, Literal
 import pandas as pd
 
 from clvlab.errors import ClvlabError
+from clvlab.explain import REASON_COLUMNS
 from clvlab.models.clv import CLVModel
 from clvlab.scoring import check_arguments, prepare, read_columns, score_at
 
 #: The params a request may carry.
-KNOWN_PARAMS = ("as_of", "horizon_days")
+KNOWN_PARAMS = ("as_of", "horizon_days", "explain")
 #: What ``as_of`` is when a request does not give it (``clvlab serve --as-of-default``).
 AsOfDefault = Literal["today", "last-transaction"]
 AS_OF_DEFAULTS: tuple[AsOfDefault, ...] = ("today", "last-transaction")
@@ -44,6 +46,7 @@ BAD_REQUEST, INVALID_PARAMETER_VALUE = "BAD_REQUEST", "INVALID_PARAMETER_VALUE"
 _FORMS = ("dataframe_split", "dataframe_records")
 _TEXT_COLUMNS = frozenset(
     {"customer_id", "model", "model_version", "reason", "rfm_segment", "value_tier", "churn_tier"}
+    | set(REASON_COLUMNS.values())
 )
 
 
@@ -87,13 +90,16 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
         payload = _json_object(body)
         frame = _frame(payload)
         as_of, source, horizon_days = _params(payload.get("params"), as_of_default)
+        explain = _explain(payload.get("params"))
         _check_columns(model, frame)
         frame = _ids_as_sent(model, frame, payload)
         with warnings.catch_warnings():
             # Rows without a customer id are skipped per request; not the server log's news.
             warnings.simplefilter("ignore")
             # as_of None: the last transaction date, which the answer then states.
-            table, as_of = score_at(model, prepare(model, frame), as_of, horizon_days)
+            table, as_of = score_at(
+                model, prepare(model, frame), as_of, horizon_days, explain=explain
+            )
     except RequestError as err:
         return _error(400, err.error_code, str(err))
     except ClvlabError as err:
@@ -109,9 +115,9 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
 
 def records_json(table: pd.DataFrame) -> str:
     """The score table as a JSON array of records, columns in the table's order
-    (:data:`clvlab.scoring.SCORE_COLUMNS`, then any segment columns); missing values (NaN, NA,
-    infinities) as ``null``, floats with every digit, integers (ids, segment scores) as
-    numbers."""
+    (:data:`clvlab.scoring.SCORE_COLUMNS`, then any segment and reason columns); missing
+    values (NaN, NA, infinities) as ``null``, floats with every digit, integers (ids, segment
+    scores) as numbers."""
     columns: list[list[Any]] = []
     for name in table.columns:
         values = table[name].tolist()
@@ -191,8 +197,8 @@ def _params(
     if unknown:
         raise RequestError(
             f"unknown params {unknown}: the known params are as_of (YYYY-MM-DD; default: "
-            f"{_default_text(as_of_default)}) and horizon_days (a positive number of days; "
-            "default: the model's)",
+            f"{_default_text(as_of_default)}), horizon_days (a positive number of days; "
+            "default: the model's) and explain (true: each target's reasons; default false)",
             INVALID_PARAMETER_VALUE,
         )
     horizon_days = params.get("horizon_days")
@@ -210,6 +216,18 @@ def _params(
         "last-transaction; pass params.as_of)"
     )
     return None, source, checked_horizon
+
+
+def _explain(params: Any) -> bool:
+    """The ``explain`` param (checked by :func:`_params` to be in an object): a JSON
+    boolean, false when absent."""
+    value = params.get("explain", False) if isinstance(params, dict) else False
+    if not isinstance(value, bool):
+        raise RequestError(
+            f'"explain" must be true or false, got {json.dumps(value)[:80]}',
+            INVALID_PARAMETER_VALUE,
+        )
+    return value
 
 
 def _default_text(as_of_default: AsOfDefault) -> str:

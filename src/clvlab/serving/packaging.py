@@ -46,7 +46,11 @@ def _signature(model: CLVModel, example: pd.DataFrame) -> Any:
         inputs.append(ColSpec("double", "amount"))
     inputs += [ColSpec(_column_type(example[c]), c) for c in model.covariates]
     params = ParamSchema(
-        [ParamSpec("as_of", "string", ""), ParamSpec("horizon_days", "double", model.horizon_days)]
+        [
+            ParamSpec("as_of", "string", ""),
+            ParamSpec("horizon_days", "double", model.horizon_days),
+            ParamSpec("explain", "boolean", False),
+        ]
     )
     return ModelSignature(inputs=Schema(inputs), params=params)
 
