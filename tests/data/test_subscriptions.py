@@ -1,6 +1,7 @@
 """Subscriptions for contractual churn (issue 17, item 4): read, validated and counted like
 transactions, and turned into the sBG model's periods and churned flags."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -141,3 +142,35 @@ def test_dates_written_as_numbers_with_empty_ends():
     assert periods["periods"].tolist() == [2, 2] and periods["churned"].tolist() == [True, False]
     with pytest.raises(DataError, match="as_of 'soon' is not a date"):
         subscriber_periods(table, "soon")
+
+
+def test_cohorts_fit_apart_and_active_subscribers_are_scored():
+    """Fader & Hardie's two segments in one table, fitted apart by a segment column: each
+    fit is the paper's; an active subscriber after n periods renews with (beta + n) /
+    (alpha + beta + n) and is worth price x DERL."""
+    from clvlab.models.contractual import fit_cohorts, score_subscribers
+
+    regular, high_end = _cohort(REGULAR[0]), _cohort(HIGH_END[0])
+    high_end["customer_id"] = "h" + high_end["customer_id"]
+    table, _ = read_subscriptions(pd.concat([regular, high_end]))
+    periods = subscriber_periods(table, "2007-03-20", period="Y")
+    periods["segment"] = np.where(periods["customer_id"].str.startswith("h"), "high", "regular")
+    models = fit_cohorts(periods, by="segment")
+    assert list(models) == ["high", "regular"]
+    assert models["regular"].params_.round(3).to_dict() == REGULAR[1]
+    assert models["high"].params_.round(3).to_dict() == HIGH_END[1]
+    scores = score_subscribers(models, periods, discount_rate=0.1, by="segment")
+    assert len(scores) == REGULAR[0][-1] + HIGH_END[0][-1] and not scores["churned"].any()
+    for segment, published in (("regular", REGULAR[1]), ("high", HIGH_END[1])):
+        row = scores[scores["segment"] == segment].iloc[0]
+        alpha, beta, n = published["alpha"], published["beta"], row["periods"]
+        assert n == 7
+        assert row["p_renew"] == pytest.approx((beta + n) / (alpha + beta + n), rel=1e-3)
+        derl = float(models[segment].expected_residual_lifetime(0.1, n))
+        assert row["derl"] == pytest.approx(derl) and row["clv"] == pytest.approx(100.0 * derl)
+    # One cohort (the start year) for all: one pooled fit, one renewal probability.
+    assert list(fit_cohorts(periods)) == ["2000"]
+    pooled = score_subscribers(fit_cohorts(periods, by=None)["all"], periods, discount_rate=0.1)
+    assert len(pooled) == len(scores) and pooled["p_renew"].nunique() == 1
+    with pytest.raises(DataError, match="no model for cohort"):
+        score_subscribers({"regular": models["regular"]}, periods, discount_rate=0.1, by="segment")
