@@ -1,5 +1,6 @@
 """P(alive) at a future time T + t (issue 18, item 2): P(alive now) times the survival of t
-more given alive, each model's by an independent computation (quadrature over the posterior)."""
+more given alive, each model's checked by an independent computation (quadrature over the
+posterior, another model's formula, or simulation)."""
 
 import math
 import warnings
@@ -12,7 +13,6 @@ from scipy import integrate, stats
 from clvlab import (
     MBGCNBD,
     BetaGeo,
-    ClvlabError,
     GGompertzNBD,
     ModifiedBetaGeo,
     ParetoNBD,
@@ -100,8 +100,32 @@ def test_ggompertz_nbd_survives_with_its_lifetime_distribution():
         assert float(model.p_alive(x, t_x, T, t=26.0)) == pytest.approx(expected, rel=1e-12)
 
 
-def test_a_model_without_the_formula_says_so():
-    model = _known(MBGCNBD(k=2), r=0.85, alpha=1.45, a=0.79, b=2.42)
-    assert np.isfinite(model.p_alive(3, 20.0, 30.0))
-    with pytest.raises(ClvlabError, match="MBGCNBD has no P\\(alive\\) at a future time"):
-        model.p_alive(3, 20.0, 30.0, t=5.0)
+def test_mbg_cnbd_k_of_one_is_mbg_nbd(models):
+    """MBG/CNBD-k survives the purchases of the window by E[(1 - p)^M]; with k = 1 that is
+    MBG/NBD's hypergeometric formula, computed another way."""
+    mbg = models["ModifiedBetaGeo"]
+    cnbd = _known(MBGCNBD(k=1), **dict(mbg.params_))
+    x, t_x, T = np.array(HISTORIES).T
+    for t in (1.0, 13.0, 52.0, 520.0):
+        np.testing.assert_allclose(
+            cnbd.p_alive(x, t_x, T, t=t), mbg.p_alive(x, t_x, T, t=t), rtol=1e-8
+        )
+
+
+def test_mbg_cnbd_k_new_customers_alive_as_simulated():
+    """k = 3 at BTYDplus' example parameters: new customers alive at t, against 200,000
+    simulated. A customer has a dropout chance at the first purchase and after each repeat
+    purchase, the repeats Erlang-3 apart: he is alive at t when he survived the first chance
+    and the chance that ends him comes after t."""
+    params = {"r": 0.85, "alpha": 1.45, "a": 0.79, "b": 2.42}
+    model = _known(MBGCNBD(k=3), **params)
+    rng = np.random.default_rng(9)
+    n = 200_000
+    rate = rng.gamma(params["r"], 1.0 / params["alpha"], n)
+    chances = rng.geometric(rng.beta(params["a"], params["b"], n))  # the one that ends him
+    repeats = chances - 1  # repeat purchases made before it (0: lost at the first purchase)
+    ends = np.where(repeats > 0, rng.gamma(3.0 * np.maximum(repeats, 1), 1.0 / rate), 0.0)
+    for t in (2.0, 10.0, 40.0):
+        simulated = np.mean((repeats > 0) & (ends > t))
+        expected = float(model.p_alive(0, 0.0, 0.0, t=t))
+        assert abs(simulated - expected) < 4 * math.sqrt(expected * (1 - expected) / n)

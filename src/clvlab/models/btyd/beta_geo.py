@@ -406,7 +406,9 @@ class BetaGeo(PurchaseModel):
         r, alpha, a, _ = self._fitted_params()
         return _expected_purchases_if_alive(r, alpha, a, self._b_if_alive(), t, x, T)
 
-    def _survival_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    def _survival_if_alive(
+        self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
         r"""P(no dropout in (T, T + t] | alive at T): dropouts come at rate :math:`\lambda p`,
         so :math:`E[e^{-\lambda p t}] = E_p[(1 + p z)^{-(r + x)}]`, :math:`z = t / (\alpha +
         T)`, the hypergeometric function of the docstring of ``p_alive``, taken by Pfaff's

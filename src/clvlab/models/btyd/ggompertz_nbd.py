@@ -254,7 +254,9 @@ class GGompertzNBD(PurchaseModel):
         log_l1, _, log_l2, _ = _log_likelihood_parts(self._fitted_params(), x, t_x, T)
         return (log_l2 - log_l1).reshape(shape)
 
-    def _survival_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    def _survival_if_alive(
+        self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
         """:math:`S(T + t) / S(T)`."""
         return self._remaining(T, t)
 

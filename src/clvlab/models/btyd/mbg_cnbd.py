@@ -413,10 +413,19 @@ class MBGCNBD(PurchaseModel):
         return odds.reshape(shape)
 
     def _future(
-        self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, n: np.ndarray | None
+        self,
+        t: np.ndarray,
+        x: np.ndarray,
+        t_x: np.ndarray,
+        T: np.ndarray,
+        n: np.ndarray | None,
+        *,
+        survival: bool = False,
     ) -> np.ndarray:
-        """Given alive at T: the expected purchases in (T, T + t] (``n`` None) or
-        P(exactly ``n``) (see the Notes of the class), flat arrays of one length."""
+        r"""Given alive at T: the expected purchases in (T, T + t] (``n`` None), P(exactly
+        ``n``) (see the Notes of the class), or with ``survival`` P(alive at T + t), the
+        chance of surviving the purchases the window brings, :math:`\sum_j w_j \sum_s
+        P(N_j = s)\, c_{\lfloor (s + j) / k \rfloor}`; flat arrays of one length."""
         params, k = self._fitted_params(), self._fitted_k()
         if n is not None:  # two terms a row
             count = n[:, None] + np.array([0.0, 1.0])
@@ -425,8 +434,9 @@ class MBGCNBD(PurchaseModel):
             return np.where(
                 n == 0, 1.0 - reach[:, 1], c[:, 0] * reach[:, 0] - c[:, 1] * reach[:, 1]
             )
-        # E = sum_j w_j sum_n P(N_j = n) C(floor((n + j) / k)), C(M) = c_0 + ... + c_(M-1):
-        # every term positive (no difference of tails). Stage counts are summed per row up
+        # E = sum_j w_j sum_n P(N_j = n) C(floor((n + j) / k)), C(M) = c_0 + ... + c_(M-1),
+        # and the survival the same with c_M in place of C(M): every term positive (no
+        # difference of tails). Stage counts are summed per row up
         # to where the rest has a chance below _TAIL, with rows taken in order of that
         # count, so that a heavy buyer does not widen the block of light ones.
         r, alpha = params[0], params[1]
@@ -454,15 +464,15 @@ class MBGCNBD(PurchaseModel):
                 )  # fmt: skip
             log_pmf = np.where(n == 0, (shape * np.log(success[rows])[:, None, None]), log_pmf)
             purchases = (n + np.arange(k)) // k  # (1, stages, k): purchases the stages make
-            m = np.arange(float(purchases.max()))[None, :]
-            reached = np.concatenate(
-                [
-                    np.zeros((rows.size, 1)),
-                    np.cumsum(np.exp(_log_survival(params, x[rows], m)), axis=1),
-                ],
-                axis=1,
-            )  # (rows, M + 1): C(M)
-            gained = reached[:, purchases.reshape(-1).astype(np.int64)].reshape(log_pmf.shape)
+            m = np.arange(float(purchases.max()) + 1.0)[None, :]
+            survive = np.exp(_log_survival(params, x[rows], m))  # (rows, M + 1): c_M
+            if survival:
+                by_count = survive
+            else:  # (rows, M + 1): C(M)
+                by_count = np.concatenate(
+                    [np.zeros((rows.size, 1)), np.cumsum(survive[:, :-1], axis=1)], axis=1
+                )
+            gained = by_count[:, purchases.reshape(-1).astype(np.int64)].reshape(log_pmf.shape)
             out[rows] = np.einsum("isj,isj,ij->i", np.exp(log_pmf), gained, window.stages)
         return out
 
@@ -492,6 +502,13 @@ class MBGCNBD(PurchaseModel):
         self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
         return self._pmf(np.zeros_like(t), t, x, t_x, T)
+
+    def _survival_if_alive(
+        self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        shape = np.broadcast(t, x, t_x, T).shape
+        (t, x, t_x, T), inverse = _distinct(t, x, t_x, T)
+        return self._future(t, x, t_x, T, None, survival=True)[inverse].reshape(shape)
 
     def _pmf(
         self, n: np.ndarray, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray

@@ -933,7 +933,9 @@ class ParetoNBD(PurchaseModel):
         r, alpha, s, beta = self._fitted_params()
         return _expected_purchases_if_alive(r, alpha, s, beta, t, x, T)
 
-    def _survival_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    def _survival_if_alive(
+        self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
         """Given alive at T the dropout rate is Gamma(s, beta + T): survival
         ``((beta + T) / (beta + T + t)) ** s``."""
         _, _, s, beta = self._fitted_params()

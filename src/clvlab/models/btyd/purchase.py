@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from clvlab.errors import ClvlabError, DataError
+from clvlab.errors import DataError
 from clvlab.models.btyd.base import (
     WEIGHTS_NOT_PASSED,
     BTYDEstimator,
@@ -134,14 +134,12 @@ class PurchaseModel(BTYDEstimator):
         """:meth:`p_churn` on validated arrays."""
         raise NotImplementedError
 
-    def _survival_if_alive(self, t: np.ndarray, x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        """P(alive at T + t | alive at T, x): :meth:`p_alive` at a future time on validated
-        arrays. Models without the formula say so."""
-        raise ClvlabError(
-            f"{type(self).__name__} has no P(alive) at a future time yet: ask p_alive "
-            "without t (P(alive) now), or use BetaGeo, ModifiedBetaGeo, ParetoNBD or "
-            "GGompertzNBD"
-        )
+    def _survival_if_alive(
+        self, t: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+    ) -> np.ndarray:
+        """P(alive at T + t | alive at T and the history): :meth:`p_alive` at a future time
+        on validated arrays."""
+        raise NotImplementedError
 
     def _no_purchase_new_customer(self, t: np.ndarray) -> np.ndarray:
         """:meth:`p_no_purchase_new_customer` on validated arrays."""
@@ -173,7 +171,8 @@ class PurchaseModel(BTYDEstimator):
         :math:`((\beta + T) / (\beta + T + t))^s`; in BG/NBD and MBG/NBD, where a customer
         can only drop out at a purchase, :math:`E[e^{-\lambda p t}]` over the posterior
         given alive, :math:`{}_2F_1(r + x, a; a + b'; -t / (\alpha + T))` (:math:`b' = b + x`,
-        :math:`b + x + 1` in MBG/NBD); in GGompertz/NBD :math:`S(T + t) / S(T)`.
+        :math:`b + x + 1` in MBG/NBD); in GGompertz/NBD :math:`S(T + t) / S(T)`; in
+        MBG/CNBD-k :math:`E[(1 - p)^M]`, :math:`M` the purchases of the window (see its Notes).
 
         Parameters
         ----------
@@ -191,7 +190,7 @@ class PurchaseModel(BTYDEstimator):
         alive = expit(-self._log_dropout_odds(x, t_x, age))
         if not np.any(horizon > 0):
             return alive
-        return alive * np.where(horizon > 0, self._survival_if_alive(horizon, x, age), 1.0)
+        return alive * np.where(horizon > 0, self._survival_if_alive(horizon, x, t_x, age), 1.0)
 
     def expected_purchases(
         self, t: object, frequency: object, recency: object, T: object
