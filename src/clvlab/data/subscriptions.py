@@ -200,14 +200,11 @@ def _elapsed(start: pd.Series, until: pd.Series, period: str) -> tuple[np.ndarra
     per = 12 if period == "Y" else 1
     months = ((until.dt.year - start.dt.year) * 12 + (until.dt.month - start.dt.month)).to_numpy()
     same_day = (until.dt.day == start.dt.day).to_numpy()
-    later_time = (until - until.dt.normalize()).to_numpy() >= (
-        start - start.dt.normalize()
-    ).to_numpy()
-    reached = (until.dt.day > start.dt.day).to_numpy() | (same_day & later_time)
+    until_time = (until - until.dt.normalize()).to_numpy()
+    start_time = (start - start.dt.normalize()).to_numpy()
+    reached = (until.dt.day > start.dt.day).to_numpy() | (same_day & (until_time >= start_time))
     complete = months - (~reached).astype(int)
-    exactly = (
-        same_day & ((until - until.dt.normalize()) == (start - start.dt.normalize())).to_numpy()
-    )
+    exactly = same_day & (until_time == start_time)
     whole = np.floor(complete / per)
     on_boundary = exactly & (complete % per == 0)
     return whole, ((until > start).to_numpy() & ~on_boundary).astype(int)

@@ -85,8 +85,7 @@ def plot_period_transactions(table: pd.DataFrame, *, title: str = "Repeat purcha
     positions = np.arange(len(table))
     axes.bar(positions - 0.2, table["actual"], width=0.4, label="actual")
     axes.bar(positions + 0.2, table["model"], width=0.4, label="model")
-    labels = [str(k) for k in table.index[:-1]] + [f"{table.index[-1]}+"]
-    axes.set_xticks(positions, labels)
+    axes.set_xticks(positions, _capped_labels(table.index))
     axes.set(xlabel="repeat purchases", ylabel="customers", title=title)
     axes.legend()
     return figure
@@ -100,9 +99,13 @@ def plot_calibration_vs_holdout(
     figure, axes = _figure()
     axes.plot(table.index, table["actual"], color="black", marker="o", label="actual")
     axes.plot(table.index, table["predicted"], linestyle="--", marker=".", label="model")
-    labels = [str(k) for k in table.index[:-1]] + [f"{table.index[-1]}+"]
-    axes.set_xticks(table.index, labels)
+    axes.set_xticks(table.index, _capped_labels(table.index))
     axes.set(xlabel="repeat purchases in calibration", ylabel="mean holdout purchases")
     axes.set_title(title)
     axes.legend()
     return figure
+
+
+def _capped_labels(index: pd.Index) -> list[str]:
+    """Tick labels of frequencies whose last one counts that many or more ("7+")."""
+    return [str(k) for k in index[:-1]] + [f"{index[-1]}+"]

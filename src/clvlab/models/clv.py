@@ -139,7 +139,11 @@ class TargetSource:
 
     def uses(self, kind: str) -> bool:
         """Whether this source, or one of its members, is of ``kind``."""
-        return self.kind == kind or any(member.kind == kind for member, _ in self.members)
+        return any(each.kind == kind for each in self.with_members())
+
+    def with_members(self) -> tuple[TargetSource, ...]:
+        """This source and its members (an ensemble's), each with its BTYD model."""
+        return (self, *(member for member, _ in self.members))
 
     @property
     def btyd_name(self) -> str:
@@ -226,7 +230,7 @@ class CLVModel:
         for target, source in self.sources.items():
             if target not in TARGETS:
                 raise ClvlabError(f"unknown target {target!r}: the targets are {TARGETS}")
-            for each in (source, *(member for member, _ in source.members)):
+            for each in source.with_members():
                 if models.setdefault(each.btyd_name, each.btyd) is not each.btyd:
                     raise ClvlabError(
                         f"two fitted {each.btyd_name} models: the sources of a CLVModel hold "
@@ -432,7 +436,7 @@ class CLVModel:
         others = {
             each.btyd_name: each.btyd
             for source in self.sources.values()
-            for each in (source, *(member for member, _ in source.members))
+            for each in source.with_members()
             if each.btyd is not self.purchases
         }
         main = {_purchase_model_name(self.purchases): self.purchases}
