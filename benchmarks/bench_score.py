@@ -21,6 +21,10 @@ so the outputs are compared value by value. Each job runs in a fresh interpreter
 peak RSS (``VmHWM``) is its own; the job's time runs from reading the data to the written
 file, and the child's wall time (imports included) is shown too.
 
+With ``--intervals LEVEL`` it also scores with intervals (``score_to_file(...,
+intervals=LEVEL)``: 200 parameter draws per model, the purchase count's predictive interval)
+and checks that this takes under 10x the time of point scoring, with the same point scores.
+
 With ``--big ROWS`` it also scores a Parquet folder of about ROWS rows (generated once, as by
 ``bench_rfm.py --big``) with clvlab alone, reading it by glob, and checks one row per customer
 and a peak RSS under 4 GB: the hash partitions keep memory bounded whatever the data's size.
@@ -29,6 +33,7 @@ Usage::
 
     python benchmarks/bench_score.py                 # 1M customers
     python benchmarks/bench_score.py --repeat 3      # best of 3 per job
+    python benchmarks/bench_score.py --intervals 0.9 # and with 90 % intervals
     python benchmarks/bench_score.py --big 100000000 # and 100M rows with clvlab
 """
 
@@ -56,6 +61,7 @@ ANNUAL_RATE = 0.10
 MODEL_NAME = "bench-score"
 RTOL = 1e-6
 COMPARED = ["p_alive", "expected_purchases", "expected_spend", "clv"]
+INTERVALS_GOAL = 10.0  # seconds with intervals / seconds without, below
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,8 +98,8 @@ def lifetimes_job(data: Path, as_of: str, params: dict, output: Path) -> dict:
     return {"seconds": time.perf_counter() - began, "customers": len(scores)}
 
 
-def clvlab_job(data: Path | str, as_of: str, output: Path) -> dict:
-    """``clvlab.score_to_file`` with the registered champion."""
+def clvlab_job(data: Path | str, as_of: str, output: Path, intervals: float | None = None) -> dict:
+    """``clvlab.score_to_file`` with the registered champion (and ``intervals``)."""
     from clvlab import load_model, score_to_file
 
     began = time.perf_counter()
@@ -101,7 +107,13 @@ def clvlab_job(data: Path | str, as_of: str, output: Path) -> dict:
     load_s = time.perf_counter() - began
     began = time.perf_counter()
     result = score_to_file(
-        model, data, output, as_of=as_of, horizon_days=HORIZON_DAYS, progress=False
+        model,
+        data,
+        output,
+        as_of=as_of,
+        horizon_days=HORIZON_DAYS,
+        progress=False,
+        intervals=intervals,
     )
     return {
         "seconds": time.perf_counter() - began,
@@ -120,6 +132,8 @@ def child_main(args: argparse.Namespace) -> int:
         report = lifetimes_job(args.data, args.as_of, params, output)
     elif args.child == "big":
         report = clvlab_job(str(args.data / "*.parquet"), args.as_of, output)
+    elif args.child == "intervals":
+        report = clvlab_job(args.data, args.as_of, output, intervals=args.intervals)
     else:
         report = clvlab_job(args.data, args.as_of, output)
     report.update(job=args.child, peak_mb=memory_mb("VmHWM"))
@@ -178,6 +192,8 @@ def run_child(job: str, data: Path, args: argparse.Namespace) -> dict:
     """Run ``job`` in a fresh interpreter in ``--workdir``."""
     command = [sys.executable, str(Path(__file__).resolve()), "--child", job]
     command += ["--data", str(data), "--as-of", args.as_of, "--workdir", str(args.workdir)]
+    if args.intervals is not None:
+        command += ["--intervals", str(args.intervals)]
     began = time.perf_counter()
     done = subprocess.run(command, cwd=args.workdir, capture_output=True, text=True, check=False)
     lines = done.stdout.strip().splitlines()
@@ -200,6 +216,35 @@ def compare_outputs(workdir: Path) -> tuple[bool, str]:
     except AssertionError as error:
         return False, str(error).splitlines()[0]
     return True, f"{len(theirs):,} customers, columns {', '.join(COMPARED)}"
+
+
+def intervals_outcomes(best: dict[str, dict], workdir: Path) -> list[Outcome]:
+    """Scoring with intervals against point scoring: the time ratio, the same point scores,
+    and each point within its bounds."""
+    ratio = best["intervals"]["seconds"] / best["clvlab"]["seconds"]
+    point = pd.read_parquet(workdir / "scores_clvlab.parquet")
+    bounded = pd.read_parquet(workdir / "scores_intervals.parquet")
+    same = bool(point[COMPARED].equals(bounded[COMPARED]))
+    inside = {
+        column: float(
+            (
+                (bounded[f"{column}_lower"] <= bounded[column] * (1 + 1e-9))
+                & (bounded[column] <= bounded[f"{column}_upper"] * (1 + 1e-9))
+            ).mean()
+        )
+        for column in ("p_alive", "expected_purchases", "expected_revenue", "clv")
+    }
+    outcomes = [
+        Outcome("intervals time", ratio < INTERVALS_GOAL),
+        Outcome("intervals keep the point scores", same),
+    ]
+    print(
+        f"with intervals / without: {ratio:5.1f}x  (goal < {INTERVALS_GOAL:.0f}x)  "
+        f"{outcomes[0]}\nsame point scores with intervals: {outcomes[1]}\n"
+        "share of points within their bounds: "
+        + ", ".join(f"{column} {share:.4f}" for column, share in inside.items())
+    )
+    return outcomes
 
 
 def big(args: argparse.Namespace) -> list[Outcome]:
@@ -233,7 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--big", type=int, metavar="ROWS", help="also score ~ROWS rows with clvlab alone"
     )
-    parser.add_argument("--child", choices=["lifetimes", "clvlab", "big"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--intervals", type=float, metavar="LEVEL", help="also score with intervals at LEVEL"
+    )
+    parser.add_argument(
+        "--child", choices=["lifetimes", "clvlab", "big", "intervals"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.workdir = args.workdir.resolve()
@@ -254,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     reports: dict[str, list[dict]] = {"lifetimes": [], "clvlab": []}
+    if args.intervals is not None:
+        reports["intervals"] = []
     for _ in range(args.repeat):
         for job in reports:  # alternate, so that the machine's load falls on both
             print(f"running {job} ...", flush=True)
@@ -263,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'job':<10} {'read->write s':>14} {'child wall s':>13} {'peak MB':>8}  notes")
     for job, report in best.items():
         notes = ""
-        if job == "clvlab":
+        if job in ("clvlab", "intervals"):
             notes = (
                 f"model load {report['load_s']:.2f} s (untimed), {report['partitions']} partitions"
             )
@@ -290,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         f"one row per customer: {verdict['one row per customer']}  "
         f"({best['clvlab']['customers']:,} rows)"
     )
+    if args.intervals is not None:
+        outcomes += intervals_outcomes(best, args.workdir)
     if args.big:
         outcomes += big(args)
     return exit_status(outcomes)

@@ -119,7 +119,12 @@ def test_the_readme_use_section_runs_as_written(readme_use, workdir):
 def test_train_reports_every_holdout_metric(trained):
     metrics = trained["holdout_metrics"]["bgnbd_gamma_gamma"]
     assert set(metrics) >= HOLDOUT_METRICS
+    # The purchase interval's coverage is checked for the model the scores' intervals come
+    # from (Pareto/NBD here): 88.3 % of the holdout customers inside the 90 % interval.
+    assert metrics.pop("interval_coverage") is None
     assert all(np.isfinite(value) for value in metrics.values())
+    coverage = trained["holdout_metrics"]["pareto_nbd_gamma_gamma"]["interval_coverage"]
+    assert coverage == pytest.approx(0.8826, abs=1e-4) and 0.85 < coverage < 0.95
     assert 0.5 < metrics["churn_roc_auc"] <= 1 and 0 < metrics["revenue_normalized_gini"] <= 1
     # On the validation window Pareto/NBD wins purchases and revenue, and for churn the blend
     # of BG/NBD (0.87) and the historical formula (0.13) beats every single candidate out of
@@ -367,9 +372,11 @@ def test_count_only_data_trains_and_scores_without_spend(in_tmp, cdnow_sample):
         "purchases_rmse",
         "purchases_bias_pct",
         "purchases_spearman",
+        "interval_coverage",
         "churn_roc_auc",
         "churn_brier",
     }
+    assert 0.85 < result.champion_metrics["interval_coverage"] < 0.95
     # Daily units: alpha is FHL's weekly alpha times 7, the other parameters are unchanged.
     fitted = result.params["calibration"]
     assert fitted["bgnbd.alpha"] == pytest.approx(4.4136 * 7, rel=1e-3)
@@ -424,7 +431,7 @@ def test_online_retail_config_trains_on_the_real_data(in_tmp):
     )
     table = result.metrics
     assert "gbm" in table.index and not result.backtest.skipped
-    assert table.loc["bgnbd_gamma_gamma"].notna().all()
+    assert table.loc["bgnbd_gamma_gamma"].drop("interval_coverage").notna().all()
     # lifetimes' BG/NBD on the same split (issue 6): MAE 0.938, ROC-AUC 0.73. Measured: GBM
     # MAE 0.908 against 0.935 for every BTYD model (which all fall back to NBD here), ROC-AUC
     # 0.737 against 0.733; the validation window picks the historical formula for purchases

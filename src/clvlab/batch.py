@@ -68,6 +68,7 @@ from clvlab.scoring import (
     check_as_of,
     check_customer_ids,
     column_names,
+    interval_level,
     prepare,
     read_columns,
     score_columns,
@@ -151,6 +152,7 @@ def score_to_file(
     amount: str | None = None,
     date_format: str | None = None,
     explain: bool = False,
+    intervals: float | None = None,
 ) -> BatchResult:
     """Score every customer in ``transactions`` into ``output``, one part at a time.
 
@@ -177,6 +179,8 @@ def score_to_file(
         format) instead of those the model was trained with.
     explain
         As for :func:`clvlab.score`: add each target's reasons in plain words.
+    intervals
+        As for :func:`clvlab.score`: add intervals at this level (by default the model's).
 
     Returns
     -------
@@ -193,6 +197,7 @@ def score_to_file(
     as_of, horizon_days = check_arguments(as_of, horizon_days)
     names = column_names(customer_id=customer_id, date=date, amount=amount, date_format=date_format)
     model = as_model(model)
+    level = interval_level(model, intervals)
     target = _check_output(Path(output))
     if partition_rows < 1:
         raise ClvlabError(f"partition_rows must be a positive number of rows, got {partition_rows}")
@@ -208,7 +213,15 @@ def score_to_file(
             if as_of is None:
                 as_of = _last_date(source, parts, bar)
             return _score_parts(
-                model, source, parts, as_of, horizon_days, target, bar, explain=explain
+                model,
+                source,
+                parts,
+                as_of,
+                horizon_days,
+                target,
+                bar,
+                explain=explain,
+                intervals=level,
             )
 
 
@@ -222,6 +235,7 @@ def _score_parts(
     bar: Any,
     *,
     explain: bool = False,
+    intervals: float | None = None,
 ) -> BatchResult:
     """Score each part into a temporary file or folder, then move it into place."""
     csv = target.suffix.lower() == ".csv"
@@ -233,7 +247,13 @@ def _score_parts(
         if prepared is not None and not _no_ids(prepared.report):
             result.first_date = prepared.first_date
             scores, result.report = score_prepared(
-                model, prepared, as_of, horizon_days, source.threads, explain=explain
+                model,
+                prepared,
+                as_of,
+                horizon_days,
+                source.threads,
+                explain=explain,
+                intervals=intervals,
             )
             result.path = _write_part(scores, staging, number, csv)
             result.customers = len(scores)
@@ -266,7 +286,11 @@ def _score_parts(
             data_report=report.to_dict(),
         )
         if csv:
-            built = _concatenate(files, staging, score_columns(model, explain=explain))
+            built = _concatenate(
+                files,
+                staging,
+                score_columns(model, explain=explain, intervals=intervals is not None),
+            )
         elif len(files) == 1:
             built = files[0]
         else:

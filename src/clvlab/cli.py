@@ -150,6 +150,15 @@ def _parser() -> argparse.ArgumentParser:
         "reasons_revenue): the GBM's top three feature contributions, or the RFM position",
     )
     score.add_argument(
+        "--intervals",
+        type=float,
+        metavar="LEVEL",
+        help="add intervals at this level, e.g. 0.9: <column>_lower/_upper of p_alive, "
+        "expected_purchases, expected_revenue and clv (parameter uncertainty), and "
+        "purchases_lower/_upper bounding the purchases themselves (default: the model's "
+        "scoring.intervals, else none)",
+    )
+    score.add_argument(
         "--partition-rows",
         type=int,
         default=DEFAULT_PARTITION_ROWS,
@@ -423,6 +432,11 @@ def _score(args: argparse.Namespace) -> None:
                 "--explain scores on one machine only (not with --engine spark yet): drop "
                 "--explain, or score without --engine spark"
             )
+        if args.intervals is not None:
+            raise ConfigError(
+                "--intervals scores on one machine only (not with --engine spark yet): drop "
+                "--intervals, or score without --engine spark"
+            )
         _score_on_spark(args)
         return
     from clvlab.batch import score_to_file
@@ -442,6 +456,7 @@ def _score(args: argparse.Namespace) -> None:
         amount=args.amount,
         date_format=args.date_format,
         explain=args.explain,
+        intervals=args.intervals,
     )
     layout = (
         f"a folder of {len(result.files)} Parquet files" if result.output.is_dir() else "one file"

@@ -149,13 +149,19 @@ class ModelsConfig(_Strict):
 
 
 class ScoringConfig(_Strict):
-    """Defaults for scoring: horizon and discounting."""
+    """Defaults for scoring: horizon, discounting and intervals."""
 
     horizon_days: float = Field(default=365.0, gt=0, le=MAX_HORIZON_DAYS)
     annual_discount_rate: float = Field(default=0.10, ge=0.0, lt=1.0)
     discounting: Literal["continuous", "monthly"] = Field(
         default="continuous",
         description="continuous (CLVTools DERT) or monthly (lifetimes customer_lifetime_value)",
+    )
+    intervals: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="level of the score intervals (e.g. 0.9; see clvlab.intervals); none: off",
     )
 
 

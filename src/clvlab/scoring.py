@@ -31,6 +31,7 @@ from clvlab.errors import ClvlabWarning, DataError
 from clvlab.explain import REASON_COLUMNS, reason_columns
 from clvlab.features.rfm import DateLike, as_timestamp, rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
+from clvlab.intervals import COUNT_BOUNDS, INTERVAL_COLUMNS, check_level, score_intervals
 from clvlab.models.clv import BTYD, PREDICTION_COLUMNS, CLVModel
 from clvlab.segments import SEGMENT_COLUMNS, segment_values
 
@@ -57,11 +58,20 @@ COLUMN_ROLES = ("customer_id", "date", "amount", "date_format")
 _READ_ROLES = ("customer_id", "date", "amount", "quantity", "price", "date_format", "timezone")
 
 
-def score_columns(model: CLVModel, *, explain: bool = False) -> list[str]:
-    """The columns of ``model``'s score table, in order (with the reasons when ``explain``)."""
+def score_columns(model: CLVModel, *, explain: bool = False, intervals: bool = False) -> list[str]:
+    """The columns of ``model``'s score table, in order (with the intervals and the reasons
+    when ``intervals`` and ``explain``)."""
     segments = SEGMENT_COLUMNS if model.segments is not None else []
+    bounds = INTERVAL_COLUMNS if intervals else []
     reasons = [REASON_COLUMNS[target] for target in model.sources_for()] if explain else []
-    return SCORE_COLUMNS + segments + reasons
+    return SCORE_COLUMNS + segments + bounds + reasons
+
+
+def interval_level(model: CLVModel, intervals: float | None) -> float | None:
+    """The level of the score intervals: ``intervals`` if given (checked to be strictly
+    between 0 and 1), else the model's default (``scoring.intervals`` when it was trained;
+    None: no intervals)."""
+    return model.interval_level if intervals is None else check_level(intervals)
 
 
 def score(
@@ -76,6 +86,7 @@ def score(
     amount: str | None = None,
     date_format: str | None = None,
     explain: bool = False,
+    intervals: float | None = None,
 ) -> pd.DataFrame:
     """Score every customer in ``transactions``.
 
@@ -115,6 +126,13 @@ def score(
         largest feature contributions where it predicts the target, the customer's RFM
         position where a BTYD model, the historical formula or an ensemble does (see
         :mod:`clvlab.explain`).
+    intervals
+        Add intervals at this level (e.g. 0.9; ``clvlab score --intervals 0.9``):
+        ``<column>_lower`` and ``<column>_upper`` for ``p_alive``, ``expected_purchases``,
+        ``expected_revenue`` and ``clv`` from the uncertainty of the fitted parameters
+        (parametric bootstrap), and ``purchases_lower`` and ``purchases_upper``, whole numbers
+        bounding the purchases themselves within the horizon (see :mod:`clvlab.intervals`).
+        Defaults to the model's ``scoring.intervals`` (none unless the run config set it).
 
     Returns
     -------
@@ -150,8 +168,9 @@ def score(
     as_of, horizon_days = check_arguments(as_of, horizon_days)
     names = column_names(customer_id=customer_id, date=date, amount=amount, date_format=date_format)
     model = as_model(model)
+    level = interval_level(model, intervals)
     prepared = prepare(model, transactions, identity_links, names)
-    return score_at(model, prepared, as_of, horizon_days, explain=explain)[0]
+    return score_at(model, prepared, as_of, horizon_days, explain=explain, intervals=level)[0]
 
 
 def score_at(
@@ -161,17 +180,21 @@ def score_at(
     horizon_days: float | None,
     *,
     explain: bool = False,
+    intervals: float | None = None,
 ) -> tuple[pd.DataFrame, pd.Timestamp]:
     """What :func:`score` does once the transactions are read: check the customer ids (a
     warning for rows without one, at the caller of the caller), take the last transaction
-    date as ``as_of`` when None (else check it is not before the data) and score. Returns the
-    score table and the ``as_of`` it is at."""
+    date as ``as_of`` when None (else check it is not before the data) and score (with the
+    reasons when ``explain``, and the intervals at level ``intervals`` unless None). Returns
+    the score table and the ``as_of`` it is at."""
     check_customer_ids(prepared.report, stacklevel=4)
     if as_of is None:
         as_of = prepared.last_date
     else:
         check_as_of(as_of, prepared.first_date)
-    table, _ = score_prepared(model, prepared, as_of, horizon_days, explain=explain)
+    table, _ = score_prepared(
+        model, prepared, as_of, horizon_days, explain=explain, intervals=intervals
+    )
     return table, as_of
 
 
@@ -347,9 +370,11 @@ def score_prepared(
     threads: int | None = None,
     *,
     explain: bool = False,
+    intervals: float | None = None,
 ) -> tuple[pd.DataFrame, DataReport]:
     """The score table (see :func:`score`) of prepared transactions at ``as_of``
-    (``threads``: DuckDB's, as in :func:`clvlab.rfm`; ``explain``: with the reasons), and the
+    (``threads``: DuckDB's, as in :func:`clvlab.rfm`; ``explain``: with the reasons;
+    ``intervals``: with the intervals at this level), and the
     data report with the rows after ``as_of`` excluded (also the table's
     ``.attrs["data_report"]``)."""
     canonical = prepared.canonical
@@ -359,7 +384,9 @@ def score_prepared(
     later = pd.Index(canonical.loc[~on_time, CUSTOMER_ID].unique()).difference(summary.index)
     unscored = unscored_reasons(later, prepared.excluded)
     gbm_inputs = gbm_inputs_at(model, canonical[on_time], as_of)
-    table = score_summary(model, summary, unscored, horizon_days, gbm_inputs, prepared.id_dtype)
+    table = score_summary(
+        model, summary, unscored, horizon_days, gbm_inputs, prepared.id_dtype, intervals
+    )
     if explain:
         reasons = reason_columns(model, summary, horizon_days, **gbm_inputs)
         keys = table[CUSTOMER_ID].astype("string").to_numpy(dtype=object)
@@ -389,10 +416,12 @@ def score_summary(
     horizon_days: float | None,
     gbm_inputs: _GBMInputs | None = None,
     id_dtype: IdDtype = None,
+    intervals: float | None = None,
 ) -> pd.DataFrame:
     """The score table of customers' RFM summaries (:func:`clvlab.rfm`'s, indexed by
     ``customer_id`` and sorted) and of those who cannot be scored (``unscored``: id ->
-    reason): predictions, model, segments; ids in ``id_dtype`` (None: text)."""
+    reason): predictions, model, segments, intervals at level ``intervals`` (None: none);
+    ids in ``id_dtype`` (None: text)."""
     columns = {str(column): summary[column].to_numpy(dtype=float) for column in summary}
     values = score_values(
         model,
@@ -401,6 +430,7 @@ def score_summary(
         unscored,
         horizon_days,
         gbm_inputs,
+        intervals,
     )
     return values.table(id_dtype)
 
@@ -436,7 +466,7 @@ class ScoreValues:
             if name in _TEXT_COLUMNS:  # Arrow strings built directly: a few times quicker
                 text = pa.array(values, type=pa.large_string(), from_pandas=True)
                 columns[name] = pd.arrays.ArrowStringArray(text, dtype=_TEXT_COLUMNS[name])  # type: ignore[call-arg]
-            elif name in _SCORE_NUMBERS:
+            elif name in _WHOLE_NUMBERS:
                 missing = np.isnan(values)
                 numbers = np.where(missing, 0, values).astype(np.int64)
                 columns[name] = pd.arrays.IntegerArray(numbers, missing)
@@ -453,7 +483,7 @@ class ScoreValues:
         answers with, without a table."""
         lists = []
         for name, values in self.columns.items():
-            if name in _SCORE_NUMBERS:
+            if name in _WHOLE_NUMBERS:
                 lists.append([None if v != v else int(v) for v in values.tolist()])
             elif values.dtype.kind == "f":
                 lists.append([None if v != v else v for v in values.tolist()])  # NaN: None
@@ -475,8 +505,8 @@ _TEXT_COLUMNS = {
     "value_tier": _NA_TEXT,
     "churn_tier": _NA_TEXT,
 }
-#: Segment scores (nullable integers in a table).
-_SCORE_NUMBERS = ("r_score", "f_score", "m_score")
+#: Segment scores and the bounds of the purchase count (nullable integers in a table).
+_WHOLE_NUMBERS = ("r_score", "f_score", "m_score", *COUNT_BOUNDS)
 
 
 def score_values(
@@ -486,10 +516,12 @@ def score_values(
     unscored: tuple[np.ndarray, np.ndarray],
     horizon_days: float | None,
     gbm_inputs: _GBMInputs | None = None,
+    intervals: float | None = None,
 ) -> ScoreValues:
     """The score columns of customers ``ids`` (sorted, text) with RFM summaries ``summary``
     (:func:`clvlab.rfm`'s columns as arrays, in the order of ``ids``) and of those who cannot
-    be scored (``unscored``: their ids and reasons): predictions, model, segments."""
+    be scored (``unscored``: their ids and reasons): predictions, model, segments, and the
+    intervals at level ``intervals`` (None: none)."""
     gbm_inputs = gbm_inputs or {}
     rows = len(ids)
     columns: dict[str, np.ndarray] = {CUSTOMER_ID: ids}
@@ -500,7 +532,14 @@ def score_values(
     inputs = (
         pd.DataFrame(summary, index=pd.Index(ids, name=CUSTOMER_ID)) if needs_index else summary
     )
-    columns.update(model.predict_columns(inputs, horizon_days=horizon_days, **gbm_inputs))
+    predictions = model.predict_columns(inputs, horizon_days=horizon_days, **gbm_inputs)
+    columns.update(predictions)
+    bounds = {}
+    if intervals is not None:
+        bounds = score_intervals(
+            model, summary, predictions, horizon_days, intervals, gbm_inputs=bool(gbm_inputs)
+        )
+    columns.update(bounds)
     reasons = np.full(rows, None, dtype=object)
     unscored_ids, why = unscored
     if len(unscored_ids):  # merged into the sorted ids
@@ -528,6 +567,8 @@ def score_values(
                 horizon_days=model.horizon_days if horizon_days is None else horizon_days,
             )
         )
+    for name in bounds:  # after the segments, in the order of score_columns
+        columns[name] = columns.pop(name)
     return ScoreValues(columns)
 
 

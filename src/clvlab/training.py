@@ -29,6 +29,7 @@ from clvlab.evaluation.metrics import METRICS
 from clvlab.features import rfm
 from clvlab.features.regularity import wheat_morrison
 from clvlab.features.windows import PurchaseDays, customer_covariates
+from clvlab.intervals import DEFAULT_LEVEL
 from clvlab.models.btyd import NEEDS_LITT
 from clvlab.models.clv import (
     BTYD,
@@ -257,6 +258,12 @@ def _train(
     result = backtest(transactions, settings, customers=customers, fit_statistics=statistics)
     figures = _figures(result, transactions, config)
     kinds, btyd_champions, chosen = _choice(result, config)
+    with stage("check the purchase intervals on the holdout") as step:
+        # Scores' purchase intervals come from the purchases' BTYD model, whatever its source.
+        level = config.scoring.intervals or DEFAULT_LEVEL
+        by_model = {model: name for name, model in result.btyd_candidates.items()}
+        coverage = result.add_interval_coverage(by_model[btyd_champions["purchases"]], level)
+        step.summary = f"{coverage:.1%} of customers inside the {level:.0%} interval"
     # Blends of the ensemble champions: target -> candidate -> weight; every BTYD model they
     # and the champions use is refit.
     blends = {
@@ -359,7 +366,7 @@ def _train(
         metric: float(result.metrics[metric].loc[chosen[METRICS[metric].target]])
         for metric in result.metrics.columns
         if METRICS[metric].target in chosen
-    }
+    } | {"interval_coverage": coverage}
     example_columns = [CUSTOMER_ID, DATE] + ([AMOUNT] if AMOUNT in transactions else [])
     example = transactions[example_columns + list(model.covariates)].head(5)
 
@@ -472,13 +479,15 @@ def gbm_predictor(config: RunConfig, horizon_days: float) -> GBMPredictor:
 
 def model_settings(config: RunConfig) -> dict[str, Any]:
     """The scoring model's settings from a run config: :class:`CLVModel`'s ``time_unit``,
-    ``horizon_days``, ``annual_discount_rate``, ``discounting``, and how the transactions
-    were read (``columns``) and cleaned (``cleaning``), to be applied again when scoring."""
+    ``horizon_days``, ``annual_discount_rate``, ``discounting``, ``interval_level``, and how
+    the transactions were read (``columns``) and cleaned (``cleaning``), to be applied again
+    when scoring."""
     return {
         "time_unit": config.time_unit,
         "horizon_days": config.scoring.horizon_days,
         "annual_discount_rate": config.scoring.annual_discount_rate,
         "discounting": config.scoring.discounting,
+        "interval_level": config.scoring.intervals,
         "columns": {**config.data.columns(), "invoice": config.data.invoice},
         "cleaning": dataclasses.asdict(config.cleaning),
     }

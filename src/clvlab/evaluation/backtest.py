@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from clvlab.config import UNIT_DAYS
-from clvlab.errors import ConfigError, DataError
+from clvlab.errors import ClvlabError, ConfigError, DataError
 from clvlab.evaluation import metrics
 from clvlab.evaluation.ensemble import FOLDS, Blend, fit_blend, out_of_fold
 from clvlab.evaluation.holdout import (
@@ -41,6 +41,7 @@ from clvlab.evaluation.holdout import (
     holdout_metrics,
     holdout_predictions,
     holdout_tracking,
+    purchase_interval,
 )
 from clvlab.features.rfm import calibration_holdout
 from clvlab.features.windows import PurchaseDays, customer_covariates
@@ -243,6 +244,22 @@ class BacktestResult:
                 for name, table in self.deciles.items()
             },
         }
+
+    def add_interval_coverage(self, candidate: str, level: float) -> float:
+        """The share of holdout customers whose purchases fall inside the BTYD ``candidate``'s
+        predictive interval at ``level`` (:func:`clvlab.intervals.purchase_count_bounds`),
+        added to its holdout predictions and metrics (``interval_coverage``; computed for
+        the candidate a scoring model's intervals come from, as it costs more than the
+        other metrics)."""
+        result = self.candidates["holdout"][candidate]
+        if not isinstance(result.model, CLVModel):
+            raise ClvlabError(f"{candidate!r} is not a BTYD candidate: it has no interval")
+        bounds = purchase_interval(result.model, result.calibration, level)
+        result.predictions[bounds.columns] = bounds
+        metric = metrics.METRICS["interval_coverage"]
+        coverage = result.metrics[metric.name] = metric(result.predictions)
+        self.metrics.loc[candidate, metric.name] = coverage
+        return coverage
 
     def tracking_curves(self, transactions: pd.DataFrame) -> dict[str, pd.DataFrame]:
         """Cumulative purchases over the holdout, actual and predicted by each BTYD candidate

@@ -204,11 +204,12 @@ def _on_simplex(
 def _columns(target: str) -> tuple[str, str]:
     """The predicted and actual columns of ``target`` in a predictions-beside-actuals
     frame."""
-    return next((m.predicted, m.actual) for m in METRICS.values() if m.target == target)
+    return next((m.predicted_columns[0], m.actual) for m in METRICS.values() if m.target == target)
 
 
-#: Every predicted column of a predictions-beside-actuals frame.
-_PREDICTED_COLUMNS = {metric.predicted for metric in METRICS.values()}
+#: Every predicted column of a predictions-beside-actuals frame (an ensemble has no
+#: interval: a member's is not the blend's).
+_PREDICTED_COLUMNS = {column for metric in METRICS.values() for column in metric.predicted_columns}
 
 
 def _loss(target: str, metric: str) -> str:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from clvlab.evaluation import metrics
+from clvlab.intervals import purchase_count_bounds
 from clvlab.models.clv import CLVModel
 
 
@@ -36,6 +37,20 @@ def holdout_predictions(model: CLVModel, calibration: pd.DataFrame) -> pd.DataFr
     )
     duration_days = float(calibration["duration_holdout"].iloc[0]) * model.unit_days
     return beside_actuals(model.predict(summary, horizon_days=duration_days), calibration)
+
+
+def purchase_interval(model: CLVModel, calibration: pd.DataFrame, level: float) -> pd.DataFrame:
+    """The predictive interval at ``level`` of each calibration customer's holdout purchases
+    from ``model.purchases`` (:func:`clvlab.intervals.purchase_count_bounds`):
+    ``purchases_lower`` and ``purchases_upper``, indexed like ``calibration``."""
+    x, t_x, age = (
+        calibration[c].to_numpy(float) for c in ("frequency_cal", "recency_cal", "T_cal")
+    )
+    duration = float(calibration["duration_holdout"].iloc[0])
+    lower, upper = purchase_count_bounds(model.purchases, x, t_x, age, duration, level)
+    return pd.DataFrame(
+        {"purchases_lower": lower, "purchases_upper": upper}, index=calibration.index
+    )
 
 
 def beside_actuals(predicted: pd.DataFrame, calibration: pd.DataFrame) -> pd.DataFrame:

@@ -126,6 +126,13 @@ def _gains(actual: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.arange(n + 1) / n, share
 
 
+def coverage(actual: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike) -> float:
+    """Share of the actual values within ``[lower, upper]`` (an interval's coverage)."""
+    actual = np.asarray(actual, float)
+    inside = (actual >= np.asarray(lower, float)) & (actual <= np.asarray(upper, float))
+    return float(np.mean(inside)) if len(actual) else float("nan")
+
+
 def decile_table(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> pd.DataFrame:
     """Customers in ten groups by prediction (1 = highest): size, mean predicted, mean actual
     and the group's share of the actual total."""
@@ -162,14 +169,16 @@ class Metric:
     Attributes
     ----------
     name
-        ``<target>_<measure>``, e.g. ``purchases_mae``: the column of the backtest's metric
-        tables and the MLflow metric ``holdout.<name>``.
+        ``<target>_<measure>``, e.g. ``purchases_mae`` (``interval_coverage``: of the
+        purchase count's interval): the column of the backtest's metric tables and the
+        MLflow metric ``holdout.<name>``.
     target
         The prediction it judges: ``purchases``, ``churn`` or ``revenue``.
     actual, predicted
-        The columns of the predictions-beside-actuals frame it reads.
+        The columns of the predictions-beside-actuals frame it reads (``predicted`` may be
+        several, e.g. an interval's bounds).
     function
-        ``function(actual, predicted) -> float``, given the two columns.
+        ``function(actual, *predicted) -> float``, given the columns.
     greater_is_better
         Which way is better; None for a measure without a better direction (a signed bias).
     selects
@@ -180,18 +189,25 @@ class Metric:
     name: str
     target: str
     actual: str
-    predicted: str
+    predicted: str | tuple[str, ...]
     function: Callable[..., float]
     greater_is_better: bool | None
     selects: bool
 
+    @property
+    def predicted_columns(self) -> tuple[str, ...]:
+        """The predicted column(s) it reads."""
+        return (self.predicted,) if isinstance(self.predicted, str) else self.predicted
+
     def __call__(self, predictions: pd.DataFrame) -> float:
         """The metric of a predictions-beside-actuals frame."""
-        return self.function(predictions[self.actual], predictions[self.predicted])
+        predicted = (predictions[column] for column in self.predicted_columns)
+        return self.function(predictions[self.actual], *predicted)
 
     def applies_to(self, predictions: pd.DataFrame) -> bool:
-        """Whether ``predictions`` has the columns it reads (revenue only with amounts)."""
-        return self.actual in predictions and self.predicted in predictions
+        """Whether ``predictions`` has the columns it reads (revenue only with amounts, the
+        interval's coverage only with the interval)."""
+        return all(c in predictions for c in (self.actual, *self.predicted_columns))
 
 
 def _metrics(*metrics: Metric) -> dict[str, Metric]:
@@ -208,6 +224,15 @@ METRICS: dict[str, Metric] = _metrics(
     Metric("purchases_rmse", *_PURCHASES, rmse, greater_is_better=False, selects=True),
     Metric("purchases_bias_pct", *_PURCHASES, bias_pct, greater_is_better=None, selects=False),
     Metric("purchases_spearman", *_PURCHASES, spearman, greater_is_better=True, selects=False),
+    Metric(
+        "interval_coverage",
+        "purchases",
+        "actual_purchases",
+        ("purchases_lower", "purchases_upper"),
+        coverage,
+        greater_is_better=None,  # best at the interval's level, not at either end
+        selects=False,
+    ),
     Metric("churn_roc_auc", *_CHURN, roc_auc, greater_is_better=True, selects=True),
     Metric("churn_brier", *_CHURN, brier, greater_is_better=False, selects=True),
     Metric("revenue_mae", *_REVENUE, mae, greater_is_better=False, selects=True),

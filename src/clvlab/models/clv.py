@@ -85,12 +85,20 @@ _DISTINCT_MIN_CUSTOMERS = 10_000
 _DISTINCT_MAX_SHARE = 0.5
 #: The JSON formats :meth:`CLVModel.to_dict` writes, and those :meth:`CLVModel.from_dict`
 #: reads (format 1 had no champions: every target from ``purchases``). Format 3 is format 2
-#: with segment rules, format 4 format 3 with ensembles; a model is written in the oldest
-#: format that holds it, which older clvlab versions read.
+#: with segment rules, format 4 format 3 with ensembles, format 5 format 4 with a default
+#: interval level; a model is written in the oldest format that holds it, which older clvlab
+#: versions read.
 _FORMAT = "clvlab.CLVModel/2"
 _SEGMENTS_FORMAT = "clvlab.CLVModel/3"
 _ENSEMBLE_FORMAT = "clvlab.CLVModel/4"
-_READABLE_FORMATS = ("clvlab.CLVModel/1", _FORMAT, _SEGMENTS_FORMAT, _ENSEMBLE_FORMAT)
+_INTERVALS_FORMAT = "clvlab.CLVModel/5"
+_READABLE_FORMATS = (
+    "clvlab.CLVModel/1",
+    _FORMAT,
+    _SEGMENTS_FORMAT,
+    _ENSEMBLE_FORMAT,
+    _INTERVALS_FORMAT,
+)
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,9 @@ class CLVModel:
     segments
         The segment rules fixed at training (:class:`clvlab.segments.SegmentRules`): with
         them the score table has the segment columns too; None: no segments.
+    interval_level
+        The default level of the score table's intervals (``scoring.intervals`` of the run
+        config, e.g. 0.9; see :mod:`clvlab.intervals`); None: no intervals unless asked for.
     """
 
     purchases: BTYDEstimator
@@ -222,6 +233,7 @@ class CLVModel:
     gbm: GBMPredictor | None = None
     covariates: tuple[str, ...] = ()
     segments: SegmentRules | None = None
+    interval_level: float | None = None
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -620,7 +632,9 @@ class CLVModel:
             for target, source in self.sources.items()
             if source.kind == ENSEMBLE
         }
-        if ensembles:
+        if self.interval_level is not None:
+            saved_as = _INTERVALS_FORMAT
+        elif ensembles:
             saved_as = _ENSEMBLE_FORMAT
         else:
             saved_as = _FORMAT if self.segments is None else _SEGMENTS_FORMAT
@@ -650,11 +664,12 @@ class CLVModel:
             "covariates": list(self.covariates),
             **segments,
             **({"ensembles": ensembles} if ensembles else {}),
+            **({} if self.interval_level is None else {"interval_level": self.interval_level}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CLVModel:
-        """Rebuild a model from :meth:`to_dict`'s output (formats 1 to 4)."""
+        """Rebuild a model from :meth:`to_dict`'s output (formats 1 to 5)."""
         fields = dict(data)
         saved_as = fields.pop("format", _FORMAT)
         if saved_as not in _READABLE_FORMATS:
@@ -736,15 +751,25 @@ def per_alive_history(
     shared = isinstance(model, PurchaseModel) and not model.future_needs_recency()
     if n < _DISTINCT_MIN_CUSTOMERS or not shared:
         return evaluate(frequency, recency, T)
-    codes, pairs = pd.factorize(frequency + 1j * T)
-    if len(pairs) > n * _DISTINCT_MAX_SHARE:
+    codes, x, t_x, age = distinct_alive_histories(frequency, T)
+    if len(x) > n * _DISTINCT_MAX_SHARE:
         return evaluate(frequency, recency, T)
-    x, age = pairs.real, pairs.imag
-    t_x = np.where(x > 0, age, 0.0)  # any recency consistent with x will do
     alive = model.p_alive(frequency, recency, T)
     alive_at_pair = model.p_alive(x, t_x, age)[codes]  # >= alive: 0 only where alive is
     scale = np.divide(alive, alive_at_pair, out=np.zeros(n), where=alive_at_pair > 0)
     return evaluate(x, t_x, age)[codes] * scale
+
+
+def distinct_alive_histories(
+    frequency: np.ndarray, T: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One history per distinct ``(frequency, T)`` (see :func:`per_alive_history`): each
+    customer's index into them, and their frequency, recency and T. The recency is ``T`` for
+    repeat buyers (where being alive is likeliest; any recency consistent with the frequency
+    would do), 0 for the others."""
+    codes, pairs = pd.factorize(np.asarray(frequency, dtype=float) + 1j * np.asarray(T, float))
+    x, age = pairs.real, pairs.imag
+    return codes, x, np.where(x > 0, age, 0.0), age
 
 
 def _time_scale(model: BTYDEstimator, horizon: float) -> float:

@@ -791,27 +791,34 @@ def numerical_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -
     return 0.5 * (hess + hess.T)
 
 
-def standard_errors(hess_log: np.ndarray, params: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """Standard errors of natural parameters from the Hessian in log-parameters.
+def covariance(hess_log: np.ndarray, params: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Covariance matrix of the natural parameters from the Hessian in log-parameters.
 
     ``Cov(log theta) = H^-1`` over the free parameters; the delta method gives
-    ``se(theta_k) = theta_k * sqrt(Cov_kk)``. Parameters on a bound, and all of them when the
-    free block of ``H`` is singular or not positive definite, get NaN.
+    ``Cov(theta_j, theta_k) = theta_j theta_k Cov(log theta_j, log theta_k)``. The rows and
+    columns of parameters on a bound, and all of them when the free block of ``H`` is
+    singular or not positive definite, are NaN.
     """
-    se = np.full(len(params), np.nan)
+    cov = np.full((len(params), len(params)), np.nan)
     idx = np.flatnonzero(free)
     if idx.size == 0:
-        return se
+        return cov
     block = hess_log[np.ix_(idx, idx)]
     if not np.isfinite(block).all():
-        return se
+        return cov
     eigvals = np.linalg.eigvalsh(block)
     if eigvals.min() <= 1e-10 * max(eigvals.max(), 1e-300):
-        return se
-    cov = np.linalg.inv(block)
+        return cov
+    scale = params[idx]
+    cov[np.ix_(idx, idx)] = np.linalg.inv(block) * np.outer(scale, scale)
+    return cov
+
+
+def standard_errors(cov: np.ndarray) -> np.ndarray:
+    """Standard errors (the square roots of :func:`covariance`'s diagonal; NaN where it is
+    NaN or not positive)."""
     var = np.diag(cov)
-    se[idx] = np.where(var > 0, params[idx] * np.sqrt(np.abs(var)), np.nan)
-    return se
+    return np.where(var > 0, np.sqrt(np.abs(var)), np.nan)
 
 
 # --------------------------------------------------------------------------------------
@@ -849,6 +856,11 @@ class BTYDEstimator(_EstimatorBase):
         of the total negative log-likelihood (plus the penalty times the total weight, when
         penalized) w.r.t. the log-parameters, times the parameters (delta method). NaN
         where the Hessian is singular or a parameter is on its search bound.
+    covariance_ : pandas.DataFrame
+        The covariance matrix of ``params_`` whose diagonal ``stderr_`` is the root of (the
+        inverse Hessian in log-parameters, scaled by the parameters); NaN in the rows and
+        columns of parameters without a standard error. Score intervals draw parameters from
+        it (:mod:`clvlab.intervals`). None for a model saved without it (by an earlier clvlab).
     converged_ : bool
         Whether the optimizer converged.
     n_iter_ : int
@@ -857,6 +869,7 @@ class BTYDEstimator(_EstimatorBase):
 
     #: Names of the parameters, in the order used internally.
     PARAM_NAMES: ClassVar[tuple[str, ...]] = ()
+    covariance_: pd.DataFrame | None
 
     def __init__(self, penalizer_coef: float = 0.0) -> None:
         self.penalizer_coef = penalizer_coef
@@ -943,11 +956,13 @@ class BTYDEstimator(_EstimatorBase):
                 return objective(u)[1] * problem.total_weight
 
             hess = numerical_hessian(total_grad, result.log_params)
-        se = standard_errors(hess, params, ~result.on_bound)
+        cov = covariance(hess, params, ~result.on_bound)
+        se = standard_errors(cov)
 
         names = list(self.PARAM_NAMES)
         self.params_ = pd.Series(params, index=names, name="params", dtype=float)
         self.stderr_ = pd.Series(se, index=names, name="stderr", dtype=float)
+        self.covariance_ = pd.DataFrame(cov, index=names, columns=names, dtype=float)
         self.log_likelihood_ = float(-nll)
         self.converged_ = bool(result.converged)
         self.n_iter_ = int(result.n_iter)
@@ -1035,6 +1050,9 @@ class BTYDEstimator(_EstimatorBase):
         if out["fitted"]:
             out["params"] = {k: float(v) for k, v in self.params_.items()}
             out["stderr"] = {k: _nan_to_none(v) for k, v in self.stderr_.items()}
+            cov = getattr(self, "covariance_", None)
+            if cov is not None:
+                out["covariance"] = [[_nan_to_none(v) for v in row] for row in cov.to_numpy()]
             out["log_likelihood"] = float(self.log_likelihood_)
             out["converged"] = bool(self.converged_)
             out["n_iter"] = int(self.n_iter_)
@@ -1094,6 +1112,15 @@ class BTYDEstimator(_EstimatorBase):
             name="stderr",
             dtype=float,
         )
+        model.covariance_ = None
+        if d.get("covariance") is not None:
+            rows = [[np.nan if v is None else float(v) for v in row] for row in d["covariance"]]
+            if np.shape(rows) != (len(names), len(names)):
+                raise ConfigError(
+                    f"{cls.__name__}.from_dict: covariance must be a {len(names)} x "
+                    f"{len(names)} matrix (parameters {names}), got shape {np.shape(rows)}."
+                )
+            model.covariance_ = pd.DataFrame(rows, index=names, columns=names, dtype=float)
         model.log_likelihood_ = float(d.get("log_likelihood", np.nan))
         model.converged_ = bool(d.get("converged", True))
         model.n_iter_ = int(d.get("n_iter", 0))

@@ -567,4 +567,4 @@ def _distinct(*arrays: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 #: The fitted state of one ``k`` (kept while the others are tried).
-_FITTED = ("params_", "stderr_", "log_likelihood_", "converged_", "n_iter_")
+_FITTED = ("params_", "stderr_", "covariance_", "log_likelihood_", "converged_", "n_iter_")
