@@ -28,6 +28,7 @@ SLOW_FILES = [
     "test_profiles_redis.py",
     "test_batch.py",
     "test_profiles.py",
+    "test_report.py",  # a training and Chromium (installed with apt-get on a new machine)
 ]
 
 

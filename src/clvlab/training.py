@@ -136,10 +136,12 @@ def train(
     the backtest figure and report. With ``segments.enabled`` the model also keeps segment
     rules (:mod:`clvlab.segments`), whose cut points are fixed on its own scores of the
     training customers at the holdout end; they are logged (``segment_rules.json``) with the
-    segment map (``segment_map.png``). It is exported to a local folder only when asked
-    (``export``, or ``<tracking.export_dir>/<name>/`` when the config sets it). With
-    ``engine: spark`` the transactions are read, resolved, cleaned and counted on Spark and
-    the BTYD models fitted on the counts of every customer (:mod:`clvlab.spark.training`).
+    segment map (``segment_map.png``). Last (after registering), the run's HTML report is
+    logged to it (``report.html``, :mod:`clvlab.report`). It is exported to a local folder
+    only when asked (``export``, or ``<tracking.export_dir>/<name>/`` when the config sets
+    it). With ``engine: spark`` the transactions are read, resolved, cleaned and counted on
+    Spark and the BTYD models fitted on the counts of every customer
+    (:mod:`clvlab.spark.training`).
 
     Parameters
     ----------
@@ -414,6 +416,9 @@ def _train(
             step.summary = f"version {decision.version}, champion " + (
                 "moved to it" if decision.promoted else "kept"
             )
+    with stage("write the run's report") as step:
+        _log_report(run_id, model, loaded, end, config)
+        step.summary = f"report.html in run {run_id}"
     return TrainResult(
         model=model,
         run_id=run_id,
@@ -568,6 +573,22 @@ def _fit_segments(
         run_name=config.name,
     )
     return rules, figures
+
+
+def _log_report(
+    run_id: str, model: CLVModel, loaded: TrainingData, end: pd.Timestamp, config: RunConfig
+) -> None:
+    """Log the run's HTML report (:func:`clvlab.report.log_report`), with the top customers of
+    the model's scores of the training transactions at ``end``."""
+    from clvlab.report import ScoredCustomers, log_report
+
+    no_exclusions = pd.Index([], dtype="string", name=CUSTOMER_ID)
+    prepared = PreparedTransactions(loaded.transactions, no_exclusions, loaded.report)
+    scores, _ = score_prepared(model, prepared, end, None)
+    whose = "the" if loaded.statistics is None else "a sample of"
+    described = f"{whose} {len(scores):,} training customers of {config.data.source}"
+    customers = ScoredCustomers(scores, end, described)
+    log_report(run_id, customers, configured_store=config.tracking.uri)
 
 
 def _fitted_params(model: CLVModel) -> dict[str, float]:
