@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from clvlab import ConfigError, load_config
+from clvlab.config import resolution
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {
@@ -47,7 +48,7 @@ def test_unknown_key_is_named(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"time_unit": "Y"}, r"time_unit: Input should be 'D', 'W' or 'M'"),
+        ({"time_unit": "Y"}, r"time_unit: Input should be 'D', 'W', 'M' or 'H'"),
         (
             {"split": {"calibration_end": "2020-13-01", "holdout_end": "2021-01-01"}},
             r"split\.calibration_end",
@@ -86,3 +87,24 @@ def test_missing_key_and_missing_file():
         load_config({"name": "x", "data": {"source": "a.csv"}})
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("no/such/config.yaml")
+
+
+def test_each_time_unit_has_one_resolution():
+    """Days, weeks and months are summarized per day and scaled; hours per hour."""
+    assert [resolution(unit) for unit in ("D", "W", "M", "H")] == [
+        ("D", 1.0),
+        ("D", 7.0),
+        ("D", 30.436875),
+        ("H", 1.0),
+    ]
+    hourly = load_config({**GOOD, "time_unit": "H"})
+    assert hourly.time_unit == "H" and hourly.unit_days == 1 / 24
+    with pytest.raises(ConfigError, match=r"time_unit must be one of D, W, M, H .* not 'Y'"):
+        resolution("Y")
+
+
+def test_spark_refuses_an_hourly_time_unit():
+    with pytest.raises(ConfigError, match="engine: spark counts purchases per day") as info:
+        load_config({**GOOD, "time_unit": "H", "engine": "spark"})
+    assert "engine: local" in str(info.value)
+    assert load_config({**GOOD, "time_unit": "D", "engine": "spark"}).engine == "spark"

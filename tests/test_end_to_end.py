@@ -17,7 +17,7 @@ import pytest
 import clvlab
 import readme
 from clvlab.models.btyd import BTYDConvergenceWarning
-from clvlab.scoring import ALL_EXCLUDED
+from clvlab.scoring import ALL_EXCLUDED, NO_HISTORY
 from clvlab.scoring import SCORE_COLUMNS as SCORE_COLUMNS_ALL
 from clvlab.segments import SEGMENT_COLUMNS
 
@@ -385,6 +385,93 @@ def test_count_only_data_trains_and_scores_without_spend(in_tmp, cdnow_sample):
     assert len(scores) == 2_357
     assert scores[["expected_spend", "expected_revenue", "clv"]].isna().all().all()
     assert scores[["p_alive", "p_churn", "expected_purchases"]].notna().all().all()
+
+
+def test_an_hourly_time_unit_trains_and_scores_in_hours(in_tmp, cdnow_sample):
+    """time_unit: H: the BTYD models are fitted on hourly summaries (lifetimes' freq="h"),
+    the GBM candidate is skipped with the reason, and the saved model scores in hours."""
+    from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
+
+    from clvlab.evaluation.backtest import HOURLY_GBM
+
+    minutes = np.random.default_rng(0).integers(0, 24 * 60, len(cdnow_sample))
+    timed = cdnow_sample[["customer_id", "date", "amount"]].assign(
+        date=lambda f: f["date"] + pd.to_timedelta(minutes, unit="min")
+    )
+    # x: two purchases in one hour, a third that day, the last on the as-of day below; y's
+    # only purchase is later that day.
+    x_and_y = pd.DataFrame(
+        {
+            "customer_id": ["x", "x", "x", "x", "y"],
+            "date": pd.to_datetime(
+                [
+                    "1997-01-05 10:10",
+                    "1997-01-05 10:50",
+                    "1997-01-05 15:00",
+                    "1998-06-30 09:20",
+                    "1998-06-30 18:00",
+                ]
+            ),
+            "amount": [10.0, 5.0, 20.0, 40.0, 8.0],
+        }
+    )
+    pd.concat([timed, x_and_y]).to_csv(in_tmp / "timed.csv", index=False)
+    result = clvlab.train(
+        {
+            "name": "hourly",
+            "data": {"source": str(in_tmp / "timed.csv"), "amount": "amount"},
+            "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+            "time_unit": "H",
+            "models": {"purchases": "bgnbd", "candidates": ["bgnbd"]},
+        }
+    )
+    assert result.model.time_unit == "H"
+    assert result.backtest.skipped == {"gbm": HOURLY_GBM}
+    tx = clvlab.read_transactions(in_tmp / "timed.csv", amount="amount")
+    # Calibration: BG/NBD on lifetimes' hourly summary to the end of 1997-09-30 (a date).
+    split = calibration_and_holdout_data(
+        tx,
+        "customer_id",
+        "date",
+        "1997-09-30 23:59:59.999999",
+        "1998-06-30 23:59:59.999999",
+        monetary_value_col="amount",
+        freq="h",
+    ).sort_index()
+    expected = clvlab.BetaGeo().fit(split.rename(columns=lambda c: c.removesuffix("_cal")))
+    fitted = result.params["calibration"]
+    for name, value in expected.params_.items():
+        assert fitted[f"bgnbd.{name}"] == pytest.approx(value, rel=1e-6), name
+    # Scores at 12:30 of the last day: that day's purchases up to its 12:00 hour count.
+    scores = clvlab.score(
+        result.model_uri, in_tmp / "timed.csv", as_of="1998-06-30T12:30", horizon_days=30
+    ).set_index("customer_id")
+    assert scores.loc["y", "reason"] == NO_HISTORY
+    scores = scores.drop(index="y")
+    theirs = summary_data_from_transaction_data(
+        tx, "customer_id", "date", observation_period_end="1998-06-30 12:30", freq="h"
+    )
+    pd.testing.assert_frame_equal(
+        scores[["frequency", "recency", "T"]],
+        theirs.loc[scores.index],
+        check_index_type=False,
+        check_names=False,
+    )
+    hours = (pd.Timestamp("1998-06-30 09:00") - pd.Timestamp("1997-01-05 10:00")) / pd.Timedelta(
+        hours=1
+    )
+    assert scores.loc["x", ["frequency", "recency", "T"]].tolist() == [2.0, hours, hours + 3]
+    assert scores.attrs["data_report"]["excluded.after_as_of"] == int(
+        (tx["date"] >= pd.Timestamp("1998-06-30 13:00")).sum()
+    )
+    horizon_hours = 30 * 24
+    np.testing.assert_allclose(
+        scores["expected_purchases"],
+        result.model.purchases.expected_purchases(
+            horizon_hours, *(scores[c].to_numpy() for c in ("frequency", "recency", "T"))
+        ),
+        rtol=1e-12,
+    )
 
 
 def test_identity_links_merge_customers_in_training_and_scoring(in_tmp, cdnow_sample):

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import clvlab
-from clvlab import CLVModel, DataError, ProfileStore
+from clvlab import CLVModel, ConfigError, DataError, ProfileStore
 from clvlab.profiles import EVENT_ID
 from clvlab.scoring import ALL_EXCLUDED, NO_HISTORY, SCORE_COLUMNS
 
@@ -208,6 +208,26 @@ def test_a_store_of_another_format_or_policy_is_refused(model, tmp_path):
         ProfileStore.open(path)
     with pytest.raises(DataError, match="exists"):
         ProfileStore.build(model, path=path)
+
+
+def test_an_hourly_model_is_refused_naming_the_fix(model, events, tmp_path):
+    """The store keeps purchase days, so it cannot score a model of time_unit H as batch
+    scoring does (per hour): building or opening a store with one is a ConfigError, and no
+    store is left behind."""
+    hourly = dataclasses.replace(model, time_unit="H", name="bgnbd_gamma_gamma")
+    path = tmp_path / "hourly.db"
+    with pytest.raises(
+        ConfigError, match=r"'bgnbd_gamma_gamma' has time_unit 'H' \(hours\)"
+    ) as info:
+        ProfileStore.build(hourly, events.head(20), path=path)
+    assert "clvlab.score" in str(info.value) and "time_unit D, W or M" in str(info.value)
+    assert not path.exists()
+    daily = tmp_path / "daily.db"
+    ProfileStore.build(model, events.head(20), path=daily).close()
+    with pytest.raises(ConfigError, match="cannot score an hourly model"):
+        ProfileStore.open(daily, model=hourly)
+    with ProfileStore.open(daily) as store:  # the refused open left the store usable
+        assert store.customers() > 0
 
 
 # --- any stream of events: the store equals batch scoring ----------------------------------

@@ -156,6 +156,44 @@ def test_rows_after_as_of_are_counted_in_the_data_report(model):
     assert everything["excluded.after_as_of"] == 0 and everything["rows_kept"] == 7
 
 
+def test_an_hourly_model_scores_per_hour_up_to_the_as_of_hour(model):
+    """A model of time_unit H: purchases merged per hour, recency and T in hours; an as_of
+    with a time counts up to its hour, a date its whole day."""
+    hourly = dataclasses.replace(model, time_unit="H")
+    tx = pd.DataFrame(
+        {
+            "cid": ["a", "a", "a", "a", "b"],
+            "day": [
+                "1997-01-01 09:10",
+                "1997-01-01 09:40",
+                "1997-01-01 14:00",
+                "1997-01-02 08:00",
+                "1997-01-02 11:00",
+            ],
+            "value": [10.0, 20.0, 30.0, 5.0, 7.0],
+        }
+    )
+    table = score(hourly, tx, as_of="1997-01-02T10:30", horizon_days=1).set_index("customer_id")
+    # a: hours 01-01 09:00 (30), 14:00 (30), 01-02 08:00 (5); as-of hour 01-02 10:00
+    assert table.loc["a", ["frequency", "recency", "T", "monetary_value"]].tolist() == [
+        2.0,
+        23.0,
+        25.0,
+        17.5,
+    ]
+    assert table.loc["b", "reason"] == NO_HISTORY  # bought at 11:00
+    assert table.attrs["data_report"]["excluded.after_as_of"] == 1
+    assert table.loc["a", "expected_purchases"] == pytest.approx(
+        hourly.purchases.expected_purchases(24.0, 2.0, 23.0, 25.0), rel=1e-12
+    )
+    whole_day = score(hourly, tx, as_of="1997-01-01").set_index("customer_id")
+    assert whole_day.loc["a", ["frequency", "recency", "T"]].tolist() == [1.0, 5.0, 14.0]
+    with pytest.raises(DataError, match=r"as_of 1997-01-01 08:00:00 is before the first"):
+        score(hourly, tx, as_of="1997-01-01T08:00")
+    daily = score(model, tx, as_of="1997-01-01T08:00").set_index("customer_id")
+    assert daily.loc["a", "frequency"] == 0  # the whole day, at daily resolution
+
+
 def test_horizon_has_a_maximum(model):
     tx = TRANSACTIONS.dropna()
     with pytest.raises(DataError, match=f"at most {MAX_HORIZON_DAYS} \\(100 years\\)"):

@@ -195,6 +195,15 @@ def test_bad_periods_and_cutoffs_are_data_errors(spark):
         clvlab.spark.rfm(transactions.drop("date"), "2011-09-30")
 
 
+def test_hourly_periods_are_refused_naming_the_local_functions(spark):
+    transactions = spark.createDataFrame(TIMED)
+    with pytest.raises(DataError, match=r"freq 'H' \(hours\) is not supported on Spark") as info:
+        clvlab.spark.rfm(transactions, "2011-09-30", freq="H")
+    assert "clvlab.rfm" in str(info.value)
+    with pytest.raises(DataError, match=r"not supported on Spark.*calibration_holdout"):
+        clvlab.spark.calibration_holdout(transactions, "2011-09-09", "2011-09-30", freq="H")
+
+
 @pytest.fixture(scope="module")
 def model(sample_models, cdnow_sample) -> CLVModel:
     """BG/NBD and Gamma-Gamma of the CDNOW sample, in weeks, with segment rules."""
@@ -238,6 +247,20 @@ def test_scores_equal_the_local_ones_row_for_row(spark, model, cdnow_sample):
     assert got["reason"].notna().sum() == 1
     assert row[SEGMENT_COLUMNS].isna().all()
     assert got[SEGMENT_COLUMNS].notna().sum().tolist() == [len(got) - 1] * len(SEGMENT_COLUMNS)
+
+
+def test_an_hourly_model_scores_on_spark_as_locally(spark, model, cdnow_sample):
+    """Spark scoring runs the local scoring on each partition, so a model of time_unit H
+    scores per hour there too (its training, which counts days on Spark, is refused)."""
+    hourly = dataclasses.replace(model, time_unit="H")
+    minutes = np.random.default_rng(1).integers(0, 24 * 60, len(cdnow_sample))
+    timed = cdnow_sample.assign(date=cdnow_sample["date"] + pd.to_timedelta(minutes, unit="min"))
+    as_of = "1998-06-30T12:30"
+    result = clvlab.spark.score(hourly, spark.createDataFrame(timed), as_of=as_of, partitions=3)
+    local = clvlab.score(hourly, timed, as_of=as_of)
+    pd.testing.assert_frame_equal(_scores_as_local(result, local), local, check_exact=True)
+    hours = clvlab.rfm(timed, as_of, freq="H")
+    assert local.set_index("customer_id")["T"].to_dict() == hours["T"].to_dict()
 
 
 def test_as_of_defaults_to_the_last_date_and_integer_ids_stay_integers(

@@ -269,7 +269,7 @@ def _score_parts(
         report = DataReport.combine([part.report for part in done if part.report is not None])
         check_customer_ids(report, stacklevel=4)  # warns at the caller of score_to_file
         firsts = [part.first_date for part in done if part.first_date is not None]
-        check_as_of(as_of, min(firsts) if firsts else None)
+        check_as_of(as_of, min(firsts) if firsts else None, model.time_unit)
         files = [part.path for part in done if part.path is not None]
         reasons: dict[str, int] = {}
         for part in done:

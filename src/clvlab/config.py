@@ -31,11 +31,36 @@ from clvlab.errors import ConfigError
 from clvlab.evaluation.metrics import METRICS, SELECTION_METRICS
 from clvlab.segments import CHURN_THRESHOLDS, VALUE_QUANTILES
 
-#: Length of one time unit in days. "M" is the average Gregorian month, as in lifetimes.
-UNIT_DAYS: dict[str, float] = {"D": 1.0, "W": 7.0, "M": 30.436875}
+#: Length of one time unit in days. "M" is the average Gregorian month, as in lifetimes; "H"
+#: an hour.
+UNIT_DAYS: dict[str, float] = {"D": 1.0, "W": 7.0, "M": 30.436875, "H": 1 / 24}
 #: The longest scoring horizon, in days (100 years): a longer one is surely a mistake, and
 #: its discounting sums would take minutes. Every scoring entry point checks it.
 MAX_HORIZON_DAYS = 36_525
+
+
+def resolution(time_unit: str) -> tuple[Literal["D", "H"], float]:
+    """The resolution at which a model of ``time_unit`` sees transactions: the ``freq`` and
+    ``freq_multiplier`` of :func:`clvlab.rfm` that summarize them in that unit.
+
+    Days, weeks and months are summarized at daily resolution, scaled (``("D", 7.0)`` for
+    weeks: purchases merged per calendar day, recency and T in days divided by 7, the data of
+    Fader, Hardie and Lee); hours at hourly resolution (``("H", 1.0)``: purchases merged per
+    clock hour, recency and T in hours).
+
+    Raises
+    ------
+    ConfigError
+        If ``time_unit`` is not one of ``D``, ``W``, ``M``, ``H``.
+    """
+    if time_unit == "H":
+        return "H", 1.0
+    if time_unit not in UNIT_DAYS:
+        raise ConfigError(
+            f"time_unit must be one of {', '.join(UNIT_DAYS)} (days, weeks, months, hours), "
+            f"not {time_unit!r}"
+        )
+    return "D", UNIT_DAYS[time_unit]
 
 
 class _Strict(BaseModel):
@@ -289,7 +314,11 @@ class RunConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataConfig
     split: SplitConfig
-    time_unit: Literal["D", "W", "M"] = "W"
+    time_unit: Literal["D", "W", "M", "H"] = Field(
+        default="W",
+        description="Unit of recency, T and the model's rates: D, W, M (at daily resolution) "
+        "or H (hours, at hourly resolution).",
+    )
     cleaning: CleaningPolicy = CleaningPolicy()
     models: ModelsConfig = ModelsConfig()
     selection: SelectionConfig = SelectionConfig()
@@ -310,6 +339,16 @@ class RunConfig(_Strict):
             raise ValueError(
                 "engine: spark fits the counted statistics of all customers, which only "
                 "models.engine: clvlab does; remove models.engine: lifetimes"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _spark_counts_days(self) -> RunConfig:
+        if self.engine == "spark" and self.time_unit == "H":
+            raise ValueError(
+                "engine: spark counts purchases per day, so it cannot train time_unit: H "
+                "(hours); train hourly models with engine: local, or use time_unit D, W or M "
+                "on Spark"
             )
         return self
 

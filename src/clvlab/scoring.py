@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from clvlab.config import MAX_HORIZON_DAYS
+from clvlab.config import MAX_HORIZON_DAYS, resolution
 from clvlab.data import (
     AMOUNT,
     CUSTOMER_ID,
@@ -29,7 +29,7 @@ from clvlab.data.identity import LinkSource
 from clvlab.data.io import IdDtype, TransactionSource, read_canonical, restore_ids
 from clvlab.errors import ClvlabWarning, DataError
 from clvlab.explain import REASON_COLUMNS, reason_columns
-from clvlab.features.rfm import DateLike, as_timestamp, rfm
+from clvlab.features.rfm import DateLike, as_timestamp, period_bounds, rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.intervals import COUNT_BOUNDS, INTERVAL_COLUMNS, check_level, score_intervals
 from clvlab.models.clv import BTYD, PREDICTION_COLUMNS, CLVModel
@@ -102,8 +102,9 @@ def score(
     as_of
         The date the scores are for, an ISO 8601 string (``"1998-06-30"``, optionally with a
         time and a zone: see :func:`clvlab.features.rfm.as_timestamp`) or a date/time object.
-        Purchases on its day count; later rows are ignored and counted in the data report
-        (``excluded.after_as_of``). It must not be before the first transaction (after
+        Purchases on its day count (for a model of ``time_unit: H``, in its hour when it has
+        a time; a date covers its whole day); later rows are ignored and counted in the data
+        report (``excluded.after_as_of``). It must not be before the first transaction (after
         cleaning); after today it gives a :class:`clvlab.ClvlabWarning`. Defaults to the last
         transaction date.
     horizon_days
@@ -191,7 +192,7 @@ def score_at(
     if as_of is None:
         as_of = prepared.last_date
     else:
-        check_as_of(as_of, prepared.first_date)
+        check_as_of(as_of, prepared.first_date, model.time_unit)
     table, _ = score_prepared(
         model, prepared, as_of, horizon_days, explain=explain, intervals=intervals
     )
@@ -245,10 +246,11 @@ def check_arguments(
     return stamp, horizon_days
 
 
-def check_as_of(as_of: pd.Timestamp, first_date: pd.Timestamp | None) -> None:
-    """Raise if ``as_of`` is before ``first_date``, the first transaction after cleaning
-    (None when cleaning kept none): then no customer would have a purchase to be scored on."""
-    if first_date is not None and first_date >= day_after(as_of):
+def check_as_of(as_of: pd.Timestamp, first_date: pd.Timestamp | None, time_unit: str = "D") -> None:
+    """Raise if ``as_of`` (as a model of ``time_unit`` reads it, see :func:`as_of_end`) is
+    before ``first_date``, the first transaction after cleaning (None when cleaning kept
+    none): then no customer would have a purchase to be scored on."""
+    if first_date is not None and first_date >= as_of_end(as_of, time_unit):
         raise DataError(
             f"as_of {_day(as_of)} is before the first transaction ({_day(first_date)}), so no "
             f"customer could be scored; give an as_of on or after {first_date.date()}, or none "
@@ -257,9 +259,18 @@ def check_as_of(as_of: pd.Timestamp, first_date: pd.Timestamp | None) -> None:
 
 
 def day_after(as_of: pd.Timestamp) -> pd.Timestamp:
-    """The first instant after ``as_of``'s day. Scores work in whole days: a purchase on the
-    as-of day counts whatever its time, as in :func:`clvlab.rfm` with ``freq="D"``."""
+    """The first instant after ``as_of``'s day. Scores at daily resolution work in whole
+    days: a purchase on the as-of day counts whatever its time, as in :func:`clvlab.rfm`
+    with ``freq="D"``."""
     return as_of.normalize() + pd.Timedelta(days=1)
+
+
+def as_of_end(as_of: pd.Timestamp, time_unit: str) -> pd.Timestamp:
+    """The first instant after what ``as_of`` covers for a model of ``time_unit``: the end of
+    its day (:func:`day_after`) at daily resolution; for ``time_unit: H`` the end of its hour,
+    or of its day when ``as_of`` is a date (midnight), as :func:`clvlab.rfm` with
+    ``freq="H"`` reads it (see :func:`clvlab.config.resolution`)."""
+    return period_bounds(as_of, resolution(time_unit)[0])[1]
 
 
 def _day(stamp: pd.Timestamp) -> str:
@@ -378,8 +389,9 @@ def score_prepared(
     data report with the rows after ``as_of`` excluded (also the table's
     ``.attrs["data_report"]``)."""
     canonical = prepared.canonical
-    summary = rfm(canonical, as_of, freq="D", freq_multiplier=model.unit_days, threads=threads)
-    on_time = (canonical[DATE] < day_after(as_of)).to_numpy()
+    freq, multiplier = resolution(model.time_unit)
+    summary = rfm(canonical, as_of, freq=freq, freq_multiplier=multiplier, threads=threads)
+    on_time = (canonical[DATE] < as_of_end(as_of, model.time_unit)).to_numpy()
     report = _report_at(prepared.report, canonical, on_time, len(summary))
     later = pd.Index(canonical.loc[~on_time, CUSTOMER_ID].unique()).difference(summary.index)
     unscored = unscored_reasons(later, prepared.excluded)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from clvlab.config import RunConfig, load_config
+from clvlab.config import RunConfig, load_config, resolution
 from clvlab.data import (
     AMOUNT,
     CUSTOMER_ID,
@@ -278,12 +278,13 @@ def _train(
         result.btyd_candidates[name] for name in members if name in result.btyd_candidates
     }
     with stage("refit the champions on all data") as step:
+        freq, multiplier = resolution(config.time_unit)
         summary = (
             rfm(
                 transactions,
                 end,
-                freq="D",
-                freq_multiplier=config.unit_days,
+                freq=freq,
+                freq_multiplier=multiplier,
                 litt=bool(NEEDS_LITT.intersection(btyd_names)),
             )
             if statistics is None

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvlab import load_config
+from clvlab import calibration_holdout, load_config
 from clvlab.evaluation import metrics, plots
 from clvlab.evaluation.backtest import backtest, choose_champions
+from clvlab.evaluation.holdout import holdout_tracking
 from clvlab.models.btyd import ParetoNBD
 from clvlab.models.clv import CLVModel
 from clvlab.training import backtest_settings
@@ -97,6 +98,37 @@ def test_each_candidate_is_a_typed_result(cdnow_backtest, cdnow_master):
     )
     assert set(figures) == {"backtest.png"}
     assert figures["backtest.png"].get_suptitle() == "cdnow: holdout 1997-09-30 to 1998-06-30"
+
+
+def test_hourly_tracking_counts_purchase_hours_from_the_cutoffs_last_hour(sample_models):
+    """For a model of time_unit H the tracking curve counts purchase hours, in hours from the
+    cutoff's last hour (a date cutoff: 23:00), as the hourly calibration summary does."""
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "a", "b", "b"],
+            "date": pd.to_datetime(
+                [
+                    "2021-01-04 09:00",
+                    "2021-01-05 02:10",
+                    "2021-01-05 02:40",  # the same hour as 02:10: one purchase
+                    "2021-01-05 13:00",
+                    "2021-01-04 20:00",
+                    "2021-01-05 05:59",
+                ]
+            ),
+            "amount": 1.0,
+        }
+    )
+    calibration = calibration_holdout(tx, "2021-01-04", "2021-01-05", freq="H")
+    model = CLVModel(*sample_models, time_unit="H")
+    after = tx[tx["date"] >= pd.Timestamp("2021-01-05")]
+    curve = holdout_tracking(model, calibration, after, pd.Timestamp("2021-01-04"), points=4)
+    assert curve["time"].tolist() == [6.0, 12.0, 18.0, 24.0]
+    # Hours after 23:00: a's 02:00 (3) and 13:00 (14), b's 05:00 (6).
+    assert curve["actual"].tolist() == [2, 2, 3, 3]
+    history = [calibration[c].to_numpy() for c in ("frequency_cal", "recency_cal", "T_cal")]
+    expected = [model.purchases.expected_purchases(t, *history).sum() for t in (6, 12, 18, 24)]
+    np.testing.assert_allclose(curve["predicted"], expected, rtol=1e-9)
 
 
 def test_choose_champions_by_rule():

@@ -362,3 +362,157 @@ def test_litt_is_the_sum_of_log_interpurchase_times(cdnow_master):
     )
     calibration = rfm(cdnow_master, "1997-09-30", freq="D", freq_multiplier=7, litt=True)
     np.testing.assert_array_equal(split["litt_cal"], calibration["litt"].loc[split.index])
+
+
+# --- hourly periods (freq="H"): lifetimes' freq="h" ------------------------------------------
+
+#: Several purchases in one hour (a at 09:10 and 09:50), in one day (a at 09 and 13), across
+#: midnight (b at 23:30 and 00:15) and one exactly at midnight (c).
+HOURLY = pd.DataFrame(
+    {
+        "customer_id": ["a", "a", "a", "a", "b", "b", "b", "c"],
+        "date": pd.to_datetime(
+            [
+                "2021-01-04 09:10",
+                "2021-01-04 09:50",
+                "2021-01-04 13:05",
+                "2021-01-05 02:00",
+                "2021-01-04 23:30",
+                "2021-01-05 00:15",
+                "2021-01-05 18:00",
+                "2021-01-05 00:00",
+            ]
+        ),
+        "amount": [10.0, 5.0, 20.0, 40.0, 7.0, 9.0, 3.0, 8.0],
+    }
+)
+
+
+def _lifetimes_end(date: str) -> str:
+    """lifetimes compares raw timestamps with an end, while a clvlab date covers its day."""
+    stamp = pd.Timestamp(date)
+    return (
+        str(stamp + pd.Timedelta(days=1, microseconds=-1)) if stamp == stamp.normalize() else date
+    )
+
+
+def test_hourly_summary_by_hand():
+    """Purchases merged per clock hour; recency and T in hours; an as-of with a time ends
+    with its hour, a date with its day's last hour (23:00)."""
+    timed = rfm(HOURLY, "2021-01-05T12:30", freq="H")
+    # a: hours 01-04 09:00 (10 + 5), 13:00 (20), 01-05 02:00 (40); as-of hour 01-05 12:00
+    assert timed.loc["a"].tolist() == [2.0, 17.0, 27.0, 30.0]
+    # b: 23:00 (7), 00:00 (9); 18:00 is after the as-of hour
+    assert timed.loc["b"].tolist() == [1.0, 1.0, 13.0, 9.0]
+    assert timed.loc["c"].tolist() == [0.0, 0.0, 12.0, 0.0]
+    dated = rfm(HOURLY, "2021-01-05", freq="H", litt=True)  # up to 2021-01-05 23:00
+    assert dated.loc["a"].tolist() == [2.0, 17.0, 38.0, 30.0, pytest.approx(np.log(4 * 13))]
+    assert dated.loc["b"].tolist() == [2.0, 19.0, 24.0, 6.0, pytest.approx(np.log(1 * 18))]
+    assert dated.loc["c"].tolist() == [0.0, 0.0, 23.0, 0.0, 0.0]
+    for same in (dt.date(2021, 1, 5), pd.Timestamp("2021-01-05 00:00")):
+        pd.testing.assert_frame_equal(rfm(HOURLY, same, freq="H", litt=True), dated)
+    # Days at hourly resolution; at daily resolution a has two purchase days only.
+    in_days = rfm(HOURLY, "2021-01-05", freq="H", freq_multiplier=24)
+    assert in_days.loc["a", ["recency", "T"]].tolist() == [17 / 24, 38 / 24]
+    assert rfm(HOURLY, "2021-01-05", freq="D").loc["a", "frequency"] == 1
+
+
+def test_hourly_calibration_holdout_by_hand():
+    split = calibration_holdout(HOURLY, "2021-01-04T12:00", "2021-01-05", freq="H")
+    # Only a bought by the cutoff (hour 09:00); the holdout ends 2021-01-05 23:00.
+    assert split.index.tolist() == ["a"]
+    assert split.loc["a", ["frequency_cal", "recency_cal", "T_cal"]].tolist() == [0.0, 0.0, 3.0]
+    assert split.loc["a", ["frequency_holdout", "revenue_holdout"]].tolist() == [2.0, 60.0]
+    assert split["duration_holdout"].iloc[0] == 35
+    # A date cutoff covers its day: a's hours 09 and 13 and b's 23 are in calibration.
+    whole_day = calibration_holdout(HOURLY, "2021-01-04", "2021-01-05T06:00", freq="H")
+    assert whole_day.loc["a", ["frequency_cal", "recency_cal", "T_cal"]].tolist() == [1, 4, 14]
+    assert whole_day.loc["b", ["frequency_cal", "T_cal", "frequency_holdout"]].tolist() == [0, 0, 1]
+    assert whole_day.loc["a", "frequency_holdout"] == 1
+    assert whole_day["duration_holdout"].iloc[0] == 7  # 23:00 to 06:00
+
+
+def test_an_hourly_holdout_must_end_after_the_cutoffs_day():
+    with pytest.raises(DataError, match="within the calibration cutoff's day 2021-01-04"):
+        calibration_holdout(HOURLY, "2021-01-04", "2021-01-04T18:00", freq="H")
+
+
+@pytest.mark.parametrize("as_of", ["2021-01-05T12:30", "2021-01-05", "2021-01-04T23:59", None])
+@pytest.mark.parametrize("multiplier", [1, 24])
+def test_hourly_rfm_equals_lifetimes(as_of, multiplier):
+    ours = rfm(HOURLY, as_of, freq="H", freq_multiplier=multiplier)
+    theirs = summary_data_from_transaction_data(
+        HOURLY,
+        "customer_id",
+        "date",
+        monetary_value_col="amount",
+        observation_period_end=None if as_of is None else _lifetimes_end(as_of),
+        freq="h",  # pandas 3 knows hours as "h" only
+        freq_multiplier=multiplier,
+    ).sort_index()
+    pd.testing.assert_frame_equal(
+        ours, theirs, rtol=1e-12, check_index_type=False, check_names=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("cutoff", "end"),
+    [
+        ("2021-01-04T12:00", "2021-01-05"),
+        ("2021-01-04", "2021-01-05T06:00"),
+        ("2021-01-04T09:30", "2021-01-05T18:00"),
+    ],
+)
+def test_hourly_calibration_holdout_equals_lifetimes(cutoff, end):
+    ours = calibration_holdout(HOURLY, cutoff, end, freq="H")
+    theirs = calibration_and_holdout_data(
+        HOURLY,
+        "customer_id",
+        "date",
+        _lifetimes_end(cutoff),
+        _lifetimes_end(end),
+        monetary_value_col="amount",
+        freq="h",
+    ).sort_index()
+    pd.testing.assert_frame_equal(
+        ours[theirs.columns],
+        theirs.astype(float),  # lifetimes' holdout count is an integer column
+        rtol=1e-12,
+        check_index_type=False,
+        check_names=False,
+    )
+
+
+def test_hourly_summaries_equal_lifetimes_on_cleaned_online_retail(online_retail):
+    """Invoices have times: a customer's invoices of one day in different hours count apart."""
+    ours = rfm(online_retail, "2011-12-09", freq="H")
+    theirs = summary_data_from_transaction_data(
+        online_retail,
+        "customer_id",
+        "date",
+        monetary_value_col="amount",
+        observation_period_end="2011-12-09 23:59:59.999999",
+        freq="h",
+    ).sort_index()
+    pd.testing.assert_frame_equal(
+        ours, theirs, rtol=1e-12, check_index_type=False, check_names=False
+    )
+    daily = rfm(online_retail, "2011-12-09", freq="D")
+    assert (ours["frequency"] > daily["frequency"]).sum() > 100
+    split = calibration_holdout(
+        online_retail, "2011-09-09", "2011-12-09", freq="H", freq_multiplier=24
+    )
+    theirs = calibration_and_holdout_data(
+        online_retail,
+        "customer_id",
+        "date",
+        "2011-09-09 23:59:59.999999",
+        "2011-12-09 23:59:59.999999",
+        monetary_value_col="amount",
+        freq="h",
+        freq_multiplier=24,
+    ).sort_index()
+    pd.testing.assert_frame_equal(
+        split[theirs.columns], theirs, rtol=1e-12, check_index_type=False, check_names=False
+    )
+    assert split["duration_holdout"].iloc[0] == 91

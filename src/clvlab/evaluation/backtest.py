@@ -14,7 +14,9 @@ LightGBM predictors of :mod:`clvlab.models.gbm` trained for exactly ``H`` days, 
 historical formula (each customer's past repeat-purchase rate and mean spend carried
 forward: average value x purchases per period x periods; churn as a Poisson zero at that
 rate). A GBM that the data cannot train for ``H`` days, or that the validation window cannot
-judge for ``H`` days, is skipped with the reason. Last, the ensemble (:mod:`clvlab.evaluation.
+judge for ``H`` days, is skipped with the reason; so is the GBM of an hourly model
+(``time_unit: H``), which would count purchase days where the hourly models and the actuals
+count purchase hours. Last, the ensemble (:mod:`clvlab.evaluation.
 ensemble`): per target, a convex blend of the candidates judged on both windows, with weights
 fitted on the validation window (out of fold there).
 
@@ -27,12 +29,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from clvlab.config import UNIT_DAYS
+from clvlab.config import UNIT_DAYS, resolution
 from clvlab.errors import ClvlabError, ConfigError, DataError
 from clvlab.evaluation import metrics
 from clvlab.evaluation.ensemble import FOLDS, Blend, fit_blend, out_of_fold
@@ -55,6 +57,13 @@ from clvlab.progress import stage
 
 #: Fewest validation customers the ensemble candidate is fitted and judged on.
 ENSEMBLE_MIN_CUSTOMERS = 100
+#: Why an hourly backtest has no GBM candidate (its ``skipped`` entry).
+HOURLY_GBM = (
+    "time_unit H: the GBM counts purchases per day and predicts for whole days, while an "
+    "hourly model's purchases (and the holdout's actual purchases) are distinct purchase "
+    "hours, so its predictions would not be comparable; use time_unit D, W or M to compare "
+    "the GBM, or set models.gbm.enabled: false"
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,8 @@ class BacktestSettings:
         The holdout: candidates are fitted on the data up to ``calibration_end`` (its whole
         day) and judged on the days after it up to ``holdout_end``.
     time_unit
-        ``"D"``, ``"W"`` or ``"M"``: the unit of the BTYD models' time.
+        ``"D"``, ``"W"``, ``"M"`` (at daily resolution) or ``"H"`` (hours, at hourly
+        resolution; see :func:`clvlab.config.resolution`): the unit of the BTYD models' time.
     candidates
         The BTYD purchase models compared (``"bgnbd"``, ``"mbgnbd"``, ``"pareto_nbd"``,
         ``"mbgcnbd"``), each with Gamma-Gamma when there are amounts.
@@ -81,7 +91,8 @@ class BacktestSettings:
         Who fits the BTYD models (``"clvlab"`` or ``"lifetimes"``) and their L2 penalty.
     gbm
         An unfitted :class:`GBMPredictor` with the GBM candidate's settings (each window
-        trains a copy for the holdout's length), or None: no GBM candidate.
+        trains a copy for the holdout's length), or None: no GBM candidate. Skipped (with
+        :data:`HOURLY_GBM` in ``skipped``) when ``time_unit`` is ``"H"``.
     static_columns
         Transaction columns the GBM takes static covariates from when :func:`backtest` is not
         given ``customers``.
@@ -316,6 +327,9 @@ def backtest(
     notes: list[str] = []
     validation = _validation_window(holdout, purchases.start, notes)
     skipped: dict[str, str] = {}
+    if settings.gbm is not None and resolution(settings.time_unit)[0] == "H":
+        skipped[GBM] = HOURLY_GBM
+        settings = replace(settings, gbm=None)
     results = {}
     for window in (validation, holdout):
         results[window.name] = _evaluate(
@@ -429,12 +443,13 @@ def _evaluate(
     fit_statistics: Callable[[pd.Timestamp], SufficientStatistics] | None,
 ) -> dict[str, CandidateResult]:
     """Every candidate fitted before ``window`` and judged on it."""
+    freq, multiplier = resolution(settings.time_unit)
     calibration = calibration_holdout(
         transactions,
         window.start,
         window.end,
-        freq="D",
-        freq_multiplier=settings.unit_days,
+        freq=freq,
+        freq_multiplier=multiplier,
         litt=bool(NEEDS_LITT.intersection(settings.candidates)),
     )
     summary = calibration.rename(columns=lambda c: c.removesuffix("_cal"))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from clvlab.config import resolution
 from clvlab.evaluation import metrics
+from clvlab.features.rfm import period_bounds
 from clvlab.intervals import purchase_count_bounds
 from clvlab.models.clv import CLVModel
 
@@ -96,7 +98,9 @@ def holdout_tracking(
     """Cumulative holdout purchases over time, actual vs predicted, for the tracking plot.
 
     ``holdout_transactions`` are the calibration customers' transactions after ``cutoff``;
-    purchases are counted per customer-day, as in the calibration summary at daily resolution.
+    purchases are counted per customer-day, as in the calibration summary at daily resolution
+    (per customer-hour for a model of ``time_unit: H``, from the cutoff's last hour, as at
+    hourly resolution).
     """
     duration = float(calibration["duration_holdout"].iloc[0])
     grid = np.linspace(0.0, duration, points + 1)[1:]
@@ -105,11 +109,16 @@ def holdout_tracking(
     )
     by_horizon = model.purchases.expected_purchases_by_horizon(grid, x, t_x, age)
     predicted = [float(row.sum()) for row in by_horizon]
+    hourly = resolution(model.time_unit)[0] == "H"
     days = (
         holdout_transactions[["customer_id", "date"]]
-        .assign(day=lambda f: f["date"].dt.floor("D"))
+        .assign(day=lambda f: f["date"].dt.floor("h" if hourly else "D"))
         .drop_duplicates(["customer_id", "day"])
     )
-    elapsed = (days["day"] - pd.Timestamp(cutoff).floor("D")).dt.days / model.unit_days
+    if hourly:  # in hours, the model's unit
+        start = period_bounds(pd.Timestamp(cutoff), "H")[0]
+        elapsed = (days["day"] - start) / pd.Timedelta(hours=1)
+    else:
+        elapsed = (days["day"] - pd.Timestamp(cutoff).floor("D")).dt.days / model.unit_days
     actual = [int((elapsed <= t).sum()) for t in grid]
     return pd.DataFrame({"time": grid, "actual": actual, "predicted": predicted})

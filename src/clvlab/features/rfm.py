@@ -3,21 +3,28 @@
 The definitions are those of lifetimes' ``summary_data_from_transaction_data`` and
 ``calibration_and_holdout_data``, so results can be compared to the letter:
 
-- dates are floored to periods of ``freq`` (day, Monday-based week, calendar month) and all
-  purchases of a customer in one period are merged into one;
+- dates are floored to periods of ``freq`` (day, Monday-based week, calendar month, clock
+  hour) and all purchases of a customer in one period are merged into one;
 - ``frequency`` is the number of periods with a purchase, less the first;
 - ``recency`` is the time from the first to the last purchase period and ``T`` from the first
   purchase period to the observation end's period, both in units of ``freq`` divided by
-  ``freq_multiplier`` (a month is 30.436875 days, as in pandas 2);
+  ``freq_multiplier`` (a month is 30.436875 days, as in pandas 2; hours are counted in hours);
 - ``monetary_value`` is the mean value of the repeat periods (0 for one-time buyers).
 
 ``freq="D", freq_multiplier=7`` gives weeks at daily resolution, the data of Fader, Hardie and
-Lee (2005); ``freq="W"`` floors to whole weeks.
+Lee (2005); ``freq="W"`` floors to whole weeks. ``freq="H"`` is lifetimes' ``freq="h"``
+(``"H"`` before pandas 2.2): purchases merged per clock hour, recency and T in hours.
 
 A cutoff given as a date (or a timestamp at midnight) covers that whole day: "calibration
 until 2011-09-09" includes a purchase at 2011-09-09 15:30. lifetimes compares raw timestamps
 instead, so for timestamped data it equals lifetimes given the end of the day
 (``2011-09-09 23:59:59.999999``); for date-only data the two are the same.
+
+So with ``freq="H"`` an as-of, cutoff or end given as a date (or a timestamp at midnight)
+ends with its day's last hour, 23:00 (lifetimes given ``23:59:59.999999`` of the day), and one
+with a time ends with that time's hour (``"2011-09-09T15:30"``: the hour from 15:00; lifetimes
+given the same timestamp). This holds for the default as-of too (the last transaction's date
+and time), so a last transaction at exactly midnight is read as a date.
 
 ``transactions`` may be a DataFrame or Parquet files (a file, a folder or a glob) with the
 canonical columns; files are read by DuckDB in a streaming way, so the data need not fit in
@@ -48,12 +55,12 @@ from clvlab.config import UNIT_DAYS
 from clvlab.data.io import AMOUNT, CUSTOMER_ID, DATE, check_canonical, parquet_glob, sql_string
 from clvlab.errors import DataError
 
-Freq = Literal["D", "W", "M"]
+Freq = Literal["D", "W", "M", "H"]
 #: A date argument: an ISO 8601 string (see :func:`as_timestamp`) or a date/time object.
 DateLike = str | dt.date | pd.Timestamp | np.datetime64
 Transactions = pd.DataFrame | str | Path
 
-_TRUNC = {"D": "day", "W": "week", "M": "month"}
+_TRUNC = {"D": "day", "W": "week", "M": "month", "H": "hour"}
 _STRINGS = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype()}
 _CONNECTIONS = threading.local()
 #: The name under which a DataFrame of transactions is registered with DuckDB.
@@ -91,11 +98,14 @@ def rfm(
         string (``"1998-06-30"``, see :func:`as_timestamp`) or a date/time object; anything
         else is a :class:`DataError`. None (the default): the last transaction's date and
         time, as lifetimes' ``summary_data_from_transaction_data`` without
-        ``observation_period_end``.
+        ``observation_period_end``. A date (or midnight) covers its whole day, also with
+        ``freq="H"`` (whose last period is then 23:00; see the module docstring).
     freq
-        Period to which dates are floored: ``"D"``, ``"W"`` or ``"M"``.
+        Period to which dates are floored: ``"D"``, ``"W"``, ``"M"`` or ``"H"`` (clock hours;
+        recency and T in hours).
     freq_multiplier
-        Divides recency and T, e.g. 7 with ``freq="D"`` for weeks at daily resolution.
+        Divides recency and T, e.g. 7 with ``freq="D"`` for weeks at daily resolution (24
+        with ``freq="H"``: days at hourly resolution).
     memory_limit
         DuckDB memory limit such as ``"3GB"``; beyond it DuckDB spills to a temporary folder.
     threads
@@ -135,7 +145,10 @@ def calibration_holdout(
     As lifetimes' ``calibration_and_holdout_data``: the calibration summary (columns suffixed
     ``_cal``) covers transactions up to ``cutoff``; the holdout covers those after ``cutoff``
     up to ``end``, for customers seen in calibration only. ``cutoff`` and ``end`` are ISO
-    8601 strings (``"1997-09-30"``, see :func:`as_timestamp`) or date/time objects.
+    8601 strings (``"1997-09-30"``, see :func:`as_timestamp`) or date/time objects; a date
+    (or midnight) covers its whole day, also with ``freq="H"`` (see the module docstring), so
+    then an ``end`` within a date ``cutoff``'s day is a :class:`DataError`. ``freq`` and
+    ``freq_multiplier`` are :func:`rfm`'s.
 
     Returns
     -------
@@ -150,6 +163,14 @@ def calibration_holdout(
     if end_ts <= cutoff_ts:
         raise DataError(f"holdout end {end_ts.date()} must be after the cutoff {cutoff_ts.date()}")
     _, divisor = period_unit(freq, freq_multiplier)
+    # Hours are finer than the day a date cutoff covers: an end in that day is no holdout.
+    next_day = cutoff_ts + pd.Timedelta(days=1)
+    if freq == "H" and cutoff_ts == cutoff_ts.normalize() and end_ts < next_day:
+        raise DataError(
+            f"holdout end {end_ts} is within the calibration cutoff's day {cutoff_ts.date()}, "
+            "which a cutoff given as a date covers whole: give an end after that day, or "
+            "the cutoff with a time (e.g. 'YYYY-MM-DDT12:00')"
+        )
     with _session(transactions, memory_limit, None) as (con, tx, has_amount):
         cal = f"(SELECT * FROM {tx} WHERE {DATE} {_until(cutoff_ts)})"
         sql = _summary_sql(cal, cutoff_ts, freq, freq_multiplier, has_amount, litt)
@@ -177,7 +198,8 @@ def calibration_holdout(
     summary.columns = [f"{column}_cal" for column in summary.columns]
     combined = summary.join(holdout.set_index(CUSTOMER_ID), how="left").fillna(0.0)
     periods = period_bounds(end_ts, freq)[0] - period_bounds(cutoff_ts, freq)[0]
-    combined["duration_holdout"] = periods.days / divisor
+    steps = periods // pd.Timedelta(hours=1) if freq == "H" else periods.days
+    combined["duration_holdout"] = steps / divisor
     return combined
 
 
@@ -191,6 +213,10 @@ def _summary_sql(
 ) -> str:
     _, divisor = period_unit(freq, freq_multiplier)
     as_of_period, next_period = period_bounds(as_of, freq)
+    if freq == "H":  # hourly periods are timestamps, whole hours apart
+        step, end = "hour", _literal(as_of_period)
+    else:  # the others are dates, whole days apart
+        step, end = "day", f"DATE '{as_of_period.date()}'"
     # fsum (compensated summation) rather than sum: DuckDB adds up a group's partial sums
     # from its threads in whatever order they finish, and a plain floating-point sum then
     # differs in the last bits from run to run; a compensated one is (all but) exactly
@@ -211,7 +237,7 @@ def _summary_sql(
         windows.append(f"lag(period) OVER (PARTITION BY {CUSTOMER_ID} ORDER BY period) AS previous")
         # fsum: the same sum whatever the order DuckDB's threads add the logs in.
         money += (
-            f", coalesce(fsum(ln(date_diff('day', previous, period) / {divisor}))"
+            f", coalesce(fsum(ln(date_diff('{step}', previous, period) / {divisor}))"
             " FILTER (WHERE previous IS NOT NULL), 0) AS litt"
         )
     periods = f"(SELECT *, {', '.join(windows)} FROM periods)" if windows else "periods"
@@ -224,8 +250,8 @@ def _summary_sql(
         )
         SELECT {CUSTOMER_ID},
                CAST(count(*) - 1 AS DOUBLE) AS frequency,
-               date_diff('day', min(period), max(period)) / {divisor} AS recency,
-               date_diff('day', min(period), DATE '{as_of_period.date()}') / {divisor} AS T
+               date_diff('{step}', min(period), max(period)) / {divisor} AS recency,
+               date_diff('{step}', min(period), {end}) / {divisor} AS T
                {money}
         FROM {periods}
         GROUP BY {CUSTOMER_ID}
@@ -234,15 +260,25 @@ def _summary_sql(
 
 
 def _period_of(column: str, freq: str) -> str:
-    """SQL for the start date of the period of ``freq`` that holds ``column``."""
+    """SQL for the start date of the period of ``freq`` that holds ``column`` (the start
+    timestamp of its hour for ``"H"``)."""
     if freq == "D":
         return f"CAST({column} AS DATE)"  # cheaper than date_trunc, same result
+    if freq == "H":
+        return f"date_trunc('hour', {column})"
     return f"CAST(date_trunc('{_TRUNC[freq]}', {column}) AS DATE)"
 
 
 def period_bounds(stamp: pd.Timestamp, freq: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """Start of ``stamp``'s period and of the period after it (weeks start on Monday)."""
+    """Start of ``stamp``'s period and of the period after it (weeks start on Monday).
+
+    For ``"H"`` a stamp at midnight is a date, which covers its whole day: its period is the
+    day's last hour, 23:00; another stamp's is the hour it falls in.
+    """
     day = stamp.normalize()
+    if freq == "H":
+        hour = day + pd.Timedelta(hours=23) if stamp == day else stamp.floor("h")
+        return hour, hour + pd.Timedelta(hours=1)
     if freq == "D":
         return day, day + pd.Timedelta(days=1)
     if freq == "W":
@@ -364,12 +400,15 @@ def _literal(stamp: pd.Timestamp) -> str:
 
 
 def period_unit(freq: str, freq_multiplier: float) -> tuple[str, float]:
-    """The period of ``freq`` as DuckDB's ``date_trunc`` names it, and its length in days times
-    ``freq_multiplier`` (the divisor of recency and T); a :class:`DataError` for a bad one."""
+    """The period of ``freq`` as DuckDB's ``date_trunc`` names it, and the divisor of recency
+    and T: its length in days times ``freq_multiplier`` (for ``"H"``, whose times are counted
+    in hours, ``freq_multiplier`` itself); a :class:`DataError` for a bad one."""
     if freq not in _TRUNC:
-        raise DataError(f"freq must be one of 'D', 'W', 'M', got {freq!r}")
+        raise DataError(f"freq must be one of 'D', 'W', 'M', 'H', got {freq!r}")
     if not freq_multiplier > 0:
         raise DataError(f"freq_multiplier must be positive, got {freq_multiplier!r}")
+    if freq == "H":
+        return _TRUNC[freq], float(freq_multiplier)
     return _TRUNC[freq], UNIT_DAYS[freq] * float(freq_multiplier)
 
 

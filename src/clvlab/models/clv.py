@@ -77,8 +77,9 @@ _PANEL_LENGTH = 3.0
 _STACKED_CUSTOMERS = 4096
 #: Newton steps placing the panel ends (any ends make a valid rule: they only even out panels).
 _PANEL_NEWTON_STEPS = 3
-#: lifetimes' month in each time unit, for its monthly discounting (30 days, 4.345 weeks).
-_LIFETIMES_MONTH = {"D": 30.0, "W": 4.345, "M": 1.0}
+#: lifetimes' month in each time unit, for its monthly discounting (30 days, 4.345 weeks,
+#: 30 days of hours).
+_LIFETIMES_MONTH = {"D": 30.0, "W": 4.345, "M": 1.0, "H": 720.0}
 #: per_alive_history evaluates per distinct (frequency, T) from this many customers on, when
 #: the pairs are at most this share of the customers.
 _DISTINCT_MIN_CUSTOMERS = 10_000
@@ -182,7 +183,9 @@ class CLVModel:
     spend
         Fitted Gamma-Gamma model, or None for count-only data (no revenue, no CLV).
     time_unit
-        ``"D"``, ``"W"`` or ``"M"``: the unit of recency, T and the model's rates.
+        ``"D"``, ``"W"``, ``"M"`` or ``"H"``: the unit of recency, T and the model's rates
+        (scoring summarizes transactions at the resolution
+        :func:`clvlab.config.resolution` gives it: days, or hours for ``"H"``).
     horizon_days
         Default scoring horizon.
     annual_discount_rate

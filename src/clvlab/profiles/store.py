@@ -19,7 +19,8 @@ How batch scoring reads transactions is kept to the letter:
   dropped or netted against the latest purchase at or before them. Transactions at one
   instant are taken in the order of their id (text) and amount, whatever order they came in,
   which batch scoring sees when given the transactions in that order;
-* purchase days and the RFM summary in whole days, as :func:`clvlab.rfm` with ``freq="D"``.
+* purchase days and the RFM summary in whole days, as :func:`clvlab.rfm` with ``freq="D"``
+  (so a model of ``time_unit: H``, which batch scoring summarizes per hour, is refused).
 
 Where it is kept is a :class:`clvlab.profiles.backend.ProfileBackend`: one SQLite file (WAL, a
 transaction per batch of events, so a process killed mid-batch leaves the store as it was
@@ -39,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from clvlab import __version__
+from clvlab.config import resolution
 from clvlab.data.clean import CleaningPolicy, DataReport
 from clvlab.data.identity import LEFT, RIGHT, SOURCE_CUSTOMER_ID, read_links, resolve_identities
 from clvlab.data.io import (
@@ -49,7 +51,7 @@ from clvlab.data.io import (
     as_customer_ids,
     read_canonical,
 )
-from clvlab.errors import DataError
+from clvlab.errors import ConfigError, DataError
 from clvlab.features.rfm import DateLike
 from clvlab.models.clv import CLVModel
 from clvlab.profiles.backend import ProfileBackend, connect
@@ -175,11 +177,12 @@ class ProfileStore:
         ``identity_links``; those after ``as_of`` are left out (they can come as events).
         ``transactions`` may also be a Spark DataFrame: the store keeps every profile on this
         machine, so its rows are collected here once (``toPandas``). ``path`` must not exist
-        yet.
+        yet. A model of ``time_unit: H`` is a :class:`ConfigError` (see :func:`check_daily`).
         """
+        model = as_model(model)
+        check_daily(model)
         if type(transactions).__module__.startswith("pyspark."):
             transactions = transactions.toPandas()  # type: ignore[union-attr,operator]
-        model = as_model(model)
         cut = None if as_of is None else check_arguments(as_of, None)[0]
         backend = connect(path, create=True)
         try:
@@ -210,7 +213,8 @@ class ProfileStore:
         """The store at ``path``, scored with ``model`` (None: the model it was built with).
 
         A new model (a new champion, say) scores the stored profiles without re-reading any
-        history, if it cleans and reads transactions as the store's model did.
+        history, if it cleans and reads transactions as the store's model did (and is no
+        hourly model: see :func:`check_daily`).
         """
         backend = connect(path, create=False)
         meta = backend.meta()
@@ -223,7 +227,12 @@ class ProfileStore:
                 "path=...)"
             )
         stored = CLVModel.from_dict(json.loads(meta["model"]))
-        chosen = stored if model is None else as_model(model)
+        try:
+            chosen = stored if model is None else as_model(model)
+            check_daily(chosen)
+        except BaseException:
+            backend.close()
+            raise
         if json.dumps(dataclasses.asdict(_policy(chosen))) != meta["policy"] or (
             chosen.spend is None
         ) != json.loads(meta["count_only"]):
@@ -884,6 +893,19 @@ class ProfileStore:
             self._backend.set_meta({"last_ns": str(ns)})
             return pd.Timestamp(ns)
         return last
+
+
+def check_daily(model: CLVModel) -> None:
+    """Raise a :class:`ConfigError` unless ``model`` works at daily resolution (time unit D,
+    W or M): the store keeps purchase days, so it cannot score an hourly model as batch
+    scoring would."""
+    if resolution(model.time_unit)[0] != "D":
+        raise ConfigError(
+            f"model {model.name!r} has time_unit {model.time_unit!r} (hours): the profile "
+            "store keeps purchase days and summarizes in whole days, so it cannot score an "
+            "hourly model as clvlab.score does. Score it in batch (clvlab.score, `clvlab "
+            "score`), or train the model for live profiles with time_unit D, W or M"
+        )
 
 
 def _ns(stamp: Any) -> int | None:

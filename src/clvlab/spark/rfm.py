@@ -64,7 +64,8 @@ def rfm(
         8601 string or a date/time object (see :func:`clvlab.features.rfm.as_timestamp`).
         When None, the last transaction date (found with one aggregation).
     freq
-        Period to which dates are floored: ``"D"``, ``"W"`` (weeks from Monday) or ``"M"``.
+        Period to which dates are floored: ``"D"``, ``"W"`` (weeks from Monday) or ``"M"``
+        (hours, ``"H"``, only locally: :func:`clvlab.rfm`; a :class:`DataError` here).
     freq_multiplier
         Divides recency and T, e.g. 7 with ``freq="D"`` for weeks at daily resolution.
     litt
@@ -79,6 +80,7 @@ def rfm(
         one row per customer with a purchase in or before the as-of period.
     """
     check_canonical(df.columns)
+    _check_daily(freq)
     period_unit(freq, freq_multiplier)  # a bad freq is an error before any Spark job
     stamp = last_date(df) if as_of is None else as_timestamp(as_of, "as_of")
     return _summary(df, stamp, freq, freq_multiplier, litt)
@@ -110,10 +112,12 @@ def calibration_holdout(
     Raises
     ------
     DataError
-        If ``end`` is not after ``cutoff``, or no transaction is on or before ``cutoff``
+        If ``freq`` is ``"H"`` (hours: :func:`clvlab.calibration_holdout` on one machine),
+        ``end`` is not after ``cutoff``, or no transaction is on or before ``cutoff``
         (checked with a one-row Spark job).
     """
     check_canonical(df.columns)
+    _check_daily(freq)
     cutoff_ts, end_ts = as_timestamp(cutoff, "cutoff"), as_timestamp(end, "end")
     if end_ts <= cutoff_ts:
         raise DataError(f"holdout end {end_ts.date()} must be after the cutoff {cutoff_ts.date()}")
@@ -153,6 +157,18 @@ def calibration_holdout(
     return joined.na.fill(0.0, subset=values).withColumn(
         "duration_holdout", F.lit(periods.days / divisor)
     )
+
+
+def _check_daily(freq: str) -> None:
+    """A :class:`DataError` for hourly periods, which the Spark SQL here does not make (its
+    periods are dates)."""
+    if freq == "H":
+        raise DataError(
+            "freq 'H' (hours) is not supported on Spark: clvlab.spark.rfm and "
+            "calibration_holdout floor dates to days, weeks or months; summarize hourly "
+            "with clvlab.rfm / clvlab.calibration_holdout on one machine (e.g. on "
+            "df.toPandas()), or use freq 'D', 'W' or 'M'"
+        )
 
 
 def last_date(df: DataFrame) -> pd.Timestamp:

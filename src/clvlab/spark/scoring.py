@@ -152,7 +152,7 @@ def score(
     else:
         report, first = _read(df, id_column, date_column)
         check_customer_ids(report, stacklevel=3)
-        check_as_of(as_of, first)
+        check_as_of(as_of, first, model.time_unit)
     integers = isinstance(id_type, _INTEGERS)
     # Canonical ids of linked customers are text until scored (ids of the transactions:
     # given back in their type, as locally).
