@@ -225,6 +225,19 @@ def test_explain_adds_the_reasons_and_must_be_a_boolean(server, trained, one):
     assert '"explain" must be true or false, got "yes"' in _error(response)
 
 
+def test_intervals_add_the_bounds_and_need_a_level(server, trained, one):
+    """params.intervals: the score intervals, as clvlab.score(..., intervals=0.8)."""
+    served, _ = trained
+    body = _scores(_post(server, _payload(one, {**PARAMS, "intervals": 0.8})))
+    expected = clvlab.score(served, one, as_of=AS_OF, horizon_days=HORIZON_DAYS, intervals=0.8)
+    row = body["predictions"][0]
+    assert row["clv_upper"] == pytest.approx(expected["clv_upper"].iloc[0], rel=1e-12)
+    assert row["purchases_upper"] == int(expected["purchases_upper"].iloc[0])
+    for level in (1.5, "0.9"):
+        response = _post(server, _payload(one, {**PARAMS, "intervals": level}))
+        assert response.status_code == 400 and "intervals" in _error(response)
+
+
 def test_dataframe_records_and_the_models_horizon(server, trained, one):
     served, _ = trained
     records = [

@@ -2,8 +2,10 @@
 
 The body is what ``mlflow models serve`` accepts: ``{"dataframe_split": {"columns": [...],
 "data": [[...], ...]}}`` or ``{"dataframe_records": [{...}, ...]}``, plus optional ``"params":
-{"as_of": "YYYY-MM-DD", "horizon_days": 365, "explain": true}`` (``explain``: each target's
-reasons in plain words, as ``clvlab score --explain``). The answer is the score table of
+{"as_of": "YYYY-MM-DD", "horizon_days": 365, "explain": true, "intervals": 0.9}``
+(``explain``: each target's reasons in plain words, as ``clvlab score --explain``;
+``intervals``: the score intervals at that level, as ``clvlab score --intervals``, by default
+the model's). The answer is the score table of
 :func:`clvlab.score` as records, with the ``as_of`` and ``horizon_days`` that were used::
 
     {"as_of": "2026-12-07", "as_of_source": "request date (default; pass params.as_of)",
@@ -34,10 +36,10 @@ import pandas as pd
 from clvlab.errors import ClvlabError
 from clvlab.explain import REASON_COLUMNS
 from clvlab.models.clv import CLVModel
-from clvlab.scoring import check_arguments, prepare, read_columns, score_at
+from clvlab.scoring import check_arguments, interval_level, prepare, read_columns, score_at
 
 #: The params a request may carry.
-KNOWN_PARAMS = ("as_of", "horizon_days", "explain")
+KNOWN_PARAMS = ("as_of", "horizon_days", "explain", "intervals")
 #: What ``as_of`` is when a request does not give it (``clvlab serve --as-of-default``).
 AsOfDefault = Literal["today", "last-transaction"]
 AS_OF_DEFAULTS: tuple[AsOfDefault, ...] = ("today", "last-transaction")
@@ -91,6 +93,7 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
         frame = _frame(payload)
         as_of, source, horizon_days = _params(payload.get("params"), as_of_default)
         explain = _explain(payload.get("params"))
+        level = interval_level(model, _intervals(payload.get("params")))
         _check_columns(model, frame)
         frame = _ids_as_sent(model, frame, payload)
         with warnings.catch_warnings():
@@ -98,7 +101,12 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
             warnings.simplefilter("ignore")
             # as_of None: the last transaction date, which the answer then states.
             table, as_of = score_at(
-                model, prepare(model, frame), as_of, horizon_days, explain=explain
+                model,
+                prepare(model, frame),
+                as_of,
+                horizon_days,
+                explain=explain,
+                intervals=level,
             )
     except RequestError as err:
         return _error(400, err.error_code, str(err))
@@ -198,7 +206,8 @@ def _params(
         raise RequestError(
             f"unknown params {unknown}: the known params are as_of (YYYY-MM-DD; default: "
             f"{_default_text(as_of_default)}), horizon_days (a positive number of days; "
-            "default: the model's) and explain (true: each target's reasons; default false)",
+            "default: the model's), explain (true: each target's reasons; default false) and "
+            "intervals (a level such as 0.9; default: the model's)",
             INVALID_PARAMETER_VALUE,
         )
     horizon_days = params.get("horizon_days")
@@ -228,6 +237,20 @@ def _explain(params: Any) -> bool:
             INVALID_PARAMETER_VALUE,
         )
     return value
+
+
+def _intervals(params: Any) -> float | None:
+    """The ``intervals`` param (checked by :func:`_params` to be in an object): a level
+    strictly between 0 and 1, or None (absent or null: the model's default)."""
+    value = params.get("intervals") if isinstance(params, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestError(
+            f'"intervals" must be a level such as 0.9, got {json.dumps(value)[:80]}',
+            INVALID_PARAMETER_VALUE,
+        )
+    return float(value)  # its range is checked with the model's default (interval_level)
 
 
 def _default_text(as_of_default: AsOfDefault) -> str:

@@ -50,6 +50,7 @@ def _signature(model: CLVModel, example: pd.DataFrame) -> Any:
             ParamSpec("as_of", "string", ""),
             ParamSpec("horizon_days", "double", model.horizon_days),
             ParamSpec("explain", "boolean", False),
+            ParamSpec("intervals", "double", None),
         ]
     )
     return ModelSignature(inputs=Schema(inputs), params=params)

@@ -2,8 +2,9 @@
 
 MLflow runs this file when it loads the model; the fitted state comes from the JSON artifact
 ``clv_model``, so nothing is unpickled. Input: a transactions table; params ``as_of`` (empty:
-the last transaction date in the input), ``horizon_days`` and ``explain`` (each target's
-reasons, as ``clvlab score --explain``); output: the score table. The
+the last transaction date in the input), ``horizon_days``, ``explain`` (each target's
+reasons, as ``clvlab score --explain``) and ``intervals`` (a level such as 0.9, as ``clvlab
+score --intervals``; none: the model's default); output: the score table. The
 signature declares ``customer_id`` of any type: integer ids are scored and answered as
 integers, string ids as strings (see :func:`clvlab.score`).
 
@@ -48,6 +49,7 @@ class CLVPyfunc(PythonModel):
                 as_of=_as_of(params.get("as_of")),
                 horizon_days=params.get("horizon_days"),
                 explain=bool(params.get("explain", False)),
+                intervals=params.get("intervals"),
             )
         except ClvlabError as err:
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
