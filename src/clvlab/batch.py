@@ -60,12 +60,14 @@ from clvlab.data.validate import require_columns
 from clvlab.errors import ClvlabError, DataError
 from clvlab.features.rfm import DateLike
 from clvlab.models.clv import CLVModel
-from clvlab.outputs import make_folder, publish, write_json
+from clvlab.models.contractual.model import ContractualModel
+from clvlab.outputs import make_folder, publish, write_json, write_table
 from clvlab.scoring import (
     PreparedTransactions,
-    as_model,
+    as_scoring_model,
     check_arguments,
     check_as_of,
+    check_contractual_arguments,
     check_customer_ids,
     column_names,
     interval_level,
@@ -74,6 +76,7 @@ from clvlab.scoring import (
     score_columns,
     score_prepared,
 )
+from clvlab.scoring_contractual import score_subscriptions
 
 #: Rows per part by default: scoring 5M rows at once peaks at about 1 GB.
 DEFAULT_PARTITION_ROWS = 5_000_000
@@ -159,7 +162,8 @@ def score_to_file(
     Parameters
     ----------
     model, transactions, as_of, horizon_days, identity_links
-        As for :func:`clvlab.score`. ``transactions`` may be a CSV file, Parquet data (a file,
+        As for :func:`clvlab.score` (a contractual model scores a subscription table into
+        one file). ``transactions`` may be a CSV file, Parquet data (a file,
         a folder or a glob such as ``"dir/*.parquet"``), a packaged data set or a DataFrame.
         Without ``as_of`` the data is read twice when it has several parts: once to find the
         last transaction date, once to score. An ``as_of`` before the first transaction of
@@ -196,9 +200,19 @@ def score_to_file(
     """
     as_of, horizon_days = check_arguments(as_of, horizon_days)
     names = column_names(customer_id=customer_id, date=date, amount=amount, date_format=date_format)
-    model = as_model(model)
-    level = interval_level(model, intervals)
+    loaded = as_scoring_model(model)
     target = _check_output(Path(output))
+    if isinstance(loaded, ContractualModel):  # subscriptions: one table, as clvlab.score
+        check_contractual_arguments(
+            horizon_days=horizon_days,
+            identity_links=identity_links,
+            intervals=intervals,
+            explain=explain or None,
+            **names,
+        )
+        return _subscriptions_to_file(loaded, transactions, target, as_of)
+    model = loaded
+    level = interval_level(model, intervals)
     if partition_rows < 1:
         raise ClvlabError(f"partition_rows must be a positive number of rows, got {partition_rows}")
     workers = _cores() if workers is None else workers
@@ -223,6 +237,30 @@ def score_to_file(
                 explain=explain,
                 intervals=level,
             )
+
+
+def _subscriptions_to_file(
+    model: ContractualModel,
+    subscriptions: TransactionSource,
+    target: Path,
+    as_of: pd.Timestamp | None,
+) -> BatchResult:
+    """:func:`score_to_file` of a contractual model: :func:`clvlab.score`'s table of the
+    subscriptions, written atomically."""
+    scores = score_subscriptions(model, subscriptions, as_of=as_of)
+    write_table(scores, target)
+    report = scores.attrs["data_report"]
+    reasons = scores["reason"].value_counts().to_dict()
+    return BatchResult(
+        output=target,
+        files=[target],
+        customers=len(scores),
+        reasons={str(reason): int(count) for reason, count in reasons.items()},
+        partitions=1,
+        as_of=pd.Timestamp(report["as_of"]),
+        model=model.label(),
+        data_report=report,
+    )
 
 
 def _score_parts(

@@ -19,6 +19,8 @@ from clvlab.errors import ClvlabError, ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from clvlab.training_contractual import ContractualTrainResult
+
 #: Keep in step with clvlab.batch.DEFAULT_PARTITION_ROWS (not imported: --help stays fast).
 DEFAULT_PARTITION_ROWS = 5_000_000
 DEFAULT_CONFIG = Path("configs") / "cdnow.yaml"
@@ -404,13 +406,16 @@ def _train(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from clvlab.tracking import ui_command
-    from clvlab.training import train
+    from clvlab.training import TrainResult, train
 
     result = train(config, register=args.register, export=args.export)
     if args.report:
         from clvlab.outputs import write_json
 
         write_json(result.report(), args.report)
+    if not isinstance(result, TrainResult):
+        _print_contractual(result, args.report)
+        return
     backtest = result.backtest
     with pd.option_context("display.width", 120, "display.float_format", "{:.4f}".format):
         for window, table in (
@@ -445,6 +450,45 @@ def _train(args: argparse.Namespace) -> None:
         print(f"Report: {args.report}")
     ui = ui_command(result.experiment_id, result.run_id, result.config.tracking.uri)
     print(f"MLflow UI: {ui}")
+
+
+def _print_contractual(result: ContractualTrainResult, report: Path | None) -> None:
+    """What ``clvlab train`` prints of a contractual training."""
+    import pandas as pd
+
+    from clvlab.tracking import ui_command
+
+    with pd.option_context("display.width", 120, "display.float_format", "{:.4f}".format):
+        for window, table in (
+            ("Validation", result.validation_metrics),
+            ("Holdout", result.metrics),
+        ):
+            start, end = result.windows[window.lower()]
+            print(f"\n{window} ({start.date()} to {end.date()}):")
+            print(table.T.to_string() if not table.empty else "  nothing to judge")
+    for note in result.notes:
+        print(f"Note: {note}")
+    print(f"\nChampion (chosen on validation): {result.champion}")
+    print(f"Scoring model: {result.model.label()}")
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.champion_metrics.items())
+    print(f"Its holdout metrics: {metrics or 'none (nothing to judge)'}")
+    print("\nFitted on all data:")
+    print(pd.Series(result.params).to_string(float_format="{:.4f}".format))
+    data = result.data_report
+    print(
+        f"\nData: {data['rows_kept']:,} of {data['rows_read']:,} subscriptions kept, "
+        f"{data['subscribers']:,} subscribers, {data['active']:,} active"
+    )
+    print(f"Run:   {result.run_id}\nModel: {result.model_uri}")
+    if result.local_path is not None:
+        print(f"Local: {result.local_path}")
+    if result.registry is not None:
+        print(result.registry.to_text())
+    if report:
+        print(f"Report: {report}")
+    print(
+        f"MLflow UI: {ui_command(result.experiment_id, result.run_id, result.config.tracking.uri)}"
+    )
 
 
 def _score(args: argparse.Namespace) -> None:

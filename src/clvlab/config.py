@@ -308,6 +308,27 @@ class SparkConfig(_Strict):
     )
 
 
+class SubscriptionsConfig(_Strict):
+    """``setting: contractual``: how the subscription table (``data.source``, one row per
+    subscription, with ``data.customer_id``) is read and its churn modelled by sBG (see
+    :class:`clvlab.models.contractual.ContractualModel`)."""
+
+    start: str = Field(default="start", description="Column of the day a subscription started.")
+    end: str = Field(default="end", description="Column of the day it ended; empty: active.")
+    price: str | None = Field(default="price", description="Price per period; null: none.")
+    period: Literal["M", "W", "D", "Y"] = Field(
+        default="M", description="What a subscription pays for at a time (calendar months...)."
+    )
+    cohorts: Literal["champion", "by_cohort", "pooled"] = Field(
+        default="champion",
+        description="One sBG per cohort (the start's period), one for all (pooled), or the "
+        "one of the two that predicts churn better on the validation window (champion).",
+    )
+    horizon_periods: int = Field(
+        default=12, ge=1, description="Periods ahead of p_churn and expected_renewals."
+    )
+
+
 class RunConfig(_Strict):
     """A validated run config."""
 
@@ -332,6 +353,26 @@ class RunConfig(_Strict):
         "'clvlab[spark]'), fit on the driver.",
     )
     spark: SparkConfig = SparkConfig()
+    setting: Literal["non_contractual", "contractual"] = Field(
+        default="non_contractual",
+        description="non_contractual: transactions (BTYD, GBM); contractual: subscriptions "
+        "whose cancellations are seen (sBG; the subscriptions section).",
+    )
+    subscriptions: SubscriptionsConfig = SubscriptionsConfig()
+
+    @model_validator(mode="after")
+    def _contractual_on_one_machine(self) -> RunConfig:
+        if self.setting != "contractual":
+            return self
+        if self.engine == "spark":
+            raise ValueError("setting: contractual trains on one machine: remove engine: spark")
+        others = [m for m in self.registry.metrics if METRICS[m].target != "churn"]
+        if others and "metrics" in self.registry.model_fields_set:
+            raise ValueError(
+                f"setting: contractual predicts churn only: registry.metrics {others} judge "
+                "other targets; use churn_roc_auc or churn_brier"
+            )
+        return self
 
     @model_validator(mode="after")
     def _spark_fits_with_clvlab(self) -> RunConfig:
@@ -351,6 +392,15 @@ class RunConfig(_Strict):
                 "on Spark"
             )
         return self
+
+    @property
+    def promotion_metrics(self) -> tuple[str, ...]:
+        """The holdout metrics ``clvlab train --register`` compares with the champion's:
+        ``registry.metrics``, or with ``setting: contractual`` and none given, churn's
+        (``churn_roc_auc``, ``churn_brier``)."""
+        if self.setting == "contractual" and "metrics" not in self.registry.model_fields_set:
+            return ("churn_roc_auc", "churn_brier")
+        return self.registry.metrics
 
     @property
     def unit_days(self) -> float:

@@ -33,6 +33,9 @@ from clvlab.features.rfm import DateLike, as_timestamp, period_bounds, rfm
 from clvlab.features.windows import PurchaseDays, customer_covariates
 from clvlab.intervals import COUNT_BOUNDS, INTERVAL_COLUMNS, check_level, score_intervals
 from clvlab.models.clv import BTYD, PREDICTION_COLUMNS, CLVModel
+from clvlab.models.contractual.model import ContractualModel
+from clvlab.models.saved import ScoringModel
+from clvlab.scoring_contractual import score_subscriptions
 from clvlab.segments import SEGMENT_COLUMNS, segment_values
 
 #: The score table's columns, in order; a model with segment rules adds
@@ -75,7 +78,7 @@ def interval_level(model: CLVModel, intervals: float | None) -> float | None:
 
 
 def score(
-    model: CLVModel | str | Path,
+    model: CLVModel | ContractualModel | str | Path,
     transactions: TransactionSource,
     *,
     as_of: DateLike | None = None,
@@ -94,11 +97,14 @@ def score(
     ----------
     model
         A :class:`CLVModel`, an MLflow model URI (``runs:/...``, ``models:/NAME@alias``) or a
-        local model folder / ``clv_model.json``.
+        local model folder / ``clv_model.json``. A contractual model (``setting:
+        contractual``, :class:`~clvlab.models.contractual.ContractualModel`) scores
+        subscriptions instead: see :func:`clvlab.scoring_contractual.score_subscriptions`
+        (only ``as_of`` applies then).
     transactions
         A DataFrame or a CSV/Parquet path, with the column names the model was trained on or
         the canonical ``customer_id, date[, amount]`` (or those named by ``customer_id``,
-        ``date`` and ``amount``).
+        ``date`` and ``amount``); a subscription table for a contractual model.
     as_of
         The date the scores are for, an ISO 8601 string (``"1998-06-30"``, optionally with a
         time and a zone: see :func:`clvlab.features.rfm.as_timestamp`) or a date/time object.
@@ -168,7 +174,17 @@ def score(
     """
     as_of, horizon_days = check_arguments(as_of, horizon_days)
     names = column_names(customer_id=customer_id, date=date, amount=amount, date_format=date_format)
-    model = as_model(model)
+    loaded = as_scoring_model(model)
+    if isinstance(loaded, ContractualModel):
+        check_contractual_arguments(
+            horizon_days=horizon_days,
+            identity_links=identity_links,
+            intervals=intervals,
+            explain=explain or None,
+            **names,
+        )
+        return score_subscriptions(loaded, transactions, as_of=as_of)
+    model = loaded
     level = interval_level(model, intervals)
     prepared = prepare(model, transactions, identity_links, names)
     return score_at(model, prepared, as_of, horizon_days, explain=explain, intervals=level)[0]
@@ -199,6 +215,18 @@ def score_at(
     return table, as_of
 
 
+def check_contractual_arguments(**given: object) -> None:
+    """Raise a :class:`DataError` naming the scoring arguments ``given`` (not None) that a
+    contractual model does not take: it scores subscriptions by the columns it was trained
+    with, over its own horizon in periods, as of ``as_of``."""
+    unused = sorted(name for name, value in given.items() if value is not None)
+    if unused:
+        raise DataError(
+            f"{', '.join(unused)}: not for a contractual model, which scores subscriptions by "
+            "the columns it was trained with over its horizon_periods; leave them out"
+        )
+
+
 def as_model(model: CLVModel | str | Path) -> CLVModel:
     """The model itself, or the one loaded from an MLflow URI or a local path."""
     if isinstance(model, CLVModel):
@@ -206,6 +234,15 @@ def as_model(model: CLVModel | str | Path) -> CLVModel:
     from clvlab.tracking import load_model
 
     return load_model(model)
+
+
+def as_scoring_model(model: CLVModel | ContractualModel | str | Path) -> ScoringModel:
+    """:func:`as_model` of either setting (a contractual model too)."""
+    if isinstance(model, CLVModel | ContractualModel):
+        return model
+    from clvlab.tracking import load_scoring_model
+
+    return load_scoring_model(model)
 
 
 def check_arguments(

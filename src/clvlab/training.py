@@ -51,7 +51,9 @@ from clvlab.tracking.store import check_tracking_store, tracking_uri
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from clvlab.models.contractual.model import ContractualModel
     from clvlab.tracking.registry import Decision
+    from clvlab.training_contractual import ContractualTrainResult
 
 
 @dataclass
@@ -122,8 +124,9 @@ def train(
     *,
     register: str | None = None,
     export: str | Path | None = None,
-) -> TrainResult:
-    """Run the training job described by a run config.
+) -> TrainResult | ContractualTrainResult:
+    """Run the training job described by a run config (with ``setting: contractual``, that
+    of :mod:`clvlab.training_contractual`, which returns a :class:`ContractualTrainResult`).
 
     Reads the transactions, resolves identities (``data.identity_links``) and applies the
     cleaning policy, counting every excluded row. Backtests every candidate (each BTYD model
@@ -156,6 +159,10 @@ def train(
     """
     config = load_config(config)
     check_tracking_store(config.tracking.uri)
+    if config.setting == "contractual":
+        from clvlab.training_contractual import train_contractual
+
+        return train_contractual(config, register=register, export=export)
     end = pd.Timestamp(config.split.holdout_end)
     if config.engine == "spark":
         from clvlab.spark.training import training_data
@@ -394,29 +401,9 @@ def _train(
             )
         run_id, model_uri, experiment_id = run.run_id, run.model_uri, run.experiment_id
         step.summary = f"run {run_id} in {tracking_uri(config.tracking.uri)}"
-    if export is None and config.tracking.export_dir is not None:
-        export = Path(config.tracking.export_dir) / config.name
-    local_path = None
-    if export is not None:
-        with stage("export") as step:
-            local_path = packaging.export_model(model, export, example, config, tags)
-            step.summary = str(local_path)
-    decision = None
-    if register:
-        from clvlab.tracking.registry import register as register_model
-
-        with stage(f"register as {register}") as step:
-            decision = register_model(
-                model_uri,
-                register,
-                run_id=run_id,
-                config=config,
-                metrics=champion_metrics,
-                tags=tags,
-            )
-            step.summary = f"version {decision.version}, champion " + (
-                "moved to it" if decision.promoted else "kept"
-            )
+    local_path, decision = export_and_register(
+        model, example, config, tags, run_id, champion_metrics, register=register, export=export
+    )
     with stage("write the run's report") as step:
         _log_report(run_id, model, loaded, end, config)
         step.summary = f"report.html in run {run_id}"
@@ -436,6 +423,49 @@ def _train(
         registry=decision,
         config=config,
     )
+
+
+def export_and_register(
+    model: CLVModel | ContractualModel,
+    example: pd.DataFrame,
+    config: RunConfig,
+    tags: dict[str, str],
+    run_id: str,
+    champion_metrics: dict[str, float],
+    *,
+    register: str | None,
+    export: str | Path | None,
+) -> tuple[Path | None, Decision | None]:
+    """After a training run is logged: export its model to ``export`` (or
+    ``<tracking.export_dir>/<name>/`` when the config sets one) and register it as
+    ``register`` (see :func:`clvlab.tracking.registry.register`), each when asked. Returns
+    the local folder and the registry decision (None when not done)."""
+    from clvlab.serving import packaging
+
+    if export is None and config.tracking.export_dir is not None:
+        export = Path(config.tracking.export_dir) / config.name
+    local_path = None
+    if export is not None:
+        with stage("export") as step:
+            local_path = packaging.export_model(model, export, example, config, tags)
+            step.summary = str(local_path)
+    decision = None
+    if register:
+        from clvlab.tracking.registry import register as register_model
+
+        with stage(f"register as {register}") as step:
+            decision = register_model(
+                f"runs:/{run_id}/model",
+                register,
+                run_id=run_id,
+                config=config,
+                metrics=champion_metrics,
+                tags=tags,
+            )
+            step.summary = f"version {decision.version}, champion " + (
+                "moved to it" if decision.promoted else "kept"
+            )
+    return local_path, decision
 
 
 def backtest_settings(config: RunConfig) -> BacktestSettings:

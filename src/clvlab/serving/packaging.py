@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from clvlab.models.clv import CLVModel
+from clvlab.models.contractual.model import ContractualModel
 from clvlab.outputs import write_folder
 from clvlab.tracking.provenance import PACKAGE_SOURCE, STATE_ARTIFACT, pinned_requirements
 
@@ -32,10 +33,20 @@ def _column_type(column: pd.Series) -> str:
     return "double" if pd.api.types.is_numeric_dtype(column) else "string"
 
 
-def _signature(model: CLVModel, example: pd.DataFrame) -> Any:
+def _signature(model: CLVModel | ContractualModel, example: pd.DataFrame) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
     from mlflow.types.schema import AnyType
+
+    if isinstance(model, ContractualModel):  # a subscription table, by its own column names
+        names = model.columns
+        columns = [ColSpec(AnyType(), names.get("customer_id") or "customer_id")]
+        columns += [ColSpec("string", names.get(key) or key) for key in ("start", "end")]
+        if names.get("price"):
+            columns.append(ColSpec("double", str(names["price"])))
+        return ModelSignature(
+            inputs=Schema(columns), params=ParamSchema([ParamSpec("as_of", "string", "")])
+        )
 
     # Ids are keys, not inputs of the model: integers or strings, answered in the type sent.
     inputs: list[ColSpec | TensorSpec] = [
@@ -57,7 +68,7 @@ def _signature(model: CLVModel, example: pd.DataFrame) -> Any:
 
 
 def write_model(
-    model: CLVModel,
+    model: CLVModel | ContractualModel,
     folder: Path,
     input_example: pd.DataFrame,
     config: RunConfig | None = None,
@@ -94,7 +105,7 @@ def write_model(
 
 
 def export_model(
-    model: CLVModel,
+    model: CLVModel | ContractualModel,
     folder: str | Path,
     input_example: pd.DataFrame,
     config: RunConfig | None = None,

@@ -28,10 +28,10 @@ class CLVPyfunc(PythonModel):
     """Scores transactions with the CLV model stored in the ``clv_model`` artifact."""
 
     def load_context(self, context) -> None:
-        from clvlab.models.clv import CLVModel
+        from clvlab.models.saved import load_scoring_model
         from clvlab.tracking.provenance import STATE_ARTIFACT
 
-        self.model = CLVModel.load(context.artifacts[STATE_ARTIFACT])
+        self.model = load_scoring_model(context.artifacts[STATE_ARTIFACT])
 
     # A DataFrame type hint tells MLflow not to infer a schema from hints: the model is logged
     # with an explicit signature instead.
@@ -39,10 +39,13 @@ class CLVPyfunc(PythonModel):
         self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         from clvlab.errors import ClvlabError
+        from clvlab.models.contractual.model import ContractualModel
         from clvlab.scoring import score
 
         params = params or {}
         try:
+            if isinstance(self.model, ContractualModel):  # subscriptions; only as_of applies
+                return score(self.model, model_input, as_of=_as_of(params.get("as_of")))
             return score(
                 self.model,
                 model_input,

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from clvlab.config import RunConfig
     from clvlab.evaluation.backtest import BacktestResult
     from clvlab.models.clv import CLVModel
+    from clvlab.models.saved import ScoringModel
 
 __all__ = [
     "CHAMPION",
@@ -45,6 +46,8 @@ __all__ = [
     "environment",
     "export_registered",
     "load_model",
+    "load_scoring_model",
+    "log_contractual_run",
     "log_run",
     "provenance",
     "resolve_model_uri",
@@ -141,6 +144,35 @@ def log_run(
     for name, figure in figures.items():
         mlflow.log_figure(figure, name)
     _log_candidates(backtest, run.experiment_id)
+    mlflow.log_artifacts(str(model_folder), artifact_path="model")
+
+
+def log_contractual_run(
+    run: TrackedRun,
+    config: RunConfig,
+    *,
+    data_report: dict[str, Any],
+    backtest: dict[str, Any],
+    champion_metrics: dict[str, float],
+    fitted_params: dict[str, float],
+    model_label: str,
+    model_folder: Path,
+    tags: dict[str, str],
+) -> None:
+    """:func:`log_run` of a contractual training (:mod:`clvlab.training_contractual`): the
+    config, the fitted parameters (``full.<cohort>.<param>``), the data report, the package
+    versions, the backtest report (``backtest_report.json``), the holdout metrics of the
+    scoring model (``holdout.<metric>``), the tags and the model folder."""
+    import mlflow
+
+    mlflow.log_params(config.to_flat_dict())
+    mlflow.log_params({f"full.{key}": value for key, value in fitted_params.items()})
+    champion = backtest["champions"]["churn"]
+    mlflow.set_tags({**tags, "clvlab.model": model_label, "clvlab.champion.churn": champion})
+    mlflow.log_dict(data_report, "data_report.json")
+    mlflow.log_dict(environment(), "environment.json")
+    mlflow.log_metrics({f"holdout.{k}": v for k, v in champion_metrics.items()})
+    mlflow.log_dict(backtest, "backtest_report.json")
     mlflow.log_artifacts(str(model_folder), artifact_path="model")
 
 
@@ -253,9 +285,24 @@ def resolve_model_uri(model: str | Path, alias: str = CHAMPION) -> str:
 
 
 def load_model(uri: str | Path) -> CLVModel:
-    """Load a CLV model from an MLflow model URI (``runs:/...``, ``models:/NAME@alias``,
-    ``models:/NAME/VERSION``), a local model folder written by :func:`export_model` or
-    :func:`export_registered`, or a ``clv_model.json`` file.
+    """:func:`load_scoring_model` of a (non-contractual) CLV model: a contractual model is a
+    :class:`~clvlab.errors.ClvlabError` that says it scores subscriptions."""
+    from clvlab.models.clv import CLVModel
+
+    model = load_scoring_model(uri)
+    if not isinstance(model, CLVModel):
+        raise ClvlabError(
+            f"{uri} is a contractual model (setting: contractual), which scores subscriptions: "
+            "score it with clvlab.score or clvlab score, serve it with mlflow models serve"
+        )
+    return model
+
+
+def load_scoring_model(uri: str | Path) -> ScoringModel:
+    """Load a model of either setting (a :class:`~clvlab.CLVModel` or a contractual
+    :class:`~clvlab.models.contractual.ContractualModel`) from an MLflow model URI
+    (``runs:/...``, ``models:/NAME@alias``, ``models:/NAME/VERSION``), a local model folder
+    written by :func:`export_model` or :func:`export_registered`, or a ``clv_model.json`` file.
 
     The model's ``version`` (the score table's ``model_version``) says where it came from:
     ``models:/NAME/VERSION`` for a registered model (also when exported from the registry),
@@ -268,9 +315,9 @@ def load_model(uri: str | Path) -> CLVModel:
     """
     path = Path(uri)
     if path.suffix == ".json" and path.is_file():
-        from clvlab.models.clv import CLVModel  # scipy and scikit-learn: only when loading
+        from clvlab.models.saved import load_scoring_model as load_state
 
-        return CLVModel.load(path)
+        return load_state(path)
     if path.exists() and not (path / "MLmodel").is_file():
         raise ClvlabError(f"{path} is not a model folder (no MLmodel file in it)")
     if path.exists():  # a folder needs no tracking store
@@ -292,12 +339,13 @@ def load_model(uri: str | Path) -> CLVModel:
     return model
 
 
-def _load_state(folder: Path, uri: str) -> CLVModel:
+def _load_state(folder: Path, uri: str) -> ScoringModel:
     """The model in the pyfunc folder ``folder`` (``uri``, for messages), from its fitted
     state; a folder that is not clvlab's pyfunc form is left to MLflow's loader."""
     import yaml
 
-    from clvlab.models.clv import CLVModel  # scipy and scikit-learn: only when loading
+    # scipy and scikit-learn: only when loading
+    from clvlab.models.saved import load_scoring_model as load_state
 
     try:
         meta = yaml.safe_load((folder / "MLmodel").read_text()) or {}
@@ -312,10 +360,10 @@ def _load_state(folder: Path, uri: str) -> CLVModel:
             loaded = mlflow.pyfunc.load_model(str(folder))
         except Exception as exc:  # MLflow raises many types for a bad model; report them alike
             raise ClvlabError(_not_found(uri, exc)) from None
-        model: CLVModel = loaded.unwrap_python_model().model
+        model: ScoringModel = loaded.unwrap_python_model().model
         return model
     _check_environment(folder, flavor.get("python_version"), uri)
-    return CLVModel.load(state)
+    return load_state(state)
 
 
 def _check_environment(folder: Path, python_version: str | None, uri: str) -> None:

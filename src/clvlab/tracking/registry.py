@@ -225,7 +225,7 @@ def _decide(
             f"with `clvlab promote {name} {version} --reason ...` after comparing them",
         )
     comparison = {}
-    for metric in rule.metrics:
+    for metric in config.promotion_metrics:
         tagged = tags.get(f"{_METRIC_TAG}{metric}")
         if tagged is None or metric not in metrics:
             return decision(False, f"not comparable: {metric} is missing on one of the versions")

@@ -6,12 +6,15 @@ cancellations the business sees, fitted by maximum likelihood.
   subscriber with ``periods`` (periods completed) and ``churned`` (False: still active).
 * :func:`fit_cohorts` and :func:`score_subscribers` — one sBG per cohort, and each active
   subscriber's renewal probability, discounted residual lifetime and value.
+* :class:`ContractualModel` — the scoring model of ``setting: contractual`` (sBG by cohort
+  and pooled), which :func:`clvlab.score` scores subscriptions with.
 
 The models are :class:`~clvlab.models.btyd.BTYDEstimator` subclasses: fitted, checked and
 serialized (``to_dict``/``from_dict``) as the BTYD models are.
 """
 
+from clvlab.models.contractual.model import ContractualModel
 from clvlab.models.contractual.shifted_beta_geo import ShiftedBetaGeometric
 from clvlab.models.contractual.subscribers import fit_cohorts, score_subscribers
 
-__all__ = ["ShiftedBetaGeometric", "fit_cohorts", "score_subscribers"]
+__all__ = ["ContractualModel", "ShiftedBetaGeometric", "fit_cohorts", "score_subscribers"]
