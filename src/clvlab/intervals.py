@@ -382,7 +382,7 @@ def _count_bounds(
         for draw, scale in draws:
             positive = counts[counts[:, 0] > 0]
             if len(positive):
-                exactly = partial(draw.p_purchases, positive, horizon)  # type: ignore[attr-defined]
+                exactly = partial(draw.p_purchases_by_count, positive[:, 0], horizon)  # type: ignore[attr-defined]
                 mass[len(counts) - len(positive) :] += histories.evaluate(
                     draw, scale, exactly, active
                 )

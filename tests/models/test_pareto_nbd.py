@@ -418,6 +418,28 @@ def test_conditional_pmf_is_consistent(fitted: ParetoNBD) -> None:
         fitted.p_purchases(1.5, 39.0, 1, 2.0, T)
 
 
+@pytest.mark.parametrize(
+    ("params", "t", "top"),
+    [
+        (PUBLISHED, 39.0, 260),  # weeks, the holdout
+        (PUBLISHED, 520.0, 400),  # ten years ahead
+        ({"r": 0.96, "alpha": 40.2, "s": 0.96, "beta": 255.4}, 3650.0, 400),  # days, 10 years
+        ({"r": 5.0, "alpha": 2.0, "s": 3.0, "beta": 0.5}, 39.0, 400),  # quick buyers, quick exits
+    ],
+)
+def test_pmf_by_count_equals_pmf(cdnow: pd.DataFrame, params, t: float, top: int) -> None:
+    """The dropout integral shared by all counts (one Gauss-Legendre rule) gives
+    p_purchases' values, from the adaptive quadrature of each count, to 1e-10."""
+    model = _with_params(params)
+    rows = cdnow.iloc[np.r_[0 : len(cdnow) : 60, np.argsort(-cdnow["frequency"].to_numpy())[:5]]]
+    x, t_x, T = _columns(rows)
+    counts = np.arange(top + 1)
+    shared = model.p_purchases_by_count(counts, t, x, t_x, T)
+    one_by_one = model.p_purchases(counts[:, None], t, x, t_x, T)
+    assert shared.shape == (top + 1, len(rows))
+    np.testing.assert_allclose(shared, one_by_one, rtol=1e-10, atol=1e-15)
+
+
 def test_new_customer_predictions() -> None:
     model = _with_params(PUBLISHED)
     theirs = _lifetimes_with_params(PUBLISHED)

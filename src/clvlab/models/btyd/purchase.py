@@ -30,6 +30,7 @@ from clvlab.models.btyd.base import (
     BTYDEstimator,
     CompressedRows,
     FitProblem,
+    as_float_arrays,
     history_arrays,
     purchase_histories_to_fit,
     renamed_sample_weight,
@@ -295,6 +296,16 @@ class PurchaseModel(BTYDEstimator):
         count, horizon, x, t_x, age = history_arrays(frequency, recency, T, n=n, t=t)
         check_counts(count)
         return self._pmf(count, horizon, x, t_x, age)
+
+    def p_purchases_by_count(
+        self, counts: object, t: object, frequency: object, recency: object, T: object
+    ) -> np.ndarray:
+        """:meth:`p_purchases` for several counts at once: row ``i`` is
+        ``p_purchases(counts[i], t, frequency, recency, T)`` (``counts`` 1-D, whole numbers
+        >= 0; ``t`` and the histories 1-D or scalars). What a predictive distribution needs;
+        a model may share the work between the counts (Pareto/NBD does)."""
+        (count,) = as_float_arrays(counts=counts)
+        return self.p_purchases(count.reshape(-1, 1), t, frequency, recency, T)
 
     def expected_purchases_new_customer(self, t: object) -> np.ndarray:
         r"""Expected repeat purchases in :math:`(0, t]` of a new customer.
