@@ -43,6 +43,7 @@ _LAZY = {
     "MBGCNBD": "clvlab.models.btyd",
     "GGompertzNBD": "clvlab.models.btyd",
     "ShiftedBetaGeometric": "clvlab.models.contractual",
+    "ContractualModel": "clvlab.models.contractual",
 }
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "ClvlabError",
     "ClvlabWarning",
     "ConfigError",
+    "ContractualModel",
     "DataError",
     "GGompertzNBD",
     "GammaGamma",
@@ -102,7 +104,7 @@ if TYPE_CHECKING:
         ParetoNBD,
     )
     from clvlab.models.clv import CLVModel
-    from clvlab.models.contractual import ShiftedBetaGeometric
+    from clvlab.models.contractual import ContractualModel, ShiftedBetaGeometric
     from clvlab.profiles import ProfileStore
     from clvlab.scoring import score
     from clvlab.tracking import load_model
