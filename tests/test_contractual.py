@@ -207,3 +207,43 @@ def test_config_checks():
         "purchases_mae",
         "churn_roc_auc",
     )
+
+
+def test_clvlab_serve_answers_subscriptions(trained):
+    """``clvlab serve``'s answer to a request of subscriptions (as JSON has them) is the
+    score table, as of params.as_of or, by default, the request date; transaction params
+    are a 400."""
+    import json
+
+    from clvlab.serving.invocations import answer
+    from clvlab.serving.served import load_served_model
+    from clvlab.serving.workers import warm_up
+
+    _, table, folder = trained
+    model, described = load_served_model(str(folder / "model"))
+    assert isinstance(model, ContractualModel) and described.startswith(str(folder / "model"))
+    warm_up(model)  # what each worker does first, with a made-up subscription
+    rows = table.head(40)
+    records = [
+        {
+            "subscriber": subscriber,
+            "began": f"{began:%Y-%m-%d}",
+            "cancelled": "" if pd.isna(cancelled) else f"{cancelled:%Y-%m-%d}",
+            "fee": fee,
+        }
+        for subscriber, began, cancelled, fee in rows.itertuples(index=False)
+    ]
+    body = {"dataframe_records": records, "params": {"as_of": "2022-06-30"}}
+    reply = answer(model, json.dumps(body).encode())
+    assert reply.status == 200, reply.body
+    sent = json.loads(reply.body)
+    assert sent["as_of"] == "2022-06-30" and sent["horizon_periods"] == 12
+    expected = clvlab.score(model, rows, as_of="2022-06-30")
+    got = pd.DataFrame(sent["predictions"])
+    assert got["customer_id"].tolist() == expected["customer_id"].tolist()
+    np.testing.assert_allclose(got["clv"].astype(float), expected["clv"], rtol=1e-12)
+    assert got["start"].iloc[0] == f"{rows['began'].iloc[0]:%Y-%m-%d}"
+    today = json.loads(answer(model, json.dumps({"dataframe_records": records}).encode()).body)
+    assert today["as_of_source"].startswith("request date")
+    bad = answer(model, json.dumps({**body, "params": {"horizon_days": 30}}).encode())
+    assert bad.status == 400 and "takes as_of only" in json.loads(bad.body)["message"]

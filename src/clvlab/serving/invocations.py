@@ -16,6 +16,10 @@ rows' ids missing), strings as strings (other ids, such as 7.5, as text). Missin
 ``null`` (strict JSON, never ``NaN``). A request clvlab cannot answer is
 an HTTP 400 ``{"error_code": ..., "message": ...}`` with clvlab's message.
 
+A contractual model (``setting: contractual``) takes subscriptions instead, by its columns,
+and ``as_of`` as its only param; its answer has ``horizon_periods`` in place of
+``horizon_days``.
+
 Nothing here knows about HTTP servers or processes: :func:`answer` is a plain function of the
 model and the request's bytes, run in the server's worker processes
 (:mod:`clvlab.serving.workers`).
@@ -36,7 +40,10 @@ import pandas as pd
 from clvlab.errors import ClvlabError
 from clvlab.explain import REASON_COLUMNS
 from clvlab.models.clv import CLVModel
+from clvlab.models.contractual.model import ContractualModel
+from clvlab.models.saved import ScoringModel
 from clvlab.scoring import check_arguments, interval_level, prepare, read_columns, score_at
+from clvlab.scoring_contractual import score_subscriptions
 
 #: The params a request may carry.
 KNOWN_PARAMS = ("as_of", "horizon_days", "explain", "intervals")
@@ -48,6 +55,7 @@ BAD_REQUEST, INVALID_PARAMETER_VALUE = "BAD_REQUEST", "INVALID_PARAMETER_VALUE"
 _FORMS = ("dataframe_split", "dataframe_records")
 _TEXT_COLUMNS = frozenset(
     {"customer_id", "model", "model_version", "reason", "rfm_segment", "value_tier", "churn_tier"}
+    | {"cohort", "start"}  # of a contractual model's scores
     | set(REASON_COLUMNS.values())
 )
 
@@ -68,7 +76,7 @@ class Answer:
     body: bytes
 
 
-def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -> Answer:
+def answer(model: ScoringModel, body: bytes, as_of_default: AsOfDefault = "today") -> Answer:
     """Score the transactions of one request body.
 
     Parameters
@@ -88,6 +96,8 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
         valid request or transactions clvlab rejects; 500 for an unexpected error (its
         traceback goes to standard error).
     """
+    if isinstance(model, ContractualModel):
+        return _answer_subscriptions(model, body, as_of_default)
     try:
         payload = _json_object(body)
         frame = _frame(payload)
@@ -118,6 +128,44 @@ def answer(model: CLVModel, body: bytes, as_of_default: AsOfDefault = "today") -
         return _error(500, "INTERNAL_ERROR", " ".join(message.split()))
     used = horizon_days if horizon_days is not None else float(model.horizon_days)
     head = json.dumps({"as_of": _iso(as_of), "as_of_source": source, "horizon_days": used})
+    return Answer(200, f'{head[:-1]}, "predictions": {records_json(table)}}}'.encode())
+
+
+def _answer_subscriptions(
+    model: ContractualModel, body: bytes, as_of_default: AsOfDefault
+) -> Answer:
+    """:func:`answer` for a contractual model: the request's table is subscriptions (the
+    model's columns), the only param ``as_of``; the answer is
+    :func:`clvlab.scoring_contractual.score_subscriptions`' table with the ``as_of`` and
+    ``horizon_periods`` used."""
+    try:
+        payload = _json_object(body)
+        frame = _frame(payload)
+        params = payload.get("params") or {}
+        unknown = sorted(set(params) - {"as_of"}) if isinstance(params, dict) else []
+        if unknown:
+            raise RequestError(
+                f"unknown params {unknown}: a contractual model takes as_of only (YYYY-MM-DD; "
+                f"default: {_default_text(as_of_default)})",
+                INVALID_PARAMETER_VALUE,
+            )
+        as_of, source, _ = _params(params, as_of_default)
+        table = score_subscriptions(model, frame, as_of=as_of)
+    except RequestError as err:
+        return _error(400, err.error_code, str(err))
+    except ClvlabError as err:
+        return _error(400, INVALID_PARAMETER_VALUE, str(err))
+    except Exception as err:  # a bug: answer it, keep serving, leave the traceback in the log
+        traceback.print_exc(file=sys.stderr)
+        message = f"unexpected error while scoring ({type(err).__name__}: {err})"
+        return _error(500, "INTERNAL_ERROR", " ".join(message.split()))
+    used = pd.Timestamp(table.attrs["data_report"]["as_of"])
+    if source.startswith("last transaction"):
+        source = "last start or end in the request (default of this server; pass params.as_of)"
+    head = json.dumps(
+        {"as_of": _iso(used), "as_of_source": source, "horizon_periods": model.horizon_periods}
+    )
+    table = table.assign(start=[_iso(pd.Timestamp(stamp)) for stamp in table["start"]])
     return Answer(200, f'{head[:-1]}, "predictions": {records_json(table)}}}'.encode())
 
 

@@ -12,7 +12,7 @@ from clvlab.errors import ClvlabError
 from clvlab.tracking import CHAMPION
 
 if TYPE_CHECKING:
-    from clvlab.models.clv import CLVModel
+    from clvlab.models.saved import ScoringModel
 
 
 def model_uri(model: str, alias: str = CHAMPION) -> str:
@@ -27,13 +27,14 @@ def model_uri(model: str, alias: str = CHAMPION) -> str:
     return f"models:/{model}@{alias}"
 
 
-def load_served_model(model: str, alias: str = CHAMPION) -> tuple[CLVModel, str]:
-    """Load the model to serve (see :func:`model_uri`) and say what it is, e.g.
-    ``models:/cdnow@champion (version 3)``; a ClvlabError in one line if there is none."""
-    from clvlab.tracking import load_model
+def load_served_model(model: str, alias: str = CHAMPION) -> tuple[ScoringModel, str]:
+    """Load the model to serve (see :func:`model_uri`; a contractual model too) and say what
+    it is, e.g. ``models:/cdnow@champion (version 3)``; a ClvlabError in one line if there
+    is none."""
+    from clvlab.tracking import load_scoring_model
 
     uri = model_uri(model, alias)
-    loaded = load_model(uri)
+    loaded = load_scoring_model(uri)
     version = loaded.version
     if uri.startswith("models:/") and version.startswith("models:/"):
         return loaded, f"{uri} (version {version.rsplit('/', 1)[-1]})"

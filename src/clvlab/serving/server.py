@@ -35,7 +35,7 @@ from fastapi.responses import PlainTextResponse
 
 from clvlab import __version__
 from clvlab.errors import ClvlabError
-from clvlab.models.clv import CLVModel
+from clvlab.models.saved import ScoringModel
 from clvlab.serving.invocations import AsOfDefault
 from clvlab.serving.ports import listen
 from clvlab.serving.workers import WorkerPool
@@ -103,7 +103,7 @@ class ModelServer:
 
     def __init__(
         self,
-        model: CLVModel,
+        model: ScoringModel,
         *,
         host: str = "127.0.0.1",
         port: int = 5000,

@@ -31,7 +31,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from clvlab.errors import ClvlabError
-from clvlab.models.clv import CLVModel
+from clvlab.models.contractual.model import ContractualModel
+from clvlab.models.saved import ScoringModel, model_from_dict
 from clvlab.serving.invocations import AsOfDefault
 
 #: Seconds a new worker may take to import clvlab and load the model.
@@ -59,7 +60,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        model: CLVModel,
+        model: ScoringModel,
         *,
         workers: int,
         timeout: float,
@@ -335,9 +336,9 @@ def _serve_requests(fd: int) -> None:
     connection = Connection(fd)
     try:
         setup: dict[str, Any] = json.loads(connection.recv_bytes())
-        model = CLVModel.from_dict(setup["model"])
+        model = model_from_dict(setup["model"])
         as_of_default = setup["as_of_default"]
-        _warm_up(model)
+        warm_up(model)
     except EOFError:
         return
     except Exception as err:  # tell the server why, in one line
@@ -356,13 +357,20 @@ def _serve_requests(fd: int) -> None:
             return
 
 
-def _warm_up(model: CLVModel) -> None:
+def warm_up(model: ScoringModel) -> None:
     """Score one made-up customer, so that the first request does not pay for the imports
     and set-up scoring does on first use."""
     from clvlab.serving.invocations import answer
 
     columns = ["customer_id", "date", "amount"]
     data = [["warm-up", "2000-01-01", 1.0], ["warm-up", "2000-02-01", 1.0]]
+    if isinstance(model, ContractualModel):  # a subscription, by the model's column names
+        names = model.columns
+        columns = [names.get(role) or role for role in ("customer_id", "start", "end")]
+        data = [["warm-up", "2000-01-01", ""]]
+        if names.get("price"):
+            columns.append(str(names["price"]))
+            data[0].append(1.0)
     body = {
         "dataframe_split": {"columns": columns, "data": data},
         "params": {"as_of": "2000-03-01"},
