@@ -96,28 +96,10 @@ def answer(model: ScoringModel, body: bytes, as_of_default: AsOfDefault = "today
         valid request or transactions clvlab rejects; 500 for an unexpected error (its
         traceback goes to standard error).
     """
-    if isinstance(model, ContractualModel):
-        return _answer_subscriptions(model, body, as_of_default)
     try:
-        payload = _json_object(body)
-        frame = _frame(payload)
-        as_of, source, horizon_days = _params(payload.get("params"), as_of_default)
-        explain = _explain(payload.get("params"))
-        level = interval_level(model, _intervals(payload.get("params")))
-        _check_columns(model, frame)
-        frame = _ids_as_sent(model, frame, payload)
-        with warnings.catch_warnings():
-            # Rows without a customer id are skipped per request; not the server log's news.
-            warnings.simplefilter("ignore")
-            # as_of None: the last transaction date, which the answer then states.
-            table, as_of = score_at(
-                model,
-                prepare(model, frame),
-                as_of,
-                horizon_days,
-                explain=explain,
-                intervals=level,
-            )
+        if isinstance(model, ContractualModel):
+            return _answer_subscriptions(model, body, as_of_default)
+        return _answer_transactions(model, body, as_of_default)
     except RequestError as err:
         return _error(400, err.error_code, str(err))
     except ClvlabError as err:
@@ -126,6 +108,30 @@ def answer(model: ScoringModel, body: bytes, as_of_default: AsOfDefault = "today
         traceback.print_exc(file=sys.stderr)
         message = f"unexpected error while scoring ({type(err).__name__}: {err})"
         return _error(500, "INTERNAL_ERROR", " ".join(message.split()))
+
+
+def _answer_transactions(model: CLVModel, body: bytes, as_of_default: AsOfDefault) -> Answer:
+    """:func:`answer` for a (non-contractual) CLV model; raises what :func:`answer` turns
+    into a 400 or a 500."""
+    payload = _json_object(body)
+    frame = _frame(payload)
+    as_of, source, horizon_days = _params(payload.get("params"), as_of_default)
+    explain = _explain(payload.get("params"))
+    level = interval_level(model, _intervals(payload.get("params")))
+    _check_columns(model, frame)
+    frame = _ids_as_sent(model, frame, payload)
+    with warnings.catch_warnings():
+        # Rows without a customer id are skipped per request; not the server log's news.
+        warnings.simplefilter("ignore")
+        # as_of None: the last transaction date, which the answer then states.
+        table, as_of = score_at(
+            model,
+            prepare(model, frame),
+            as_of,
+            horizon_days,
+            explain=explain,
+            intervals=level,
+        )
     used = horizon_days if horizon_days is not None else float(model.horizon_days)
     head = json.dumps({"as_of": _iso(as_of), "as_of_source": source, "horizon_days": used})
     return Answer(200, f'{head[:-1]}, "predictions": {records_json(table)}}}'.encode())
@@ -138,27 +144,18 @@ def _answer_subscriptions(
     model's columns), the only param ``as_of``; the answer is
     :func:`clvlab.scoring_contractual.score_subscriptions`' table with the ``as_of`` and
     ``horizon_periods`` used."""
-    try:
-        payload = _json_object(body)
-        frame = _frame(payload)
-        params = payload.get("params") or {}
-        unknown = sorted(set(params) - {"as_of"}) if isinstance(params, dict) else []
-        if unknown:
-            raise RequestError(
-                f"unknown params {unknown}: a contractual model takes as_of only (YYYY-MM-DD; "
-                f"default: {_default_text(as_of_default)})",
-                INVALID_PARAMETER_VALUE,
-            )
-        as_of, source, _ = _params(params, as_of_default)
-        table = score_subscriptions(model, frame, as_of=as_of)
-    except RequestError as err:
-        return _error(400, err.error_code, str(err))
-    except ClvlabError as err:
-        return _error(400, INVALID_PARAMETER_VALUE, str(err))
-    except Exception as err:  # a bug: answer it, keep serving, leave the traceback in the log
-        traceback.print_exc(file=sys.stderr)
-        message = f"unexpected error while scoring ({type(err).__name__}: {err})"
-        return _error(500, "INTERNAL_ERROR", " ".join(message.split()))
+    payload = _json_object(body)
+    frame = _frame(payload)
+    params = payload.get("params") or {}
+    unknown = sorted(set(params) - {"as_of"}) if isinstance(params, dict) else []
+    if unknown:
+        raise RequestError(
+            f"unknown params {unknown}: a contractual model takes as_of only (YYYY-MM-DD; "
+            f"default: {_default_text(as_of_default)})",
+            INVALID_PARAMETER_VALUE,
+        )
+    as_of, source, _ = _params(params, as_of_default)
+    table = score_subscriptions(model, frame, as_of=as_of)
     used = pd.Timestamp(table.attrs["data_report"]["as_of"])
     if source.startswith("last transaction"):
         source = "last start or end in the request (default of this server; pass params.as_of)"
