@@ -92,6 +92,9 @@ def test_the_run_is_logged_registered_and_exported(trained):
     assert result.local_path == (folder / "model").resolve()
     report = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/backtest_report.json")
     assert report["champions"] == {"churn": result.champion}
+    # The run's HTML report, with the subscriptions at risk.
+    page = mlflow.artifacts.load_text(f"runs:/{result.run_id}/report.html")
+    assert "Subscriptions likely to be cancelled" in page and result.champion in page
 
 
 def test_predictions_are_the_sbg_formulas(trained):

@@ -62,6 +62,11 @@ _CUSTOMER_COLUMNS = {
     "p_churn": "{:.3f}",
     "expected_purchases": "{:,.2f}",
     "clv": "{:,.2f}",
+    "cohort": "{}",
+    "periods": "{:,.0f}",
+    "price": "{:,.2f}",
+    "p_renew": "{:.3f}",
+    "derl": "{:,.2f}",
     "rfm_segment": "{}",
     "value_tier": "{}",
     "churn_tier": "{}",
@@ -196,18 +201,19 @@ def _score_training_customers(
     run: LoggedRun, as_of: pd.Timestamp
 ) -> tuple[ScoredCustomers | None, str]:
     """The run's model's scores of the run's training data as of ``as_of``, or why not."""
+    from clvlab.models.contractual.model import ContractualModel
     from clvlab.scoring import score
-    from clvlab.tracking import load_model
+    from clvlab.tracking import load_scoring_model
 
     source = run.params.get("data.source", "")
     if not source:
         return None, "not computed: the run did not log its data source (param data.source)"
     # The model folder's own URI: loaded in place from a local store, in any store.
-    model = load_model(f"{run.artifact_uri.rstrip('/')}/model")
+    model = load_scoring_model(f"{run.artifact_uri.rstrip('/')}/model")
+    # Subscriptions (a contractual run) are not resolved by identity links.
+    links = None if isinstance(model, ContractualModel) else run.params.get("data.identity_links")
     try:
-        table = score(
-            model, source, as_of=as_of, identity_links=run.params.get("data.identity_links") or None
-        )
+        table = score(model, source, as_of=as_of, identity_links=links or None)
     except ClvlabError as error:
         return None, (
             f"not computed: the run's training data ({source}) cannot be scored from here: {error}"
@@ -329,7 +335,8 @@ def top_customers(
     count-only model). By churn risk: the customers whose ``p_churn`` is above
     ``high_churn`` (the high churn-risk tier), the most valuable of them first, by what they
     spent on repeat purchases (``frequency`` x ``monetary_value``; ``frequency`` alone when
-    count-only), then by ``p_churn``. Ranking by ``p_churn`` alone would list the
+    count-only; for subscriptions the periods paid for times the price), then by
+    ``p_churn``. Ranking by ``p_churn`` alone would list the
     thousands of one-time buyers long gone, who are all alike; these are the customers worth
     winning back. Ties keep the table's order (by customer id); customers who could not be
     scored are left out.
@@ -337,9 +344,12 @@ def top_customers(
     scored = scores[scores["p_churn"].notna()]
     by_value = scored.sort_values(value_column, ascending=False, kind="stable").head(count)
     at_risk = scored[scored["p_churn"] > high_churn]
-    spent = at_risk["frequency"]
-    if "monetary_value" in at_risk and at_risk["monetary_value"].notna().any():
-        spent = spent * at_risk["monetary_value"].fillna(0.0)
+    if "frequency" in at_risk:
+        spent = at_risk["frequency"]
+        if "monetary_value" in at_risk and at_risk["monetary_value"].notna().any():
+            spent = spent * at_risk["monetary_value"].fillna(0.0)
+    else:  # subscriptions (a contractual model): the periods paid for, times the price
+        spent = at_risk["periods"].astype(float) * at_risk["price"].fillna(1.0)
     order = at_risk.assign(_spent=spent).sort_values(
         ["_spent", "p_churn"], ascending=False, kind="stable"
     )
@@ -543,8 +553,20 @@ def _customers(report: RunReport) -> str:
     by_value, by_churn = top_customers(table, value_column=value_column, high_churn=high_churn)
     columns = [c for c in _CUSTOMER_COLUMNS if c in table]
     when = scored.as_of.date()
+    subscriptions = "frequency" not in table  # a contractual model's scores
     unit = report.run.params.get("time_unit", "")
-    in_unit = f", recency and T in the run's time unit ({_text(unit)})" if unit else ""
+    in_unit = (
+        f", recency and T in the run's time unit ({_text(unit)})"
+        if unit and not subscriptions
+        else ""
+    )
+    at_risk = (
+        "Subscriptions likely to be cancelled within the horizon, ordered by what they paid "
+        "(periods x price)"
+        if subscriptions
+        else "Customers likely to make no purchase within the horizon, ordered by what they "
+        "spent on repeat purchases (frequency x monetary_value)"
+    )
     return "\n".join(
         [
             f"<p>The run's model scored {_text(scored.description)} as of {when} (the holdout "
@@ -553,9 +575,7 @@ def _customers(report: RunReport) -> str:
             _customer_table(by_value, columns),
             f"<h3>By churn risk: P(churn) above {high_churn:g}, the largest past spenders "
             "first</h3>",
-            "<p>Customers likely to make no purchase within the horizon, ordered by what "
-            "they spent on repeat purchases (frequency x monetary_value): the ones worth "
-            "winning back.</p>",
+            f"<p>{at_risk}: the ones worth winning back.</p>",
             _customer_table(by_churn, columns)
             if len(by_churn)
             else f'<p class="note">No customer has P(churn) above {high_churn:g}.</p>',

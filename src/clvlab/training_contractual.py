@@ -34,6 +34,7 @@ from clvlab.models.btyd import convergence_warning
 from clvlab.models.contractual.model import ContractualModel
 from clvlab.models.contractual.subscribers import ALL, fit_cohorts
 from clvlab.progress import stage
+from clvlab.scoring_contractual import score_subscriptions
 from clvlab.tracking.store import tracking_uri
 from clvlab.training import export_and_register
 
@@ -239,6 +240,14 @@ def train_contractual(
     local_path, decision = export_and_register(
         model, example, config, tags, run.run_id, champion_metrics, register=register, export=export
     )
+    with stage("write the run's report") as step:
+        from clvlab.report import ScoredCustomers, log_report
+
+        scores = score_subscriptions(model, config.data.source, as_of=end)
+        described = f"the {len(scores):,} subscriptions of {config.data.source}"
+        customers = ScoredCustomers(scores, end, described)
+        log_report(run.run_id, customers, configured_store=config.tracking.uri)
+        step.summary = f"report.html in run {run.run_id}"
     return ContractualTrainResult(
         model=model,
         run_id=run.run_id,
