@@ -76,6 +76,8 @@ def test_training_recovers_the_churn_distribution_and_judges_both_candidates(tra
     assert result.champion == best
     assert result.champion_metrics == result.metrics.loc[best].to_dict()
     report = result.data_report
+    excluded = sum(v for k, v in report.items() if k.startswith("excluded."))
+    assert report["rows_read"] == report["rows_kept"] + excluded
     assert report["rows_read"] == len(table) == report["rows_kept"]
     assert report["active"] == int(table["cancelled"].isna().sum())
 

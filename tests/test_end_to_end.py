@@ -120,11 +120,11 @@ def test_train_reports_every_holdout_metric(trained):
     metrics = trained["holdout_metrics"]["bgnbd_gamma_gamma"]
     assert set(metrics) >= HOLDOUT_METRICS
     # The purchase interval's coverage is checked for the model the scores' intervals come
-    # from (Pareto/NBD here): 88.3 % of the holdout customers inside the 90 % interval.
+    # from (Pareto/NBD here): 88.5 % of the holdout customers inside the 90 % interval.
     assert metrics.pop("interval_coverage") is None
     assert all(np.isfinite(value) for value in metrics.values())
     coverage = trained["holdout_metrics"]["pareto_nbd_gamma_gamma"]["interval_coverage"]
-    assert coverage == pytest.approx(0.8826, abs=1e-4) and 0.85 < coverage < 0.95
+    assert coverage == pytest.approx(0.8845, abs=1e-4) and 0.85 < coverage < 0.95
     assert 0.5 < metrics["churn_roc_auc"] <= 1 and 0 < metrics["revenue_normalized_gini"] <= 1
     # On the validation window Pareto/NBD wins purchases and revenue, and for churn the blend
     # of BG/NBD (0.87) and the historical formula (0.13) beats every single candidate out of

@@ -155,7 +155,7 @@ def score_to_file(
     amount: str | None = None,
     date_format: str | None = None,
     explain: bool = False,
-    intervals: float | None = None,
+    intervals: float | bool | None = None,
 ) -> BatchResult:
     """Score every customer in ``transactions`` into ``output``, one part at a time.
 

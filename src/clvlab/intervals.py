@@ -43,6 +43,7 @@ import copy
 import numbers
 import warnings
 import weakref
+import zlib
 from collections.abc import Callable, Mapping
 from functools import partial
 
@@ -122,7 +123,10 @@ def parameter_draws(model: BTYDEstimator, n_draws: int = DRAWS) -> list[BTYDEsti
         log_cov = matrix[np.ix_(free, free)] / np.outer(params[free], params[free])
         values, vectors = np.linalg.eigh(log_cov)
         root = vectors * np.sqrt(np.clip(values, 0.0, None))
-        normal = np.random.default_rng(_SEED).standard_normal((n_draws, int(free.sum())))
+        # A stream of its own per model (by its class), so that the draws of the models of
+        # one score are independent.
+        stream = zlib.crc32(type(model).__name__.encode())
+        normal = np.random.default_rng([_SEED, stream]).standard_normal((n_draws, int(free.sum())))
         logs[:, free] += normal @ root.T
     names = list(model.params_.index)
     draws = []
@@ -177,7 +181,6 @@ class _Histories:
 
     def evaluate(
         self,
-        model: BTYDEstimator,
         scale: np.ndarray | None,
         predict: Callable[..., np.ndarray],
         customers: np.ndarray | None = None,
@@ -265,7 +268,7 @@ class _Block:
                 if key in expected:
                     predict = partial(draw.expected_purchases, horizon)  # type: ignore[attr-defined]
                     scale = histories.scale(draw, alive)
-                    expected[key][b] = histories.evaluate(draw, scale, predict)
+                    expected[key][b] = histories.evaluate(scale, predict)
             if self.spend is not None and spend_draws is not None:
                 frequency = histories.own[0]
                 self.spend[b] = spend_draws[b].expected_spend(frequency, monetary)  # type: ignore[attr-defined]
@@ -383,12 +386,10 @@ def _count_bounds(
             positive = counts[counts[:, 0] > 0]
             if len(positive):
                 exactly = partial(draw.p_purchases_by_count, positive[:, 0], horizon)  # type: ignore[attr-defined]
-                mass[len(counts) - len(positive) :] += histories.evaluate(
-                    draw, scale, exactly, active
-                )
+                mass[len(counts) - len(positive) :] += histories.evaluate(scale, exactly, active)
             if start == 0:
                 buying = partial(_p_any_purchase, draw, horizon)
-                mass[0] += 1.0 - histories.evaluate(draw, scale, buying, active)
+                mass[0] += 1.0 - histories.evaluate(scale, buying, active)
         mass /= len(draws)
         for k, count in enumerate(counts[:, 0]):
             row = mass[k]

@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from clvlab.errors import ClvlabError
+from clvlab.intervals import DEFAULT_LEVEL
 from clvlab.outputs import write_text
 from clvlab.segments import CHURN_THRESHOLDS
 from clvlab.tracking.logged import LoggedRun, attach_file, fetch_run
@@ -210,10 +211,12 @@ def _score_training_customers(
         return None, "not computed: the run did not log its data source (param data.source)"
     # The model folder's own URI: loaded in place from a local store, in any store.
     model = load_scoring_model(f"{run.artifact_uri.rstrip('/')}/model")
-    # Subscriptions (a contractual run) are not resolved by identity links.
-    links = None if isinstance(model, ContractualModel) else run.params.get("data.identity_links")
+    links = run.params.get("data.identity_links") or None
     try:
-        table = score(model, source, as_of=as_of, identity_links=links or None)
+        if isinstance(model, ContractualModel):
+            table = score(model, source, as_of=as_of)
+        else:  # the report shows no intervals: none even when the model has a default
+            table = score(model, source, as_of=as_of, identity_links=links, intervals=False)
     except ClvlabError as error:
         return None, (
             f"not computed: the run's training data ({source}) cannot be scored from here: {error}"
@@ -332,14 +335,14 @@ def top_customers(
     """The report's two lists of customers, from a score table.
 
     By value: the ``count`` highest ``value_column`` (``clv``; ``expected_purchases`` for a
-    count-only model). By churn risk: the customers whose ``p_churn`` is above
-    ``high_churn`` (the high churn-risk tier), the most valuable of them first, by what they
-    spent on repeat purchases (``frequency`` x ``monetary_value``; ``frequency`` alone when
-    count-only; for subscriptions the periods paid for times the price), then by
-    ``p_churn``. Ranking by ``p_churn`` alone would list the
-    thousands of one-time buyers long gone, who are all alike; these are the customers worth
-    winning back. Ties keep the table's order (by customer id); customers who could not be
-    scored are left out.
+    count-only model, ``derl`` for subscriptions without a price). By churn risk: the customers
+    whose ``p_churn`` is above ``high_churn`` (the high churn-risk tier), the most valuable of
+    them first, by what they spent on repeat purchases (``frequency`` x ``monetary_value``;
+    ``frequency`` alone when count-only; for subscriptions the periods paid for times the
+    price), then by ``p_churn``. Ranking by ``p_churn`` alone would list the thousands of
+    one-time buyers long gone, who are all alike; these are the customers worth winning back.
+    Ties keep the table's order (by customer id); customers who could not be scored are left
+    out.
     """
     scored = scores[scores["p_churn"].notna()]
     by_value = scored.sort_values(value_column, ascending=False, kind="stable").head(count)
@@ -522,7 +525,7 @@ def _interval_coverage(run: LoggedRun) -> str:
             "(holdout.interval_coverage).</p>"
         )
     level = run.params.get("scoring.intervals", "")
-    at = f"at the level {_text(level)}" if level else "at the default level"
+    at = f"at the level {_text(level or DEFAULT_LEVEL)}" + ("" if level else " (the default)")
     return "\n".join(
         [
             "<p>The share of holdout customers whose purchases in the holdout fell inside the "
@@ -547,7 +550,7 @@ def _customers(report: RunReport) -> str:
     if rules is not None:
         value_column = str(rules["value_column"])
     elif "clv" not in table or table["clv"].isna().all():
-        value_column = "expected_purchases"
+        value_column = "derl" if "derl" in table else "expected_purchases"
     high = float(rules["churn"][-1]) if rules is not None and rules["churn"] else None
     high_churn = DEFAULT_HIGH_CHURN if high is None else high
     by_value, by_churn = top_customers(table, value_column=value_column, high_churn=high_churn)

@@ -70,10 +70,12 @@ def score_columns(model: CLVModel, *, explain: bool = False, intervals: bool = F
     return SCORE_COLUMNS + segments + bounds + reasons
 
 
-def interval_level(model: CLVModel, intervals: float | None) -> float | None:
+def interval_level(model: CLVModel, intervals: float | bool | None) -> float | None:
     """The level of the score intervals: ``intervals`` if given (checked to be strictly
-    between 0 and 1), else the model's default (``scoring.intervals`` when it was trained;
-    None: no intervals)."""
+    between 0 and 1), none for ``False``, else the model's default (``scoring.intervals``
+    when it was trained; None: no intervals)."""
+    if intervals is False:
+        return None
     return model.interval_level if intervals is None else check_level(intervals)
 
 
@@ -89,7 +91,7 @@ def score(
     amount: str | None = None,
     date_format: str | None = None,
     explain: bool = False,
-    intervals: float | None = None,
+    intervals: float | bool | None = None,
 ) -> pd.DataFrame:
     """Score every customer in ``transactions``.
 
@@ -139,7 +141,8 @@ def score(
         ``expected_revenue`` and ``clv`` from the uncertainty of the fitted parameters
         (parametric bootstrap), and ``purchases_lower`` and ``purchases_upper``, whole numbers
         bounding the purchases themselves within the horizon (see :mod:`clvlab.intervals`).
-        Defaults to the model's ``scoring.intervals`` (none unless the run config set it).
+        Defaults to the model's ``scoring.intervals`` (none unless the run config set it);
+        ``False``: none, whatever the model's default.
 
     Returns
     -------

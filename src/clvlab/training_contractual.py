@@ -113,9 +113,7 @@ class ContractualTrainResult:
         }
 
 
-def fit_contractual(
-    periods: pd.DataFrame, candidate: str, config: RunConfig, version: str = ""
-) -> ContractualModel:
+def fit_contractual(periods: pd.DataFrame, candidate: str, config: RunConfig) -> ContractualModel:
     """The ``candidate``'s model (:data:`BY_COHORT` or :data:`POOLED`) fitted on
     :func:`clvlab.subscriber_periods`' table."""
     settings = config.subscriptions
@@ -133,7 +131,6 @@ def fit_contractual(
         annual_discount_rate=config.scoring.annual_discount_rate,
         columns=_columns(config),
         name=config.name,
-        version=version,
     )
 
 
@@ -171,13 +168,23 @@ def train_contractual(
     validation_start = holdout_start - (end - holdout_start)
     windows = {"validation": (validation_start, holdout_start), "holdout": (holdout_start, end)}
     with stage("read") as step:
-        subscriptions, report = read_subscriptions(config.data.source, **_read_columns(config))
+        settings = config.subscriptions
+        subscriptions, report = read_subscriptions(
+            config.data.source,
+            customer_id=config.data.customer_id,
+            start=settings.start,
+            end=settings.end,
+            price=settings.price,
+            date_format=config.data.date_format,
+        )
         kept = subscriptions[subscriptions["start"] <= end]
         step.summary = f"{report.rows_kept:,} of {report.rows_read:,} subscriptions kept"
-    data_report = {
-        **report.to_dict(),
-        "excluded.starts_after_holdout_end": report.rows_kept - len(kept),
-    }
+    # Subscriptions starting after the holdout end are excluded (and counted) too.
+    report.excluded["starts_after_holdout_end"] = report.rows_kept - len(kept)
+    report.rows_kept = len(kept)
+    report.subscribers = int(kept["customer_id"].nunique())
+    report.active = int(kept["end"].isna().sum())
+    data_report = report.to_dict()
     candidates = (BY_COHORT, POOLED)
     tables: dict[str, pd.DataFrame] = {}
     notes: list[str] = []
@@ -293,17 +300,6 @@ def _columns(config: RunConfig) -> dict[str, str | None]:
         "end": settings.end,
         "price": settings.price,
         "date_format": config.data.date_format,
-    }
-
-
-def _read_columns(config: RunConfig) -> dict[str, Any]:
-    columns = _columns(config)
-    return {
-        "customer_id": columns["customer_id"],
-        "start": columns["start"],
-        "end": columns["end"],
-        "price": columns["price"],
-        "date_format": columns["date_format"],
     }
 
 

@@ -163,13 +163,17 @@ def calibration_holdout(
     if end_ts <= cutoff_ts:
         raise DataError(f"holdout end {end_ts.date()} must be after the cutoff {cutoff_ts.date()}")
     _, divisor = period_unit(freq, freq_multiplier)
-    # Hours are finer than the day a date cutoff covers: an end in that day is no holdout.
-    next_day = cutoff_ts + pd.Timedelta(days=1)
-    if freq == "H" and cutoff_ts == cutoff_ts.normalize() and end_ts < next_day:
+    # Hours are finer than the day a date cutoff covers: an end in that day is no holdout;
+    # nor is an end in the hour a cutoff with a time covers.
+    if freq == "H" and period_bounds(end_ts, "H")[1] <= period_bounds(cutoff_ts, "H")[1]:
+        covers = (
+            f"day {cutoff_ts.date()}" if cutoff_ts == cutoff_ts.normalize() else f"hour {cutoff_ts}"
+        )
         raise DataError(
-            f"holdout end {end_ts} is within the calibration cutoff's day {cutoff_ts.date()}, "
-            "which a cutoff given as a date covers whole: give an end after that day, or "
-            "the cutoff with a time (e.g. 'YYYY-MM-DDT12:00')"
+            f"holdout end {end_ts} is within the calibration cutoff's {covers}, "
+            "which the cutoff covers whole: give an end after it (a cutoff given as a date "
+            "covers its whole day; give it with a time, e.g. 'YYYY-MM-DDT12:00', to cut "
+            "within the day)"
         )
     with _session(transactions, memory_limit, None) as (con, tx, has_amount):
         cal = f"(SELECT * FROM {tx} WHERE {DATE} {_until(cutoff_ts)})"

@@ -102,14 +102,15 @@ def score(
     Returns
     -------
     pyspark.sql.DataFrame
-        The columns of :func:`clvlab.score` (:func:`clvlab.scoring.score_columns`), one row
-        per customer id in ``df``, in no particular order; each row equal to the local
-        score table's for the whole data. ``customer_id`` keeps an integer column's type
-        and is text otherwise; a customer who cannot be scored has a ``reason``.
-        Evaluated lazily: scoring runs when the result is written or collected (an error
-        in a partition then comes as Spark's ``PythonException``). ``toPandas()`` gives
-        the segment scores (``r_score``...) as floats, as pyspark does for any integer
-        column with missing values; ``toArrow()`` keeps them integers.
+        The columns of :func:`clvlab.score` (:func:`clvlab.scoring.score_columns`), one row per
+        customer id in ``df``, in no particular order; each row equal to the local score table's
+        for the whole data (without intervals: a model's default ``scoring.intervals`` applies
+        to :func:`clvlab.score` only). ``customer_id`` keeps an integer column's type and is
+        text otherwise; a customer who cannot be scored has a ``reason``. Evaluated lazily:
+        scoring runs when the result is written or collected (an error in a partition then comes
+        as Spark's ``PythonException``). ``toPandas()`` gives the segment scores
+        (``r_score``...) as floats, as pyspark does for any integer column with missing values;
+        ``toArrow()`` keeps them integers.
 
     Raises
     ------

@@ -293,7 +293,7 @@ def load_model(uri: str | Path) -> CLVModel:
     if not isinstance(model, CLVModel):
         raise ClvlabError(
             f"{uri} is a contractual model (setting: contractual), which scores subscriptions: "
-            "score it with clvlab.score or clvlab score, serve it with mlflow models serve"
+            "score it with clvlab.score or clvlab score, serve it with clvlab serve"
         )
     return model
 
