@@ -6,6 +6,7 @@ cancellations the business sees, fitted by maximum likelihood.
   subscriber with ``periods`` (periods completed) and ``churned`` (False: still active).
 * :func:`fit_cohorts` and :func:`score_subscribers` — one sBG per cohort, and each active
   subscriber's renewal probability, discounted residual lifetime and value.
+* :class:`CovariateShiftedBetaGeometric` — sBG whose shapes move with static covariates.
 * :class:`ContractualModel` — the scoring model of ``setting: contractual`` (sBG by cohort
   and pooled), which :func:`clvlab.score` scores subscriptions with.
 
@@ -13,8 +14,15 @@ The models are :class:`~clvlab.models.btyd.BTYDEstimator` subclasses: fitted, ch
 serialized (``to_dict``/``from_dict``) as the BTYD models are.
 """
 
+from clvlab.models.contractual.covariates import CovariateShiftedBetaGeometric
 from clvlab.models.contractual.model import ContractualModel
 from clvlab.models.contractual.shifted_beta_geo import ShiftedBetaGeometric
 from clvlab.models.contractual.subscribers import fit_cohorts, score_subscribers
 
-__all__ = ["ContractualModel", "ShiftedBetaGeometric", "fit_cohorts", "score_subscribers"]
+__all__ = [
+    "ContractualModel",
+    "CovariateShiftedBetaGeometric",
+    "ShiftedBetaGeometric",
+    "fit_cohorts",
+    "score_subscribers",
+]
