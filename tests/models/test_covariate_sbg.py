@@ -89,7 +89,7 @@ def test_bad_covariates_are_refused(simulated):
         CovariateShiftedBetaGeometric().fit(head, covs.assign(segment="a"))
     with pytest.raises(DataError, match=r"\['price'\] have missing values"):
         CovariateShiftedBetaGeometric().fit(head, covs.assign(price=np.nan))
-    with pytest.raises(DataError, match="one row per subscriber"):
+    with pytest.raises(DataError, match="one row per customer"):
         CovariateShiftedBetaGeometric().fit(head, covs.head(10))
     with pytest.warns(BTYDConvergenceWarning, match=r"\['flat'\] are constant"):
         model = CovariateShiftedBetaGeometric().fit(head, covs.assign(flat=1.0))

@@ -25,8 +25,8 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma
 
-from clvlab.errors import DataError
 from clvlab.models.btyd.base import convergence_warning, numerical_hessian, validate_sample_weight
+from clvlab.models.btyd.covariates import covariate_matrix
 from clvlab.models.contractual.shifted_beta_geo import ShiftedBetaGeometric, validate_subscribers
 
 
@@ -68,7 +68,7 @@ class CovariateShiftedBetaGeometric:
         """
         name = type(self).__name__
         frame = validate_subscribers(table, name)
-        z = _covariate_matrix(covariates, len(frame), name)
+        z = covariate_matrix(covariates, len(frame), name)
         constant = [str(col) for col in z if z[col].nunique() < 2]
         if constant:
             warnings.warn(
@@ -112,7 +112,7 @@ class CovariateShiftedBetaGeometric:
 
     def shapes(self, covariates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         r"""Each subscriber's :math:`(\alpha_i, \beta_i)` from his ``covariates``."""
-        z = _covariate_matrix(covariates[self.covariates_], len(covariates), type(self).__name__)
+        z = covariate_matrix(covariates[self.covariates_], len(covariates), type(self).__name__)
         k = len(self.covariates_)
         gamma = self.params_.to_numpy()[2:]
         alpha = self.params_["alpha"] * np.exp(z.to_numpy() @ gamma[:k])
@@ -126,26 +126,6 @@ class CovariateShiftedBetaGeometric:
         n = np.asarray(periods, dtype=float)
         ahead = np.asarray(t, dtype=float)
         return np.exp(betaln(alpha, beta + n + ahead) - betaln(alpha, beta + n))
-
-
-def _covariate_matrix(covariates: object, rows: int, model: str) -> pd.DataFrame:
-    """Validated float copy of the covariate table."""
-    if not isinstance(covariates, pd.DataFrame) or len(covariates) != rows:
-        raise DataError(
-            f"{model}: covariates must be a DataFrame with one row per subscriber ({rows} "
-            f"rows), got {type(covariates).__name__} of {len(getattr(covariates, 'index', []))}"
-        )
-    bad = [str(col) for col in covariates if not pd.api.types.is_numeric_dtype(covariates[col])]
-    if bad:
-        raise DataError(
-            f"{model}: covariate(s) {bad} are not numeric; one-hot encode categories "
-            "(pandas.get_dummies(..., drop_first=True)), leaving a reference level out"
-        )
-    z = covariates.astype(float).reset_index(drop=True)
-    missing = [str(col) for col in z if z[col].isna().any()]
-    if missing:
-        raise DataError(f"{model}: covariate(s) {missing} have missing values; fill or drop them")
-    return z
 
 
 def negative_log_likelihood(

@@ -1,0 +1,241 @@
+r"""BG/NBD with static covariates: customers whose purchase rate and dropout differ with what
+is known of them (channel, first-purchase value, country), as in CLVTools' static covariates
+and PyMC-Marketing's covariate BG/NBD.
+
+Customer :math:`i` with covariates :math:`z_i` (numeric columns; one-hot encode categories,
+leaving a reference level out) has
+
+.. math::
+    \lambda_i \sim \mathrm{Gamma}(r, \alpha_i), \quad \alpha_i = \alpha\, e^{-z_i' \gamma_p};
+    \qquad p_i \sim \mathrm{Beta}(a_i, b_i), \quad a_i = a\, e^{z_i' \gamma_d},
+    \; b_i = b\, e^{z_i' \gamma_d}
+
+(a positive :math:`\gamma_p` raises the purchase rate; :math:`\gamma_d` scales the dropout
+distribution's two shapes alike). With no covariates it is :class:`BetaGeo`. The likelihood
+of a customer is BG/NBD's (FHL 2005, eq. 6) at his own parameters; it is maximised over
+:math:`(\ln r, \ln \alpha, \ln a, \ln b, \gamma_p, \gamma_d)` with its exact gradient, and the
+standard errors come from the Hessian (central differences of the gradient). Predictions
+evaluate :class:`BetaGeo`'s own formulas once per distinct covariate row.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Self
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import betaln, digamma, gammaln
+
+from clvlab.errors import DataError
+from clvlab.models.btyd.base import (
+    convergence_warning,
+    numerical_hessian,
+    validate_purchase_history,
+    validate_sample_weight,
+)
+from clvlab.models.btyd.beta_geo import BetaGeo
+
+#: The BG/NBD parameters, in the order of the fit's unknowns (then the coefficients).
+_SHAPES = ("r", "alpha", "a", "b")
+
+
+class CovariateBetaGeo:
+    r"""BG/NBD whose purchase rate and dropout are scaled by static covariates (see the
+    module docstring).
+
+    Attributes
+    ----------
+    params_ : pandas.Series
+        ``r``, ``alpha``, ``a``, ``b`` (at covariates 0), then ``purchase:<covariate>``
+        (:math:`\gamma_p`) and ``dropout:<covariate>`` (:math:`\gamma_d`).
+    stderr_ : pandas.Series
+        Their standard errors (of the four shapes by the delta method); NaN where the
+        Hessian is singular.
+    log_likelihood_ : float
+        The total log-likelihood at ``params_``.
+    covariates_ : list of str
+        The covariate columns, in order.
+    """
+
+    def fit(
+        self, rfm: pd.DataFrame, covariates: pd.DataFrame, sample_weight: object = None
+    ) -> Self:
+        """Fit on an RFM summary (``frequency``, ``recency``, ``T``, as :meth:`BetaGeo.fit`)
+        and each customer's ``covariates`` (numeric columns, the rows of ``rfm`` in order).
+
+        Raises
+        ------
+        clvlab.errors.DataError
+            Covariates that are missing, not numeric, or not one row per customer.
+
+        Warns
+        -----
+        clvlab.models.btyd.BTYDConvergenceWarning
+            A covariate is constant (its coefficients are not identified: drop it), or the
+            optimiser did not converge.
+        """
+        name = type(self).__name__
+        frame = validate_purchase_history(rfm, name)
+        z = covariate_matrix(covariates, len(frame), name)
+        constant = [str(col) for col in z if z[col].nunique() < 2]
+        if constant:
+            warnings.warn(
+                f"clvlab {name}: covariate(s) {constant} are constant, so their coefficients "
+                "are not identified (their standard errors are NaN); drop them",
+                convergence_warning(),
+                stacklevel=2,
+            )
+        w = validate_sample_weight(sample_weight, len(frame), name)
+        x, t_x, age = (frame[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+        with warnings.catch_warnings():  # the start point only
+            warnings.simplefilter("ignore", convergence_warning())
+            start = BetaGeo().fit(frame, sample_weight=w).params_[list(_SHAPES)].to_numpy()
+        k = z.shape[1]
+        zm = z.to_numpy()
+
+        def objective(u: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = negative_log_likelihood(u, x, t_x, age, w, zm)
+            return value / w.sum(), grad / w.sum()
+
+        u0 = np.concatenate([np.log(start), np.zeros(2 * k)])
+        result = minimize(objective, u0, jac=True, method="L-BFGS-B", options={"maxiter": 5000})
+        if not result.success:
+            warnings.warn(
+                f"clvlab {name}: the optimizer did not converge ({result.message}).",
+                convergence_warning(),
+                stacklevel=2,
+            )
+        u = result.x
+        hess = numerical_hessian(lambda v: negative_log_likelihood(v, x, t_x, age, w, zm)[1], u)
+        se_u = np.full(len(u), np.nan)
+        if np.isfinite(hess).all() and np.linalg.eigvalsh(hess).min() > 0:
+            se_u = np.sqrt(np.diag(np.linalg.inv(hess)))
+        names = [*_SHAPES, *(f"purchase:{c}" for c in z.columns), *(f"dropout:{c}" for c in z)]
+        shapes = np.exp(u[:4])
+        self.params_ = pd.Series(np.r_[shapes, u[4:]], index=names, name="params", dtype=float)
+        self.stderr_ = pd.Series(
+            np.r_[shapes * se_u[:4], se_u[4:]], index=names, name="stderr", dtype=float
+        )
+        self.log_likelihood_ = -float(negative_log_likelihood(u, x, t_x, age, w, zm)[0])
+        self.covariates_ = list(z.columns)
+        return self
+
+    def customer_models(self, covariates: pd.DataFrame) -> tuple[list[BetaGeo], np.ndarray]:
+        """One :class:`BetaGeo` per distinct covariate row of ``covariates`` (at its own
+        parameters), and each customer's index into them."""
+        z = covariate_matrix(covariates[self.covariates_], len(covariates), type(self).__name__)
+        rows, inverse = np.unique(z.to_numpy(), axis=0, return_inverse=True)
+        k = len(self.covariates_)
+        values = self.params_.to_numpy(dtype=float)
+        r, alpha, a, b = values[:4]
+        gamma_p, gamma_d = values[4 : 4 + k], values[4 + k :]
+        models = []
+        for row in rows:
+            scale_d = float(np.exp(row @ gamma_d))
+            values_row = {
+                "r": float(r),
+                "alpha": float(alpha * np.exp(-row @ gamma_p)),
+                "a": float(a * scale_d),
+                "b": float(b * scale_d),
+            }
+            models.append(BetaGeo.from_dict({"model": "BetaGeo", "params": values_row}))
+        return models, inverse.reshape(-1)
+
+    def p_alive(self, rfm: pd.DataFrame, covariates: pd.DataFrame) -> np.ndarray:
+        """:meth:`BetaGeo.p_alive` of each customer at his own parameters."""
+        return self._each(rfm, covariates, lambda m, x, t_x, age: m.p_alive(x, t_x, age))
+
+    def expected_purchases(
+        self, t: float, rfm: pd.DataFrame, covariates: pd.DataFrame
+    ) -> np.ndarray:
+        """:meth:`BetaGeo.expected_purchases` within ``t`` of each customer at his own
+        parameters."""
+        return self._each(
+            rfm, covariates, lambda m, x, t_x, age: m.expected_purchases(t, x, t_x, age)
+        )
+
+    def _each(self, rfm: pd.DataFrame, covariates: pd.DataFrame, predict) -> np.ndarray:
+        x, t_x, age = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+        models, which = self.customer_models(covariates)
+        out = np.empty(len(x))
+        for index, model in enumerate(models):
+            rows = which == index
+            out[rows] = predict(model, x[rows], t_x[rows], age[rows])
+        return out
+
+
+def covariate_matrix(covariates: object, rows: int, model: str) -> pd.DataFrame:
+    """Validated float copy of a covariate table with ``rows`` rows (``model`` names the
+    estimator in the errors)."""
+    if not isinstance(covariates, pd.DataFrame) or len(covariates) != rows:
+        raise DataError(
+            f"{model}: covariates must be a DataFrame with one row per customer ({rows} rows), "
+            f"got {type(covariates).__name__} of {len(getattr(covariates, 'index', []))}"
+        )
+    bad = [str(col) for col in covariates if not pd.api.types.is_numeric_dtype(covariates[col])]
+    if bad:
+        raise DataError(
+            f"{model}: covariate(s) {bad} are not numeric; one-hot encode categories "
+            "(pandas.get_dummies(..., drop_first=True)), leaving a reference level out"
+        )
+    z = covariates.astype(float).reset_index(drop=True)
+    missing = [str(col) for col in z if z[col].isna().any()]
+    if missing:
+        raise DataError(f"{model}: covariate(s) {missing} have missing values; fill or drop them")
+    return z
+
+
+def negative_log_likelihood(
+    u: np.ndarray,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    w: np.ndarray,
+    z: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    r"""Total negative log-likelihood (weights ``w``) of BG/NBD histories with covariates
+    ``z`` and its exact gradient in ``u = (ln r, ln alpha, ln a, ln b, gamma_p, gamma_d)``.
+
+    With :math:`A_1 = \ln B(a, b + x) - \ln B(a, b) - (r + x) \ln(\alpha + T)` and, for
+    :math:`x > 0`, :math:`A_2 = \ln B(a + 1, b + x - 1) - \ln B(a, b) - (r + x)
+    \ln(\alpha + t_x)`: :math:`\ln L = \ln\Gamma(r + x) - \ln\Gamma(r) + r \ln\alpha +
+    \ln(e^{A_1} + e^{A_2})`; the gradient weighs each term's derivative by its share
+    :math:`p_j = e^{A_j - \ln L'}`.
+    """
+    k = z.shape[1]
+    r = np.exp(u[0])
+    alpha = np.exp(u[1] - z @ u[4 : 4 + k])
+    scale_d = np.exp(z @ u[4 + k :])
+    a, b = np.exp(u[2]) * scale_d, np.exp(u[3]) * scale_d
+    repeat = x > 0
+    base = betaln(a, b)
+    first = betaln(a, b + x) - base - (r + x) * np.log(alpha + T)
+    second = np.where(
+        repeat,
+        betaln(a + 1.0, np.maximum(b + x - 1.0, 1e-300)) - base - (r + x) * np.log(alpha + t_x),
+        -np.inf,
+    )
+    mix = np.logaddexp(first, second)
+    ll = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + mix
+    p1, p2 = np.exp(first - mix), np.exp(second - mix)
+    psi_abx, psi_ab = digamma(a + b + x), digamma(a + b)
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - p1 * np.log(alpha + T)
+    d_r -= np.where(repeat, p2 * np.log(alpha + t_x), 0.0)
+    d_alpha = r / alpha - (r + x) * (p1 / (alpha + T) + np.where(repeat, p2 / (alpha + t_x), 0.0))
+    common = psi_ab - psi_abx  # in both terms' derivative w.r.t. a and b
+    d_a = p1 * common + p2 * (digamma(a + 1.0) - digamma(a) + common)
+    d_b = p1 * (digamma(b + x) - digamma(b) + common)
+    b_second = digamma(np.maximum(b + x - 1.0, 1e-300)) - digamma(b) + common
+    d_b += np.where(repeat, p2 * b_second, 0.0)
+    # Chain rule to the unknowns: d/d ln alpha_i = alpha_i d/d alpha_i, and so on.
+    g_alpha, g_a, g_b = alpha * d_alpha, a * d_a, b * d_b
+    grad = np.concatenate(
+        [
+            [r * (w @ d_r), w @ g_alpha, w @ g_a, w @ g_b],
+            -(z.T @ (w * g_alpha)),
+            z.T @ (w * (g_a + g_b)),
+        ]
+    )
+    return -float(w @ ll), -grad
