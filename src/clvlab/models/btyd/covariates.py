@@ -21,6 +21,7 @@ evaluate :class:`BetaGeo`'s own formulas once per distinct covariate row.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Self
 
 import numpy as np
@@ -78,40 +79,19 @@ class CovariateBetaGeo:
         """
         name = type(self).__name__
         frame = validate_purchase_history(rfm, name)
-        z = covariate_matrix(covariates, len(frame), name)
-        constant = [str(col) for col in z if z[col].nunique() < 2]
-        if constant:
-            warnings.warn(
-                f"clvlab {name}: covariate(s) {constant} are constant, so their coefficients "
-                "are not identified (their standard errors are NaN); drop them",
-                convergence_warning(),
-                stacklevel=2,
-            )
+        z = checked_covariates(covariates, len(frame), name)
         w = validate_sample_weight(sample_weight, len(frame), name)
         x, t_x, age = (frame[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
         with warnings.catch_warnings():  # the start point only
             warnings.simplefilter("ignore", convergence_warning())
             start = BetaGeo().fit(frame, sample_weight=w).params_[list(_SHAPES)].to_numpy()
-        k = z.shape[1]
-        zm = z.to_numpy()
-
-        def objective(u: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = negative_log_likelihood(u, x, t_x, age, w, zm)
-            return value / w.sum(), grad / w.sum()
-
-        u0 = np.concatenate([np.log(start), np.zeros(2 * k)])
-        result = minimize(objective, u0, jac=True, method="L-BFGS-B", options={"maxiter": 5000})
-        if not result.success:
-            warnings.warn(
-                f"clvlab {name}: the optimizer did not converge ({result.message}).",
-                convergence_warning(),
-                stacklevel=2,
-            )
-        u = result.x
-        hess = numerical_hessian(lambda v: negative_log_likelihood(v, x, t_x, age, w, zm)[1], u)
-        se_u = np.full(len(u), np.nan)
-        if np.isfinite(hess).all() and np.linalg.eigvalsh(hess).min() > 0:
-            se_u = np.sqrt(np.diag(np.linalg.inv(hess)))
+        k, zm = z.shape[1], z.to_numpy()
+        u, se_u = maximize_with_covariates(
+            lambda v: negative_log_likelihood(v, x, t_x, age, w, zm),
+            np.concatenate([np.log(start), np.zeros(2 * k)]),
+            float(w.sum()),
+            name,
+        )
         names = [*_SHAPES, *(f"purchase:{c}" for c in z.columns), *(f"dropout:{c}" for c in z)]
         shapes = np.exp(u[:4])
         self.params_ = pd.Series(np.r_[shapes, u[4:]], index=names, name="params", dtype=float)
@@ -185,6 +165,50 @@ def covariate_matrix(covariates: object, rows: int, model: str) -> pd.DataFrame:
     if missing:
         raise DataError(f"{model}: covariate(s) {missing} have missing values; fill or drop them")
     return z
+
+
+def checked_covariates(covariates: object, rows: int, model: str) -> pd.DataFrame:
+    """:func:`covariate_matrix` for a fit: a constant covariate warns (its coefficients
+    are not identified)."""
+    z = covariate_matrix(covariates, rows, model)
+    constant = [str(col) for col in z if z[col].nunique() < 2]
+    if constant:
+        warnings.warn(
+            f"clvlab {model}: covariate(s) {constant} are constant, so their coefficients "
+            "are not identified (their standard errors are NaN); drop them",
+            convergence_warning(),
+            stacklevel=3,
+        )
+    return z
+
+
+def maximize_with_covariates(
+    total: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    start: np.ndarray,
+    weight: float,
+    model: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise ``total`` (a total negative log-likelihood and its exact gradient, over
+    ``weight`` subscribers or customers) by L-BFGS-B from ``start``; the optimum and its
+    standard errors (from the Hessian by central differences of the gradient; NaN when it
+    is singular). Warns when the optimiser does not converge."""
+
+    def mean(u: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = total(u)
+        return value / weight, grad / weight
+
+    result = minimize(mean, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000})
+    if not result.success:
+        warnings.warn(
+            f"clvlab {model}: the optimizer did not converge ({result.message}).",
+            convergence_warning(),
+            stacklevel=3,
+        )
+    hess = numerical_hessian(lambda v: total(v)[1], result.x)
+    errors = np.full(len(result.x), np.nan)
+    if np.isfinite(hess).all() and np.linalg.eigvalsh(hess).min() > 0:
+        errors = np.sqrt(np.diag(np.linalg.inv(hess)))
+    return result.x, errors
 
 
 def negative_log_likelihood(

@@ -17,16 +17,18 @@ standard errors come from the Hessian (central differences of the gradient).
 
 from __future__ import annotations
 
-import warnings
 from typing import Self
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.special import betaln, digamma
 
-from clvlab.models.btyd.base import convergence_warning, numerical_hessian, validate_sample_weight
-from clvlab.models.btyd.covariates import covariate_matrix
+from clvlab.models.btyd.base import validate_sample_weight
+from clvlab.models.btyd.covariates import (
+    checked_covariates,
+    covariate_matrix,
+    maximize_with_covariates,
+)
 from clvlab.models.contractual.shifted_beta_geo import ShiftedBetaGeometric, validate_subscribers
 
 
@@ -68,38 +70,19 @@ class CovariateShiftedBetaGeometric:
         """
         name = type(self).__name__
         frame = validate_subscribers(table, name)
-        z = covariate_matrix(covariates, len(frame), name)
-        constant = [str(col) for col in z if z[col].nunique() < 2]
-        if constant:
-            warnings.warn(
-                f"clvlab {name}: covariate(s) {constant} are constant, so their coefficients "
-                "are not identified (their standard errors are NaN); drop them",
-                convergence_warning(),
-                stacklevel=2,
-            )
+        z = checked_covariates(covariates, len(frame), name)
         w = validate_sample_weight(sample_weight, len(frame), name)
         t = frame["periods"].to_numpy(dtype=float)
         c = frame["churned"].to_numpy(dtype=float)
         k = z.shape[1]
         start = ShiftedBetaGeometric().fit(frame, sample_weight=w).params_.to_numpy()
 
-        def objective(u: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = negative_log_likelihood(u, t, c, w, z)
-            return value / w.sum(), grad / w.sum()
-
-        u0 = np.concatenate([np.log(start), np.zeros(2 * k)])
-        result = minimize(objective, u0, jac=True, method="L-BFGS-B", options={"maxiter": 2000})
-        if not result.success:
-            warnings.warn(
-                f"clvlab {name}: the optimizer did not converge ({result.message}).",
-                convergence_warning(),
-                stacklevel=2,
-            )
-        u = result.x
-        hess = numerical_hessian(lambda v: negative_log_likelihood(v, t, c, w, z)[1], u)
-        se_u = np.full(len(u), np.nan)
-        if np.isfinite(hess).all() and np.linalg.eigvalsh(hess).min() > 0:
-            se_u = np.sqrt(np.diag(np.linalg.inv(hess)))
+        u, se_u = maximize_with_covariates(
+            lambda v: negative_log_likelihood(v, t, c, w, z),
+            np.concatenate([np.log(start), np.zeros(2 * k)]),
+            float(w.sum()),
+            name,
+        )
         names = ["alpha", "beta"]
         names += [f"alpha:{col}" for col in z.columns] + [f"beta:{col}" for col in z.columns]
         values = np.concatenate([np.exp(u[:2]), u[2:]])
