@@ -25,7 +25,7 @@ from clvlab.errors import ConfigError
 from clvlab.models.btyd.base import BTYDEstimator, convergence_warning
 from clvlab.models.btyd.beta_geo import BetaGeo
 from clvlab.models.btyd.beta_geo_beta_binom import BetaGeoBetaBinom
-from clvlab.models.btyd.covariates import CovariateBetaGeo
+from clvlab.models.btyd.covariates import CovariateBetaGeo, CovariateParetoNBD
 from clvlab.models.btyd.gamma_gamma import GammaGamma
 from clvlab.models.btyd.ggompertz_nbd import GGompertzNBD
 from clvlab.models.btyd.mbg_cnbd import MBGCNBD
@@ -79,6 +79,7 @@ __all__ = [
     "BetaGeo",
     "BetaGeoBetaBinom",
     "CovariateBetaGeo",
+    "CovariateParetoNBD",
     "GGompertzNBD",
     "GammaGamma",
     "ModifiedBetaGeo",

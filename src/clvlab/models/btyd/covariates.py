@@ -37,12 +37,93 @@ from clvlab.models.btyd.base import (
     validate_sample_weight,
 )
 from clvlab.models.btyd.beta_geo import BetaGeo
+from clvlab.models.btyd.pareto_nbd import ParetoNBD
+from clvlab.models.btyd.pareto_nbd import negative_log_likelihood as pareto_nll
+from clvlab.models.btyd.purchase import PurchaseModel
 
-#: The BG/NBD parameters, in the order of the fit's unknowns (then the coefficients).
-_SHAPES = ("r", "alpha", "a", "b")
+
+class _CovariatePurchaseModel:
+    """What the covariate purchase models share: predictions with the model without
+    covariates at each customer's own parameters, evaluated once per distinct covariate
+    row."""
+
+    #: The purchase model without covariates.
+    base: type[PurchaseModel]
+    params_: pd.Series
+    covariates_: list[str]
+
+    def _row_params(self, row: np.ndarray) -> dict[str, float]:
+        """The parameters of a customer with covariates ``row``."""
+        raise NotImplementedError
+
+    def _data(
+        self, rfm: pd.DataFrame, covariates: pd.DataFrame, sample_weight: object
+    ) -> tuple[pd.DataFrame, np.ndarray, list[np.ndarray], np.ndarray]:
+        """The validated covariates, the weights, the histories (frequency, recency, T) and
+        the start point: the model without covariates fitted, the coefficients 0."""
+        name = type(self).__name__
+        frame = validate_purchase_history(rfm, name)
+        z = checked_covariates(covariates, len(frame), name)
+        w = validate_sample_weight(sample_weight, len(frame), name)
+        histories = [frame[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")]
+        with warnings.catch_warnings():  # the start point only
+            warnings.simplefilter("ignore", convergence_warning())
+            fitted = self.base().fit(frame, sample_weight=w)
+        start = np.log(fitted.params_.to_numpy(dtype=float)[: len(self.base.PARAM_NAMES)])
+        return z, w, histories, np.concatenate([start, np.zeros(2 * z.shape[1])])
+
+    def _keep(self, u: np.ndarray, errors: np.ndarray, z: pd.DataFrame, nll: float) -> None:
+        """Store the optimum ``u`` (log shapes, then the coefficients) and its standard
+        errors as the fitted state."""
+        shapes = len(self.base.PARAM_NAMES)
+        names = [*self.base.PARAM_NAMES]
+        names += [f"purchase:{c}" for c in z.columns] + [f"dropout:{c}" for c in z.columns]
+        values = np.r_[np.exp(u[:shapes]), u[shapes:]]
+        scaled = np.r_[np.exp(u[:shapes]) * errors[:shapes], errors[shapes:]]
+        self.params_ = pd.Series(values, index=names, name="params", dtype=float)
+        self.stderr_ = pd.Series(scaled, index=names, name="stderr", dtype=float)
+        self.log_likelihood_ = -float(nll)
+        self.covariates_ = list(z.columns)
+
+    def customer_models(self, covariates: pd.DataFrame) -> tuple[list[PurchaseModel], np.ndarray]:
+        """One model without covariates per distinct covariate row of ``covariates`` (at its
+        own parameters), and each customer's index into them."""
+        z = covariate_matrix(covariates[self.covariates_], len(covariates), type(self).__name__)
+        rows, inverse = np.unique(z.to_numpy(), axis=0, return_inverse=True)
+        name = self.base.__name__
+        models = [
+            self.base.from_dict({"model": name, "params": self._row_params(row)}) for row in rows
+        ]
+        return models, inverse.reshape(-1)
+
+    def p_alive(self, rfm: pd.DataFrame, covariates: pd.DataFrame) -> np.ndarray:
+        """``p_alive`` of each customer at his own parameters."""
+        return self._each(rfm, covariates, lambda m, x, t_x, age: m.p_alive(x, t_x, age))
+
+    def expected_purchases(
+        self, t: float, rfm: pd.DataFrame, covariates: pd.DataFrame
+    ) -> np.ndarray:
+        """``expected_purchases`` within ``t`` of each customer at his own parameters."""
+        return self._each(
+            rfm, covariates, lambda m, x, t_x, age: m.expected_purchases(t, x, t_x, age)
+        )
+
+    def _each(
+        self,
+        rfm: pd.DataFrame,
+        covariates: pd.DataFrame,
+        predict: Callable[..., np.ndarray],
+    ) -> np.ndarray:
+        x, t_x, age = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+        models, which = self.customer_models(covariates)
+        out = np.empty(len(x))
+        for index, model in enumerate(models):
+            rows = which == index
+            out[rows] = predict(model, x[rows], t_x[rows], age[rows])
+        return out
 
 
-class CovariateBetaGeo:
+class CovariateBetaGeo(_CovariatePurchaseModel):
     r"""BG/NBD whose purchase rate and dropout are scaled by static covariates (see the
     module docstring).
 
@@ -59,6 +140,8 @@ class CovariateBetaGeo:
     covariates_ : list of str
         The covariate columns, in order.
     """
+
+    base = BetaGeo
 
     def fit(
         self, rfm: pd.DataFrame, covariates: pd.DataFrame, sample_weight: object = None
@@ -77,73 +160,88 @@ class CovariateBetaGeo:
             A covariate is constant (its coefficients are not identified: drop it), or the
             optimiser did not converge.
         """
-        name = type(self).__name__
-        frame = validate_purchase_history(rfm, name)
-        z = checked_covariates(covariates, len(frame), name)
-        w = validate_sample_weight(sample_weight, len(frame), name)
-        x, t_x, age = (frame[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
-        with warnings.catch_warnings():  # the start point only
-            warnings.simplefilter("ignore", convergence_warning())
-            start = BetaGeo().fit(frame, sample_weight=w).params_[list(_SHAPES)].to_numpy()
-        k, zm = z.shape[1], z.to_numpy()
-        u, se_u = maximize_with_covariates(
-            lambda v: negative_log_likelihood(v, x, t_x, age, w, zm),
-            np.concatenate([np.log(start), np.zeros(2 * k)]),
-            float(w.sum()),
-            name,
-        )
-        names = [*_SHAPES, *(f"purchase:{c}" for c in z.columns), *(f"dropout:{c}" for c in z)]
-        shapes = np.exp(u[:4])
-        self.params_ = pd.Series(np.r_[shapes, u[4:]], index=names, name="params", dtype=float)
-        self.stderr_ = pd.Series(
-            np.r_[shapes * se_u[:4], se_u[4:]], index=names, name="stderr", dtype=float
-        )
-        self.log_likelihood_ = -float(negative_log_likelihood(u, x, t_x, age, w, zm)[0])
-        self.covariates_ = list(z.columns)
+        z, w, (x, t_x, age), start = self._data(rfm, covariates, sample_weight)
+        zm = z.to_numpy()
+
+        def total(v: np.ndarray) -> tuple[float, np.ndarray]:
+            return negative_log_likelihood(v, x, t_x, age, w, zm)
+
+        u, errors = maximize_with_covariates(total, start, float(w.sum()), type(self).__name__)
+        self._keep(u, errors, z, total(u)[0])
         return self
 
-    def customer_models(self, covariates: pd.DataFrame) -> tuple[list[BetaGeo], np.ndarray]:
-        """One :class:`BetaGeo` per distinct covariate row of ``covariates`` (at its own
-        parameters), and each customer's index into them."""
-        z = covariate_matrix(covariates[self.covariates_], len(covariates), type(self).__name__)
-        rows, inverse = np.unique(z.to_numpy(), axis=0, return_inverse=True)
+    def _row_params(self, row: np.ndarray) -> dict[str, float]:
         k = len(self.covariates_)
         values = self.params_.to_numpy(dtype=float)
         r, alpha, a, b = values[:4]
-        gamma_p, gamma_d = values[4 : 4 + k], values[4 + k :]
-        models = []
-        for row in rows:
-            scale_d = float(np.exp(row @ gamma_d))
-            values_row = {
-                "r": float(r),
-                "alpha": float(alpha * np.exp(-row @ gamma_p)),
-                "a": float(a * scale_d),
-                "b": float(b * scale_d),
-            }
-            models.append(BetaGeo.from_dict({"model": "BetaGeo", "params": values_row}))
-        return models, inverse.reshape(-1)
+        scale_d = float(np.exp(row @ values[4 + k :]))
+        return {
+            "r": float(r),
+            "alpha": float(alpha * np.exp(-row @ values[4 : 4 + k])),
+            "a": float(a * scale_d),
+            "b": float(b * scale_d),
+        }
 
-    def p_alive(self, rfm: pd.DataFrame, covariates: pd.DataFrame) -> np.ndarray:
-        """:meth:`BetaGeo.p_alive` of each customer at his own parameters."""
-        return self._each(rfm, covariates, lambda m, x, t_x, age: m.p_alive(x, t_x, age))
 
-    def expected_purchases(
-        self, t: float, rfm: pd.DataFrame, covariates: pd.DataFrame
-    ) -> np.ndarray:
-        """:meth:`BetaGeo.expected_purchases` within ``t`` of each customer at his own
-        parameters."""
-        return self._each(
-            rfm, covariates, lambda m, x, t_x, age: m.expected_purchases(t, x, t_x, age)
-        )
+class CovariateParetoNBD(_CovariatePurchaseModel):
+    r"""Pareto/NBD whose purchase and dropout rates are scaled by static covariates, as
+    CLVTools' static covariates: :math:`\lambda_i \sim \mathrm{Gamma}(r, \alpha_i)`,
+    :math:`\alpha_i = \alpha e^{-z_i' \gamma_p}`; :math:`\mu_i \sim \mathrm{Gamma}(s,
+    \beta_i)`, :math:`\beta_i = \beta e^{-z_i' \gamma_d}` (positive coefficients raise the
+    rates: more purchases, earlier dropout).
 
-    def _each(self, rfm: pd.DataFrame, covariates: pd.DataFrame, predict) -> np.ndarray:
-        x, t_x, age = (rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
-        models, which = self.customer_models(covariates)
-        out = np.empty(len(x))
-        for index, model in enumerate(models):
-            rows = which == index
-            out[rows] = predict(model, x[rows], t_x[rows], age[rows])
-        return out
+    The customers are grouped by their distinct covariate rows; a group's likelihood and its
+    exact gradient are Pareto/NBD's (:func:`clvlab.models.btyd.pareto_nbd.
+    negative_log_likelihood`) at the group's parameters, and the chain rule gives the
+    coefficients' gradient. Many distinct rows (a continuous covariate) make many groups:
+    bin such a covariate first.
+
+    Attributes
+    ----------
+    params_, stderr_, log_likelihood_, covariates_
+        As :class:`CovariateBetaGeo`'s: ``r``, ``alpha``, ``s``, ``beta``, then
+        ``purchase:<covariate>`` and ``dropout:<covariate>``.
+    """
+
+    base = ParetoNBD
+
+    def fit(
+        self, rfm: pd.DataFrame, covariates: pd.DataFrame, sample_weight: object = None
+    ) -> Self:
+        """Fit on an RFM summary and each customer's ``covariates`` (as
+        :meth:`CovariateBetaGeo.fit`)."""
+        z, w, (x, t_x, age), start = self._data(rfm, covariates, sample_weight)
+        rows, which = np.unique(z.to_numpy(), axis=0, return_inverse=True)
+        groups = [which.reshape(-1) == g for g in range(len(rows))]
+        k = z.shape[1]
+
+        def total(u: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = 0.0, np.zeros_like(u)
+            for row, rows_g in zip(rows, groups, strict=True):
+                log_params = np.array(
+                    [u[0], u[1] - row @ u[4 : 4 + k], u[2], u[3] - row @ u[4 + k :]]
+                )
+                v, g = pareto_nll(log_params, x[rows_g], t_x[rows_g], age[rows_g], w[rows_g])
+                value += v
+                grad[:4] += g
+                grad[4 : 4 + k] -= row * g[1]
+                grad[4 + k :] -= row * g[3]
+            return value, grad
+
+        u, errors = maximize_with_covariates(total, start, float(w.sum()), type(self).__name__)
+        self._keep(u, errors, z, total(u)[0])
+        return self
+
+    def _row_params(self, row: np.ndarray) -> dict[str, float]:
+        k = len(self.covariates_)
+        values = self.params_.to_numpy(dtype=float)
+        r, alpha, s, beta = values[:4]
+        return {
+            "r": float(r),
+            "alpha": float(alpha * np.exp(-row @ values[4 : 4 + k])),
+            "s": float(s),
+            "beta": float(beta * np.exp(-row @ values[4 + k :])),
+        }
 
 
 def covariate_matrix(covariates: object, rows: int, model: str) -> pd.DataFrame:
