@@ -1,9 +1,10 @@
-r"""BG/NBD with static covariates: customers whose purchase rate and dropout differ with what
-is known of them (channel, first-purchase value, country), as in CLVTools' static covariates
-and PyMC-Marketing's covariate BG/NBD.
+r"""BG/NBD and Pareto/NBD with static covariates: customers whose purchase rate and dropout
+differ with what is known of them (channel, first-purchase value, country), as in CLVTools'
+static covariates and PyMC-Marketing's covariate models. :class:`CovariateBetaGeo` is
+described here, :class:`CovariateParetoNBD` in its docstring.
 
-Customer :math:`i` with covariates :math:`z_i` (numeric columns; one-hot encode categories,
-leaving a reference level out) has
+In :class:`CovariateBetaGeo`, customer :math:`i` with covariates :math:`z_i` (numeric
+columns; one-hot encode categories, leaving a reference level out) has
 
 .. math::
     \lambda_i \sim \mathrm{Gamma}(r, \alpha_i), \quad \alpha_i = \alpha\, e^{-z_i' \gamma_p};
