@@ -85,7 +85,8 @@ def score_subscriptions(
     scores = scores[CONTRACTUAL_SCORE_COLUMNS].reset_index(drop=True)
     scores.attrs["data_report"] = {
         **report,
-        "as_of": str(stamp.date()),
+        # A date when the as-of is one (midnight), else the instant with its time.
+        "as_of": str(stamp.date()) if stamp == stamp.normalize() else stamp.isoformat(),
         "scored": int(scores["reason"].isna().sum()),
     }
     return scores
