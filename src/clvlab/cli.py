@@ -19,6 +19,7 @@ from clvlab.errors import ClvlabError, ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from clvlab.training import TrainResult
     from clvlab.training_contractual import ContractualTrainResult
 
 #: Keep in step with clvlab.batch.DEFAULT_PARTITION_ROWS (not imported: --help stays fast).
@@ -405,7 +406,6 @@ def _train(args: argparse.Namespace) -> None:
 
     import pandas as pd
 
-    from clvlab.tracking import ui_command
     from clvlab.training import TrainResult, train
 
     result = train(config, register=args.register, export=args.export)
@@ -441,22 +441,12 @@ def _train(args: argparse.Namespace) -> None:
         f"\nData: {report['rows_kept']:,} of {report['rows_read']:,} rows kept, "
         f"{report['customers']:,} customers"
     )
-    print(f"Run:   {result.run_id}\nModel: {result.model_uri}")
-    if result.local_path is not None:
-        print(f"Local: {result.local_path}")
-    if result.registry is not None:
-        print(result.registry.to_text())
-    if args.report:
-        print(f"Report: {args.report}")
-    ui = ui_command(result.experiment_id, result.run_id, result.config.tracking.uri)
-    print(f"MLflow UI: {ui}")
+    _print_run(result, args.report)
 
 
 def _print_contractual(result: ContractualTrainResult, report: Path | None) -> None:
     """What ``clvlab train`` prints of a contractual training."""
     import pandas as pd
-
-    from clvlab.tracking import ui_command
 
     with pd.option_context("display.width", 120, "display.float_format", "{:.4f}".format):
         for window, table in (
@@ -479,6 +469,14 @@ def _print_contractual(result: ContractualTrainResult, report: Path | None) -> N
         f"\nData: {data['rows_kept']:,} of {data['rows_read']:,} subscriptions kept, "
         f"{data['subscribers']:,} subscribers, {data['active']:,} active"
     )
+    _print_run(result, report)
+
+
+def _print_run(result: TrainResult | ContractualTrainResult, report: Path | None) -> None:
+    """The end of what ``clvlab train`` prints, for either setting: where the run, the model,
+    its export, its registry decision and the ``--report`` are, and how to open the UI."""
+    from clvlab.tracking import ui_command
+
     print(f"Run:   {result.run_id}\nModel: {result.model_uri}")
     if result.local_path is not None:
         print(f"Local: {result.local_path}")
@@ -486,9 +484,8 @@ def _print_contractual(result: ContractualTrainResult, report: Path | None) -> N
         print(result.registry.to_text())
     if report:
         print(f"Report: {report}")
-    print(
-        f"MLflow UI: {ui_command(result.experiment_id, result.run_id, result.config.tracking.uri)}"
-    )
+    ui = ui_command(result.experiment_id, result.run_id, result.config.tracking.uri)
+    print(f"MLflow UI: {ui}")
 
 
 def _score(args: argparse.Namespace) -> None:
