@@ -62,6 +62,18 @@ def score_subscriptions(
         the predictions; ``periods`` are the periods completed, or paid for when ended).
     """
     table, report = read_model_subscriptions(model, subscriptions)
+    return score_subscription_table(model, table, report, as_of=as_of)
+
+
+def score_subscription_table(
+    model: ContractualModel,
+    table: pd.DataFrame,
+    report: dict[str, object],
+    *,
+    as_of: DateLike | None = None,
+) -> pd.DataFrame:
+    """:func:`score_subscriptions` of subscriptions read already
+    (:func:`clvlab.read_subscriptions`' table and its ``report``, as a dict)."""
     stamp = last_date(table) if as_of is None else as_timestamp(as_of, "as_of")
     started = table["start"] <= stamp
     periods = subscriber_periods(table, stamp, model.period)

@@ -34,7 +34,7 @@ from clvlab.models.btyd import convergence_warning
 from clvlab.models.contractual.model import ContractualModel
 from clvlab.models.contractual.subscribers import ALL, fit_cohorts
 from clvlab.progress import stage
-from clvlab.scoring_contractual import score_subscriptions
+from clvlab.scoring_contractual import score_subscription_table
 from clvlab.tracking.store import tracking_uri
 from clvlab.training import export_and_register
 
@@ -178,6 +178,7 @@ def train_contractual(
             date_format=config.data.date_format,
         )
         kept = subscriptions[subscriptions["start"] <= end]
+        read_report = report.to_dict()  # what scoring the file reports
         step.summary = f"{report.rows_kept:,} of {report.rows_read:,} subscriptions kept"
     # Subscriptions starting after the holdout end are excluded (and counted) too.
     report.excluded["starts_after_holdout_end"] = report.rows_kept - len(kept)
@@ -250,7 +251,7 @@ def train_contractual(
     with stage("write the run's report") as step:
         from clvlab.report import ScoredCustomers, log_report
 
-        scores = score_subscriptions(model, config.data.source, as_of=end)
+        scores = score_subscription_table(model, subscriptions, read_report, as_of=end)
         described = f"the {len(scores):,} subscriptions of {config.data.source}"
         customers = ScoredCustomers(scores, end, described)
         log_report(run.run_id, customers, configured_store=config.tracking.uri)
