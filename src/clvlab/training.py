@@ -270,8 +270,8 @@ def _train(
     with stage("check the purchase intervals on the holdout") as step:
         # Scores' purchase intervals come from the purchases' BTYD model, whatever its source.
         level = config.scoring.intervals or DEFAULT_LEVEL
-        by_model = {model: name for name, model in result.btyd_candidates.items()}
-        coverage = result.add_interval_coverage(by_model[btyd_champions["purchases"]], level)
+        candidate = result.btyd_candidate(btyd_champions["purchases"])
+        coverage = result.add_interval_coverage(candidate, level)
         step.summary = f"{coverage:.1%} of customers inside the {level:.0%} interval"
     # Blends of the ensemble champions: target -> candidate -> weight; every BTYD model they
     # and the champions use is refit.
@@ -536,13 +536,12 @@ def _choice(
     ``"gbm"``, ``"historical"``, ``"ensemble"``), its BTYD purchase model (every target: an
     ensemble's stand-in), and the backtest candidate whose holdout metrics are the scoring
     model's."""
-    names = {key: name for name, key in result.btyd_candidates.items()}
     pinned = config.models.purchases
     if pinned != "champion":
         return (
             dict.fromkeys(TARGETS, BTYD),
             dict.fromkeys(TARGETS, pinned),
-            dict.fromkeys(TARGETS, names[pinned]),
+            dict.fromkeys(TARGETS, result.btyd_candidate(pinned)),
         )
     btyd_champions = {
         target: result.btyd_candidates[candidate]

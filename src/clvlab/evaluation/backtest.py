@@ -256,6 +256,11 @@ class BacktestResult:
             },
         }
 
+    def btyd_candidate(self, purchase_model: str) -> str:
+        """The name of the BTYD candidate of ``purchase_model`` (``"bgnbd"`` ->
+        ``"bgnbd_gamma_gamma"``, or ``"bgnbd"`` for count-only data)."""
+        return next(name for name, model in self.btyd_candidates.items() if model == purchase_model)
+
     def add_interval_coverage(self, candidate: str, level: float) -> float:
         """The share of holdout customers whose purchases fall inside the BTYD ``candidate``'s
         predictive interval at ``level`` (:func:`clvlab.intervals.purchase_count_bounds`),
