@@ -23,6 +23,7 @@ from clvlab.tracking.registry import promote, versions
 SAMPLE = {
     "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
     "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+    "tracking": {"figures": False},
 }
 
 
@@ -157,6 +158,7 @@ def test_same_config_same_data_same_params_and_metrics(in_tmp):
         "name": "twice",
         "data": {"source": str(in_tmp / "tx.csv"), "amount": "amount"},
         "split": {"calibration_end": "2024-04-25", "holdout_end": "2024-06-24"},
+        "tracking": {"figures": False},
         "time_unit": "D",
         "models": {
             "candidates": ["bgnbd"],

@@ -42,6 +42,7 @@ CONFIG = {
     "name": "srv",
     "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
     "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+    "tracking": {"figures": False},
     "models": {"purchases": "bgnbd", "candidates": ["bgnbd"], "gbm": {"enabled": False}},
 }
 AS_OF, HORIZON_DAYS = "1998-06-30", 365

@@ -612,6 +612,7 @@ TRAIN_CONFIG = {
     "name": "spark_cdnow",
     "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
     "split": {"calibration_end": "1998-03-31", "holdout_end": "1998-06-30"},
+    "tracking": {"figures": False},
     "models": {"gbm": {"n_estimators": 40, "max_origins": 3, "learning_rate": 0.2}},
     "scoring": {"horizon_days": 91},
 }

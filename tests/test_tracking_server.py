@@ -61,6 +61,7 @@ def trained(tracking_server, tmp_path_factory: pytest.TempPathFactory):
                 "name": "remote",
                 "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
                 "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+                "tracking": {"figures": False},
                 # One candidate: what is tested here is the store, not the backtest.
                 "models": {"purchases": "bgnbd", "candidates": ["bgnbd"]},
             },

@@ -27,6 +27,7 @@ CONFIG = {
     "name": "st",
     "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
     "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+    "tracking": {"figures": False},
     "models": {"purchases": "bgnbd", "candidates": ["bgnbd"], "gbm": {"enabled": False}},
 }
 SCORE = ["--transactions", "lifetimes:CDNOW_sample", "--as-of", "1998-06-30"]

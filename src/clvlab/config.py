@@ -279,6 +279,11 @@ class TrackingConfig(_Strict):
         description="Also export the model to <export_dir>/<name>/; null: no local export "
         "(clvlab export NAME DIR copies a registered version).",
     )
+    figures: bool = Field(
+        default=True,
+        description="Draw the backtest figure and the segment map and log them with the run "
+        "(about a second per run); false: neither, e.g. in a sweep of many runs.",
+    )
 
 
 class SparkConfig(_Strict):

@@ -79,7 +79,7 @@ class TrainResult:
     data_report
         Rows read, excluded (by reason) and kept.
     figure
-        The backtest figure.
+        The backtest figure (None with ``tracking.figures: false``).
     local_path
         The local model export (``export``, or ``tracking.export_dir``), or None.
     tags
@@ -97,7 +97,7 @@ class TrainResult:
     champion_metrics: dict[str, float]
     params: dict[str, dict[str, float]]
     data_report: dict[str, Any]
-    figure: Figure
+    figure: Figure | None
     local_path: Path | None
     tags: dict[str, str]
     registry: Decision | None
@@ -139,7 +139,8 @@ def train(
     the backtest figure and report. With ``segments.enabled`` the model also keeps segment
     rules (:mod:`clvlab.segments`), whose cut points are fixed on its own scores of the
     training customers at the holdout end; they are logged (``segment_rules.json``) with the
-    segment map (``segment_map.png``). Last (after registering), the run's HTML report is
+    segment map (``segment_map.png``; the figures are left out with ``tracking.figures:
+    false``). Last (after registering), the run's HTML report is
     logged to it (``report.html``, :mod:`clvlab.report`). It is exported to a local folder
     only when asked (``export``, or ``<tracking.export_dir>/<name>/`` when the config sets
     it). With ``engine: spark`` the transactions are read, resolved, cleaned and counted on
@@ -265,7 +266,7 @@ def _train(
     settings = backtest_settings(config)
     statistics = loaded.statistics
     result = backtest(transactions, settings, customers=customers, fit_statistics=statistics)
-    figures = _figures(result, transactions, config)
+    figures = _figures(result, transactions, config) if config.tracking.figures else {}
     kinds, btyd_champions, chosen = _choice(result, config)
     with stage("check the purchase intervals on the holdout") as step:
         # Scores' purchase intervals come from the purchases' BTYD model, whatever its source.
@@ -417,7 +418,7 @@ def _train(
         champion_metrics=champion_metrics,
         params=params,
         data_report=data_report,
-        figure=figures["backtest.png"],
+        figure=figures.get("backtest.png"),
         local_path=local_path,
         tags=tags,
         registry=decision,
@@ -584,7 +585,8 @@ def _fit_segments(
 ) -> tuple[SegmentRules, dict[str, Figure]]:
     """The segment rules fixed on the model's own scores of the training ``transactions`` at
     ``end`` (:func:`clvlab.segments.fit_segment_rules`, with the config's ``segments``), and
-    the segment map of those customers (:func:`clvlab.evaluation.plots.segment_map`)."""
+    the segment map of those customers (:func:`clvlab.evaluation.plots.segment_map`; none
+    with ``tracking.figures: false``)."""
     no_exclusions = pd.Index([], dtype="string", name=CUSTOMER_ID)
     prepared = PreparedTransactions(transactions, no_exclusions, report)
     scores, _ = score_prepared(model, prepared, end, None)
@@ -595,6 +597,8 @@ def _fit_segments(
         churn_thresholds=config.segments.churn_tiers,
         **settings,
     )
+    if not config.tracking.figures:
+        return rules, {}
     grid = segment_grid(add_segments(scores, rules, **settings), rules.value_column)
     figures = plots.segment_map(
         grid,

@@ -156,6 +156,7 @@ def test_a_config_candidate_trains_saves_and_scores(in_tmp, cdnow_sample):
         "name": "cnbd",
         "data": {"source": "lifetimes:CDNOW_sample", "amount": "amount"},
         "split": {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30"},
+        "tracking": {"figures": False},
         "time_unit": "W",
         "models": {"purchases": "mbgcnbd", "candidates": ["mbgcnbd"], "gbm": {"enabled": False}},
     }
