@@ -41,6 +41,9 @@ from clvlab.models.btyd import BetaGeo, ModifiedBetaGeo, ParetoNBD
 from clvlab.scoring import ALL_EXCLUDED, NO_HISTORY, SCORE_COLUMNS
 
 PROPERTY = settings(max_examples=500, derandomize=True, deadline=None, database=None)
+# Strategies are module constants wherever they can be: hypothesis analyses each new strategy
+# object when it is first drawn from, which took a third of these tests' time when the
+# generators built theirs for every example.
 
 #: The first day of the generated data; the 90 days after it cross the changes to summer time
 #: of the US (2020-03-08) and of Europe (2020-03-29).
@@ -56,6 +59,9 @@ AMOUNTS = (
     | st.floats(-1000.0, -0.01).map(lambda v: round(v, 2))
     | st.sampled_from([1e12, 1e15, 123456789.01])
 )
+#: A second of the day: midnight (a date alone) or any.
+SECONDS = st.just(0) | st.integers(0, 86_399)
+UNITS = st.sampled_from(["ns", "us", "s"])
 
 
 # --- random transaction tables as users have them ----------------------------------------------
@@ -120,6 +126,27 @@ def _id_pool(kind: str) -> st.SearchStrategy[list]:
     return st.lists(values, min_size=1, max_size=4, unique_by=_id_text)
 
 
+ID_KINDS = ["int", "nullable_int", "str", "mixed", "float_whole", "float"]
+ID_POOLS = {kind: _id_pool(kind) for kind in ID_KINDS}
+#: Rows of a raw table: (an index into the id pool, modulo its size, or -1 for a missing id;
+#: day; second of the day).
+RAW_ROWS = st.lists(st.tuples(st.integers(-1, 3), st.integers(0, DAYS), SECONDS), max_size=10)
+DATE_FORMS = st.sampled_from(
+    [
+        "datetime64",
+        "zoned",
+        "iso_date",
+        "iso_datetime",
+        "iso_offset",
+        "pydatetime",
+        "pydatetime_offset",
+        "date",
+        "yyyymmdd",
+    ]
+)
+OFFSET_HOURS = st.lists(st.sampled_from([-8, -5, 0, 2, 5.5, 9]), min_size=1)
+
+
 def _id_column(kind: str, ids: list) -> pd.Series:
     if kind == "int":
         return pd.Series(ids, dtype="int64")
@@ -134,29 +161,14 @@ def _date_column(draw, stamps: list[pd.Timestamp]) -> pd.Series:
     """The instants ``stamps`` (naive, UTC) in one of the forms a user's table may hold: naive
     or zoned datetime64, ISO strings (dates, dates and times, with offsets), Python datetimes
     (naive or with offsets that differ between rows), dates, or integers like 20200301."""
-    kind = draw(
-        st.sampled_from(
-            [
-                "datetime64",
-                "zoned",
-                "iso_date",
-                "iso_datetime",
-                "iso_offset",
-                "pydatetime",
-                "pydatetime_offset",
-                "date",
-                "yyyymmdd",
-            ]
-        )
-    )
+    kind = draw(DATE_FORMS)
     if kind == "datetime64":
-        unit = draw(st.sampled_from(["ns", "us", "s"]))
-        return pd.Series(pd.DatetimeIndex(stamps).as_unit(unit))
+        return pd.Series(pd.DatetimeIndex(stamps).as_unit(draw(UNITS)))
     if kind == "zoned":
         zone = draw(st.sampled_from(ZONES))
         return pd.Series(pd.DatetimeIndex(stamps).tz_localize("UTC").tz_convert(zone))
     if kind in ("iso_offset", "pydatetime_offset"):
-        hours = draw(st.lists(st.sampled_from([-8, -5, 0, 2, 5.5, 9]), min_size=1))
+        hours = draw(OFFSET_HOURS)
         zoned = [
             s.tz_localize("UTC").tz_convert(dt.timezone(dt.timedelta(hours=hours[k % len(hours)])))
             for k, s in enumerate(stamps)
@@ -211,16 +223,15 @@ def raw_tables(draw, with_amount: bool) -> RawTable:
     """A few customers' transactions as a user may hand them over: ids of one kind (some
     missing), dates in one form (some maybe spoiled), amounts ordinary to extreme (some maybe
     not numbers), exact duplicate rows; sometimes no rows at all."""
-    id_kind = draw(st.sampled_from(["int", "nullable_int", "str", "mixed", "float_whole", "float"]))
-    pool = draw(_id_pool(id_kind))
-    n_rows = draw(st.integers(0, 10))
-    first = 0 if id_kind == "int" else -1  # -1: a missing id
-    picks = draw(st.lists(st.integers(first, len(pool) - 1), min_size=n_rows, max_size=n_rows))
-    days = draw(st.lists(st.integers(0, DAYS), min_size=n_rows, max_size=n_rows))
-    seconds = draw(st.lists(st.just(0) | st.integers(0, 86_399), min_size=n_rows, max_size=n_rows))
-    stamps = [BASE + pd.Timedelta(days=d, seconds=s) for d, s in zip(days, seconds, strict=True)]
+    id_kind = draw(st.sampled_from(ID_KINDS))
+    pool = draw(ID_POOLS[id_kind])
+    rows = draw(RAW_ROWS)
+    n_rows = len(rows)
+    stamps = [BASE + pd.Timedelta(days=day, seconds=second) for _, day, second in rows]
+    missing = id_kind != "int"  # an int64 column has no missing ids
+    ids = [None if pick < 0 and missing else pool[pick % len(pool)] for pick, *_ in rows]
     columns = {
-        "customer_id": _id_column(id_kind, [None if k < 0 else pool[k] for k in picks]),
+        "customer_id": _id_column(id_kind, ids),
         "date": _spoil_dates(draw, _date_column(draw, stamps)),
     }
     if with_amount:
@@ -442,24 +453,29 @@ def _check_reasons(scores: pd.DataFrame, clean: pd.DataFrame, as_of) -> None:
 # --- rfm and calibration_holdout equal lifetimes ---------------------------------------------
 
 
+#: The parts of a canonical table: a pool of ids, and rows of (an index into the pool, modulo
+#: its size; day; second of the day; amount).
+CANONICAL_IDS = st.lists(st.text(alphabet="ab0Zé日 ", max_size=3), min_size=1, max_size=5)
+CANONICAL_ROWS = st.lists(
+    st.tuples(st.integers(0, 4), st.integers(0, 60), SECONDS, AMOUNTS), max_size=12
+)
+
+
 @st.composite
 def canonical_tables(draw, with_amount: bool | None = None) -> pd.DataFrame:
     """Canonical transactions (as read_transactions returns them) of a few customers: string
     ids, naive timestamps (some at midnight), amounts ordinary to extreme; maybe no rows."""
-    pool = draw(st.lists(st.text(alphabet="ab0Zé日 ", max_size=3), min_size=1, max_size=5))
-    n_rows = draw(st.integers(0, 12))
-    ids = draw(st.lists(st.sampled_from(pool), min_size=n_rows, max_size=n_rows))
-    days = draw(st.lists(st.integers(0, 60), min_size=n_rows, max_size=n_rows))
-    seconds = draw(st.lists(st.just(0) | st.integers(0, 86_399), min_size=n_rows, max_size=n_rows))
-    unit = draw(st.sampled_from(["ns", "us", "s"]))
+    pool = draw(CANONICAL_IDS)
+    rows = draw(CANONICAL_ROWS)
     dates = pd.DatetimeIndex(
-        [BASE + pd.Timedelta(days=d, seconds=s) for d, s in zip(days, seconds, strict=True)]
-    ).as_unit(unit)
+        [BASE + pd.Timedelta(days=day, seconds=second) for _, day, second, _ in rows]
+    ).as_unit(draw(UNITS))
+    ids = [pool[pick % len(pool)] for pick, *_ in rows]
     columns = {"customer_id": pd.Series(ids, dtype="string"), "date": dates}
     if with_amount is None:
         with_amount = draw(st.booleans())
     if with_amount:
-        columns["amount"] = draw(st.lists(AMOUNTS, min_size=n_rows, max_size=n_rows))
+        columns["amount"] = [amount for *_, amount in rows]
     return pd.DataFrame(columns)
 
 
@@ -609,6 +625,9 @@ def purchase_models(cls) -> st.SearchStrategy[_Model]:
     return st.fixed_dictionaries(log_uniform).map(lambda params: _Model(cls, params))
 
 
+MODELS = {cls: purchase_models(cls) for cls in PURCHASE_MODELS}
+
+
 @st.composite
 def histories(draw) -> tuple[int, float, float]:
     """(x, t_x, T): x a whole number >= 0, 0 <= t_x <= T, and t_x = 0 when x = 0."""
@@ -616,6 +635,13 @@ def histories(draw) -> tuple[int, float, float]:
     age = draw(st.floats(0.0, 1000.0) | st.sampled_from([0.0, 1 / 7, 38.86]))
     recency = 0.0 if x == 0 else draw(st.floats(0.0, age) | st.just(age))
     return x, recency, age
+
+
+HISTORIES = histories()
+HORIZONS = st.lists(st.floats(MIN_HORIZON, 5000.0), min_size=1, max_size=5)
+AGE_STEPS = st.lists(st.floats(0.0, 500.0), max_size=5)
+#: Recencies as shares of the age (0 to 1; at least two).
+RECENCY_SHARES = st.lists(st.floats(0.0, 1.0), min_size=2)
 
 
 def _rising(values: np.ndarray, rtol: float = RTOL) -> bool:
@@ -637,9 +663,9 @@ def test_predictions_over_a_growing_horizon(cls, data):
     * E[X] <= P(alive) (r + x) t / (alpha + T): alive at T, the purchase rate is
       Gamma(r + x, alpha + T) in all three models, and dropping out can only stop purchases.
     """
-    model = data.draw(purchase_models(cls)).estimator
-    x, t_x, age = data.draw(histories())
-    later = data.draw(st.lists(st.floats(MIN_HORIZON, 5000.0), min_size=1, max_size=5))
+    model = data.draw(MODELS[cls]).estimator
+    x, t_x, age = data.draw(HISTORIES)
+    later = data.draw(HORIZONS)
     horizons = np.array([0.0, *sorted(later)])
     expected = model.expected_purchases(horizons, x, t_x, age)
     churn = model.p_churn(horizons, x, t_x, age)
@@ -668,14 +694,14 @@ def test_p_alive_falls_with_the_time_since_the_last_purchase(cls, data):
     depend on t_x. L_dead, that of having dropped out after the last purchase, does not depend
     on T in the BG family (dropout happens at t_x) and in Pareto/NBD integrates over a dropout
     time in (t_x, T), so it grows with T; in all three it falls as t_x grows."""
-    model = data.draw(purchase_models(cls)).estimator
-    x, t_x, age = data.draw(histories())
-    later = age + np.cumsum([0.0, *data.draw(st.lists(st.floats(0.0, 500.0), max_size=5))])
+    model = data.draw(MODELS[cls]).estimator
+    x, t_x, age = data.draw(HISTORIES)
+    later = age + np.cumsum([0.0, *data.draw(AGE_STEPS)])
     by_age = model.p_alive(x, t_x, later)
     assert np.isfinite(by_age).all() and ((by_age >= 0) & (by_age <= 1)).all()
     assert _rising(-by_age), (later, by_age)
     if x > 0:
-        recencies = np.array(sorted(data.draw(st.lists(st.floats(0.0, age), min_size=2))))
+        recencies = age * np.array(sorted(data.draw(RECENCY_SHARES)))
         by_recency = model.p_alive(x, recencies, age)
         assert np.isfinite(by_recency).all() and ((by_recency >= 0) & (by_recency <= 1)).all()
         assert _rising(by_recency), (recencies, by_recency)
