@@ -10,24 +10,27 @@ import pytest
 
 import stores
 
-#: The test files that take longest (most CPU first; about 90 to 15 s each on 2 cores). `make
+#: The test files that take longest (most CPU first; about 60 to 6 s each on 2 cores). `make
 #: test` runs whole files on each core (``--dist loadfile``); these start first, so that the
 #: many short files fill in at the end and both cores finish together. (By default xdist starts
 #: files by their number of tests, which put a slow file with few tests last: a core then sat
 #: idle for half a minute.) The order only affects the time taken.
 SLOW_FILES = [
     "test_end_to_end.py",
+    "test_spark.py",
     "test_properties.py",
-    "test_tracking_store.py",
+    "test_notebooks.py",
     "test_serving.py",
     "test_purchase_models.py",
-    "test_registry.py",
-    "test_notebooks.py",
-    "test_tracking_server.py",
-    "test_spark.py",
     "test_profiles_redis.py",
-    "test_batch.py",
+    "test_tracking_server.py",
     "test_profiles.py",
+    "test_registry.py",
+    "test_batch.py",
+    "test_gbm.py",
+    "test_pareto_nbd.py",
+    "test_rfm.py",
+    "test_tracking_store.py",
     "test_report.py",  # a training and Chromium (installed with apt-get on a new machine)
 ]
 
