@@ -139,13 +139,12 @@ def train(
     the backtest figure and report. With ``segments.enabled`` the model also keeps segment
     rules (:mod:`clvlab.segments`), whose cut points are fixed on its own scores of the
     training customers at the holdout end; they are logged (``segment_rules.json``) with the
-    segment map (``segment_map.png``; the figures are left out with ``tracking.figures:
-    false``). Last (after registering), the run's HTML report is
-    logged to it (``report.html``, :mod:`clvlab.report`). It is exported to a local folder
-    only when asked (``export``, or ``<tracking.export_dir>/<name>/`` when the config sets
-    it). With ``engine: spark`` the transactions are read, resolved, cleaned and counted on
-    Spark and the BTYD models fitted on the counts of every customer
-    (:mod:`clvlab.spark.training`).
+    segment map (``segment_map.png``; ``tracking.figures: false`` leaves out both figures).
+    Last (after registering), the run's HTML report is logged to it (``report.html``,
+    :mod:`clvlab.report`). It is exported to a local folder only when asked (``export``, or
+    ``<tracking.export_dir>/<name>/`` when the config sets it). With ``engine: spark`` the
+    transactions are read, resolved, cleaned and counted on Spark and the BTYD models fitted
+    on the counts of every customer (:mod:`clvlab.spark.training`).
 
     Parameters
     ----------

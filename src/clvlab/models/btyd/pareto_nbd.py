@@ -431,8 +431,7 @@ def _log_quadrature_integral(
 
 def _log_sum_and_shares(log_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The log of each row's sum of ``exp(log_f)`` (a row may hold ``-inf``, not ``+inf`` or
-    NaN) and each term's share of its row's sum. One pass of ``exp``: scipy's ``logsumexp``
-    took a quarter of a quadrature's time and the shares another ``exp``."""
+    NaN) and each term's share of its row's sum, from one ``exp`` of the terms."""
     top = np.max(log_f, axis=1, keepdims=True)
     top[~np.isfinite(top)] = 0.0  # a row of -inf: every term 0, the log -inf
     terms = np.exp(log_f - top)
