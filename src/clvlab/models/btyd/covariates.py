@@ -27,7 +27,6 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln
 
 from clvlab.errors import DataError
@@ -291,6 +290,7 @@ def maximize_with_covariates(
     ``weight`` subscribers or customers) by L-BFGS-B from ``start``; the optimum and its
     standard errors (from the Hessian by central differences of the gradient; NaN when it
     is singular). Warns when the optimiser does not converge."""
+    from scipy.optimize import minimize  # here: a process that only scores needs none
 
     def mean(u: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = total(u)
