@@ -416,7 +416,9 @@ def _log_quadrature_integral(
     peak = np.clip(np.nan_to_num(peak, nan=0.0), 0.0, u_b)
     nodes, log_w = _log_concave_nodes(phi, np.zeros_like(u_b), u_b, peak)
     rel = rel_big(nodes)
-    total, weight = _log_sum_and_shares(-p * rel + (1.0 - q) * nodes + log_w)
+    total, terms, sums = _log_row_sums(-p * rel + (1.0 - q) * nodes + log_w)
+    with np.errstate(invalid="ignore"):
+        weight = terms / sums[:, None]  # each node's share of the integral
     inv_big = np.exp(-rel) / (P + lo)
     inv_small = np.exp(-nodes) / (Q + lo)
     phi0 = (-p * log_big0 + (1.0 - q) * log_small0)[:, 0]
@@ -429,15 +431,16 @@ def _log_quadrature_integral(
     )
 
 
-def _log_sum_and_shares(log_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _log_row_sums(log_f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The log of each row's sum of ``exp(log_f)`` (a row may hold ``-inf``, not ``+inf`` or
-    NaN) and each term's share of its row's sum, from one ``exp`` of the terms."""
+    NaN), with the scaled terms and their row sums it comes from (``terms / sums`` are the
+    terms' shares of their rows): one ``exp`` of the terms for both."""
     top = np.max(log_f, axis=1, keepdims=True)
     top[~np.isfinite(top)] = 0.0  # a row of -inf: every term 0, the log -inf
     terms = np.exp(log_f - top)
     sums = terms.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return top[:, 0] + np.log(sums), terms / sums[:, None]
+    with np.errstate(divide="ignore"):
+        return top[:, 0] + np.log(sums), terms, sums
 
 
 @dataclass
@@ -822,7 +825,7 @@ def _log_pmf_integral(
 
     phi_p = (n + 1.0) * w_p - (m + n) * np.log(a0 + tau_p) - (s + 1.0) * np.log(b0 + tau_p)
     nodes, log_w = _log_concave_nodes(phi, w_a - w_p, w_b - w_p, np.zeros_like(w_p))
-    return phi_p[:, 0] + _log_sum_and_shares(phi(nodes) + log_w)[0]
+    return phi_p[:, 0] + _log_row_sums(phi(nodes) + log_w)[0]
 
 
 # --------------------------------------------------------------------------------------
