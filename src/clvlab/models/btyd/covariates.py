@@ -54,6 +54,13 @@ class _CovariatePurchaseModel:
 
     def _row_params(self, row: np.ndarray) -> dict[str, float]:
         """The parameters of a customer with covariates ``row``."""
+        k = len(self.covariates_)
+        values = self.params_.to_numpy(dtype=float)
+        return self._scaled(values[:4], row @ values[4 : 4 + k], row @ values[4 + k :])
+
+    def _scaled(self, shapes: np.ndarray, purchase: float, dropout: float) -> dict[str, float]:
+        r"""The parameters at covariates 0 (``shapes``) moved by a customer's linear
+        predictors of purchase and dropout (:math:`z'\gamma_p`, :math:`z'\gamma_d`)."""
         raise NotImplementedError
 
     def _data(
@@ -170,14 +177,12 @@ class CovariateBetaGeo(_CovariatePurchaseModel):
         self._keep(u, errors, z, total(u)[0])
         return self
 
-    def _row_params(self, row: np.ndarray) -> dict[str, float]:
-        k = len(self.covariates_)
-        values = self.params_.to_numpy(dtype=float)
-        r, alpha, a, b = values[:4]
-        scale_d = float(np.exp(row @ values[4 + k :]))
+    def _scaled(self, shapes: np.ndarray, purchase: float, dropout: float) -> dict[str, float]:
+        r, alpha, a, b = shapes
+        scale_d = float(np.exp(dropout))
         return {
             "r": float(r),
-            "alpha": float(alpha * np.exp(-row @ values[4 : 4 + k])),
+            "alpha": float(alpha * np.exp(-purchase)),
             "a": float(a * scale_d),
             "b": float(b * scale_d),
         }
@@ -232,15 +237,13 @@ class CovariateParetoNBD(_CovariatePurchaseModel):
         self._keep(u, errors, z, total(u)[0])
         return self
 
-    def _row_params(self, row: np.ndarray) -> dict[str, float]:
-        k = len(self.covariates_)
-        values = self.params_.to_numpy(dtype=float)
-        r, alpha, s, beta = values[:4]
+    def _scaled(self, shapes: np.ndarray, purchase: float, dropout: float) -> dict[str, float]:
+        r, alpha, s, beta = shapes
         return {
             "r": float(r),
-            "alpha": float(alpha * np.exp(-row @ values[4 : 4 + k])),
+            "alpha": float(alpha * np.exp(-purchase)),
             "s": float(s),
-            "beta": float(beta * np.exp(-row @ values[4 + k :])),
+            "beta": float(beta * np.exp(-dropout)),
         }
 
 
