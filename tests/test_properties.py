@@ -128,6 +128,7 @@ def _id_pool(kind: str) -> st.SearchStrategy[list]:
 
 ID_KINDS = ["int", "nullable_int", "str", "mixed", "float_whole", "float"]
 ID_POOLS = {kind: _id_pool(kind) for kind in ID_KINDS}
+ID_KIND = st.sampled_from(ID_KINDS)
 #: Rows of a raw table: (an index into the id pool, modulo its size, or -1 for a missing id;
 #: day; second of the day).
 RAW_ROWS = st.lists(st.tuples(st.integers(-1, 3), st.integers(0, DAYS), SECONDS), max_size=10)
@@ -191,6 +192,10 @@ def _date_column(draw, stamps: list[pd.Timestamp]) -> pd.Series:
     return pd.Series([int(f"{s:%Y%m%d}") for s in days], dtype="int64")
 
 
+BAD_DATES = st.sampled_from([None, *UNREADABLE_DATES])
+BAD_AMOUNTS = st.sampled_from([math.nan, "abc"])
+
+
 def _spoil_dates(draw, dates: pd.Series) -> pd.Series:
     """One table in ten: some dates missing (NaT, None) or unreadable."""
     if dates.empty or draw(st.integers(0, 9)) != 0:
@@ -202,7 +207,7 @@ def _spoil_dates(draw, dates: pd.Series) -> pd.Series:
         return spoiled
     spoiled = dates.astype(object)
     for row in rows:
-        spoiled.iloc[row] = draw(st.sampled_from([None, *UNREADABLE_DATES]))
+        spoiled.iloc[row] = draw(BAD_DATES)
     return spoiled
 
 
@@ -212,7 +217,7 @@ def _amount_column(draw, n_rows: int) -> pd.Series:
     spoiled = n_rows > 0 and draw(st.integers(0, 9)) == 0
     if spoiled:
         for row in draw(st.sets(st.integers(0, n_rows - 1), min_size=1)):
-            amounts[row] = draw(st.sampled_from([math.nan, "abc"]))
+            amounts[row] = draw(BAD_AMOUNTS)
     if draw(st.booleans()):
         return pd.Series([None if v != v else str(v) for v in amounts], dtype=object)
     return pd.Series(amounts, dtype=object if spoiled else "float64")
@@ -223,7 +228,7 @@ def raw_tables(draw, with_amount: bool) -> RawTable:
     """A few customers' transactions as a user may hand them over: ids of one kind (some
     missing), dates in one form (some maybe spoiled), amounts ordinary to extreme (some maybe
     not numbers), exact duplicate rows; sometimes no rows at all."""
-    id_kind = draw(st.sampled_from(ID_KINDS))
+    id_kind = draw(ID_KIND)
     pool = draw(ID_POOLS[id_kind])
     rows = draw(RAW_ROWS)
     n_rows = len(rows)
@@ -266,29 +271,34 @@ def _case(frame: pd.DataFrame, **overrides: object) -> dict:
     return {**case, **overrides}
 
 
+ON_DAY = st.integers(-5, DAYS + 30).map(lambda d: BASE + pd.Timedelta(days=d))
+AS_OF = (
+    st.none()
+    | ON_DAY.map(lambda day: f"{day:%Y-%m-%d}")
+    | ON_DAY.map(lambda day: (day + pd.Timedelta(hours=13)).isoformat())
+)
+HORIZON_DAYS = st.none() | st.sampled_from([0.01, 1.0, 365.0, 36_525.0]) | st.floats(0.5, 3650.0)
+TIMEZONES = st.none() | st.sampled_from(ZONES)
+KEEP_OR_DROP = st.sampled_from(["keep", "drop"])
+RETURNS = st.sampled_from(["drop", "net"])
+
+
 @st.composite
 def scoring_cases(draw) -> dict:
     count_only = draw(st.integers(0, 4)) == 0
     table = draw(raw_tables(with_amount=not count_only))
-    on_day = st.integers(-5, DAYS + 30).map(lambda d: BASE + pd.Timedelta(days=d))
     return {
         "table": table,
         "count_only": count_only,
         "policy": {
-            "duplicates": draw(st.sampled_from(["keep", "drop"])),
-            "zero_amounts": draw(st.sampled_from(["keep", "drop"])),
+            "duplicates": draw(KEEP_OR_DROP),
+            "zero_amounts": draw(KEEP_OR_DROP),
             # returns="net" needs amounts: a count-only model cannot have been trained with it
-            "returns": "drop" if count_only else draw(st.sampled_from(["drop", "net"])),
+            "returns": "drop" if count_only else draw(RETURNS),
         },
-        "as_of": draw(
-            st.none()
-            | on_day.map(lambda day: f"{day:%Y-%m-%d}")
-            | on_day.map(lambda day: (day + pd.Timedelta(hours=13)).isoformat())
-        ),
-        "horizon_days": draw(
-            st.none() | st.sampled_from([0.01, 1.0, 365.0, 36_525.0]) | st.floats(0.5, 3650.0)
-        ),
-        "timezone": draw(st.none() | st.sampled_from(ZONES)),
+        "as_of": draw(AS_OF),
+        "horizon_days": draw(HORIZON_DAYS),
+        "timezone": draw(TIMEZONES),
     }
 
 
